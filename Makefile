@@ -1,0 +1,49 @@
+# Developer and CI entry points. `scripts/setup` must have run once (it installs PostgreSQL,
+# the system tools and the cargo tools used here).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+# The test suite gives every test its own database; sqlx keeps its bookkeeping in this one,
+# never in the production catalog.
+TEST_DATABASE_URL ?= postgres://ntt:ntt@localhost:5432/ntt_test
+# A scratch database for checking the committed .sqlx/ query data against the migrations.
+CHECK_DATABASE_URL ?= postgres://ntt:ntt@localhost:5432/ntt_sqlx_check
+ADMIN_DATABASE_URL ?= postgres://ntt:ntt@localhost:5432/postgres
+CARGO_BIN := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin
+export PATH := $(CARGO_BIN):$(PATH)
+
+.PHONY: setup build fmt fmt-check lint test test-unit test-db sqlx-prepare sqlx-check test-database
+
+setup:
+	scripts/setup
+
+build:
+	cargo build --release --locked --workspace --bins
+
+fmt:
+	cargo fmt --all
+
+fmt-check:
+	cargo fmt --all --check
+
+lint:
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# The whole suite: formatting, lints, generated-file drift, and every test tier
+# (unit, db, and the root-only privileged tier once it exists).
+test: fmt-check lint sqlx-check test-database
+	DATABASE_URL=$(TEST_DATABASE_URL) cargo nextest run --workspace --locked --no-tests=fail
+
+test-database:
+	@psql -qAt "$(ADMIN_DATABASE_URL)" -c "select 1 from pg_database where datname = 'ntt_test'" | grep -q 1 \
+	  || psql -q "$(ADMIN_DATABASE_URL)" -c "create database ntt_test"
+
+# Regenerate .sqlx/ after changing a query or a migration; commit the result.
+sqlx-prepare:
+	DATABASE_URL=$(CHECK_DATABASE_URL) sqlx database reset -y --source migrations
+	DATABASE_URL=$(CHECK_DATABASE_URL) cargo sqlx prepare --workspace -- --all-targets
+
+# Fails when .sqlx/ no longer matches the queries and the migrations.
+sqlx-check:
+	DATABASE_URL=$(CHECK_DATABASE_URL) sqlx database reset -y --source migrations
+	DATABASE_URL=$(CHECK_DATABASE_URL) cargo sqlx prepare --workspace --check -- --all-targets

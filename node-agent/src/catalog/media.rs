@@ -1,0 +1,309 @@
+//! The `medium` table: one row per physical or virtual medium.
+
+use chrono::{DateTime, Utc};
+use ntt_crds::{Health, MediumHash};
+use serde::Serialize;
+use sqlx::PgExecutor;
+
+use super::CatalogError;
+
+/// A medium's surrogate id in the catalog. Partitions are named from it; it is never shown as
+/// the medium's identity (that is the [`MediumHash`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct MediumId(i64);
+
+impl MediumId {
+    /// Wraps a raw id as read from the catalog.
+    pub const fn new(id: i64) -> Self {
+        Self(id)
+    }
+
+    /// The raw id.
+    pub const fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for MediumId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// What a medium was ingested from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "medium_kind", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum MediumKind {
+    /// A block device, imaged with ddrescue.
+    Device,
+    /// An existing image file (raw, split, qcow2, EWF, ...).
+    Image,
+    /// A directory tree, ingested without imaging.
+    Directory,
+}
+
+/// The catalog's `health` enum; the same values as [`Health`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "health", rename_all = "lowercase")]
+pub enum HealthValue {
+    /// See [`Health::Ok`].
+    Ok,
+    /// See [`Health::Incomplete`].
+    Incomplete,
+    /// See [`Health::Corrupt`].
+    Corrupt,
+    /// See [`Health::Failed`].
+    Failed,
+}
+
+impl From<HealthValue> for Health {
+    fn from(value: HealthValue) -> Self {
+        match value {
+            HealthValue::Ok => Health::Ok,
+            HealthValue::Incomplete => Health::Incomplete,
+            HealthValue::Corrupt => Health::Corrupt,
+            HealthValue::Failed => Health::Failed,
+        }
+    }
+}
+
+impl From<Health> for HealthValue {
+    fn from(value: Health) -> Self {
+        match value {
+            Health::Ok => HealthValue::Ok,
+            Health::Incomplete => HealthValue::Incomplete,
+            Health::Corrupt => HealthValue::Corrupt,
+            Health::Failed => HealthValue::Failed,
+        }
+    }
+}
+
+/// How far the pipeline got with a medium, derived from its stage timestamps (never stored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// Identified and recorded; nothing else done yet.
+    Identified,
+    /// The image is complete (ddrescue finished or the image was registered).
+    Imaged,
+    /// Partitions and filesystems were found and recorded.
+    Volumes,
+    /// Every entry is in the catalog.
+    Enumerated,
+    /// Every file is copied, excluded or failed.
+    Copied,
+    /// The copy was verified.
+    Verified,
+}
+
+impl Stage {
+    /// The lowercase name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Identified => "identified",
+            Self::Imaged => "imaged",
+            Self::Volumes => "volumes",
+            Self::Enumerated => "enumerated",
+            Self::Copied => "copied",
+            Self::Verified => "verified",
+        }
+    }
+}
+
+/// A medium to record.
+#[derive(Debug, Clone)]
+pub struct NewMedium {
+    /// Its identity.
+    pub hash: MediumHash,
+    /// A unique name for people.
+    pub name: String,
+    /// What it is.
+    pub kind: MediumKind,
+    /// The device, image or directory it came from, as given.
+    pub source: String,
+    /// Free text from the archivist.
+    pub description: Option<String>,
+    /// Size in bytes, where known.
+    pub size_bytes: Option<u64>,
+}
+
+/// One medium as `ntt status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MediumSummary {
+    /// Surrogate id.
+    pub id: MediumId,
+    /// Identity.
+    pub hash: String,
+    /// Name for people.
+    pub name: String,
+    /// What it is.
+    pub kind: MediumKind,
+    /// Where it came from.
+    pub source: String,
+    /// Archivist's note.
+    pub description: Option<String>,
+    /// Size in bytes.
+    pub size_bytes: Option<i64>,
+    /// Health from the mapfile, once imaged.
+    pub health: Option<Health>,
+    /// Bytes rescued so far.
+    pub rescued_bytes: Option<i64>,
+    /// Bytes known unreadable.
+    pub bad_bytes: Option<i64>,
+    /// Furthest stage reached.
+    pub stage: Stage,
+    /// When it was first recorded.
+    pub created_at: DateTime<Utc>,
+}
+
+/// When each stage of a medium was completed, as recorded in the catalog.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StageTimes {
+    /// The image was complete.
+    pub imaged_at: Option<DateTime<Utc>>,
+    /// Volumes were found.
+    pub volumes_at: Option<DateTime<Utc>>,
+    /// Enumeration was loaded.
+    pub enumerated_at: Option<DateTime<Utc>>,
+    /// Copying finished.
+    pub copied_at: Option<DateTime<Utc>>,
+    /// Verification finished.
+    pub verified_at: Option<DateTime<Utc>>,
+}
+
+impl StageTimes {
+    /// The furthest stage completed. A later stage counts even when an earlier one has no time
+    /// (a directory medium is never imaged).
+    pub fn stage(&self) -> Stage {
+        [
+            (self.verified_at, Stage::Verified),
+            (self.copied_at, Stage::Copied),
+            (self.enumerated_at, Stage::Enumerated),
+            (self.volumes_at, Stage::Volumes),
+            (self.imaged_at, Stage::Imaged),
+        ]
+        .into_iter()
+        .find_map(|(at, stage)| at.map(|_| stage))
+        .unwrap_or(Stage::Identified)
+    }
+}
+
+fn to_i64(operation: &'static str, value: u64) -> Result<i64, CatalogError> {
+    i64::try_from(value).map_err(|_| CatalogError::InvalidValue {
+        operation,
+        source: sqlx::Error::Protocol(format!("{value} does not fit a bigint")),
+    })
+}
+
+/// Records a new medium and returns its id. A medium whose hash or name is already recorded is
+/// refused with [`super::Constraint::MediumHashTaken`] or [`super::Constraint::MediumNameTaken`].
+pub async fn insert_medium(
+    executor: impl PgExecutor<'_>,
+    medium: &NewMedium,
+) -> Result<MediumId, CatalogError> {
+    const OPERATION: &str = "record the medium";
+    let size = medium
+        .size_bytes
+        .map(|s| to_i64(OPERATION, s))
+        .transpose()?;
+    sqlx::query_scalar!(
+        r#"insert into medium (hash, name, kind, source, description, size_bytes)
+           values ($1, $2, $3, $4, $5, $6)
+           returning id as "id: MediumId""#,
+        medium.hash.as_str(),
+        medium.name,
+        medium.kind as MediumKind,
+        medium.source,
+        medium.description,
+        size,
+    )
+    .fetch_one(executor)
+    .await
+    .map_err(|e| CatalogError::from_sqlx(OPERATION, e))
+}
+
+/// Every medium, oldest first.
+pub async fn list_media(executor: impl PgExecutor<'_>) -> Result<Vec<MediumSummary>, CatalogError> {
+    let rows = sqlx::query!(
+        r#"select id as "id: MediumId", hash, name, kind as "kind: MediumKind", source,
+                  description, size_bytes, health as "health: HealthValue", rescued_bytes,
+                  bad_bytes, created_at, imaged_at, volumes_at, enumerated_at, copied_at,
+                  verified_at
+           from medium
+           order by created_at, id"#
+    )
+    .fetch_all(executor)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("list media", e))?;
+    Ok(rows
+        .into_iter()
+        .map(|row| MediumSummary {
+            stage: StageTimes {
+                imaged_at: row.imaged_at,
+                volumes_at: row.volumes_at,
+                enumerated_at: row.enumerated_at,
+                copied_at: row.copied_at,
+                verified_at: row.verified_at,
+            }
+            .stage(),
+            id: row.id,
+            hash: row.hash,
+            name: row.name,
+            kind: row.kind,
+            source: row.source,
+            description: row.description,
+            size_bytes: row.size_bytes,
+            health: row.health.map(Health::from),
+            rescued_bytes: row.rescued_bytes,
+            bad_bytes: row.bad_bytes,
+            created_at: row.created_at,
+        })
+        .collect())
+}
+
+/// Deletes a medium's row (its volumes follow by cascade). Its partitions must be dropped first
+/// with [`super::partitions::drop_medium_partitions`]. Returns whether a row was deleted.
+pub async fn delete_medium(
+    executor: impl PgExecutor<'_>,
+    id: MediumId,
+) -> Result<bool, CatalogError> {
+    let result = sqlx::query!("delete from medium where id = $1", id as MediumId)
+        .execute(executor)
+        .await
+        .map_err(|e| CatalogError::from_sqlx("delete the medium", e))?;
+    Ok(result.rows_affected() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_is_the_furthest_completed_one() {
+        let at = Some(Utc::now());
+        let mut times = StageTimes::default();
+        assert_eq!(times.stage(), Stage::Identified);
+        times.imaged_at = at;
+        assert_eq!(times.stage(), Stage::Imaged);
+        times.volumes_at = at;
+        assert_eq!(times.stage(), Stage::Volumes);
+        times.enumerated_at = at;
+        assert_eq!(times.stage(), Stage::Enumerated);
+        times.copied_at = at;
+        assert_eq!(times.stage(), Stage::Copied);
+        times.verified_at = at;
+        assert_eq!(times.stage(), Stage::Verified);
+    }
+
+    #[test]
+    fn directory_medium_without_imaging_reaches_later_stages() {
+        let times = StageTimes {
+            volumes_at: Some(Utc::now()),
+            enumerated_at: Some(Utc::now()),
+            ..StageTimes::default()
+        };
+        assert_eq!(times.stage(), Stage::Enumerated);
+    }
+}

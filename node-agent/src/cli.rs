@@ -1,0 +1,165 @@
+//! The `ntt` command line. Every flag can also be set from the `NTT_*` variable named in
+//! [`crate::env`]; data goes to stdout, logs and errors to stderr.
+
+mod status;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::catalog::{Catalog, ConnectOptions, media};
+use crate::database_url::DatabaseUrl;
+use crate::env;
+use crate::telemetry::LogFormat;
+
+/// NTT ("No Two Things") ingests storage media into a deduplicated, content-addressed archive
+/// with a PostgreSQL catalog.
+#[derive(Debug, Parser)]
+#[command(name = "ntt", version, max_term_width = 100)]
+pub struct Args {
+    /// PostgreSQL URL of the catalog [default: the local database `scripts/setup` provisions]
+    #[arg(
+        long,
+        global = true,
+        env = env::DATABASE_URL,
+        default_value = env::DEFAULT_DATABASE_URL,
+        hide_default_value = true,
+        hide_env_values = true
+    )]
+    pub database_url: String,
+
+    /// Seconds to wait for a catalog connection
+    #[arg(long, global = true, env = env::CONNECT_TIMEOUT, default_value_t = 10)]
+    pub connect_timeout: u64,
+
+    /// Log format on stderr
+    #[arg(long, global = true, env = env::LOG_FORMAT, value_enum, default_value = "plain")]
+    pub log_format: LogFormat,
+
+    /// What to do
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage the catalog database
+    Db {
+        /// What to do with the database
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+    /// Show every medium in the catalog: stage, health, size
+    Status {
+        /// Print a JSON array instead of a table
+        #[arg(long, env = env::JSON)]
+        json: bool,
+    },
+}
+
+/// `ntt db` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Apply pending schema migrations (safe to run repeatedly and concurrently)
+    Migrate,
+    /// Check the database is reachable and at this binary's schema
+    Check,
+}
+
+impl Args {
+    fn connect_options(&self) -> anyhow::Result<ConnectOptions> {
+        let url: DatabaseUrl = self
+            .database_url
+            .parse()
+            .context("check NTT_DATABASE_URL")?;
+        let mut options = ConnectOptions::new(url);
+        options.connect_timeout = Duration::from_secs(self.connect_timeout.max(1));
+        Ok(options)
+    }
+}
+
+/// The error and its causes on one line, each cause once: drivers often repeat their source's
+/// text in their own message, and printing both doubles every line.
+pub fn error_chain(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+/// Runs one command; the exit code is non-zero on failure.
+pub async fn run(args: Args, stdout: &mut impl Write) -> anyhow::Result<ExitCode> {
+    let options = args.connect_options()?;
+    match args.command {
+        Command::Db {
+            command: DbCommand::Migrate,
+        } => {
+            let mut options = options;
+            // Migrations may rewrite large tables; they are never cut off by a timeout.
+            options.statement_timeout = None;
+            let catalog = Catalog::connect(&options).await?;
+            let applied = catalog.migrate().await?;
+            writeln!(
+                stdout,
+                "catalog at {} is up to date ({applied} migration(s) applied)",
+                options.url
+            )?;
+        }
+        Command::Db {
+            command: DbCommand::Check,
+        } => {
+            let catalog = Catalog::connect(&options).await?;
+            catalog.check_schema().await?;
+            writeln!(
+                stdout,
+                "catalog at {} is reachable and up to date",
+                options.url
+            )?;
+        }
+        Command::Status { json } => {
+            let catalog = Catalog::connect(&options).await?;
+            catalog.check_schema().await?;
+            let media = media::list_media(catalog.pool()).await?;
+            if json {
+                status::write_json(&media, stdout)?;
+            } else {
+                status::write_table(&media, stdout)?;
+                if media.is_empty() {
+                    tracing::info!("no media in the catalog yet");
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    #[test]
+    fn error_chain_prints_each_cause_once() {
+        let inner = std::io::Error::other("connection refused");
+        let error = anyhow::Error::new(Repeats(inner)).context("cannot connect");
+        assert_eq!(
+            error_chain(&error),
+            "cannot connect: outer: connection refused"
+        );
+    }
+}
