@@ -1,6 +1,7 @@
 //! The `ntt` command line. Every flag can also be set from the `NTT_*` variable named in
 //! [`crate::env`]; data goes to stdout, logs and errors to stderr.
 
+mod image;
 mod status;
 
 use std::io::Write;
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Catalog, ConnectOptions, media};
 use crate::database_url::DatabaseUrl;
@@ -39,6 +41,10 @@ pub struct Args {
     #[arg(long, global = true, env = env::LOG_FORMAT, value_enum, default_value = "plain")]
     pub log_format: LogFormat,
 
+    /// Host settings
+    #[command(flatten)]
+    pub host: image::HostArgs,
+
     /// What to do
     #[command(subcommand)]
     pub command: Command,
@@ -53,6 +59,8 @@ pub enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// Identify a medium and image it with ddrescue (devices) or register its image (files)
+    Image(image::ImageArgs),
     /// Show every medium in the catalog: stage, health, size
     Status {
         /// Print a JSON array instead of a table
@@ -99,10 +107,41 @@ pub fn error_chain(error: &anyhow::Error) -> String {
     line
 }
 
+/// Exit code of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
+const EXIT_CANCELLED: u8 = 130;
+
+/// A token cancelled on the first SIGINT or SIGTERM. Later signals change nothing: what is
+/// running (ddrescue saving its mapfile) is always waited for.
+fn cancel_on_signals() -> anyhow::Result<CancellationToken> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let token = CancellationToken::new();
+    let mut interrupt = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::warn!("stopping: finishing what is running so it can be resumed");
+        cancel.cancel();
+    });
+    Ok(token)
+}
+
 /// Runs one command; the exit code is non-zero on failure.
 pub async fn run(args: Args, stdout: &mut impl Write) -> anyhow::Result<ExitCode> {
     let options = args.connect_options()?;
     match args.command {
+        Command::Image(image_args) => {
+            let cancel = cancel_on_signals()?;
+            let catalog = Catalog::connect(&options).await?;
+            catalog.check_schema().await?;
+            let report = image::run(&catalog, &args.host, image_args, &cancel, stdout).await?;
+            if report.end == crate::imaging::ImageEnd::Cancelled {
+                return Ok(ExitCode::from(EXIT_CANCELLED));
+            }
+        }
         Command::Db {
             command: DbCommand::Migrate,
         } => {

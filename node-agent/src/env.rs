@@ -7,13 +7,63 @@ pub const DATABASE_URL: &str = "NTT_DATABASE_URL";
 pub const LOG_FORMAT: &str = "NTT_LOG_FORMAT";
 /// Seconds to wait for a catalog connection before giving up.
 pub const CONNECT_TIMEOUT: &str = "NTT_CONNECT_TIMEOUT";
+/// Directory for images and mapfiles.
+pub const DATA_DIR: &str = "NTT_DATA_DIR";
+/// Directory for host locks.
+pub const LOCK_DIR: &str = "NTT_LOCK_DIR";
+/// Health threshold: lowest rescued percentage that is "incomplete".
+pub const HEALTH_INCOMPLETE: &str = "NTT_HEALTH_INCOMPLETE";
+/// Health threshold: lowest rescued percentage that is "corrupt".
+pub const HEALTH_CORRUPT: &str = "NTT_HEALTH_CORRUPT";
+/// Catalog name of the medium being imaged.
+pub const NAME: &str = "NTT_NAME";
+/// Description of the medium being imaged.
+pub const DESCRIPTION: &str = "NTT_DESCRIPTION";
+/// Imaging profile: quick, default, thorough.
+pub const PROFILE: &str = "NTT_PROFILE";
+/// Retry count of the retrying ddrescue passes.
+pub const RETRIES: &str = "NTT_RETRIES";
+/// Seconds without a successful read that end a ddrescue pass.
+pub const STALL_TIMEOUT: &str = "NTT_STALL_TIMEOUT";
+/// Seconds after which each ddrescue pass is stopped.
+pub const MAX_PASS_TIME: &str = "NTT_MAX_PASS_TIME";
+/// Sector size override for imaging.
+pub const SECTOR_SIZE: &str = "NTT_SECTOR_SIZE";
+/// Read devices through the page cache instead of direct I/O.
+pub const BUFFERED_READS: &str = "NTT_BUFFERED_READS";
+/// Mapfile of a raw image registered from elsewhere.
+pub const MAPFILE: &str = "NTT_MAPFILE";
 /// Print machine-readable JSON instead of tables.
 pub const JSON: &str = "NTT_JSON";
 /// Log filter (tracing `EnvFilter` syntax), the usual Rust name.
 pub const RUST_LOG: &str = "RUST_LOG";
 
 /// Every variable above, for documentation checks.
-pub const ALL: &[&str] = &[DATABASE_URL, LOG_FORMAT, CONNECT_TIMEOUT, JSON, RUST_LOG];
+pub const ALL: &[&str] = &[
+    DATABASE_URL,
+    CONNECT_TIMEOUT,
+    LOG_FORMAT,
+    DATA_DIR,
+    LOCK_DIR,
+    HEALTH_INCOMPLETE,
+    HEALTH_CORRUPT,
+    NAME,
+    DESCRIPTION,
+    PROFILE,
+    RETRIES,
+    STALL_TIMEOUT,
+    MAX_PASS_TIME,
+    SECTOR_SIZE,
+    BUFFERED_READS,
+    MAPFILE,
+    JSON,
+    RUST_LOG,
+];
+
+/// Where images and mapfiles go by default.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/ntt/images";
+/// Where host locks live by default (a tmpfs: locks never outlive a boot).
+pub const DEFAULT_LOCK_DIR: &str = "/run/ntt/lock";
 
 /// The catalog the setup command provisions on the local host.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://ntt:ntt@localhost:5432/ntt";

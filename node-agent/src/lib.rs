@@ -15,4 +15,6 @@ pub mod catalog;
 pub mod cli;
 pub mod database_url;
 pub mod env;
+pub mod imaging;
+pub mod lock;
 pub mod telemetry;

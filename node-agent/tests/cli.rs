@@ -11,25 +11,9 @@ use std::process::{Command, Output};
 use ntt_agent::catalog::media::{self, MediumKind, NewMedium};
 use sqlx::PgPool;
 
-/// The URL of the test's own database: `DATABASE_URL` with the database name replaced.
-async fn url_of(pool: &PgPool) -> String {
-    let name: String = sqlx::query_scalar("select current_database()::text")
-        .fetch_one(pool)
-        .await
-        .unwrap();
-    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the db tier");
-    let (without_query, query) = base
-        .split_once('?')
-        .map_or((base.as_str(), None), |(u, q)| (u, Some(q)));
-    let prefix = without_query
-        .rsplit_once('/')
-        .expect("DATABASE_URL has a database")
-        .0;
-    match query {
-        Some(query) => format!("{prefix}/{name}?{query}"),
-        None => format!("{prefix}/{name}"),
-    }
-}
+#[path = "support/db.rs"]
+mod db;
+use db::url_of;
 
 fn ntt(url: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ntt"))
@@ -52,7 +36,10 @@ async fn migrate_then_status_works_on_a_new_database(pool: PgPool) {
     let migrate = ntt(&url, &["db", "migrate"]);
     assert!(migrate.status.success(), "{}", text(&migrate.stderr));
     assert!(
-        text(&migrate.stdout).contains("1 migration(s) applied"),
+        text(&migrate.stdout).contains(&format!(
+            "{} migration(s) applied",
+            ntt_agent::catalog::MIGRATOR.iter().count()
+        )),
         "{}",
         text(&migrate.stdout)
     );
@@ -99,6 +86,8 @@ async fn migrate_then_status_works_on_a_new_database(pool: PgPool) {
             source: "/dev/disk/by-id/usb-IOMEGA_ZIP_100".into(),
             description: Some("box 3".into()),
             size_bytes: Some(100_663_296),
+            model: Some("ZIP_100".into()),
+            serial: None,
         },
     )
     .await

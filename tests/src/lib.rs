@@ -21,6 +21,8 @@ pub async fn medium(pool: &PgPool, hash: &str, name: &str) -> MediumId {
             source: format!("/images/{name}.img"),
             description: None,
             size_bytes: Some(1 << 20),
+            model: None,
+            serial: None,
         },
     )
     .await

@@ -54,6 +54,10 @@ constraints! {
     MediumRescueNonnegative = "medium_rescue_nonnegative",
     /// a medium's problems are a JSON object
     MediumProblemsObject = "medium_problems_object",
+    /// a sector size is 512, 1024, 2048 or 4096 bytes
+    MediumSectorSizeValid = "medium_sector_size_valid",
+    /// non-tried and unfinished byte counts are not negative
+    MediumUnfinishedNonnegative = "medium_unfinished_nonnegative",
     /// a volume number is unique within its medium
     VolumePkey = "volume_pkey",
     /// a volume belongs to an existing medium

@@ -6,6 +6,8 @@ use serde::Serialize;
 use sqlx::PgExecutor;
 
 use super::CatalogError;
+use crate::imaging::mapfile::RescueSummary;
+use crate::imaging::source::SourceFormat;
 
 /// A medium's surrogate id in the catalog. Partitions are named from it; it is never shown as
 /// the medium's identity (that is the [`MediumHash`]).
@@ -127,6 +129,10 @@ pub struct NewMedium {
     pub description: Option<String>,
     /// Size in bytes, where known.
     pub size_bytes: Option<u64>,
+    /// Model, for devices.
+    pub model: Option<String>,
+    /// Serial number, for devices.
+    pub serial: Option<String>,
 }
 
 /// One medium as `ntt status` shows it.
@@ -209,8 +215,8 @@ pub async fn insert_medium(
         .map(|s| to_i64(OPERATION, s))
         .transpose()?;
     sqlx::query_scalar!(
-        r#"insert into medium (hash, name, kind, source, description, size_bytes)
-           values ($1, $2, $3, $4, $5, $6)
+        r#"insert into medium (hash, name, kind, source, description, size_bytes, model, serial)
+           values ($1, $2, $3, $4, $5, $6, $7, $8)
            returning id as "id: MediumId""#,
         medium.hash.as_str(),
         medium.name,
@@ -218,10 +224,171 @@ pub async fn insert_medium(
         medium.source,
         medium.description,
         size,
+        medium.model,
+        medium.serial,
     )
     .fetch_one(executor)
     .await
     .map_err(|e| CatalogError::from_sqlx(OPERATION, e))
+}
+
+/// A medium's identity and imaging state, as the imaging stage needs it.
+#[derive(Debug, Clone)]
+pub struct MediumRecord {
+    /// Surrogate id.
+    pub id: MediumId,
+    /// Identity.
+    pub hash: String,
+    /// Name for people.
+    pub name: String,
+    /// What it is.
+    pub kind: MediumKind,
+    /// Where it came from.
+    pub source: String,
+    /// The image, once known.
+    pub image_path: Option<String>,
+    /// The ddrescue mapfile, for imaged devices.
+    pub mapfile_path: Option<String>,
+    /// When imaging completed (all passes of a run finished, digest recorded).
+    pub imaged_at: Option<DateTime<Utc>>,
+}
+
+/// The medium with this hash, if it is in the catalog.
+pub async fn find_medium_by_hash(
+    executor: impl PgExecutor<'_>,
+    hash: &MediumHash,
+) -> Result<Option<MediumRecord>, CatalogError> {
+    sqlx::query_as!(
+        MediumRecord,
+        r#"select id as "id: MediumId", hash, name, kind as "kind: MediumKind", source,
+                  image_path, mapfile_path, imaged_at
+           from medium where hash = $1"#,
+        hash.as_str()
+    )
+    .fetch_optional(executor)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("look up the medium", e))
+}
+
+/// Whether a medium with this name exists.
+pub async fn name_is_taken(
+    executor: impl PgExecutor<'_>,
+    name: &str,
+) -> Result<bool, CatalogError> {
+    sqlx::query_scalar!(
+        r#"select exists (select 1 from medium where name = $1) as "taken!""#,
+        name
+    )
+    .fetch_one(executor)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("look up the medium name", e))
+}
+
+/// Where a medium's image is and how it was read.
+#[derive(Debug, Clone)]
+pub struct ImageLocation<'a> {
+    /// The raw image (in the data directory, or the registered file itself).
+    pub image_path: &'a str,
+    /// The ddrescue mapfile, if there is one.
+    pub mapfile_path: Option<&'a str>,
+    /// The source's format.
+    pub format: SourceFormat,
+    /// The sector size ddrescue used.
+    pub sector_size: Option<u32>,
+}
+
+/// Records where the medium's image is.
+pub async fn record_image_location(
+    executor: impl PgExecutor<'_>,
+    id: MediumId,
+    location: &ImageLocation<'_>,
+) -> Result<(), CatalogError> {
+    let sector_size = location
+        .sector_size
+        .map(i32::try_from)
+        .transpose()
+        .map_err(|_| CatalogError::InvalidValue {
+            operation: "record the image location",
+            source: sqlx::Error::Protocol("sector size out of range".into()),
+        })?;
+    sqlx::query!(
+        "update medium set image_path = $2, mapfile_path = $3, source_format = $4, sector_size = $5
+         where id = $1",
+        id as MediumId,
+        location.image_path,
+        location.mapfile_path,
+        location.format as SourceFormat,
+        sector_size,
+    )
+    .execute(executor)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("record the image location", e))?;
+    Ok(())
+}
+
+/// Records how much of the medium is rescued, and its health (recomputed by the caller from the
+/// same summary, never carried over).
+pub async fn record_rescue(
+    executor: impl PgExecutor<'_>,
+    id: MediumId,
+    summary: &RescueSummary,
+    health: Option<Health>,
+) -> Result<(), CatalogError> {
+    const OPERATION: &str = "record the rescue progress";
+    let bad_areas = i32::try_from(summary.bad_areas.len()).unwrap_or(i32::MAX);
+    sqlx::query!(
+        "update medium set size_bytes = $2, rescued_bytes = $3, bad_bytes = $4, bad_areas = $5,
+                non_tried_bytes = $6, unfinished_bytes = $7, health = $8
+         where id = $1",
+        id as MediumId,
+        to_i64(OPERATION, summary.total)?,
+        to_i64(OPERATION, summary.rescued)?,
+        to_i64(OPERATION, summary.bad)?,
+        bad_areas,
+        to_i64(OPERATION, summary.non_tried)?,
+        to_i64(
+            OPERATION,
+            summary.non_tried + summary.non_trimmed + summary.non_scraped
+        )?,
+        health.map(HealthValue::from) as Option<HealthValue>,
+    )
+    .execute(executor)
+    .await
+    .map_err(|e| CatalogError::from_sqlx(OPERATION, e))?;
+    Ok(())
+}
+
+/// Records that imaging finished, with the image's full BLAKE3 digest.
+pub async fn record_imaged(
+    executor: impl PgExecutor<'_>,
+    id: MediumId,
+    digest: &[u8; 32],
+) -> Result<(), CatalogError> {
+    sqlx::query!(
+        "update medium set image_digest = $2, imaged_at = now() where id = $1",
+        id as MediumId,
+        &digest[..],
+    )
+    .execute(executor)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("record the image digest", e))?;
+    Ok(())
+}
+
+/// The recorded image digest of the medium with this hash.
+pub async fn image_digest(
+    executor: impl PgExecutor<'_>,
+    hash: &MediumHash,
+) -> Result<Option<[u8; 32]>, CatalogError> {
+    let digest = sqlx::query_scalar!(
+        "select image_digest from medium where hash = $1",
+        hash.as_str()
+    )
+    .fetch_optional(executor)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("read the image digest", e))?
+    .flatten();
+    Ok(digest.and_then(|d| <[u8; 32]>::try_from(d.as_slice()).ok()))
 }
 
 /// Every medium, oldest first.

@@ -58,13 +58,17 @@ fn write_row(out: &mut impl Write, cells: &[String; 8], widths: &[usize; 8]) -> 
     writeln!(out, "{}", line.trim_end())
 }
 
-/// Control characters in a name would break the table; show them escaped.
+/// Control characters in a name would break the table; show them escaped, keep the rest.
 fn printable(name: &str) -> String {
-    name.chars()
-        .flat_map(char::escape_default)
-        .collect::<String>()
-        .replace("\\'", "'")
-        .replace("\\\"", "\"")
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn rescued_percent(rescued: Option<i64>, size: Option<i64>) -> String {
@@ -139,10 +143,18 @@ mod tests {
     #[test]
     fn table_aligns_columns_and_escapes_control_characters() {
         let mut out = Vec::new();
-        write_table(&[medium("disk\n1", Some(1536), Some(768))], &mut out).unwrap();
+        write_table(
+            &[
+                medium("disk\n1", Some(1536), Some(768)),
+                medium("ímynd", None, None),
+            ],
+            &mut out,
+        )
+        .unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[2].starts_with("ímynd    "), "{text}");
         assert!(
             lines[0].starts_with("NAME     HASH      KIND   STAGE"),
             "{text}"

@@ -53,6 +53,8 @@ async fn a_known_hash_or_name_is_refused_with_a_typed_error(pool: PgPool) {
         source: "/dev/sdz".into(),
         description: None,
         size_bytes: None,
+        model: None,
+        serial: None,
     };
     let error = media::insert_medium(&pool, &again).await.unwrap_err();
     assert_eq!(
@@ -99,6 +101,8 @@ async fn a_size_beyond_bigint_is_an_invalid_value_not_a_wraparound(pool: PgPool)
         source: "/x".into(),
         description: None,
         size_bytes: Some(u64::MAX),
+        model: None,
+        serial: None,
     };
     let error = media::insert_medium(&pool, &huge).await.unwrap_err();
     assert!(

@@ -1,4 +1,8 @@
-use ntt_agent::catalog::{Catalog, CatalogError};
+use ntt_agent::catalog::{Catalog, CatalogError, MIGRATOR};
+
+fn newest_known() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap()
+}
 use sqlx::PgPool;
 
 /// Tables, columns, constraints and functions of the public schema, as one sorted listing.
@@ -34,7 +38,7 @@ async fn migrations_apply_to_an_empty_database_and_are_a_noop_the_second_time(po
     );
 
     let applied = catalog.migrate().await.unwrap();
-    assert_eq!(applied, ntt_agent::catalog::MIGRATOR.iter().count());
+    assert_eq!(applied, MIGRATOR.iter().count());
     catalog.check_schema().await.unwrap();
     let after_first = schema_listing(&pool).await;
     for expected in [
@@ -69,7 +73,7 @@ async fn unmigrated_database_is_reported_as_such(pool: PgPool) {
     let catalog = Catalog::from_pool(pool);
     let error = catalog.check_schema().await.unwrap_err();
     assert!(
-        matches!(error, CatalogError::NotMigrated { pending: 1 }),
+        matches!(error, CatalogError::NotMigrated { pending } if pending == MIGRATOR.iter().count()),
         "{error:?}"
     );
     assert!(
@@ -93,8 +97,8 @@ async fn database_with_a_newer_schema_is_refused(pool: PgPool) {
             error,
             CatalogError::SchemaTooNew {
                 applied: 99_990_101_000_000,
-                known: 1
-            }
+                known
+            } if known == newest_known()
         ),
         "{error:?}"
     );

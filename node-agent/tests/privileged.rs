@@ -1,0 +1,565 @@
+//! The privileged tier for imaging: real ddrescue on real loop devices over a FUSE file that
+//! fails where we say, plus real third-party images. Runs as root; never skips.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers fail the test with the error"
+)]
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    clippy::single_range_in_vec_init,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    reason = "test code: small sizes, diagnostics on stderr, std::fs with unwrap is clear enough"
+)]
+
+#[path = "support/db.rs"]
+mod db;
+#[path = "support/faulty_disk.rs"]
+mod faulty_disk;
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use faulty_disk::{Faults, FaultyDisk, disk_content};
+use ntt_agent::imaging::ddrescue::read_summary;
+use ntt_agent::imaging::identity::{IdentifyError, identify};
+use ntt_agent::imaging::mapfile::Area;
+use serde_json::Value;
+use sqlx::PgPool;
+
+const MIB: u64 = 1 << 20;
+
+/// A scratch data and lock directory, removed afterwards.
+struct Host {
+    root: PathBuf,
+    url: String,
+}
+
+impl Host {
+    async fn new(pool: &PgPool) -> Self {
+        let root =
+            std::env::temp_dir().join(format!("ntt-host-{}-{}", std::process::id(), rand_suffix()));
+        std::fs::create_dir_all(&root).unwrap();
+        Self {
+            root,
+            url: db::url_of(pool).await,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ntt"));
+        command
+            .args(args)
+            .env("NTT_DATABASE_URL", &self.url)
+            .env("NTT_DATA_DIR", self.root.join("images"))
+            .env("NTT_LOCK_DIR", self.root.join("lock"))
+            .env_remove("NTT_JSON")
+            .env_remove("NTT_PROFILE");
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let output = self.command(args).output().unwrap();
+        eprintln!(
+            "ntt {args:?} stderr:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// Runs `ntt image ... --json` and returns the report; the run must succeed.
+    fn image(&self, args: &[&str]) -> Value {
+        let mut all = vec!["image", "--json"];
+        all.extend_from_slice(args);
+        let output = self.run(&all);
+        assert!(
+            output.status.success(),
+            "ntt image failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn mapfile(&self, report_or_hash: &str) -> PathBuf {
+        self.root
+            .join("images")
+            .join(format!("{report_or_hash}.map"))
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+fn areas(report: &Value) -> Vec<Area> {
+    report["rescue"]["bad_areas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| Area {
+            pos: a["pos"].as_u64().unwrap(),
+            size: a["size"].as_u64().unwrap(),
+        })
+        .collect()
+}
+
+fn as_areas(ranges: &[Range<u64>]) -> Vec<Area> {
+    ranges
+        .iter()
+        .map(|r| Area {
+            pos: r.start,
+            size: r.end - r.start,
+        })
+        .collect()
+}
+
+/// The content as a perfect image would hold it: bad ranges read as zeros.
+fn expected_image(content: &[u8], bad: &[Range<u64>]) -> Vec<u8> {
+    let mut image = content.to_vec();
+    for range in bad {
+        image[range.start as usize..range.end as usize].fill(0);
+    }
+    image
+}
+
+fn digest(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+async fn medium_row(pool: &PgPool, hash: &str) -> (i64, i64, i32, String, Option<Vec<u8>>) {
+    sqlx::query_as(
+        "select rescued_bytes, bad_bytes, bad_areas, health::text, image_digest from medium where hash = $1",
+    )
+    .bind(hash)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn bad_ranges_on_a_failing_device_become_exactly_the_mapfiles_bad_areas(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let bad = vec![
+        5 * MIB + 4096..5 * MIB + 8192,
+        9 * MIB + 512..9 * MIB + 1536,
+    ];
+    let content = disk_content(16 * MIB as usize, 1);
+    let mut disk = FaultyDisk::start(
+        content.clone(),
+        Faults {
+            bad: bad.clone(),
+            ..Faults::default()
+        },
+    );
+    let device = disk.attach();
+
+    let report = host.image(&[device.to_str().unwrap(), "--name", "failing-disk"]);
+
+    assert_eq!(report["format"], "device");
+    assert_eq!(report["end"], "passes-exhausted");
+    assert_eq!(areas(&report), as_areas(&bad));
+    assert_eq!(report["rescue"]["bad"], 5 * 1024);
+    assert_eq!(report["rescue"]["total"], 16 * MIB);
+    assert_eq!(report["rescue"]["rescued"], 16 * MIB - 5 * 1024);
+    assert_eq!(report["health"], "incomplete");
+    let image = std::fs::read(report["image_path"].as_str().unwrap()).unwrap();
+    assert_eq!(image.len() as u64, 16 * MIB);
+    assert!(
+        image == expected_image(&content, &bad),
+        "image differs from the readable content"
+    );
+    assert_eq!(report["image_digest"], digest(&image));
+
+    let hash = report["hash"].as_str().unwrap();
+    let (rescued, bad_bytes, bad_areas, health, image_digest) = medium_row(&pool, hash).await;
+    assert_eq!(
+        (rescued, bad_bytes, bad_areas, health.as_str()),
+        (16 * MIB as i64 - 5120, 5120, 2, "incomplete")
+    );
+    assert_eq!(hex_of(&image_digest.unwrap()), digest(&image));
+    drop(disk);
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut hex, b| {
+        use std::fmt::Write;
+        let _ = write!(hex, "{b:02x}");
+        hex
+    })
+}
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn flaky_sectors_are_recovered_by_the_retry_passes_of_a_later_thorough_run(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    // Each sector here fails its first two reads and succeeds on the third.
+    let flaky = 6 * MIB..6 * MIB + 2048;
+    let content = disk_content(12 * MIB as usize, 2);
+    let mut disk = FaultyDisk::start(
+        content.clone(),
+        Faults {
+            flaky: vec![(flaky.clone(), 2)],
+            ..Faults::default()
+        },
+    );
+    let device = disk.attach();
+
+    let first = host.image(&[device.to_str().unwrap(), "--profile", "default"]);
+    assert_eq!(
+        first["end"], "passes-exhausted",
+        "fast+trim+scrape read each flaky sector at most twice"
+    );
+    assert!(first["rescue"]["bad"].as_u64().unwrap() > 0);
+
+    let second = host.image(&[device.to_str().unwrap(), "--profile", "thorough"]);
+    assert_eq!(
+        second["known"], true,
+        "the same medium is continued, not recorded twice"
+    );
+    assert_eq!(second["hash"], first["hash"]);
+    assert_eq!(second["end"], "complete");
+    assert_eq!(second["health"], "ok");
+    assert_eq!(second["rescue"]["bad"], 0);
+    let image = std::fs::read(second["image_path"].as_str().unwrap()).unwrap();
+    assert!(image == content, "recovered image differs from the disk");
+    assert_eq!(second["image_digest"], digest(&content));
+    let count: i64 = sqlx::query_scalar("select count(*) from medium")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+    let (rescued, bad_bytes, bad_areas, health, _) =
+        medium_row(&pool, second["hash"].as_str().unwrap()).await;
+    assert_eq!(
+        (rescued, bad_bytes, bad_areas, health.as_str()),
+        (12 * MIB as i64, 0, 0, "ok")
+    );
+}
+
+/// Waits until ddrescue has saved a mapfile that shows some but not all bytes rescued.
+fn wait_for_partial_progress(mapfile: &Path, deadline: Duration) {
+    let started = Instant::now();
+    loop {
+        if let Ok(Some(summary)) = read_summary(mapfile)
+            && summary.rescued > 0
+            && !summary.is_complete()
+        {
+            return;
+        }
+        assert!(
+            started.elapsed() < deadline,
+            "no partial progress in {} after {deadline:?}",
+            mapfile.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn expected_hash(device: &Path) -> String {
+    identify(device).unwrap().hash.to_string()
+}
+
+fn terminate(child: &Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+}
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn sigterm_mid_run_saves_the_mapfile_and_a_rerun_finishes_like_an_uninterrupted_run(
+    pool: PgPool,
+) {
+    let host = Host::new(&pool).await;
+    let bad = [20 * MIB..20 * MIB + 4096];
+    let content = disk_content(32 * MIB as usize, 3);
+    let faults = Faults {
+        bad: bad.to_vec(),
+        delay_per_read: Some(Duration::from_millis(30)),
+        ..Faults::default()
+    };
+    let mut disk = FaultyDisk::start(content.clone(), faults);
+    let device = disk.attach();
+    let hash = expected_hash(&device);
+
+    let child = host.spawn(&["image", "--json", device.to_str().unwrap()]);
+    wait_for_partial_progress(&host.mapfile(&hash), Duration::from_mins(1));
+    terminate(&child);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    disk.set_delay(Duration::ZERO);
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["end"], "cancelled");
+    assert_eq!(report["image_digest"], Value::Null);
+    let saved = read_summary(&host.mapfile(&hash)).unwrap().unwrap();
+    assert!(
+        saved.rescued > 0 && saved.non_tried > 0,
+        "interrupted mid-run: {saved:?}"
+    );
+    let rescued_at_stop: i64 =
+        sqlx::query_scalar("select rescued_bytes from medium where hash = $1")
+            .bind(&hash)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        rescued_at_stop.cast_unsigned(),
+        saved.rescued,
+        "the catalog has the saved progress"
+    );
+
+    let resumed = host.image(&[device.to_str().unwrap()]);
+    assert_eq!(resumed["known"], true);
+    assert_eq!(areas(&resumed), as_areas(&bad));
+    assert_eq!(
+        resumed["image_digest"],
+        digest(&expected_image(&content, &bad))
+    );
+    assert_eq!(resumed["end"], "passes-exhausted");
+}
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn a_second_concurrent_image_of_the_same_device_is_refused(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let content = disk_content(32 * MIB as usize, 4);
+    // Slow enough that the first run is still busy whatever else the machine is doing.
+    let faults = Faults {
+        delay_per_read: Some(Duration::from_millis(200)),
+        ..Faults::default()
+    };
+    let mut disk = FaultyDisk::start(content, faults);
+    let device = disk.attach();
+    let hash = expected_hash(&device);
+
+    let first = host.spawn(&["image", device.to_str().unwrap()]);
+    wait_for_partial_progress(&host.mapfile(&hash), Duration::from_mins(1));
+    let second = host.run(&["image", device.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("is busy") && stderr.contains("ntt image"),
+        "{stderr}"
+    );
+
+    terminate(&first);
+    let output = first.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn identity_is_stable_and_tells_apart_sources_that_differ_only_in_size() {
+    let edges = disk_content(2 * MIB as usize, 5);
+    let with_middle = |middle: usize| {
+        let mut content = edges[..MIB as usize].to_vec();
+        content.extend(std::iter::repeat_n(0x55_u8, middle));
+        content.extend_from_slice(&edges[MIB as usize..]);
+        content
+    };
+    let mut small = FaultyDisk::start(with_middle(4 * MIB as usize), Faults::default());
+    let mut large = FaultyDisk::start(with_middle(6 * MIB as usize), Faults::default());
+    let small_device = small.attach();
+    let large_device = large.attach();
+    let a = identify(&small_device).unwrap();
+    let again = identify(&small_device).unwrap();
+    let b = identify(&large_device).unwrap();
+    assert_eq!(a.hash, again.hash, "stable across runs");
+    assert!(a.is_block_device);
+    assert_eq!(a.size, 6 * MIB);
+    assert_eq!(b.size, 8 * MIB);
+    assert_ne!(a.hash, b.hash, "same first and last MiB, different size");
+    assert_eq!(a.model, "unknown", "loop devices have no model");
+}
+
+#[test]
+fn unreadable_sectors_in_the_edges_are_hashed_as_zeros() {
+    let content = disk_content(4 * MIB as usize, 6);
+    let bad = 4096..8192_u64;
+    let mut failing = FaultyDisk::start(
+        content.clone(),
+        Faults {
+            bad: vec![bad.clone()],
+            ..Faults::default()
+        },
+    );
+    let mut zeroed = FaultyDisk::start(expected_image(&content, &[bad]), Faults::default());
+    let failing_identity = identify(&failing.attach()).unwrap();
+    let zeroed_identity = identify(&zeroed.attach()).unwrap();
+    assert_eq!(failing_identity.hash, zeroed_identity.hash);
+    assert_eq!(failing_identity.unreadable_sectors, 8);
+}
+
+#[test]
+fn a_read_that_ends_early_is_an_error_not_a_hash() {
+    let content = disk_content(4 * MIB as usize, 7);
+    // Through a loop device the kernel zero-fills short reads, so read the file itself.
+    let disk = FaultyDisk::start(
+        content,
+        Faults {
+            ends_early_at: Some(3 * MIB + 4096),
+            ..Faults::default()
+        },
+    );
+    let error = identify(&disk.file()).unwrap_err();
+    assert!(
+        matches!(error, IdentifyError::ShortRead { .. }),
+        "{error:?}"
+    );
+}
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn an_empty_source_is_refused(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let empty = host.root.join("empty.img");
+    std::fs::write(&empty, b"").unwrap();
+    let output = host.run(&["image", empty.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr.contains("is empty"), "{stderr}");
+    let count: i64 = sqlx::query_scalar("select count(*) from medium")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 0);
+}
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn optical_media_are_rescued_in_2048_byte_sectors(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let bad = [3 * MIB + 2048..3 * MIB + 4096];
+    let content = disk_content(8 * MIB as usize, 8);
+    let mut disk = FaultyDisk::start(
+        content.clone(),
+        Faults {
+            bad: bad.to_vec(),
+            ..Faults::default()
+        },
+    );
+    let device = disk.attach_with_sector_size(2048);
+    let report = host.image(&[device.to_str().unwrap()]);
+    assert_eq!(report["sector_size"], 2048);
+    assert_eq!(areas(&report), as_areas(&bad));
+    let sector: i32 = sqlx::query_scalar("select sector_size from medium")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(sector, 2048);
+}
+
+fn fixture(name: &str) -> PathBuf {
+    let dir = std::env::var_os("NTT_FIXTURES").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/third-party"),
+        PathBuf::from,
+    );
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "fixture {} is missing (set NTT_FIXTURES)",
+        path.display()
+    );
+    path
+}
+
+fn sha256(path: &Path) -> String {
+    let output = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn third_party_containers_register_as_the_same_bytes_as_their_raw_equivalent(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let sources = ["ext2.splitraw.000", "ext2.qcow2", "ext2.E01"];
+    let before: Vec<String> = sources.iter().map(|s| sha256(&fixture(s))).collect();
+    let reports: Vec<Value> = sources
+        .iter()
+        .map(|s| host.image(&[fixture(s).to_str().unwrap()]))
+        .collect();
+    let raw: Vec<u8> = [fixture("ext2.splitraw.000"), fixture("ext2.splitraw.001")]
+        .iter()
+        .flat_map(|p| std::fs::read(p).unwrap())
+        .collect();
+    for (report, expected_format) in reports.iter().zip(["split_raw", "qcow2", "ewf"]) {
+        assert_eq!(report["format"], expected_format);
+        assert_eq!(report["image_digest"], digest(&raw), "{expected_format}");
+        assert_eq!(
+            report["hash"], reports[0]["hash"],
+            "one medium, whatever the container"
+        );
+        assert_eq!(report["health"], "ok");
+    }
+    assert_eq!(reports[0]["known"], false);
+    assert_eq!(reports[1]["known"], true);
+    assert_eq!(reports[2]["known"], true);
+    let image = std::fs::read(reports[0]["image_path"].as_str().unwrap()).unwrap();
+    assert!(image == raw);
+    let after: Vec<String> = sources.iter().map(|s| sha256(&fixture(s))).collect();
+    assert_eq!(before, after, "sources are never written");
+    let count: i64 = sqlx::query_scalar("select count(*) from medium")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+}
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn a_raw_image_is_registered_in_place_and_a_dmg_is_converted(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let raw = fixture("ímynd.dd");
+    let report = host.image(&[raw.to_str().unwrap()]);
+    assert_eq!(report["format"], "raw");
+    assert_eq!(
+        report["image_path"],
+        raw.canonicalize().unwrap().to_str().unwrap()
+    );
+    assert_eq!(report["name"], "ímynd.dd");
+    assert_eq!(
+        report["image_digest"],
+        digest(&std::fs::read(&raw).unwrap())
+    );
+
+    let dmg = host.image(&[fixture("hfsplus_zlib.dmg").to_str().unwrap()]);
+    assert_eq!(dmg["format"], "dmg");
+    let converted = Command::new("qemu-img")
+        .args(["convert", "-f", "dmg", "-O", "raw"])
+        .arg(fixture("hfsplus_zlib.dmg"))
+        .arg(host.root.join("check.raw"))
+        .status()
+        .unwrap();
+    assert!(converted.success());
+    assert_eq!(
+        dmg["image_digest"],
+        digest(&std::fs::read(host.root.join("check.raw")).unwrap())
+    );
+    assert_eq!(dmg["health"], "ok");
+}
