@@ -5,14 +5,14 @@ SHELL := /bin/bash
 
 # The test suite gives every test its own database; sqlx keeps its bookkeeping in this one,
 # never in the production catalog.
-TEST_DATABASE_URL ?= postgres://ntt:ntt@localhost:5432/ntt_test
+TEST_DATABASE_URL ?= postgres://ntt:ntt@localhost:5432/ntt_test?sslmode=disable
 # A scratch database for checking the committed .sqlx/ query data against the migrations.
 CHECK_DATABASE_URL ?= postgres://ntt:ntt@localhost:5432/ntt_sqlx_check
 ADMIN_DATABASE_URL ?= postgres://ntt:ntt@localhost:5432/postgres
 CARGO_BIN := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin
 export PATH := $(CARGO_BIN):$(PATH)
 
-.PHONY: setup build fmt fmt-check lint test test-unit test-db sqlx-prepare sqlx-check test-database
+.PHONY: setup build fmt fmt-check lint test sqlx-prepare sqlx-check test-database bench-imaging
 
 setup:
 	scripts/setup
@@ -47,3 +47,7 @@ sqlx-prepare:
 sqlx-check:
 	DATABASE_URL=$(CHECK_DATABASE_URL) sqlx database reset -y --source migrations
 	DATABASE_URL=$(CHECK_DATABASE_URL) cargo sqlx prepare --workspace --check -- --all-targets
+
+# ntt image vs plain ddrescue on a 2 GiB loop device (root); prints the throughput ratio.
+bench-imaging: build
+	bench/imaging.sh 2048

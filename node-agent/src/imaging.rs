@@ -13,6 +13,7 @@
 //! leaves a saved mapfile that the next run resumes from.
 
 pub mod ddrescue;
+pub mod digest;
 pub mod identity;
 pub mod mapfile;
 pub mod passes;
@@ -30,6 +31,7 @@ use crate::catalog::media::{self, ImageLocation, MediumId, MediumKind, NewMedium
 use crate::catalog::{Catalog, CatalogError};
 use crate::lock::{HostLock, LockError};
 use ddrescue::{DdrescueError, Progress, RescueEnd};
+use digest::FollowingDigest;
 use identity::{IdentifyError, Identity, UNKNOWN};
 use mapfile::RescueSummary;
 use passes::{Input, PassLimits, Profile};
@@ -335,6 +337,7 @@ async fn image_device(
     }
 
     let recorder = ProgressRecorder::start(catalog, medium_id, config.thresholds);
+    let following = FollowingDigest::start(image_path.clone());
     let outcome = ddrescue::rescue(
         &input,
         &image_path,
@@ -343,6 +346,7 @@ async fn image_device(
         cancel,
         |progress| {
             recorder.send(progress.summary);
+            following.final_up_to(progress.summary.finished_prefix);
             on_progress(progress);
         },
     )
@@ -362,7 +366,12 @@ async fn image_device(
         ImageEnd::Cancelled => None,
         _ if outcome.passes_run == 0 && known => stored_digest(catalog, &identity.hash).await?,
         _ => {
-            let digest = digest_file(&image_path).await?;
+            let digest = tokio::task::spawn_blocking(move || following.finish())
+                .await?
+                .map_err(|source| ImagingError::Digest {
+                    path: image_path.clone(),
+                    source,
+                })?;
             make_read_only(&image_path)?;
             media::record_imaged(catalog.pool(), medium_id, &digest).await?;
             Some(hex::encode(digest))
@@ -449,12 +458,7 @@ async fn stored_digest(
 /// The full BLAKE3 of a file, hashed on all cores (memory-mapped).
 pub async fn digest_file(path: &Path) -> Result<[u8; 32], ImagingError> {
     let owned = path.to_owned();
-    let result = tokio::task::spawn_blocking(move || {
-        let mut hasher = blake3::Hasher::new();
-        hasher.update_mmap_rayon(&owned)?;
-        Ok::<_, std::io::Error>(*hasher.finalize().as_bytes())
-    })
-    .await?;
+    let result = tokio::task::spawn_blocking(move || digest::digest_file(&owned)).await?;
     result.map_err(|source| ImagingError::Digest {
         path: path.to_owned(),
         source,

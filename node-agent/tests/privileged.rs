@@ -296,7 +296,7 @@ async fn sigterm_mid_run_saves_the_mapfile_and_a_rerun_finishes_like_an_uninterr
     let content = disk_content(32 * MIB as usize, 3);
     let faults = Faults {
         bad: bad.to_vec(),
-        delay_per_read: Some(Duration::from_millis(30)),
+        delay_per_read: Some(Duration::from_millis(250)),
         ..Faults::default()
     };
     let mut disk = FaultyDisk::start(content.clone(), faults);

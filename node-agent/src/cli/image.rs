@@ -165,8 +165,8 @@ fn write_report(report: &ImageReport, out: &mut impl Write) -> std::io::Result<(
     writeln!(out, "hash     {}", report.hash)?;
     writeln!(
         out,
-        "source   {:?}, {} bytes ({}), sector {}",
-        report.format,
+        "source   {}, {} bytes ({}), sector {}",
+        report.format.as_str(),
         report.size,
         human_bytes(report.size),
         report.sector_size

@@ -3,7 +3,7 @@
 //! Rules: ddrescue is stopped only with SIGINT (the manual: when interrupted by a signal it saves
 //! the mapfile, then terminates), and then awaited however long it takes; never SIGKILL, so the
 //! mapfile always describes the image. `kill_on_drop` stays off for the same reason. Progress
-//! comes from re-reading the mapfile (ddrescue saves it every 2 s, `--mapfile-interval=2`), not
+//! comes from re-reading the mapfile (ddrescue saves it every 5 s, `--mapfile-interval=5`), not
 //! from its screen output, which goes to /dev/null; its stderr (error messages) is kept for the
 //! error report.
 

@@ -201,6 +201,11 @@ impl Mapfile {
             }
         }
         summary.total = self.blocks.last().map_or(0, Block::end);
+        summary.finished_prefix = self
+            .blocks
+            .iter()
+            .find(|b| b.status != BlockStatus::Finished)
+            .map_or(summary.total, |b| b.pos);
         summary
     }
 
@@ -284,6 +289,8 @@ pub struct RescueSummary {
     pub bad: u64,
     /// The bad areas, adjacent bad blocks merged.
     pub bad_areas: Vec<Area>,
+    /// Bytes from offset 0 up to the first block not finished: ddrescue never writes them again.
+    pub finished_prefix: u64,
 }
 
 impl RescueSummary {
@@ -368,6 +375,7 @@ mod tests {
             }]
         );
         assert!(!s.is_complete());
+        assert_eq!(s.finished_prefix, 0x0011_7000);
     }
 
     #[test]
@@ -462,6 +470,8 @@ mod tests {
                 prop_assert!(pair[0].end() < pair[1].pos);
             }
             prop_assert!(s.percent() <= 100.0);
+            prop_assert!(s.finished_prefix <= s.rescued);
+            prop_assert_eq!(s.finished_prefix == s.total, s.unrescued() == 0);
             prop_assert_eq!(s.is_complete(), s.total > 0 && s.unrescued() == 0);
         }
 
