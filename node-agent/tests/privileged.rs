@@ -563,3 +563,44 @@ async fn a_raw_image_is_registered_in_place_and_a_dmg_is_converted(pool: PgPool)
     );
     assert_eq!(dmg["health"], "ok");
 }
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn vmdk_vhd_and_vhdx_containers_convert_back_to_the_same_bytes(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let raw = fixture("ímynd.dd");
+    let raw_digest = digest(&std::fs::read(&raw).unwrap());
+    let containers = [
+        ("vmdk", "vmdk", ""),
+        ("vhd", "vpc", "force_size=on,subformat=fixed"),
+        ("vhd", "vpc", "force_size=on,subformat=dynamic"),
+        ("vhdx", "vhdx", ""),
+    ];
+    for (index, (format, qemu_format, options)) in containers.into_iter().enumerate() {
+        let container = host.root.join(format!("disk{index}.{format}"));
+        let mut convert = Command::new("qemu-img");
+        convert.args(["convert", "-f", "raw", "-O", qemu_format]);
+        if !options.is_empty() {
+            convert.args(["-o", options]);
+        }
+        assert!(
+            convert
+                .arg(&raw)
+                .arg(&container)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let report = host.image(&[
+            container.to_str().unwrap(),
+            "--name",
+            &format!("container-{index}"),
+        ]);
+        assert_eq!(report["format"], format, "{options}");
+        assert_eq!(report["image_digest"], raw_digest, "{format} {options}");
+        assert_eq!(
+            report["known"],
+            index > 0,
+            "one medium whatever the container"
+        );
+    }
+}
