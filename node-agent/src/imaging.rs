@@ -490,37 +490,22 @@ async fn register_raw(
     })?;
     let owned = canonical.clone();
     let identity = tokio::task::spawn_blocking(move || identity::identify(&owned)).await??;
-    let default_name = printable_name(
-        &path
-            .file_name()
-            .map_or_else(|| "image".into(), |n| n.to_string_lossy()),
-    );
-    let (medium_id, name, known) =
-        find_or_record(catalog, request, &identity, MediumKind::Image, default_name).await?;
     let mapfile_path = request
         .mapfile
         .clone()
         .or_else(|| sibling_mapfile(&canonical));
-    let rescue = match &mapfile_path {
-        Some(mapfile) => ddrescue::read_summary(mapfile)?.unwrap_or_default(),
-        None => RescueSummary {
-            total: identity.size,
-            rescued: identity.size,
-            ..RescueSummary::default()
-        },
-    };
-    finish_registration(
+    register(
         catalog,
         config,
-        medium_id,
-        name,
-        known,
-        identity,
-        &canonical,
-        mapfile_path,
-        SourceFormat::Raw,
-        rescue,
-        None,
+        request,
+        Registration {
+            identity,
+            image_path: &canonical,
+            name_from: path,
+            mapfile_path,
+            format: SourceFormat::Raw,
+            digest: None,
+        },
     )
     .await
 }
@@ -571,52 +556,69 @@ async fn register_converted(
             source: std::io::Error::new(e.kind(), e),
         })?;
     }
+    make_read_only(&target)?;
+    register(
+        catalog,
+        config,
+        request,
+        Registration {
+            identity,
+            image_path: &target,
+            name_from: source.path(),
+            mapfile_path: None,
+            format: source.format(),
+            digest,
+        },
+    )
+    .await
+}
+
+/// An image file that needs no ddrescue, identified and ready to record.
+struct Registration<'a> {
+    identity: Identity,
+    /// The raw image to record.
+    image_path: &'a Path,
+    /// The file the default name comes from (what the user gave).
+    name_from: &'a Path,
+    /// A ddrescue mapfile describing the image, if there is one; otherwise it is complete.
+    mapfile_path: Option<PathBuf>,
+    format: SourceFormat,
+    /// The digest, when it was computed on the way (split images).
+    digest: Option<[u8; 32]>,
+}
+
+/// Records a registered image: the medium (or the known one), its location, rescue state,
+/// health and digest.
+async fn register(
+    catalog: &Catalog,
+    config: &ImagingConfig,
+    request: &ImageRequest,
+    registration: Registration<'_>,
+) -> Result<ImageReport, ImagingError> {
+    let Registration {
+        identity,
+        image_path,
+        name_from,
+        mapfile_path,
+        format,
+        digest,
+    } = registration;
     let default_name = printable_name(
-        &source
-            .path()
+        &name_from
             .file_name()
             .map_or_else(|| "image".into(), |n| n.to_string_lossy()),
     );
     let (medium_id, name, known) =
         find_or_record(catalog, request, &identity, MediumKind::Image, default_name).await?;
-    let rescue = RescueSummary {
-        total: identity.size,
-        rescued: identity.size,
-        ..RescueSummary::default()
+    let rescue = match &mapfile_path {
+        Some(mapfile) => ddrescue::read_summary(mapfile)?.unwrap_or_default(),
+        None => RescueSummary {
+            total: identity.size,
+            rescued: identity.size,
+            finished_prefix: identity.size,
+            ..RescueSummary::default()
+        },
     };
-    finish_registration(
-        catalog,
-        config,
-        medium_id,
-        name,
-        known,
-        identity,
-        &target,
-        None,
-        source.format(),
-        rescue,
-        digest,
-    )
-    .await
-}
-
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call site per registration kind"
-)]
-async fn finish_registration(
-    catalog: &Catalog,
-    config: &ImagingConfig,
-    medium_id: MediumId,
-    name: String,
-    known: bool,
-    identity: Identity,
-    image_path: &Path,
-    mapfile_path: Option<PathBuf>,
-    format: SourceFormat,
-    rescue: RescueSummary,
-    digest: Option<[u8; 32]>,
-) -> Result<ImageReport, ImagingError> {
     media::record_image_location(
         catalog.pool(),
         medium_id,

@@ -185,6 +185,10 @@ async fn bad_ranges_on_a_failing_device_become_exactly_the_mapfiles_bad_areas(po
     assert_eq!(report["health"], "incomplete");
     let image = std::fs::read(report["image_path"].as_str().unwrap()).unwrap();
     assert_eq!(image.len() as u64, 16 * MIB);
+    assert_eq!(
+        mode_of(Path::new(report["image_path"].as_str().unwrap())),
+        0o444
+    );
     assert!(
         image == expected_image(&content, &bad),
         "image differs from the readable content"
@@ -199,6 +203,11 @@ async fn bad_ranges_on_a_failing_device_become_exactly_the_mapfiles_bad_areas(po
     );
     assert_eq!(hex_of(&image_digest.unwrap()), digest(&image));
     drop(disk);
+}
+
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
 }
 
 fn hex_of(bytes: &[u8]) -> String {
@@ -521,8 +530,14 @@ async fn third_party_containers_register_as_the_same_bytes_as_their_raw_equivale
     assert_eq!(reports[0]["known"], false);
     assert_eq!(reports[1]["known"], true);
     assert_eq!(reports[2]["known"], true);
-    let image = std::fs::read(reports[0]["image_path"].as_str().unwrap()).unwrap();
+    let image_path = reports[0]["image_path"].as_str().unwrap();
+    let image = std::fs::read(image_path).unwrap();
     assert!(image == raw);
+    assert_eq!(
+        mode_of(Path::new(image_path)),
+        0o444,
+        "converted images are read-only"
+    );
     let after: Vec<String> = sources.iter().map(|s| sha256(&fixture(s))).collect();
     assert_eq!(before, after, "sources are never written");
     let count: i64 = sqlx::query_scalar("select count(*) from medium")
