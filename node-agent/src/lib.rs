@@ -18,3 +18,4 @@ pub mod env;
 pub mod imaging;
 pub mod lock;
 pub mod telemetry;
+pub mod volume;

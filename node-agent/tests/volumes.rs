@@ -1,0 +1,264 @@
+//! Volume discovery on images built at test time with Debian's tools (sfdisk, parted, mkfs,
+//! genisoimage) and on the third-party fixtures. Reads image files only: no loop devices.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers fail the test with the error"
+)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test code: std::fs with unwrap is clear enough"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use ntt_agent::volume::partitions::{Layout, Role, Scheme, discover};
+use ntt_agent::volume::probe::FsType;
+
+const MIB: u64 = 1 << 20;
+
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("ntt-volumes-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn image(&self, name: &str, size: u64) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::File::create(&path).unwrap().set_len(size).unwrap();
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn run(command: &mut Command) {
+    let output = command.stdout(Stdio::null()).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn sfdisk(image: &Path, script: &str) {
+    use std::io::Write;
+    let mut child = Command::new("sfdisk")
+        .arg("-q")
+        .arg(image)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+fn mkfs_ext(kind: &str, image: &Path, offset_sectors: u64, sectors: u64, label: &str) {
+    run(Command::new(format!("mkfs.{kind}"))
+        .args([
+            "-q",
+            "-F",
+            "-L",
+            label,
+            "-E",
+            &format!("offset={}", offset_sectors * 512),
+        ])
+        .arg(image)
+        .arg(format!("{}k", sectors / 2)));
+}
+
+fn mkfs_fat(image: &Path, offset_sectors: u64, sectors: u64, label: &str, fat_size: &str) {
+    run(Command::new("mkfs.vfat")
+        .args([
+            "-F",
+            fat_size,
+            "-n",
+            label,
+            "--offset",
+            &offset_sectors.to_string(),
+        ])
+        .arg(image)
+        .arg((sectors / 2).to_string()));
+}
+
+fn summary(layout: &Layout) -> Vec<(Role, FsType, u64, Option<String>)> {
+    layout
+        .volumes
+        .iter()
+        .map(|v| (v.role, v.probe.fs_type, v.offset, v.probe.label.clone()))
+        .collect()
+}
+
+#[test]
+fn mbr_with_an_extended_partition_holding_two_logical_volumes() {
+    let scratch = Scratch::new("mbr");
+    let image = scratch.image("mbr.img", 64 * MIB);
+    sfdisk(
+        &image,
+        "label: dos\nstart=2048, size=20480, type=83\nstart=22528, size=100000, type=5\n\
+         start=24576, size=20480, type=83\nstart=47104, size=40960, type=b\n",
+    );
+    mkfs_ext("ext2", &image, 2048, 20480, "primary");
+    mkfs_ext("ext4", &image, 24576, 20480, "logical1");
+    mkfs_fat(&image, 47104, 40960, "LOGICAL2", "32");
+    let layout = discover(&image).unwrap();
+    assert_eq!(layout.scheme, Scheme::Mbr);
+    assert_eq!(
+        summary(&layout),
+        [
+            (
+                Role::Filesystem,
+                FsType::Ext2,
+                2048 * 512,
+                Some("primary".into())
+            ),
+            (Role::ExtendedContainer, FsType::Unknown, 22528 * 512, None),
+            (
+                Role::Filesystem,
+                FsType::Ext4,
+                24576 * 512,
+                Some("logical1".into())
+            ),
+            (
+                Role::Filesystem,
+                FsType::Fat32,
+                47104 * 512,
+                Some("LOGICAL2".into())
+            ),
+        ]
+    );
+    assert_eq!(layout.volumes[0].length, 20480 * 512);
+    assert_eq!(
+        layout.volumes[0].partition_type.as_deref(),
+        Some("Linux (0x83)")
+    );
+}
+
+#[test]
+fn gpt_volumes_are_probed_not_guessed_from_the_partition_type() {
+    let scratch = Scratch::new("gpt");
+    let image = scratch.image("gpt.img", 96 * MIB);
+    // The second partition claims to be Linux swap but holds FAT32; the third is empty.
+    sfdisk(
+        &image,
+        "label: gpt\nstart=2048, size=40960, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=\"data\"\n\
+         start=43008, size=81920, type=0657FD6D-A4AB-43C4-84E5-0933C84B4F4F\n\
+         start=124928, size=20480, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n",
+    );
+    mkfs_ext("ext4", &image, 2048, 40960, "gptdata");
+    mkfs_fat(&image, 43008, 81920, "NOTSWAP", "32");
+    let layout = discover(&image).unwrap();
+    assert_eq!(layout.scheme, Scheme::Gpt);
+    assert_eq!(
+        summary(&layout),
+        [
+            (
+                Role::Filesystem,
+                FsType::Ext4,
+                2048 * 512,
+                Some("gptdata".into())
+            ),
+            (
+                Role::Filesystem,
+                FsType::Fat32,
+                43008 * 512,
+                Some("NOTSWAP".into())
+            ),
+            (Role::Unknown, FsType::Unknown, 124_928 * 512, None),
+        ]
+    );
+    assert_eq!(layout.volumes[0].partition_type.as_deref(), Some("data"));
+}
+
+#[test]
+fn zip_disk_without_a_table_has_its_fat_at_16_kib() {
+    let scratch = Scratch::new("zip");
+    // A Zip-100 disk: 96 MiB, FAT16 starting 32 sectors in, no partition table.
+    let image = scratch.image("zip.img", 96 * MIB);
+    mkfs_fat(&image, 32, 96 * 2048 - 32, "ZIPDISK", "16");
+    let layout = discover(&image).unwrap();
+    assert_eq!(layout.scheme, Scheme::Zip);
+    assert_eq!(
+        summary(&layout),
+        [(
+            Role::Filesystem,
+            FsType::Fat16,
+            16384,
+            Some("ZIPDISK".into())
+        )]
+    );
+}
+
+#[test]
+fn hybrid_iso_with_an_apple_partition_map_yields_both_volumes() {
+    let scratch = Scratch::new("hybrid");
+    let content = scratch.0.join("content");
+    std::fs::create_dir_all(&content).unwrap();
+    std::fs::write(content.join("report.txt"), b"evidence\n").unwrap();
+    let image = scratch.0.join("hybrid.iso");
+    run(Command::new("genisoimage")
+        .args(["-quiet", "-hfs", "-part", "-J", "-R", "-V", "HYBRID", "-o"])
+        .arg(&image)
+        .arg(&content));
+    let layout = discover(&image).unwrap();
+    assert_eq!(layout.scheme, Scheme::Apm);
+    let kinds: Vec<FsType> = layout.volumes.iter().map(|v| v.probe.fs_type).collect();
+    assert_eq!(kinds, [FsType::Iso9660, FsType::Hfs]);
+    assert_eq!(layout.volumes[0].offset, 0);
+    assert_eq!(layout.volumes[0].partition_index, None);
+    assert_eq!(
+        layout.volumes[1].partition_type.as_deref(),
+        Some("Apple_HFS")
+    );
+}
+
+fn fixture(name: &str) -> PathBuf {
+    let dir = std::env::var_os("NTT_FIXTURES").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/third-party"),
+        PathBuf::from,
+    );
+    dir.join(name)
+}
+
+#[test]
+fn third_party_whole_disk_volumes() {
+    for (name, expected) in [
+        ("hfsplus.raw", FsType::Hfsplus),
+        ("iso9660.raw", FsType::Iso9660),
+        ("ímynd.dd", FsType::Ext2),
+        ("apfs.raw", FsType::Apfs),
+    ] {
+        let layout = discover(&fixture(name)).unwrap();
+        assert_eq!(layout.scheme, Scheme::None, "{name}");
+        assert_eq!(layout.volumes.len(), 1, "{name}");
+        assert_eq!(layout.volumes[0].probe.fs_type, expected, "{name}");
+        assert_eq!(layout.volumes[0].offset, 0);
+    }
+}
+
+#[test]
+fn an_image_of_zeros_is_one_unknown_volume_not_an_error() {
+    let scratch = Scratch::new("zeros");
+    let image = scratch.image("zeros.img", 4 * MIB);
+    let layout = discover(&image).unwrap();
+    assert_eq!(layout.scheme, Scheme::None);
+    assert_eq!(
+        summary(&layout),
+        [(Role::Unknown, FsType::Unknown, 0, None)]
+    );
+}
