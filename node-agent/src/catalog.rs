@@ -11,6 +11,7 @@
 mod constraint;
 pub mod media;
 pub mod partitions;
+pub mod volumes;
 
 use std::time::Duration;
 
@@ -105,6 +106,20 @@ pub enum CatalogError {
         /// The database error.
         #[source]
         source: sqlx::Error,
+    },
+    /// No medium has this name, hash or hash prefix.
+    #[error("no medium is called {given:?} or has a hash starting with it (see `ntt status`)")]
+    MediumNotFound {
+        /// What was given.
+        given: String,
+    },
+    /// A hash prefix matches several media.
+    #[error("{given:?} matches several media ({candidates}): give more of the hash")]
+    MediumAmbiguous {
+        /// What was given.
+        given: String,
+        /// The matching names and hashes.
+        candidates: String,
     },
     /// Any other database failure.
     #[error("{operation} failed")]

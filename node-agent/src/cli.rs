@@ -3,6 +3,7 @@
 
 mod image;
 mod status;
+mod volumes;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -61,6 +62,8 @@ pub enum Command {
     },
     /// Identify a medium and image it with ddrescue (devices) or register its image (files)
     Image(image::ImageArgs),
+    /// Find (once) and show a medium's partitions and filesystems
+    Volumes(volumes::VolumesArgs),
     /// Show every medium in the catalog: stage, health, size
     Status {
         /// Print a JSON array instead of a table
@@ -166,6 +169,11 @@ pub async fn run(args: Args, stdout: &mut impl Write) -> anyhow::Result<ExitCode
                 "catalog at {} is reachable and up to date",
                 options.url
             )?;
+        }
+        Command::Volumes(volume_args) => {
+            let catalog = Catalog::connect(&options).await?;
+            catalog.check_schema().await?;
+            volumes::run(&catalog, volume_args, stdout).await?;
         }
         Command::Status { json } => {
             let catalog = Catalog::connect(&options).await?;

@@ -619,3 +619,114 @@ async fn vmdk_vhd_and_vhdx_containers_convert_back_to_the_same_bytes(pool: PgPoo
         );
     }
 }
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn volumes_of_an_imaged_medium_are_recorded_once_and_listed(pool: PgPool) {
+    use std::io::Write;
+    let host = Host::new(&pool).await;
+    let image = host.root.join("two-partitions.img");
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(48 * MIB)
+        .unwrap();
+    let mut sfdisk = Command::new("sfdisk")
+        .arg("-q")
+        .arg(&image)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    sfdisk
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"label: dos\nstart=2048, size=40960, type=83\nstart=43008, size=40960, type=82\n",
+        )
+        .unwrap();
+    assert!(sfdisk.wait().unwrap().success());
+    let mkfs = Command::new("mkfs.ext4")
+        .args([
+            "-q",
+            "-F",
+            "-L",
+            "docs",
+            "-E",
+            &format!("offset={}", 2048 * 512),
+        ])
+        .arg(&image)
+        .arg("20480k")
+        .status()
+        .unwrap();
+    assert!(mkfs.success());
+    // This mkswap has no --offset: make the swap area apart and copy it into the partition.
+    let swap_area = host.root.join("swap.area");
+    std::fs::File::create(&swap_area)
+        .unwrap()
+        .set_len(20 * MIB)
+        .unwrap();
+    let swap = Command::new("mkswap").arg(&swap_area).output().unwrap();
+    assert!(
+        swap.status.success(),
+        "{}",
+        String::from_utf8_lossy(&swap.stderr)
+    );
+    let copy = Command::new("dd")
+        .arg(format!("if={}", swap_area.display()))
+        .arg(format!("of={}", image.display()))
+        .args([
+            "bs=512",
+            "seek=43008",
+            "count=16",
+            "conv=notrunc",
+            "status=none",
+        ])
+        .status()
+        .unwrap();
+    assert!(copy.success());
+
+    let report = host.image(&[image.to_str().unwrap(), "--name", "two-partitions"]);
+    let hash = report["hash"].as_str().unwrap().to_owned();
+
+    let listed = host.run(&["volumes", "two-partitions", "--json"]);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let volumes: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let volumes = volumes.as_array().unwrap();
+    assert_eq!(volumes.len(), 2);
+    assert_eq!(volumes[0]["fs_type"], "ext4");
+    assert_eq!(volumes[0]["label"], "docs");
+    assert_eq!(volumes[0]["offset_bytes"], 2048 * 512);
+    assert_eq!(volumes[0]["role"], "filesystem");
+    assert_eq!(volumes[0]["state"], "pending");
+    assert_eq!(volumes[1]["fs_type"], "swap");
+    assert_eq!(volumes[1]["role"], "swap");
+    assert_eq!(volumes[1]["state"], "skipped");
+
+    // By hash prefix, a second time: the same rows, not a second set.
+    let again = host.run(&["volumes", &hash[..10], "--json"]);
+    assert!(again.status.success());
+    assert_eq!(
+        serde_json::from_slice::<Value>(&again.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let rows: i64 = sqlx::query_scalar("select count(*) from volume")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 2);
+    let stage = host.run(&["status", "--json"]);
+    let media: Value = serde_json::from_slice(&stage.stdout).unwrap();
+    assert_eq!(media[0]["stage"], "volumes");
+
+    let missing = host.run(&["volumes", "no-such-medium"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no medium is called"));
+}

@@ -70,6 +70,8 @@ constraints! {
     VolumeReadyHasAccess = "volume_ready_has_access",
     /// a failed volume records its error
     VolumeFailedHasError = "volume_failed_has_error",
+    /// only filesystem volumes are attached and ready
+    VolumeOnlyFilesystemsReady = "volume_only_filesystems_ready",
     /// a blob id is unique
     BlobPkey = "blob_pkey",
     /// a blob id is 32 bytes (BLAKE3-256)

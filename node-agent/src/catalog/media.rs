@@ -270,6 +270,72 @@ pub async fn find_medium_by_hash(
     .map_err(|e| CatalogError::from_sqlx("look up the medium", e))
 }
 
+/// The medium a person means by `given`: its name, its hash, or a unique prefix of its hash
+/// (at least 4 hex characters). A name wins over a hash prefix.
+pub async fn resolve_medium(
+    executor: impl PgExecutor<'_>,
+    given: &str,
+) -> Result<MediumRecord, CatalogError> {
+    let is_prefix = given.len() >= 4
+        && given
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let prefix = if is_prefix {
+        format!("{given}%")
+    } else {
+        String::new()
+    };
+    let mut candidates = sqlx::query_as!(
+        MediumRecord,
+        r#"select id as "id: MediumId", hash, name, kind as "kind: MediumKind", source,
+                  image_path, mapfile_path, imaged_at
+           from medium
+           where name = $1 or hash = $1 or ($2 <> '' and hash like $2)
+           order by name"#,
+        given,
+        prefix
+    )
+    .fetch_all(executor)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("look up the medium", e))?;
+    if let Some(exact) = candidates
+        .iter()
+        .position(|m| m.name == given || m.hash == given)
+    {
+        return Ok(candidates.swap_remove(exact));
+    }
+    if candidates.len() > 1 {
+        return Err(CatalogError::MediumAmbiguous {
+            given: given.to_owned(),
+            candidates: candidates
+                .iter()
+                .map(|m| format!("{} {}", m.name, m.hash.get(..12).unwrap_or(&m.hash)))
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    candidates
+        .pop()
+        .ok_or_else(|| CatalogError::MediumNotFound {
+            given: given.to_owned(),
+        })
+}
+
+/// Records that the medium's volumes were found.
+pub async fn record_volumes_found(
+    executor: impl PgExecutor<'_>,
+    id: MediumId,
+) -> Result<(), CatalogError> {
+    sqlx::query!(
+        "update medium set volumes_at = now() where id = $1",
+        id as MediumId
+    )
+    .execute(executor)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("record the volumes", e))?;
+    Ok(())
+}
+
 /// Whether a medium with this name exists.
 pub async fn name_is_taken(
     executor: impl PgExecutor<'_>,

@@ -6,5 +6,6 @@
 )]
 
 mod constraints;
+mod media;
 mod migrations;
 mod partitions;

@@ -1,0 +1,174 @@
+//! The `volume` table: the partitions and filesystems found on a medium's image.
+
+use serde::Serialize;
+use sqlx::PgExecutor;
+
+use super::CatalogError;
+use super::media::MediumId;
+use crate::volume::partitions::{Layout, Role, Scheme};
+
+/// The catalog's `partition_scheme` enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "partition_scheme", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum SchemeValue {
+    /// See [`Scheme::None`].
+    None,
+    /// See [`Scheme::Mbr`].
+    Mbr,
+    /// See [`Scheme::Gpt`].
+    Gpt,
+    /// See [`Scheme::Apm`].
+    Apm,
+    /// See [`Scheme::Zip`].
+    Zip,
+}
+
+impl From<Scheme> for SchemeValue {
+    fn from(value: Scheme) -> Self {
+        match value {
+            Scheme::None => Self::None,
+            Scheme::Mbr => Self::Mbr,
+            Scheme::Gpt => Self::Gpt,
+            Scheme::Apm => Self::Apm,
+            Scheme::Zip => Self::Zip,
+        }
+    }
+}
+
+/// The catalog's `volume_role` enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "volume_role", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum RoleValue {
+    /// See [`Role::Filesystem`].
+    Filesystem,
+    /// See [`Role::ExtendedContainer`].
+    ExtendedContainer,
+    /// See [`Role::Swap`].
+    Swap,
+    /// See [`Role::Unknown`].
+    Unknown,
+}
+
+impl From<Role> for RoleValue {
+    fn from(value: Role) -> Self {
+        match value {
+            Role::Filesystem => Self::Filesystem,
+            Role::ExtendedContainer => Self::ExtendedContainer,
+            Role::Swap => Self::Swap,
+            Role::Unknown => Self::Unknown,
+        }
+    }
+}
+
+/// The catalog's `volume_state` enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "volume_state", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeState {
+    /// Found, not yet attached.
+    Pending,
+    /// Attached and readable.
+    Ready,
+    /// Recorded, never attached (not a filesystem).
+    Skipped,
+    /// No access method worked.
+    Failed,
+}
+
+/// One volume row.
+#[derive(Debug, Clone, Serialize)]
+pub struct VolumeRow {
+    /// Number within the medium, from 0 in disk order.
+    pub volume_no: i32,
+    /// How the image is divided.
+    pub scheme: SchemeValue,
+    /// Index in the partition table listing, if it is a partition.
+    pub partition_index: Option<i32>,
+    /// Byte offset in the image.
+    pub offset_bytes: i64,
+    /// Length in bytes.
+    pub length_bytes: i64,
+    /// The partition's type or name from the table.
+    pub partition_type: Option<String>,
+    /// Probed filesystem type.
+    pub fs_type: Option<String>,
+    /// Filesystem label.
+    pub label: Option<String>,
+    /// Filesystem UUID or serial.
+    pub uuid: Option<String>,
+    /// What it is.
+    pub role: RoleValue,
+    /// Where it is in its life.
+    pub state: VolumeState,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+fn to_i64(value: u64) -> Result<i64, CatalogError> {
+    i64::try_from(value).map_err(|_| CatalogError::InvalidValue {
+        operation: "record the volumes",
+        source: sqlx::Error::Protocol(format!("{value} does not fit a bigint")),
+    })
+}
+
+/// Records a discovered layout as the medium's volumes, numbered from 0 in disk order. Call
+/// inside a transaction together with [`medium_volumes`] to refuse a second recording: volume
+/// rows are never replaced once recorded (inodes hang off them).
+pub async fn insert_volumes(
+    transaction: &mut sqlx::PgConnection,
+    medium: MediumId,
+    layout: &Layout,
+) -> Result<(), CatalogError> {
+    for (number, volume) in layout.volumes.iter().enumerate() {
+        let state = if volume.role == Role::Filesystem {
+            VolumeState::Pending
+        } else {
+            VolumeState::Skipped
+        };
+        let volume_no = i32::try_from(number).map_err(|_| CatalogError::InvalidValue {
+            operation: "record the volumes",
+            source: sqlx::Error::Protocol("too many volumes".into()),
+        })?;
+        sqlx::query!(
+            "insert into volume (medium_id, volume_no, scheme, partition_index, offset_bytes,
+                                 length_bytes, partition_type, fs_type, label, uuid, role, state)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            medium as MediumId,
+            volume_no,
+            SchemeValue::from(layout.scheme) as SchemeValue,
+            volume.partition_index.and_then(|i| i32::try_from(i).ok()),
+            to_i64(volume.offset)?,
+            to_i64(volume.length)?,
+            volume.partition_type,
+            volume.probe.fs_type.as_str(),
+            volume.probe.label,
+            volume.probe.uuid,
+            RoleValue::from(volume.role) as RoleValue,
+            state as VolumeState,
+        )
+        .execute(&mut *transaction)
+        .await
+        .map_err(|e| CatalogError::from_sqlx("record the volumes", e))?;
+    }
+    Ok(())
+}
+
+/// The medium's volumes, in order.
+pub async fn medium_volumes(
+    executor: impl PgExecutor<'_>,
+    medium: MediumId,
+) -> Result<Vec<VolumeRow>, CatalogError> {
+    sqlx::query_as!(
+        VolumeRow,
+        r#"select volume_no, scheme as "scheme: SchemeValue", partition_index, offset_bytes,
+                  length_bytes, partition_type, fs_type, label, uuid, role as "role: RoleValue",
+                  state as "state: VolumeState", error
+           from volume where medium_id = $1 order by volume_no"#,
+        medium as MediumId
+    )
+    .fetch_all(executor)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("list the volumes", e))
+}

@@ -1,0 +1,106 @@
+//! `ntt volumes MEDIUM`: find (once) and show the partitions and filesystems of a medium.
+
+use std::io::Write;
+
+use anyhow::Context;
+
+use super::status::human_bytes;
+use crate::catalog::Catalog;
+use crate::catalog::media;
+use crate::catalog::volumes::{self, VolumeRow};
+use crate::env;
+use crate::volume::partitions;
+
+/// Options of `ntt volumes`.
+#[derive(Debug, clap::Args)]
+pub struct VolumesArgs {
+    /// The medium: its name, its hash, or a unique prefix of the hash
+    pub medium: String,
+
+    /// Print the volumes as JSON on stdout
+    #[arg(long, env = env::JSON)]
+    pub json: bool,
+}
+
+/// Discovers the medium's volumes if they are not recorded yet, then prints them.
+pub(super) async fn run(
+    catalog: &Catalog,
+    args: VolumesArgs,
+    stdout: &mut impl Write,
+) -> anyhow::Result<()> {
+    let medium = media::resolve_medium(catalog.pool(), &args.medium).await?;
+    let mut rows = volumes::medium_volumes(catalog.pool(), medium.id).await?;
+    if rows.is_empty() {
+        let image = medium.image_path.clone().with_context(|| {
+            format!(
+                "medium {} has no image yet: run `ntt image` first",
+                medium.name
+            )
+        })?;
+        // Discovery reads the image (slow on big media): outside any transaction.
+        let path = std::path::PathBuf::from(&image);
+        let layout = tokio::task::spawn_blocking(move || partitions::discover(&path))
+            .await?
+            .with_context(|| format!("cannot find the volumes of {image}"))?;
+        let mut transaction = catalog
+            .pool()
+            .begin()
+            .await
+            .context("begin a catalog transaction")?;
+        // Check again under the medium's row lock: another run may have recorded them meanwhile.
+        sqlx::query!(
+            "select id from medium where id = $1 for update",
+            medium.id.get()
+        )
+        .fetch_one(&mut *transaction)
+        .await
+        .context("lock the medium row")?;
+        if volumes::medium_volumes(&mut *transaction, medium.id)
+            .await?
+            .is_empty()
+        {
+            volumes::insert_volumes(&mut transaction, medium.id, &layout).await?;
+            media::record_volumes_found(&mut *transaction, medium.id).await?;
+        }
+        transaction.commit().await.context("commit the volumes")?;
+        rows = volumes::medium_volumes(catalog.pool(), medium.id).await?;
+    }
+    if args.json {
+        serde_json::to_writer_pretty(&mut *stdout, &rows)?;
+        writeln!(stdout)?;
+    } else {
+        write_table(&rows, stdout)?;
+    }
+    Ok(())
+}
+
+fn write_table(rows: &[VolumeRow], out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<3} {:<6} {:>12} {:>10}  {:<10} {:<18} {:<8} {:<24} TYPE",
+        "NO", "SCHEME", "OFFSET", "SIZE", "FS", "ROLE", "STATE", "LABEL"
+    )?;
+    for row in rows {
+        let label: String = row
+            .label
+            .as_deref()
+            .unwrap_or("-")
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        writeln!(
+            out,
+            "{:<3} {:<6} {:>12} {:>10}  {:<10} {:<18} {:<8} {:<24} {}",
+            row.volume_no,
+            format!("{:?}", row.scheme).to_lowercase(),
+            row.offset_bytes,
+            human_bytes(u64::try_from(row.length_bytes).unwrap_or(0)),
+            row.fs_type.as_deref().unwrap_or("-"),
+            format!("{:?}", row.role).to_lowercase(),
+            format!("{:?}", row.state).to_lowercase(),
+            label,
+            row.partition_type.as_deref().unwrap_or("-"),
+        )?;
+    }
+    Ok(())
+}
