@@ -177,7 +177,7 @@ pub async fn image(
     let source = source::classify(&request.source)?;
     fs_err::create_dir_all(&config.data_dir).map_err(|e| ImagingError::DataDir {
         path: config.data_dir.clone(),
-        source: std::io::Error::new(e.kind(), e),
+        source: e,
     })?;
     let lock = lock_source(config, &source)?;
     let report = match &source {
@@ -198,7 +198,7 @@ fn lock_source(config: &ImagingConfig, source: &Source) -> Result<HostLock, Imag
     let path = source.path();
     let metadata = fs_err::metadata(path).map_err(|e| SourceError::Open {
         path: path.to_owned(),
-        source: std::io::Error::new(e.kind(), e),
+        source: e,
     })?;
     let name = match source {
         // By device number: /dev/sdb and its /dev/disk/by-id link are one lock.
@@ -472,7 +472,7 @@ fn make_read_only(image: &Path) -> Result<(), ImagingError> {
     fs_err::set_permissions(image, std::fs::Permissions::from_mode(0o444)).map_err(|e| {
         ImagingError::DataDir {
             path: image.to_owned(),
-            source: std::io::Error::new(e.kind(), e),
+            source: e,
         }
     })
 }
@@ -486,7 +486,7 @@ async fn register_raw(
 ) -> Result<ImageReport, ImagingError> {
     let canonical = fs_err::canonicalize(path).map_err(|e| SourceError::Open {
         path: path.to_owned(),
-        source: std::io::Error::new(e.kind(), e),
+        source: e,
     })?;
     let owned = canonical.clone();
     let identity = tokio::task::spawn_blocking(move || identity::identify(&owned)).await??;
@@ -548,12 +548,12 @@ async fn register_converted(
     if target.is_file() {
         fs_err::remove_file(&staging).map_err(|e| ImagingError::DataDir {
             path: staging.clone(),
-            source: std::io::Error::new(e.kind(), e),
+            source: e,
         })?;
     } else {
         fs_err::rename(&staging, &target).map_err(|e| ImagingError::DataDir {
             path: target.clone(),
-            source: std::io::Error::new(e.kind(), e),
+            source: e,
         })?;
     }
     make_read_only(&target)?;

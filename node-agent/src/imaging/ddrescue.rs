@@ -116,7 +116,7 @@ pub fn read_summary(path: &Path) -> Result<Option<RescueSummary>, DdrescueError>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(DdrescueError::ReadMapfile {
             path: path.to_owned(),
-            source: std::io::Error::new(e.kind(), e),
+            source: e,
         }),
     }
 }

@@ -164,7 +164,7 @@ pub fn classify(path: &Path) -> Result<Source, SourceError> {
         path: path.to_owned(),
         source,
     };
-    let metadata = fs_err::metadata(path).map_err(|e| open(io::Error::new(e.kind(), e)))?;
+    let metadata = fs_err::metadata(path).map_err(open)?;
     if metadata.file_type().is_block_device() {
         return Ok(Source::Device(path.to_owned()));
     }
@@ -183,7 +183,7 @@ pub fn classify(path: &Path) -> Result<Source, SourceError> {
     if let Some(segments) = split_segments(path)? {
         return Ok(Source::Split(segments));
     }
-    let mut file = fs_err::File::open(path).map_err(|e| open(io::Error::new(e.kind(), e)))?;
+    let mut file = fs_err::File::open(path).map_err(open)?;
     let mut head = [0_u8; 512];
     let head_len = read_up_to(&mut file, &mut head).map_err(open)?;
     let head = &head[..head_len];
@@ -282,14 +282,13 @@ pub fn convert_to_raw(source: &Source, target: &Path) -> Result<Option<[u8; 32]>
     };
     let digest = match source {
         Source::Split(segments) => {
-            let mut out = fs_err::File::create(&partial)
-                .map_err(|e| write_error(io::Error::new(e.kind(), e)))?;
+            let mut out = fs_err::File::create(&partial).map_err(write_error)?;
             let mut hasher = blake3::Hasher::new();
             let mut buffer = vec![0_u8; 1 << 20];
             for segment in segments {
                 let mut input = fs_err::File::open(segment).map_err(|e| SourceError::Open {
                     path: segment.clone(),
-                    source: io::Error::new(e.kind(), e),
+                    source: e,
                 })?;
                 loop {
                     let n = input
@@ -353,7 +352,7 @@ pub fn convert_to_raw(source: &Source, target: &Path) -> Result<Option<[u8; 32]>
     };
     fs_err::rename(&partial, target).map_err(|e| SourceError::Write {
         path: target.to_owned(),
-        source: io::Error::new(e.kind(), e),
+        source: e,
     })?;
     Ok(digest)
 }

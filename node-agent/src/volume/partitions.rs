@@ -181,7 +181,7 @@ pub fn discover(image: &Path) -> Result<Layout, DiscoverError> {
     let size = fs_err::metadata(image)
         .map_err(|e| DiscoverError::Size {
             path: image.to_owned(),
-            source: std::io::Error::new(e.kind(), e),
+            source: e,
         })?
         .len();
     let output = Command::new("mmls")
