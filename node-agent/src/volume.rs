@@ -15,5 +15,6 @@
 //! Not yet here (issue 4): attaching and mounting, FUSE and user-space fallbacks, locking,
 //! catalog rows and the `ntt mount`/`ntt volumes` commands.
 
+pub mod attach;
 pub mod partitions;
 pub mod probe;

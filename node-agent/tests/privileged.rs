@@ -730,3 +730,139 @@ async fn volumes_of_an_imaged_medium_are_recorded_once_and_listed(pool: PgPool) 
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no medium is called"));
 }
+
+/// An MBR disk whose one partition (at 1 MiB) holds an ext4 with `report.txt` and a journal
+/// flagged as needing recovery (as after a crash).
+fn disk_with_a_dirty_ext4(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let content = dir.join("content");
+    std::fs::create_dir_all(&content).unwrap();
+    std::fs::write(content.join("report.txt"), b"the evidence\n").unwrap();
+    let filesystem = dir.join("fs.img");
+    std::fs::File::create(&filesystem)
+        .unwrap()
+        .set_len(16 * MIB)
+        .unwrap();
+    let mkfs = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "dirty", "-d"])
+        .arg(&content)
+        .arg(&filesystem)
+        .status()
+        .unwrap();
+    assert!(mkfs.success());
+    let flag = Command::new("debugfs")
+        .args(["-w", "-R", "feature needs_recovery"])
+        .arg(&filesystem)
+        .output()
+        .unwrap();
+    assert!(flag.status.success());
+    let disk = dir.join("disk.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(32 * MIB)
+        .unwrap();
+    let mut sfdisk = Command::new("sfdisk")
+        .arg("-q")
+        .arg(&disk)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    sfdisk
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"label: dos\nstart=2048, size=32768, type=83\n")
+        .unwrap();
+    assert!(sfdisk.wait().unwrap().success());
+    let copy = Command::new("dd")
+        .arg(format!("if={}", filesystem.display()))
+        .arg(format!("of={}", disk.display()))
+        .args(["bs=1M", "seek=1", "conv=notrunc", "status=none"])
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    disk
+}
+
+fn loops_backed_by(image: &Path) -> String {
+    let output = Command::new("losetup")
+        .arg("-j")
+        .arg(image)
+        .output()
+        .unwrap();
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn a_dirty_ext4_partition_mounts_read_only_without_replaying_its_journal() {
+    use ntt_agent::volume::attach::{LoopDevice, MountGuard, kernel_filesystems};
+    use ntt_agent::volume::partitions::discover;
+    use ntt_agent::volume::probe::FsType;
+
+    let dir = std::env::temp_dir().join(format!("ntt-attach-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let disk = disk_with_a_dirty_ext4(&dir);
+    let before = sha256(&disk);
+    let layout = discover(&disk).unwrap();
+    let volume = &layout.volumes[0];
+    assert_eq!((volume.probe.fs_type, volume.offset), (FsType::Ext4, MIB));
+    let kernel = kernel_filesystems(&std::fs::read_to_string("/proc/filesystems").unwrap());
+
+    let device = LoopDevice::attach(&disk, volume.offset, volume.length).unwrap();
+    let target = dir.join("mnt");
+    let mount = MountGuard::mount(
+        device.path(),
+        FsType::Ext4,
+        &target,
+        &kernel,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(target.join("report.txt")).unwrap(),
+        "the evidence\n"
+    );
+    assert!(
+        std::fs::write(target.join("new"), b"x").is_err(),
+        "the mount is read-only"
+    );
+    mount.unmount().unwrap();
+    device.detach().unwrap();
+    assert_eq!(loops_backed_by(&disk), "", "no loop device left");
+
+    // Dropped without explicit release: the guards still clean up, mount first.
+    {
+        let device = LoopDevice::attach(&disk, volume.offset, volume.length).unwrap();
+        let _mount = MountGuard::mount(
+            device.path(),
+            FsType::Ext4,
+            &target,
+            &kernel,
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+        assert!(target.join("report.txt").exists());
+    }
+    assert_eq!(loops_backed_by(&disk), "");
+    assert!(!target.join("report.txt").exists(), "unmounted");
+
+    // A type the kernel cannot mount is refused before anything is attached.
+    let device = LoopDevice::attach(&disk, volume.offset, volume.length).unwrap();
+    let error = MountGuard::mount(
+        device.path(),
+        FsType::Ext4,
+        &target,
+        &[],
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap_err();
+    assert!(error.to_string().contains("cannot mount ext4"), "{error}");
+    device.detach().unwrap();
+
+    assert_eq!(sha256(&disk), before, "the evidence is never written");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

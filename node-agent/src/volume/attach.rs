@@ -1,0 +1,368 @@
+//! Attaching a volume read-only: a loop device over its byte range, and a kernel mount with the
+//! options that keep an untrusted filesystem from being written or trusted.
+//!
+//! Rules: loop devices are always read-only (`losetup --read-only`), so even a filesystem driver
+//! that wants to replay a journal cannot write the evidence; mounts always carry
+//! `ro,nodev,nosuid,noexec,noatime` plus the per-type options that skip journal/log replay
+//! (ext3/4 `noload`, xfs `norecovery`, btrfs `rescue=nologreplay`). `mount` runs as a child
+//! process with a deadline, because a mount of a corrupt filesystem can hang in the kernel and
+//! a hung syscall in our own process could never be abandoned. Guards release on `Drop` as a
+//! logged backstop; the happy path calls `detach`/`unmount`, which report errors.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use super::probe::FsType;
+
+/// Options every mount of evidence carries.
+pub const BASE_OPTIONS: &str = "ro,nodev,nosuid,noexec,noatime";
+
+/// Why attaching or mounting failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    /// A tool could not be run.
+    #[error("cannot run {tool}")]
+    Spawn {
+        /// The tool.
+        tool: &'static str,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// losetup failed.
+    #[error("cannot attach {image} (offset {offset}, {length} bytes) to a loop device: {stderr}")]
+    Attach {
+        /// The image.
+        image: PathBuf,
+        /// Byte offset of the volume.
+        offset: u64,
+        /// Its length.
+        length: u64,
+        /// What losetup said.
+        stderr: String,
+    },
+    /// losetup -d failed.
+    #[error("cannot detach {device}: {stderr}")]
+    Detach {
+        /// The loop device.
+        device: PathBuf,
+        /// What losetup said.
+        stderr: String,
+    },
+    /// The kernel has no driver for this filesystem type.
+    #[error("this kernel cannot mount {fs_type} (not in /proc/filesystems)")]
+    NoKernelDriver {
+        /// The type.
+        fs_type: &'static str,
+    },
+    /// The mount point could not be created.
+    #[error("cannot create mount point {path}")]
+    MountPoint {
+        /// The directory.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// mount failed.
+    #[error("cannot mount {device} ({fs_type}) on {target}: {stderr}")]
+    Mount {
+        /// The loop device.
+        device: PathBuf,
+        /// The kernel type.
+        fs_type: String,
+        /// The mount point.
+        target: PathBuf,
+        /// What mount said.
+        stderr: String,
+    },
+    /// mount did not return in time (the kernel may be stuck on a corrupt filesystem).
+    #[error(
+        "mounting {device} on {target} did not finish within {timeout:?}; the filesystem is probably damaged"
+    )]
+    MountTimeout {
+        /// The loop device.
+        device: PathBuf,
+        /// The mount point.
+        target: PathBuf,
+        /// The deadline.
+        timeout: Duration,
+    },
+    /// umount failed.
+    #[error("cannot unmount {target}: {stderr}")]
+    Unmount {
+        /// The mount point.
+        target: PathBuf,
+        /// What umount said.
+        stderr: String,
+    },
+}
+
+/// The kernel filesystem type and mount options for a probed type (pure); `None` for types no
+/// kernel driver reads (APFS, swap, unknown).
+pub fn kernel_mount(fs_type: FsType) -> Option<(&'static str, String)> {
+    let (kernel, extra) = match fs_type {
+        FsType::Ext2 => ("ext2", ""),
+        // Never replay the journal: the device is read-only, and replay would change the image.
+        FsType::Ext3 => ("ext3", ",noload"),
+        FsType::Ext4 => ("ext4", ",noload"),
+        FsType::Xfs => ("xfs", ",norecovery"),
+        FsType::Btrfs => ("btrfs", ",rescue=nologreplay"),
+        FsType::Fat12 | FsType::Fat16 | FsType::Fat32 => ("vfat", ""),
+        FsType::Exfat => ("exfat", ""),
+        FsType::Ntfs => ("ntfs3", ""),
+        FsType::Hfs => ("hfs", ""),
+        FsType::Hfsplus => ("hfsplus", ""),
+        FsType::Iso9660 => ("iso9660", ""),
+        FsType::Udf => ("udf", ""),
+        FsType::Squashfs => ("squashfs", ""),
+        FsType::Erofs => ("erofs", ""),
+        FsType::Apfs | FsType::Swap | FsType::Unknown => return None,
+    };
+    Some((kernel, format!("{BASE_OPTIONS}{extra}")))
+}
+
+/// The filesystem types this kernel can mount, from the text of `/proc/filesystems` (pure).
+pub fn kernel_filesystems(proc_filesystems: &str) -> Vec<String> {
+    proc_filesystems
+        .lines()
+        .filter(|line| !line.starts_with("nodev"))
+        .filter_map(|line| line.split_whitespace().last())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A read-only loop device over a byte range of an image, detached on drop.
+#[derive(Debug)]
+pub struct LoopDevice {
+    device: PathBuf,
+    attached: bool,
+}
+
+impl LoopDevice {
+    /// Attaches `length` bytes of `image` from `offset`, read-only, to a free loop device.
+    pub fn attach(image: &Path, offset: u64, length: u64) -> Result<Self, AttachError> {
+        let output = Command::new("losetup")
+            .args(["--find", "--show", "--read-only"])
+            .args([
+                "--offset",
+                &offset.to_string(),
+                "--sizelimit",
+                &length.to_string(),
+            ])
+            .arg(image)
+            .output()
+            .map_err(|source| AttachError::Spawn {
+                tool: "losetup",
+                source,
+            })?;
+        if !output.status.success() {
+            return Err(AttachError::Attach {
+                image: image.to_owned(),
+                offset,
+                length,
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            });
+        }
+        let device = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+        Ok(Self {
+            device,
+            attached: true,
+        })
+    }
+
+    /// The device node.
+    pub fn path(&self) -> &Path {
+        &self.device
+    }
+
+    /// Detaches it now, reporting failure.
+    pub fn detach(mut self) -> Result<(), AttachError> {
+        self.attached = false;
+        detach(&self.device)
+    }
+}
+
+fn detach(device: &Path) -> Result<(), AttachError> {
+    let output = Command::new("losetup")
+        .arg("-d")
+        .arg(device)
+        .output()
+        .map_err(|source| AttachError::Spawn {
+            tool: "losetup",
+            source,
+        })?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(AttachError::Detach {
+            device: device.to_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        })
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        if self.attached
+            && let Err(error) = detach(&self.device)
+        {
+            tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                "loop device left attached"
+            );
+        }
+    }
+}
+
+/// A kernel mount, unmounted on drop.
+#[derive(Debug)]
+pub struct MountGuard {
+    target: PathBuf,
+    mounted: bool,
+}
+
+impl MountGuard {
+    /// Mounts `device` (a probed `fs_type`) read-only on `target`, giving up after `timeout`.
+    pub async fn mount(
+        device: &Path,
+        fs_type: FsType,
+        target: &Path,
+        available: &[String],
+        timeout: Duration,
+    ) -> Result<Self, AttachError> {
+        let Some((kernel_type, options)) = kernel_mount(fs_type) else {
+            return Err(AttachError::NoKernelDriver {
+                fs_type: fs_type.as_str(),
+            });
+        };
+        if !available.iter().any(|t| t == kernel_type) {
+            return Err(AttachError::NoKernelDriver {
+                fs_type: kernel_type,
+            });
+        }
+        fs_err::create_dir_all(target).map_err(|source| AttachError::MountPoint {
+            path: target.to_owned(),
+            source,
+        })?;
+        let child = tokio::process::Command::new("mount")
+            .args(["-t", kernel_type, "-o", &options])
+            .arg(device)
+            .arg(target)
+            .output();
+        // On timeout the mount process is left to finish or hang on its own: a mount stuck in
+        // the kernel cannot be killed, and we must not pretend it is gone.
+        let output = tokio::time::timeout(timeout, child)
+            .await
+            .map_err(|_| AttachError::MountTimeout {
+                device: device.to_owned(),
+                target: target.to_owned(),
+                timeout,
+            })?
+            .map_err(|source| AttachError::Spawn {
+                tool: "mount",
+                source,
+            })?;
+        if !output.status.success() {
+            return Err(AttachError::Mount {
+                device: device.to_owned(),
+                fs_type: kernel_type.to_owned(),
+                target: target.to_owned(),
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            });
+        }
+        Ok(Self {
+            target: target.to_owned(),
+            mounted: true,
+        })
+    }
+
+    /// The mount point.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Unmounts now, reporting failure.
+    pub fn unmount(mut self) -> Result<(), AttachError> {
+        self.mounted = false;
+        unmount(&self.target)
+    }
+}
+
+fn unmount(target: &Path) -> Result<(), AttachError> {
+    let output = Command::new("umount")
+        .arg(target)
+        .output()
+        .map_err(|source| AttachError::Spawn {
+            tool: "umount",
+            source,
+        })?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(AttachError::Unmount {
+            target: target.to_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        })
+    }
+}
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        if self.mounted
+            && let Err(error) = unmount(&self.target)
+        {
+            tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                "mount left in place"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journals_and_logs_are_never_replayed() {
+        assert_eq!(
+            kernel_mount(FsType::Ext4).unwrap(),
+            ("ext4", format!("{BASE_OPTIONS},noload"))
+        );
+        assert_eq!(
+            kernel_mount(FsType::Ext3).unwrap().1,
+            format!("{BASE_OPTIONS},noload")
+        );
+        assert_eq!(
+            kernel_mount(FsType::Xfs).unwrap().1,
+            format!("{BASE_OPTIONS},norecovery")
+        );
+        assert_eq!(
+            kernel_mount(FsType::Btrfs).unwrap().1,
+            format!("{BASE_OPTIONS},rescue=nologreplay")
+        );
+        assert_eq!(kernel_mount(FsType::Fat16).unwrap().0, "vfat");
+        assert_eq!(kernel_mount(FsType::Swap), None);
+        assert_eq!(kernel_mount(FsType::Apfs), None);
+        for fs in [FsType::Ext2, FsType::Iso9660, FsType::Hfsplus, FsType::Ntfs] {
+            assert!(
+                kernel_mount(fs)
+                    .unwrap()
+                    .1
+                    .starts_with("ro,nodev,nosuid,noexec,noatime")
+            );
+        }
+    }
+
+    #[test]
+    fn proc_filesystems_lists_block_filesystems_only() {
+        let text =
+            "nodev\tsysfs\nnodev\ttmpfs\n\text3\n\text2\n\text4\n\tsquashfs\nnodev\tfuse\n\txfs\n";
+        assert_eq!(
+            kernel_filesystems(text),
+            ["ext3", "ext2", "ext4", "squashfs", "xfs"]
+        );
+    }
+}
