@@ -16,5 +16,6 @@
 //! catalog rows and the `ntt mount`/`ntt volumes` commands.
 
 pub mod attach;
+pub mod fuse;
 pub mod partitions;
 pub mod probe;

@@ -866,3 +866,100 @@ async fn a_dirty_ext4_partition_mounts_read_only_without_replaying_its_journal()
     assert_eq!(sha256(&disk), before, "the evidence is never written");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Every path under `root`, relative, sorted.
+fn tree(root: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            out.push(
+                path.strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+            if path.is_dir() && !path.is_symlink() {
+                walk(root, &path, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+/// `fls -r -p` of a filesystem image: the independent listing, without NTFS metadata files,
+/// alternate data streams and The Sleuth Kit's virtual orphan directory.
+fn fls_paths(image: &Path) -> Vec<String> {
+    let output = Command::new("fls")
+        .args(["-r", "-p"])
+        .arg(image)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut paths: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split_once(":\t").map(|(_, path)| path.to_owned()))
+        .filter(|path| !path.split('/').any(|part| part.starts_with('$')) && !path.contains(':'))
+        .collect();
+    paths.sort();
+    paths
+}
+
+#[test]
+fn ntfs_and_iso9660_volumes_are_read_through_fuse_drivers_and_match_the_sleuth_kit() {
+    use ntt_agent::volume::attach::LoopDevice;
+    use ntt_agent::volume::fuse::FuseMount;
+    use ntt_agent::volume::partitions::discover;
+
+    let dir = std::env::temp_dir().join(format!("ntt-fuse-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ntfs = dir.join("windows_volume.raw");
+    let converted = Command::new("qemu-img")
+        .args(["convert", "-f", "qcow2", "-O", "raw"])
+        .arg(fixture("windows_volume.qcow2"))
+        .arg(&ntfs)
+        .status()
+        .unwrap();
+    assert!(converted.success());
+
+    for (image, lowercase) in [(ntfs.clone(), false), (fixture("iso9660.raw"), true)] {
+        let layout = discover(&image).unwrap();
+        let volume = &layout.volumes[0];
+        let device = LoopDevice::attach(&image, volume.offset, volume.length).unwrap();
+        let target = dir.join("mnt");
+        let mount = FuseMount::mount(
+            volume.probe.fs_type,
+            device.path(),
+            &target,
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        let mut seen = tree(mount.target());
+        let mut expected = fls_paths(&image);
+        if lowercase {
+            // fuseiso shows plain ISO 9660 names in lower case.
+            expected = expected.iter().map(|p| p.to_lowercase()).collect();
+            seen = seen.iter().map(|p| p.to_lowercase()).collect();
+            expected.sort();
+            seen.sort();
+        }
+        assert!(!expected.is_empty());
+        assert_eq!(
+            seen,
+            expected,
+            "{} via {}",
+            image.display(),
+            mount.program()
+        );
+        mount.unmount().unwrap();
+        device.detach().unwrap();
+        assert_eq!(loops_backed_by(&image), "", "no loop device left");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
