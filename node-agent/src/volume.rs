@@ -19,3 +19,4 @@ pub mod attach;
 pub mod fuse;
 pub mod partitions;
 pub mod probe;
+pub mod sweep;

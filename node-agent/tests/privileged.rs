@@ -963,3 +963,45 @@ fn ntfs_and_iso9660_volumes_are_read_through_fuse_drivers_and_match_the_sleuth_k
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_sweep_detaches_loops_of_deleted_images_under_our_root_only() {
+    use ntt_agent::volume::attach::LoopDevice;
+    use ntt_agent::volume::sweep::sweep_deleted_images;
+
+    let root = std::env::temp_dir().join(format!("ntt-sweep-{}", std::process::id()));
+    let elsewhere = std::env::temp_dir().join(format!("ntt-sweep-other-{}", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let doomed = root.join("deleted.img");
+    let kept = root.join("kept.img");
+    let foreign = elsewhere.join("foreign.img");
+    for image in [&doomed, &kept, &foreign] {
+        std::fs::File::create(image).unwrap().set_len(MIB).unwrap();
+    }
+    let doomed_loop = LoopDevice::attach(&doomed, 0, MIB).unwrap();
+    let kept_loop = LoopDevice::attach(&kept, 0, MIB).unwrap();
+    let foreign_loop = LoopDevice::attach(&foreign, 0, MIB).unwrap();
+    std::fs::remove_file(&doomed).unwrap();
+    std::fs::remove_file(&foreign).unwrap();
+
+    let swept = sweep_deleted_images(&root).unwrap();
+    assert_eq!(swept.len(), 1, "{swept:?}");
+    assert_eq!(swept[0].device, doomed_loop.path());
+    assert!(
+        !Path::new("/sys/block")
+            .join(doomed_loop.path().file_name().unwrap())
+            .join("loop")
+            .exists()
+    );
+    assert_eq!(
+        loops_backed_by(&kept).lines().count(),
+        1,
+        "a live image keeps its loop"
+    );
+    std::mem::forget(doomed_loop); // already detached by the sweep
+    kept_loop.detach().unwrap();
+    foreign_loop.detach().unwrap(); // not ours: the sweep left it alone
+    std::fs::remove_dir_all(&root).unwrap();
+    std::fs::remove_dir_all(&elsewhere).unwrap();
+}
