@@ -622,29 +622,13 @@ async fn vmdk_vhd_and_vhdx_containers_convert_back_to_the_same_bytes(pool: PgPoo
 
 #[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
 async fn volumes_of_an_imaged_medium_are_recorded_once_and_listed(pool: PgPool) {
-    use std::io::Write;
     let host = Host::new(&pool).await;
     let image = host.root.join("two-partitions.img");
-    std::fs::File::create(&image)
-        .unwrap()
-        .set_len(48 * MIB)
-        .unwrap();
-    let mut sfdisk = Command::new("sfdisk")
-        .arg("-q")
-        .arg(&image)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    sfdisk
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(
-            b"label: dos\nstart=2048, size=40960, type=83\nstart=43008, size=40960, type=82\n",
-        )
-        .unwrap();
-    assert!(sfdisk.wait().unwrap().success());
+    sparse_file(&image, 48 * MIB);
+    partition(
+        &image,
+        b"label: dos\nstart=2048, size=40960, type=83\nstart=43008, size=40960, type=82\n",
+    );
     let mkfs = Command::new("mkfs.ext4")
         .args([
             "-q",
@@ -661,10 +645,7 @@ async fn volumes_of_an_imaged_medium_are_recorded_once_and_listed(pool: PgPool) 
     assert!(mkfs.success());
     // This mkswap has no --offset: make the swap area apart and copy it into the partition.
     let swap_area = host.root.join("swap.area");
-    std::fs::File::create(&swap_area)
-        .unwrap()
-        .set_len(20 * MIB)
-        .unwrap();
+    sparse_file(&swap_area, 20 * MIB);
     let swap = Command::new("mkswap").arg(&swap_area).output().unwrap();
     assert!(
         swap.status.success(),
@@ -734,15 +715,11 @@ async fn volumes_of_an_imaged_medium_are_recorded_once_and_listed(pool: PgPool) 
 /// An MBR disk whose one partition (at 1 MiB) holds an ext4 with `report.txt` and a journal
 /// flagged as needing recovery (as after a crash).
 fn disk_with_a_dirty_ext4(dir: &Path) -> PathBuf {
-    use std::io::Write;
     let content = dir.join("content");
     std::fs::create_dir_all(&content).unwrap();
     std::fs::write(content.join("report.txt"), b"the evidence\n").unwrap();
     let filesystem = dir.join("fs.img");
-    std::fs::File::create(&filesystem)
-        .unwrap()
-        .set_len(16 * MIB)
-        .unwrap();
+    sparse_file(&filesystem, 16 * MIB);
     let mkfs = Command::new("mkfs.ext4")
         .args(["-q", "-F", "-L", "dirty", "-d"])
         .arg(&content)
@@ -757,24 +734,8 @@ fn disk_with_a_dirty_ext4(dir: &Path) -> PathBuf {
         .unwrap();
     assert!(flag.status.success());
     let disk = dir.join("disk.img");
-    std::fs::File::create(&disk)
-        .unwrap()
-        .set_len(32 * MIB)
-        .unwrap();
-    let mut sfdisk = Command::new("sfdisk")
-        .arg("-q")
-        .arg(&disk)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    sfdisk
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"label: dos\nstart=2048, size=32768, type=83\n")
-        .unwrap();
-    assert!(sfdisk.wait().unwrap().success());
+    sparse_file(&disk, 32 * MIB);
+    partition(&disk, b"label: dos\nstart=2048, size=32768, type=83\n");
     let copy = Command::new("dd")
         .arg(format!("if={}", filesystem.display()))
         .arg(format!("of={}", disk.display()))
@@ -783,6 +744,25 @@ fn disk_with_a_dirty_ext4(dir: &Path) -> PathBuf {
         .unwrap();
     assert!(copy.success());
     disk
+}
+
+/// A sparse file of `size` bytes.
+fn sparse_file(path: &Path, size: u64) {
+    std::fs::File::create(path).unwrap().set_len(size).unwrap();
+}
+
+/// Writes a partition table to `image` with sfdisk.
+fn partition(image: &Path, script: &[u8]) {
+    use std::io::Write;
+    let mut sfdisk = Command::new("sfdisk")
+        .arg("-q")
+        .arg(image)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    sfdisk.stdin.take().unwrap().write_all(script).unwrap();
+    assert!(sfdisk.wait().unwrap().success());
 }
 
 fn loops_backed_by(image: &Path) -> String {

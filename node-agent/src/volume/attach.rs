@@ -42,6 +42,12 @@ pub enum AttachError {
         /// What losetup said.
         stderr: String,
     },
+    /// The list of loop devices could not be read.
+    #[error("cannot list loop devices: {reason}")]
+    List {
+        /// What went wrong.
+        reason: String,
+    },
     /// losetup -d failed.
     #[error("cannot detach {device}: {stderr}")]
     Detach {
@@ -184,7 +190,8 @@ impl LoopDevice {
     }
 }
 
-fn detach(device: &Path) -> Result<(), AttachError> {
+/// Detaches a loop device (`losetup -d`).
+pub(crate) fn detach(device: &Path) -> Result<(), AttachError> {
     let output = Command::new("losetup")
         .arg("-d")
         .arg(device)

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use serde::Deserialize;
 
-use super::attach::AttachError;
+use super::attach::{AttachError, detach};
 
 #[derive(Debug, Deserialize)]
 struct Listing {
@@ -63,27 +63,18 @@ pub fn sweep_deleted_images(root: &Path) -> Result<Vec<StaleLoop>, AttachError> 
             tool: "losetup",
             source,
         })?;
+    if !output.status.success() {
+        return Err(AttachError::List {
+            reason: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
     let stale = stale_loops(&String::from_utf8_lossy(&output.stdout), root).map_err(|error| {
-        AttachError::Detach {
-            device: PathBuf::from("(listing)"),
-            stderr: error.to_string(),
+        AttachError::List {
+            reason: error.to_string(),
         }
     })?;
     for entry in &stale {
-        let detached = Command::new("losetup")
-            .arg("-d")
-            .arg(&entry.device)
-            .output()
-            .map_err(|source| AttachError::Spawn {
-                tool: "losetup",
-                source,
-            })?;
-        if !detached.status.success() {
-            return Err(AttachError::Detach {
-                device: entry.device.clone(),
-                stderr: String::from_utf8_lossy(&detached.stderr).trim().to_owned(),
-            });
-        }
+        detach(&entry.device)?;
         tracing::info!(loop.device = %entry.device.display(), backing = %entry.backing_file, "detached a loop device whose image was deleted");
     }
     Ok(stale)
