@@ -2,6 +2,7 @@
 //! [`crate::env`]; data goes to stdout, logs and errors to stderr.
 
 mod image;
+mod mount;
 mod status;
 mod volumes;
 
@@ -46,6 +47,10 @@ pub struct Args {
     #[command(flatten)]
     pub host: image::HostArgs,
 
+    /// Mount settings
+    #[command(flatten)]
+    pub mounts: mount::MountSettings,
+
     /// What to do
     #[command(subcommand)]
     pub command: Command,
@@ -64,6 +69,10 @@ pub enum Command {
     Image(image::ImageArgs),
     /// Find (once) and show a medium's partitions and filesystems
     Volumes(volumes::VolumesArgs),
+    /// Attach a medium's filesystems read-only (kernel, FUSE, or The Sleuth Kit) and record how
+    Mount(mount::MountArgs),
+    /// Unmount a medium's filesystems and release its loop devices
+    Unmount(mount::UnmountArgs),
     /// Show every medium in the catalog: stage, health, size
     Status {
         /// Print a JSON array instead of a table
@@ -174,6 +183,18 @@ pub async fn run(args: Args, stdout: &mut impl Write) -> anyhow::Result<ExitCode
             let catalog = Catalog::connect(&options).await?;
             catalog.check_schema().await?;
             volumes::run(&catalog, volume_args, stdout).await?;
+        }
+        Command::Mount(mount_args) => {
+            let settings = args.mounts.settings(&args.host)?;
+            let catalog = Catalog::connect(&options).await?;
+            catalog.check_schema().await?;
+            mount::run_mount(&catalog, &settings, mount_args, stdout).await?;
+        }
+        Command::Unmount(unmount_args) => {
+            let settings = args.mounts.settings(&args.host)?;
+            let catalog = Catalog::connect(&options).await?;
+            catalog.check_schema().await?;
+            mount::run_unmount(&catalog, &settings, unmount_args, stdout).await?;
         }
         Command::Status { json } => {
             let catalog = Catalog::connect(&options).await?;

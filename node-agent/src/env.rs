@@ -11,6 +11,12 @@ pub const CONNECT_TIMEOUT: &str = "NTT_CONNECT_TIMEOUT";
 pub const DATA_DIR: &str = "NTT_DATA_DIR";
 /// Directory for host locks.
 pub const LOCK_DIR: &str = "NTT_LOCK_DIR";
+/// Directory of mount points.
+pub const MOUNT_DIR: &str = "NTT_MOUNT_DIR";
+/// Seconds one mount may take.
+pub const MOUNT_TIMEOUT: &str = "NTT_MOUNT_TIMEOUT";
+/// Mount media whose health is `failed`.
+pub const FORCE: &str = "NTT_FORCE";
 /// Health threshold: lowest rescued percentage that is "incomplete".
 pub const HEALTH_INCOMPLETE: &str = "NTT_HEALTH_INCOMPLETE";
 /// Health threshold: lowest rescued percentage that is "corrupt".
@@ -45,6 +51,9 @@ pub const ALL: &[&str] = &[
     LOG_FORMAT,
     DATA_DIR,
     LOCK_DIR,
+    MOUNT_DIR,
+    MOUNT_TIMEOUT,
+    FORCE,
     HEALTH_INCOMPLETE,
     HEALTH_CORRUPT,
     NAME,
@@ -64,6 +73,9 @@ pub const ALL: &[&str] = &[
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/ntt/images";
 /// Where host locks live by default (a tmpfs: locks never outlive a boot).
 pub const DEFAULT_LOCK_DIR: &str = "/run/ntt/lock";
+
+/// Where mount points go by default (`<dir>/<medium hash>/<volume number>`).
+pub const DEFAULT_MOUNT_DIR: &str = "/run/ntt/mnt";
 
 /// The catalog the setup command provisions on the local host.
 /// (No TLS to localhost: a rustls handshake with the native root store costs ~0.3 s per

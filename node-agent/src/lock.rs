@@ -98,6 +98,25 @@ impl HostLock {
         Ok(Self { lock, path })
     }
 
+    /// Takes the lock, waiting up to `timeout` while another process holds it.
+    pub fn acquire_waiting(
+        dir: &Path,
+        name: &str,
+        what: &str,
+        purpose: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Self, LockError> {
+        let started = std::time::Instant::now();
+        loop {
+            match Self::try_acquire(dir, name, what, purpose) {
+                Err(LockError::Held { .. }) if started.elapsed() < timeout => {
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path

@@ -15,8 +15,12 @@
 //! Not yet here (issue 4): attaching and mounting, FUSE and user-space fallbacks, locking,
 //! catalog rows and the `ntt mount`/`ntt volumes` commands.
 
+pub mod access;
 pub mod attach;
 pub mod fuse;
+pub mod host;
 pub mod partitions;
 pub mod probe;
+pub mod reader;
 pub mod sweep;
+pub mod tsk;

@@ -917,6 +917,7 @@ fn ntfs_and_iso9660_volumes_are_read_through_fuse_drivers_and_match_the_sleuth_k
             volume.probe.fs_type,
             device.path(),
             &target,
+            &dir.join("driver.log"),
             Duration::from_secs(30),
         )
         .unwrap();

@@ -251,6 +251,8 @@ pub struct MediumRecord {
     pub mapfile_path: Option<String>,
     /// When imaging completed (all passes of a run finished, digest recorded).
     pub imaged_at: Option<DateTime<Utc>>,
+    /// Health from the last rescue (none for registered images without a mapfile).
+    pub health: Option<HealthValue>,
 }
 
 /// The medium with this hash, if it is in the catalog.
@@ -261,7 +263,7 @@ pub async fn find_medium_by_hash(
     sqlx::query_as!(
         MediumRecord,
         r#"select id as "id: MediumId", hash, name, kind as "kind: MediumKind", source,
-                  image_path, mapfile_path, imaged_at
+                  image_path, mapfile_path, imaged_at, health as "health: HealthValue"
            from medium where hash = $1"#,
         hash.as_str()
     )
@@ -288,7 +290,7 @@ pub async fn resolve_medium(
     let mut candidates = sqlx::query_as!(
         MediumRecord,
         r#"select id as "id: MediumId", hash, name, kind as "kind: MediumKind", source,
-                  image_path, mapfile_path, imaged_at
+                  image_path, mapfile_path, imaged_at, health as "health: HealthValue"
            from medium
            where name = $1 or hash = $1 or ($2 <> '' and hash like $2)
            order by name"#,

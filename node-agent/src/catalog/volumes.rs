@@ -5,6 +5,7 @@ use sqlx::PgExecutor;
 
 use super::CatalogError;
 use super::media::MediumId;
+use crate::volume::access::Method;
 use crate::volume::partitions::{Layout, Role, Scheme};
 
 /// The catalog's `partition_scheme` enum.
@@ -77,6 +78,29 @@ pub enum VolumeState {
     Failed,
 }
 
+/// The catalog's `volume_access` enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "volume_access", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum AccessValue {
+    /// See [`Method::Kernel`].
+    Kernel,
+    /// See [`Method::Fuse`].
+    Fuse,
+    /// See [`Method::Userspace`].
+    Userspace,
+}
+
+impl From<Method> for AccessValue {
+    fn from(value: Method) -> Self {
+        match value {
+            Method::Kernel => Self::Kernel,
+            Method::Fuse => Self::Fuse,
+            Method::Userspace => Self::Userspace,
+        }
+    }
+}
+
 /// One volume row.
 #[derive(Debug, Clone, Serialize)]
 pub struct VolumeRow {
@@ -100,6 +124,8 @@ pub struct VolumeRow {
     pub uuid: Option<String>,
     /// What it is.
     pub role: RoleValue,
+    /// How it was last read.
+    pub access: Option<AccessValue>,
     /// Where it is in its life.
     pub state: VolumeState,
     /// Why it failed.
@@ -164,11 +190,51 @@ pub async fn medium_volumes(
         VolumeRow,
         r#"select volume_no, scheme as "scheme: SchemeValue", partition_index, offset_bytes,
                   length_bytes, partition_type, fs_type, label, uuid, role as "role: RoleValue",
-                  state as "state: VolumeState", error
+                  access as "access: AccessValue", state as "state: VolumeState", error
            from volume where medium_id = $1 order by volume_no"#,
         medium as MediumId
     )
     .fetch_all(executor)
     .await
     .map_err(|e| CatalogError::from_sqlx("list the volumes", e))
+}
+
+/// Records that a volume can be read, and how (clears an earlier failure).
+pub async fn record_ready(
+    executor: impl PgExecutor<'_>,
+    medium: MediumId,
+    volume_no: i32,
+    method: Method,
+) -> Result<(), CatalogError> {
+    sqlx::query!(
+        "update volume set state = 'ready', access = $3, error = null
+         where medium_id = $1 and volume_no = $2",
+        medium as MediumId,
+        volume_no,
+        AccessValue::from(method) as AccessValue,
+    )
+    .execute(executor)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("record the volume's access", e))?;
+    Ok(())
+}
+
+/// Records that no method could read a volume, and why.
+pub async fn record_failed(
+    executor: impl PgExecutor<'_>,
+    medium: MediumId,
+    volume_no: i32,
+    error: &str,
+) -> Result<(), CatalogError> {
+    sqlx::query!(
+        "update volume set state = 'failed', access = null, error = $3
+         where medium_id = $1 and volume_no = $2",
+        medium as MediumId,
+        volume_no,
+        error,
+    )
+    .execute(executor)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("record the volume's failure", e))?;
+    Ok(())
 }

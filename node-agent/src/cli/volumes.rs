@@ -29,42 +29,7 @@ pub(super) async fn run(
     stdout: &mut impl Write,
 ) -> anyhow::Result<()> {
     let medium = media::resolve_medium(catalog.pool(), &args.medium).await?;
-    let mut rows = volumes::medium_volumes(catalog.pool(), medium.id).await?;
-    if rows.is_empty() {
-        let image = medium.image_path.clone().with_context(|| {
-            format!(
-                "medium {} has no image yet: run `ntt image` first",
-                medium.name
-            )
-        })?;
-        // Discovery reads the image (slow on big media): outside any transaction.
-        let path = std::path::PathBuf::from(&image);
-        let layout = tokio::task::spawn_blocking(move || partitions::discover(&path))
-            .await?
-            .with_context(|| format!("cannot find the volumes of {image}"))?;
-        let mut transaction = catalog
-            .pool()
-            .begin()
-            .await
-            .context("begin a catalog transaction")?;
-        // Check again under the medium's row lock: another run may have recorded them meanwhile.
-        sqlx::query!(
-            "select id from medium where id = $1 for update",
-            medium.id.get()
-        )
-        .fetch_one(&mut *transaction)
-        .await
-        .context("lock the medium row")?;
-        if volumes::medium_volumes(&mut *transaction, medium.id)
-            .await?
-            .is_empty()
-        {
-            volumes::insert_volumes(&mut transaction, medium.id, &layout).await?;
-            media::record_volumes_found(&mut *transaction, medium.id).await?;
-        }
-        transaction.commit().await.context("commit the volumes")?;
-        rows = volumes::medium_volumes(catalog.pool(), medium.id).await?;
-    }
+    let rows = ensure_volumes(catalog, &medium).await?;
     if args.json {
         serde_json::to_writer_pretty(&mut *stdout, &rows)?;
         writeln!(stdout)?;
@@ -74,11 +39,55 @@ pub(super) async fn run(
     Ok(())
 }
 
+/// The medium's volume rows, discovering and recording them first if this is the first time.
+pub(super) async fn ensure_volumes(
+    catalog: &Catalog,
+    medium: &media::MediumRecord,
+) -> anyhow::Result<Vec<VolumeRow>> {
+    let rows = volumes::medium_volumes(catalog.pool(), medium.id).await?;
+    if !rows.is_empty() {
+        return Ok(rows);
+    }
+    let image = medium.image_path.clone().with_context(|| {
+        format!(
+            "medium {} has no image yet: run `ntt image` first",
+            medium.name
+        )
+    })?;
+    // Discovery reads the image (slow on big media): outside any transaction.
+    let path = std::path::PathBuf::from(&image);
+    let layout = tokio::task::spawn_blocking(move || partitions::discover(&path))
+        .await?
+        .with_context(|| format!("cannot find the volumes of {image}"))?;
+    let mut transaction = catalog
+        .pool()
+        .begin()
+        .await
+        .context("begin a catalog transaction")?;
+    // Check again under the medium's row lock: another run may have recorded them meanwhile.
+    sqlx::query!(
+        "select id from medium where id = $1 for update",
+        medium.id.get()
+    )
+    .fetch_one(&mut *transaction)
+    .await
+    .context("lock the medium row")?;
+    if volumes::medium_volumes(&mut *transaction, medium.id)
+        .await?
+        .is_empty()
+    {
+        volumes::insert_volumes(&mut transaction, medium.id, &layout).await?;
+        media::record_volumes_found(&mut *transaction, medium.id).await?;
+    }
+    transaction.commit().await.context("commit the volumes")?;
+    Ok(volumes::medium_volumes(catalog.pool(), medium.id).await?)
+}
+
 fn write_table(rows: &[VolumeRow], out: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         out,
-        "{:<3} {:<6} {:>12} {:>10}  {:<10} {:<18} {:<8} {:<24} TYPE",
-        "NO", "SCHEME", "OFFSET", "SIZE", "FS", "ROLE", "STATE", "LABEL"
+        "{:<3} {:<6} {:>12} {:>10}  {:<10} {:<18} {:<8} {:<9} {:<24} TYPE",
+        "NO", "SCHEME", "OFFSET", "SIZE", "FS", "ROLE", "STATE", "ACCESS", "LABEL"
     )?;
     for row in rows {
         let label: String = row
@@ -90,7 +99,7 @@ fn write_table(rows: &[VolumeRow], out: &mut impl Write) -> std::io::Result<()> 
             .collect();
         writeln!(
             out,
-            "{:<3} {:<6} {:>12} {:>10}  {:<10} {:<18} {:<8} {:<24} {}",
+            "{:<3} {:<6} {:>12} {:>10}  {:<10} {:<18} {:<8} {:<9} {:<24} {}",
             row.volume_no,
             format!("{:?}", row.scheme).to_lowercase(),
             row.offset_bytes,
@@ -98,9 +107,14 @@ fn write_table(rows: &[VolumeRow], out: &mut impl Write) -> std::io::Result<()> 
             row.fs_type.as_deref().unwrap_or("-"),
             format!("{:?}", row.role).to_lowercase(),
             format!("{:?}", row.state).to_lowercase(),
+            row.access
+                .map_or_else(|| "-".to_owned(), |a| format!("{a:?}").to_lowercase()),
             label,
             row.partition_type.as_deref().unwrap_or("-"),
         )?;
+        if let Some(error) = &row.error {
+            writeln!(out, "    error: {error}")?;
+        }
     }
     Ok(())
 }

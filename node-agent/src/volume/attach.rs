@@ -183,6 +183,13 @@ impl LoopDevice {
         &self.device
     }
 
+    /// Hands the device to the kernel once a mount or FUSE driver holds it open: `losetup -d`
+    /// on a busy loop device marks it auto-clearing, so it disappears by itself when its last
+    /// user (the mount, the driver) goes, and a crash can never leave it behind.
+    pub fn autoclear(self) -> Result<(), AttachError> {
+        self.detach()
+    }
+
     /// Detaches it now, reporting failure.
     pub fn detach(mut self) -> Result<(), AttachError> {
         self.attached = false;
@@ -288,6 +295,12 @@ impl MountGuard {
     /// The mount point.
     pub fn target(&self) -> &Path {
         &self.target
+    }
+
+    /// Leaves the mount in place (for `ntt mount`); `ntt unmount` finds it again through
+    /// `/proc/self/mountinfo`.
+    pub fn persist(mut self) {
+        self.mounted = false;
     }
 
     /// Unmounts now, reporting failure.

@@ -6,6 +6,7 @@
 //! counts as up only once the kernel lists it in `/proc/self/mountinfo`, within a deadline; a
 //! driver that exits before that is an error carrying what it printed.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -83,6 +84,8 @@ pub fn fuse_driver(
         FsType::Ext2 | FsType::Ext3 | FsType::Ext4 => {
             ("fuse2fs", vec!["-f", "-o", "ro,fakeroot,norecovery"])
         }
+        // exfat-fuse has no foreground switch but debug; it daemonizes (see `daemonizes`).
+        FsType::Exfat => ("mount.exfat-fuse", vec!["-o", "ro,nodev,nosuid,noexec"]),
         _ => return None,
     };
     let mut all: Vec<String> = args.drain(..).map(str::to_owned).collect();
@@ -95,35 +98,17 @@ pub fn fuse_driver(
     Some((program, all))
 }
 
-/// Whether `target` is a mount point now, per `/proc/self/mountinfo` (field 5; octal escapes).
-pub fn is_mounted(mountinfo: &str, target: &Path) -> bool {
-    let wanted = target.display().to_string();
-    mountinfo
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .any(|point| unescape_octal(point) == wanted)
+/// Whether a driver forks into the background once mounted (then its start returns, and its
+/// end is seen through its loop device going away).
+pub fn daemonizes(program: &str) -> bool {
+    program == "mount.exfat-fuse"
 }
 
-fn unescape_octal(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
-                .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
-        {
-            let value = u8::from_str_radix(&field[i + 1..i + 4], 8).unwrap_or(b'?');
-            out.push(value);
-            i += 4;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// Whether `target` is a mount point now, per `/proc/self/mountinfo` text.
+pub fn is_mounted(mountinfo: &str, target: &Path) -> bool {
+    super::host::parse_mountinfo(mountinfo)
+        .iter()
+        .any(|m| m.target == target)
 }
 
 /// A FUSE mount with its driver process; unmounted (and the driver awaited) on drop.
@@ -132,6 +117,7 @@ pub struct FuseMount {
     program: &'static str,
     target: PathBuf,
     driver: Option<Child>,
+    mounted: bool,
 }
 
 impl FuseMount {
@@ -141,6 +127,7 @@ impl FuseMount {
         fs_type: FsType,
         device: &Path,
         target: &Path,
+        log: &Path,
         timeout: Duration,
     ) -> Result<Self, FuseError> {
         let (program, args) = fuse_driver(fs_type, device, target).ok_or(FuseError::NoDriver {
@@ -150,35 +137,55 @@ impl FuseMount {
             path: target.to_owned(),
             source,
         })?;
+        // The driver's output goes to a log file, not a pipe: a driver of a persistent mount
+        // (`ntt mount`) outlives us and must not die writing to a closed pipe. Its own process
+        // group keeps a Ctrl-C meant for us away from it; we unmount it in order instead.
+        let log_file = fs_err::File::create(log).map_err(|source| FuseError::MountPoint {
+            path: log.to_owned(),
+            source,
+        })?;
+        let log_err = log_file
+            .try_clone()
+            .map_err(|source| FuseError::MountPoint {
+                path: log.to_owned(),
+                source,
+            })?;
         let mut driver = Command::new(program)
             .args(&args)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(Stdio::from(log_file.into_parts().0))
+            .stderr(Stdio::from(log_err.into_parts().0))
+            .process_group(0)
             .spawn()
             .map_err(|source| FuseError::Spawn { program, source })?;
+        let read_log = || {
+            fs_err::read_to_string(log)
+                .unwrap_or_default()
+                .trim()
+                .to_owned()
+        };
         let started = Instant::now();
         loop {
             let mountinfo = fs_err::read_to_string("/proc/self/mountinfo").unwrap_or_default();
             if is_mounted(&mountinfo, target) {
+                if daemonizes(program) {
+                    // The starter has forked the daemon and exits (or has exited) by itself.
+                    let _ = driver.wait();
+                }
                 return Ok(Self {
                     program,
                     target: target.to_owned(),
-                    driver: Some(driver),
+                    driver: (!daemonizes(program)).then_some(driver),
+                    mounted: true,
                 });
             }
-            if let Ok(Some(_)) = driver.try_wait() {
-                let output = driver.wait_with_output().map(|o| {
-                    format!(
-                        "{}{}",
-                        String::from_utf8_lossy(&o.stdout),
-                        String::from_utf8_lossy(&o.stderr)
-                    )
-                });
+            if let Ok(Some(status)) = driver.try_wait()
+                && !(daemonizes(program) && status.success())
+            {
                 return Err(FuseError::Exited {
                     program,
                     device: device.to_owned(),
-                    output: output.unwrap_or_default().trim().to_owned(),
+                    output: read_log(),
                 });
             }
             if started.elapsed() >= timeout {
@@ -210,10 +217,17 @@ impl FuseMount {
         self.release()
     }
 
+    /// Leaves the mount in place with its driver running (for `ntt mount`); `ntt unmount`
+    /// finds it again through `/proc/self/mountinfo`.
+    pub fn persist(mut self) {
+        self.mounted = false;
+        self.driver = None;
+    }
+
     fn release(&mut self) -> Result<(), FuseError> {
-        let Some(mut driver) = self.driver.take() else {
+        if !self.mounted {
             return Ok(());
-        };
+        }
         let output = Command::new("umount").arg(&self.target).output();
         let result = match output {
             Ok(o) if o.status.success() => Ok(()),
@@ -227,10 +241,11 @@ impl FuseMount {
             }),
         };
         if result.is_ok() {
-            // The driver exits once its filesystem is unmounted.
-            let _ = driver.wait();
-        } else {
-            self.driver = Some(driver);
+            self.mounted = false;
+            // A foreground driver exits once its filesystem is unmounted.
+            if let Some(mut driver) = self.driver.take() {
+                let _ = driver.wait();
+            }
         }
         result
     }

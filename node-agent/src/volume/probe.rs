@@ -74,6 +74,32 @@ impl FsType {
         }
     }
 
+    /// The type with this catalog name (the inverse of [`FsType::as_str`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        const ALL: [FsType; 19] = [
+            FsType::Ext2,
+            FsType::Ext3,
+            FsType::Ext4,
+            FsType::Xfs,
+            FsType::Btrfs,
+            FsType::Fat12,
+            FsType::Fat16,
+            FsType::Fat32,
+            FsType::Exfat,
+            FsType::Ntfs,
+            FsType::Hfs,
+            FsType::Hfsplus,
+            FsType::Iso9660,
+            FsType::Udf,
+            FsType::Squashfs,
+            FsType::Erofs,
+            FsType::Apfs,
+            FsType::Swap,
+            FsType::Unknown,
+        ];
+        ALL.into_iter().find(|t| t.as_str() == name)
+    }
+
     /// Whether the type holds files that can be read (swap and unknown do not).
     pub const fn is_filesystem(self) -> bool {
         !matches!(self, Self::Swap | Self::Unknown)

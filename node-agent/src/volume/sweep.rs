@@ -6,23 +6,9 @@
 //! pure ([`stale_loops`]) over `losetup --json` output; the sweep carries it out.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use serde::Deserialize;
 
 use super::attach::{AttachError, detach};
-
-#[derive(Debug, Deserialize)]
-struct Listing {
-    loopdevices: Vec<LoopEntry>,
-}
-
-#[derive(Debug, Deserialize)]
-struct LoopEntry {
-    name: PathBuf,
-    #[serde(rename = "back-file")]
-    back_file: Option<String>,
-}
+use super::host::{self, LoopEntry};
 
 /// A loop device the sweep will detach, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,46 +19,25 @@ pub struct StaleLoop {
     pub backing_file: String,
 }
 
-/// The loop devices in `losetup --json --list` output that are ours (backing file under
-/// `root`) and whose backing file was deleted (pure).
-pub fn stale_loops(losetup_json: &str, root: &Path) -> Result<Vec<StaleLoop>, serde_json::Error> {
-    if losetup_json.trim().is_empty() {
-        return Ok(Vec::new());
-    }
-    let listing: Listing = serde_json::from_str(losetup_json)?;
-    Ok(listing
-        .loopdevices
-        .into_iter()
+/// The loop devices that are ours (backing file under `root`) and whose backing file was
+/// deleted (pure).
+pub fn stale_loops(loops: &[LoopEntry], root: &Path) -> Vec<StaleLoop> {
+    loops
+        .iter()
         .filter_map(|entry| {
-            let backing = entry.back_file?;
+            let backing = entry.back_file.as_deref()?;
             let path = backing.strip_suffix(" (deleted)")?;
             Path::new(path).starts_with(root).then(|| StaleLoop {
-                device: entry.name,
-                backing_file: backing.clone(),
+                device: entry.name.clone(),
+                backing_file: backing.to_owned(),
             })
         })
-        .collect())
+        .collect()
 }
 
 /// Detaches our loop devices whose backing file was deleted; returns what it detached.
 pub fn sweep_deleted_images(root: &Path) -> Result<Vec<StaleLoop>, AttachError> {
-    let output = Command::new("losetup")
-        .args(["--json", "--list", "--output", "NAME,BACK-FILE"])
-        .output()
-        .map_err(|source| AttachError::Spawn {
-            tool: "losetup",
-            source,
-        })?;
-    if !output.status.success() {
-        return Err(AttachError::List {
-            reason: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        });
-    }
-    let stale = stale_loops(&String::from_utf8_lossy(&output.stdout), root).map_err(|error| {
-        AttachError::List {
-            reason: error.to_string(),
-        }
-    })?;
+    let stale = stale_loops(&host::loops()?, root);
     for entry in &stale {
         detach(&entry.device)?;
         tracing::info!(loop.device = %entry.device.display(), backing = %entry.backing_file, "detached a loop device whose image was deleted");
@@ -94,13 +59,14 @@ mod tests {
             {"name": "/dev/loop4"}
         ]}"#;
         assert_eq!(
-            stale_loops(json, Path::new("/var/lib/ntt/images")).unwrap(),
+            stale_loops(
+                &host::parse_losetup(json).unwrap(),
+                Path::new("/var/lib/ntt/images")
+            ),
             [StaleLoop {
                 device: PathBuf::from("/dev/loop0"),
                 backing_file: "/var/lib/ntt/images/a.img (deleted)".into()
             }]
         );
-        assert!(stale_loops("", Path::new("/x")).unwrap().is_empty());
-        assert!(stale_loops("not json", Path::new("/x")).is_err());
     }
 }

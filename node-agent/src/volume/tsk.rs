@@ -1,0 +1,469 @@
+//! The user-space reader: The Sleuth Kit reads a volume straight from the image, for types this
+//! host can neither mount nor serve through FUSE (HFS+ here; FAT and exFAT on hosts without
+//! their drivers).
+//!
+//! Rules: listing is one `fls -r -u -m /` run (allocated entries only, metadata in the body
+//! format, parsed from both ends so a `|` in a name is kept); content is `icat` of the metadata
+//! address, streamed, and an `icat` that fails is a read error, never a short file. The
+//! Sleuth Kit's own virtual files (`$MBR`, `$FAT1`, `$OrphanFiles`, ...), NTFS `$FILE_NAME`
+//! timestamp records and HFS+ special files (catalog, extents, ...) are not directory entries
+//! and are left out. Known limit: The Sleuth Kit prints control characters in names (newline,
+//! NUL, ...) as `^`, so names read this way are exact except for those.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+
+use super::probe::FsType;
+use super::reader::{Entry, EntryKind};
+
+/// Why The Sleuth Kit could not read.
+#[derive(Debug, thiserror::Error)]
+pub enum TskError {
+    /// The type has no Sleuth Kit reader.
+    #[error("The Sleuth Kit cannot read {fs_type}")]
+    Unsupported {
+        /// The type.
+        fs_type: &'static str,
+    },
+    /// The volume does not start on a 512-byte boundary.
+    #[error("volume offset {offset} is not a multiple of 512 bytes")]
+    Unaligned {
+        /// The offset.
+        offset: u64,
+    },
+    /// A tool could not be run.
+    #[error("cannot run {tool} (The Sleuth Kit; `scripts/setup` installs it)")]
+    Spawn {
+        /// The tool.
+        tool: &'static str,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A tool failed.
+    #[error("{tool} failed on {image} at offset {offset}: {stderr}")]
+    Failed {
+        /// The tool.
+        tool: &'static str,
+        /// The image.
+        image: PathBuf,
+        /// The volume's offset.
+        offset: u64,
+        /// What it said.
+        stderr: String,
+    },
+    /// A listing line could not be understood.
+    #[error("cannot parse fls output line {line:?}: {reason}")]
+    Parse {
+        /// The line (lossy).
+        line: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+/// The Sleuth Kit's name for a type it reads (`fls -f`), or `None`.
+pub const fn tsk_type(fs_type: FsType) -> Option<&'static str> {
+    Some(match fs_type {
+        FsType::Ext2 => "ext2",
+        FsType::Ext3 => "ext3",
+        FsType::Ext4 => "ext4",
+        FsType::Fat12 => "fat12",
+        FsType::Fat16 => "fat16",
+        FsType::Fat32 => "fat32",
+        FsType::Exfat => "exfat",
+        FsType::Ntfs => "ntfs",
+        // The Sleuth Kit calls HFS+ (and HFSX) "hfs"; classic HFS it does not read.
+        FsType::Hfsplus => "hfs",
+        FsType::Iso9660 => "iso9660",
+        _ => return None,
+    })
+}
+
+/// A volume read by The Sleuth Kit.
+#[derive(Debug, Clone)]
+pub struct TskVolume {
+    image: PathBuf,
+    offset: u64,
+    fs_type: FsType,
+    tsk_type: &'static str,
+}
+
+impl TskVolume {
+    /// A reader of the `fs_type` filesystem at byte `offset` of `image`; checks that The Sleuth
+    /// Kit can open it.
+    pub fn open_volume(image: &Path, offset: u64, fs_type: FsType) -> Result<Self, TskError> {
+        let tsk_type = tsk_type(fs_type).ok_or(TskError::Unsupported {
+            fs_type: fs_type.as_str(),
+        })?;
+        if !offset.is_multiple_of(512) {
+            return Err(TskError::Unaligned { offset });
+        }
+        let volume = Self {
+            image: image.to_owned(),
+            offset,
+            fs_type,
+            tsk_type,
+        };
+        let output = volume
+            .command("fsstat")
+            .arg(&volume.image)
+            .output()
+            .map_err(|source| TskError::Spawn {
+                tool: "fsstat",
+                source,
+            })?;
+        if !output.status.success() {
+            return Err(volume.failed("fsstat", &output.stderr));
+        }
+        Ok(volume)
+    }
+
+    /// The type read.
+    pub fn fs_type(&self) -> FsType {
+        self.fs_type
+    }
+
+    fn command(&self, tool: &str) -> Command {
+        let mut command = Command::new(tool);
+        command
+            .args(["-f", self.tsk_type, "-o", &(self.offset / 512).to_string()])
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn failed(&self, tool: &'static str, stderr: &[u8]) -> TskError {
+        TskError::Failed {
+            tool,
+            image: self.image.clone(),
+            offset: self.offset,
+            stderr: String::from_utf8_lossy(stderr).trim().to_owned(),
+        }
+    }
+
+    /// Every allocated entry, with metadata. Blocking; holds the listing in memory (volumes
+    /// that need this reader are small: HFS+ and FAT media).
+    pub fn list(&self) -> Result<Vec<Entry>, TskError> {
+        let output = self
+            .command("fls")
+            .args(["-r", "-u", "-m", "/"])
+            .arg(&self.image)
+            .output()
+            .map_err(|source| TskError::Spawn {
+                tool: "fls",
+                source,
+            })?;
+        if !output.status.success() {
+            return Err(self.failed("fls", &output.stderr));
+        }
+        let mut entries = Vec::new();
+        for line in output.stdout.split(|&b| b == b'\n') {
+            if line.is_empty() {
+                continue;
+            }
+            let Some(body) = parse_body_line(line)? else {
+                continue;
+            };
+            if self.fs_type == FsType::Hfsplus
+                && body.ino < 16
+                && body.name.first() == Some(&b'$')
+                && !body.name.contains(&b'/')
+            {
+                // HFS+ special files (extents, catalog, allocation, ...): metadata, not entries.
+                continue;
+            }
+            let target = if body.kind == EntryKind::Symlink {
+                let mut target = Vec::new();
+                self.open(body.ino)
+                    .and_then(|mut reader| {
+                        reader
+                            .read_to_end(&mut target)
+                            .map_err(|e| TskError::Failed {
+                                tool: "icat",
+                                image: self.image.clone(),
+                                offset: self.offset,
+                                stderr: e.to_string(),
+                            })
+                    })
+                    .map(|_| ())?;
+                Some(target)
+            } else {
+                None
+            };
+            entries.push(body.into_entry(target));
+        }
+        Ok(entries)
+    }
+
+    /// Streams the content of the file with metadata address `ino`.
+    pub fn open(&self, ino: u64) -> Result<IcatReader, TskError> {
+        let child = self
+            .command("icat")
+            .arg(&self.image)
+            .arg(ino.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| TskError::Spawn {
+                tool: "icat",
+                source,
+            })?;
+        Ok(IcatReader {
+            child: Some(child),
+            stdout: None,
+            ino,
+        })
+    }
+}
+
+/// A file's content streamed from `icat`; a failing `icat` ends in an error, not a short read.
+#[derive(Debug)]
+pub struct IcatReader {
+    child: Option<Child>,
+    stdout: Option<ChildStdout>,
+    ino: u64,
+}
+
+impl Read for IcatReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.stdout.is_none() {
+            let Some(child) = self.child.as_mut() else {
+                return Ok(0);
+            };
+            self.stdout = child.stdout.take();
+        }
+        let Some(stdout) = self.stdout.as_mut() else {
+            return Ok(0);
+        };
+        let n = stdout.read(buf)?;
+        if n > 0 || buf.is_empty() {
+            return Ok(n);
+        }
+        // End of stream: only an icat that exited cleanly makes it the end of the file.
+        self.stdout = None;
+        let Some(child) = self.child.take() else {
+            return Ok(0);
+        };
+        let output = child.wait_with_output()?;
+        if output.status.success() {
+            Ok(0)
+        } else {
+            Err(std::io::Error::other(format!(
+                "icat of inode {} failed ({}): {}",
+                self.ino,
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            )))
+        }
+    }
+}
+
+impl Drop for IcatReader {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One parsed line of `fls -m` (body format).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyLine {
+    /// The path without the leading `/` and without a symlink's ` -> target`.
+    pub name: Vec<u8>,
+    /// The metadata address.
+    pub ino: u64,
+    /// What it is.
+    pub kind: EntryKind,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u64,
+    /// Group.
+    pub gid: u64,
+    /// Size.
+    pub size: u64,
+    /// Times in seconds: access, modification, change, birth (0 = unknown).
+    pub times: [i64; 4],
+}
+
+impl BodyLine {
+    fn into_entry(self, target: Option<Vec<u8>>) -> Entry {
+        let ns = |s: i64| (s != 0).then(|| s.saturating_mul(1_000_000_000));
+        let [access, modification, change, birth] = self.times;
+        Entry {
+            path: self.name,
+            ino: self.ino,
+            kind: self.kind,
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+            nlink: 1,
+            size: self.size,
+            mtime_ns: ns(modification),
+            ctime_ns: ns(change),
+            atime_ns: ns(access),
+            birth_ns: ns(birth),
+            target,
+        }
+    }
+}
+
+/// Parses one `fls -m /` line (pure). `Ok(None)` for lines that are not directory entries:
+/// The Sleuth Kit's virtual files and NTFS `$FILE_NAME` records.
+pub fn parse_body_line(line: &[u8]) -> Result<Option<BodyLine>, TskError> {
+    let error = |reason| TskError::Parse {
+        line: String::from_utf8_lossy(line).into_owned(),
+        reason,
+    };
+    // md5|name|inode|mode|uid|gid|size|atime|mtime|ctime|crtime; the name may hold '|'.
+    let mut fields: Vec<&[u8]> = line.rsplitn(10, |&b| b == b'|').collect();
+    if fields.len() != 10 {
+        return Err(error("fewer than 11 fields"));
+    }
+    fields.reverse();
+    let head = fields[0];
+    let name_start = head
+        .iter()
+        .position(|&b| b == b'|')
+        .ok_or(error("no md5 field"))?;
+    let mut name = &head[name_start + 1..];
+    let text = |field: &[u8]| String::from_utf8_lossy(field).into_owned();
+    let number = |field: &[u8], what| text(field).parse::<u64>().map_err(|_| error(what));
+    let time = |field: &[u8]| text(field).parse::<i64>().map_err(|_| error("bad time"));
+    let address = text(fields[1]);
+    let mut parts = address.split('-');
+    let ino = parts
+        .next()
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or(error("bad inode"))?;
+    if parts.next() == Some("48") {
+        // NTFS $FILE_NAME attribute: the same file's other timestamps, not an entry.
+        return Ok(None);
+    }
+    let mode_text = fields[2];
+    // "r/rrw-r--r--": directory-entry type, '/', metadata type, nine permission characters.
+    if mode_text.len() < 12 || mode_text[1] != b'/' {
+        return Err(error("bad mode"));
+    }
+    let kind = match mode_text[2] {
+        b'r' | b'-' => EntryKind::File,
+        b'd' => EntryKind::Dir,
+        b'l' => EntryKind::Symlink,
+        b'b' => EntryKind::Block,
+        b'c' => EntryKind::Char,
+        b'p' => EntryKind::Fifo,
+        b'h' | b's' => EntryKind::Socket,
+        // v/V: The Sleuth Kit's virtual files and directories.
+        b'v' | b'V' => return Ok(None),
+        _ => return Err(error("unknown entry type")),
+    };
+    let mode = permission_bits(&mode_text[3..12]);
+    if kind == EntryKind::Symlink {
+        // "name -> target": the target is read with icat; drop it from the name here.
+        if let Some(arrow) = name.windows(4).rposition(|w| w == b" -> ") {
+            name = &name[..arrow];
+        }
+    }
+    let name = name.strip_prefix(b"/").unwrap_or(name).to_vec();
+    if name.is_empty() {
+        return Err(error("empty name"));
+    }
+    Ok(Some(BodyLine {
+        name,
+        ino,
+        kind,
+        mode,
+        uid: number(fields[3], "bad uid")?,
+        gid: number(fields[4], "bad gid")?,
+        size: number(fields[5], "bad size")?,
+        times: [
+            time(fields[6])?,
+            time(fields[7])?,
+            time(fields[8])?,
+            time(fields[9])?,
+        ],
+    }))
+}
+
+fn permission_bits(rwx: &[u8]) -> u32 {
+    let mut mode = 0;
+    for (i, &c) in rwx.iter().enumerate() {
+        let bit = 1 << (8 - i);
+        match (i % 3, c) {
+            (_, b'r' | b'w' | b'x') => mode |= bit,
+            // Set-id / sticky shown in the execute position.
+            (2, b's') => mode |= bit | if i == 2 { 0o4000 } else { 0o2000 },
+            (2, b'S') => mode |= if i == 2 { 0o4000 } else { 0o2000 },
+            (2, b't') => mode |= bit | 0o1000,
+            (2, b'T') => mode |= 0o1000,
+            _ => {}
+        }
+    }
+    mode
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_lines_parse_from_both_ends_so_bars_in_names_survive() {
+        let line =
+            b"0|/a|b c.txt|19|r/rrw-r--r--|501|20|53|1642144782|1642144783|1642144784|1642144785";
+        let body = parse_body_line(line).unwrap().unwrap();
+        assert_eq!(body.name, b"a|b c.txt");
+        assert_eq!(body.ino, 19);
+        assert_eq!(body.kind, EntryKind::File);
+        assert_eq!(body.mode, 0o644);
+        assert_eq!((body.uid, body.gid, body.size), (501, 20, 53));
+        assert_eq!(
+            body.times,
+            [1_642_144_782, 1_642_144_783, 1_642_144_784, 1_642_144_785]
+        );
+    }
+
+    #[test]
+    fn symlinks_lose_their_arrow_and_virtual_files_are_not_entries() {
+        let line = b"0|/a_link -> a_directory/another_file|22|l/lrwxr-xr-x|501|20|24|1|2|3|4";
+        let body = parse_body_line(line).unwrap().unwrap();
+        assert_eq!(body.name, b"a_link");
+        assert_eq!(body.kind, EntryKind::Symlink);
+        assert_eq!(body.mode, 0o755);
+        assert!(
+            parse_body_line(b"0|/$FAT1|1290052|v/v---------|0|0|322560|0|0|0|0")
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            parse_body_line(b"0|/$OrphanFiles|1290054|V/V---------|0|0|0|0|0|0|0")
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            parse_body_line(b"0|/$Boot ($FILE_NAME)|7-48-2|r/rr-xr-xr-x|48|0|76|1|1|1|1")
+                .unwrap()
+                .is_none()
+        );
+        let ntfs = parse_body_line(b"0|/$Boot|7-128-1|r/rr-xr-xr-x|48|0|8192|1|1|1|1")
+            .unwrap()
+            .unwrap();
+        assert_eq!((ntfs.ino, ntfs.uid, ntfs.size), (7, 48, 8192));
+    }
+
+    #[test]
+    fn set_id_and_sticky_bits_are_kept() {
+        assert_eq!(permission_bits(b"rwsr-sr-t"), 0o7755);
+        assert_eq!(permission_bits(b"rwSr--r-T"), 0o5644);
+        assert_eq!(permission_bits(b"---------"), 0);
+    }
+
+    #[test]
+    fn malformed_lines_are_errors_not_entries() {
+        assert!(parse_body_line(b"0|/x|3|r/r").is_err());
+        assert!(parse_body_line(b"0|/x|abc|r/rrw-r--r--|0|0|1|0|0|0|0").is_err());
+        assert!(parse_body_line(b"0|/x|3|r/rrw-r--r--|0|0|-1|0|0|0|0").is_err());
+    }
+}
