@@ -117,6 +117,32 @@ impl HostLock {
         }
     }
 
+    /// Makes `command`'s child hold the lock too (its copy of the open file keeps the `flock`
+    /// while it lives), without letting any other child inherit it. For short helpers such as
+    /// `mount(8)`: if we die while one runs, the next owner waits for it instead of racing it.
+    pub fn share_with(&self, command: &mut tokio::process::Command) {
+        use std::os::fd::AsRawFd;
+        let fd = self.lock.as_raw_fd();
+        // SAFETY: the closure runs in the child between fork and exec, where only
+        // async-signal-safe calls are allowed: it calls fcntl(2) on an integer descriptor that
+        // the child inherited, allocates nothing and touches no shared state.
+        #[expect(
+            unsafe_code,
+            reason = "clearing FD_CLOEXEC on one descriptor in the child only"
+        )]
+        unsafe {
+            command.pre_exec(move || {
+                let flags = nix::libc::fcntl(fd, nix::libc::F_GETFD);
+                if flags < 0
+                    || nix::libc::fcntl(fd, nix::libc::F_SETFD, flags & !nix::libc::FD_CLOEXEC) < 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path

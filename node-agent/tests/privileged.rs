@@ -19,98 +19,21 @@
 mod db;
 #[path = "support/faulty_disk.rs"]
 mod faulty_disk;
+#[path = "support/host.rs"]
+mod host;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use faulty_disk::{Faults, FaultyDisk, disk_content};
+use host::{Host, MIB, fixture, loops_backed_by, partition, sha256, sparse_file};
 use ntt_agent::imaging::ddrescue::read_summary;
 use ntt_agent::imaging::identity::{IdentifyError, identify};
 use ntt_agent::imaging::mapfile::Area;
 use serde_json::Value;
 use sqlx::PgPool;
-
-const MIB: u64 = 1 << 20;
-
-/// A scratch data and lock directory, removed afterwards.
-struct Host {
-    root: PathBuf,
-    url: String,
-}
-
-impl Host {
-    async fn new(pool: &PgPool) -> Self {
-        let root =
-            std::env::temp_dir().join(format!("ntt-host-{}-{}", std::process::id(), rand_suffix()));
-        std::fs::create_dir_all(&root).unwrap();
-        Self {
-            root,
-            url: db::url_of(pool).await,
-        }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ntt"));
-        command
-            .args(args)
-            .env("NTT_DATABASE_URL", &self.url)
-            .env("NTT_DATA_DIR", self.root.join("images"))
-            .env("NTT_LOCK_DIR", self.root.join("lock"))
-            .env_remove("NTT_JSON")
-            .env_remove("NTT_PROFILE");
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let output = self.command(args).output().unwrap();
-        eprintln!(
-            "ntt {args:?} stderr:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
-    }
-
-    /// Runs `ntt image ... --json` and returns the report; the run must succeed.
-    fn image(&self, args: &[&str]) -> Value {
-        let mut all = vec!["image", "--json"];
-        all.extend_from_slice(args);
-        let output = self.run(&all);
-        assert!(
-            output.status.success(),
-            "ntt image failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice(&output.stdout).unwrap()
-    }
-
-    fn spawn(&self, args: &[&str]) -> Child {
-        self.command(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-
-    fn mapfile(&self, report_or_hash: &str) -> PathBuf {
-        self.root
-            .join("images")
-            .join(format!("{report_or_hash}.map"))
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
-fn rand_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
 
 fn areas(report: &Value) -> Vec<Area> {
     report["rescue"]["bad_areas"]
@@ -481,30 +404,6 @@ async fn optical_media_are_rescued_in_2048_byte_sectors(pool: PgPool) {
     assert_eq!(sector, 2048);
 }
 
-fn fixture(name: &str) -> PathBuf {
-    let dir = std::env::var_os("NTT_FIXTURES").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/third-party"),
-        PathBuf::from,
-    );
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "fixture {} is missing (set NTT_FIXTURES)",
-        path.display()
-    );
-    path
-}
-
-fn sha256(path: &Path) -> String {
-    let output = Command::new("sha256sum").arg(path).output().unwrap();
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 #[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
 async fn third_party_containers_register_as_the_same_bytes_as_their_raw_equivalent(pool: PgPool) {
     let host = Host::new(&pool).await;
@@ -746,34 +645,6 @@ fn disk_with_a_dirty_ext4(dir: &Path) -> PathBuf {
     disk
 }
 
-/// A sparse file of `size` bytes.
-fn sparse_file(path: &Path, size: u64) {
-    std::fs::File::create(path).unwrap().set_len(size).unwrap();
-}
-
-/// Writes a partition table to `image` with sfdisk.
-fn partition(image: &Path, script: &[u8]) {
-    use std::io::Write;
-    let mut sfdisk = Command::new("sfdisk")
-        .arg("-q")
-        .arg(image)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    sfdisk.stdin.take().unwrap().write_all(script).unwrap();
-    assert!(sfdisk.wait().unwrap().success());
-}
-
-fn loops_backed_by(image: &Path) -> String {
-    let output = Command::new("losetup")
-        .arg("-j")
-        .arg(image)
-        .output()
-        .unwrap();
-    String::from_utf8(output.stdout).unwrap()
-}
-
 #[tokio::test]
 async fn a_dirty_ext4_partition_mounts_read_only_without_replaying_its_journal() {
     use ntt_agent::volume::attach::{LoopDevice, MountGuard, kernel_filesystems};
@@ -797,6 +668,7 @@ async fn a_dirty_ext4_partition_mounts_read_only_without_replaying_its_journal()
         &target,
         &kernel,
         Duration::from_secs(30),
+        None,
     )
     .await
     .unwrap();
@@ -821,6 +693,7 @@ async fn a_dirty_ext4_partition_mounts_read_only_without_replaying_its_journal()
             &target,
             &kernel,
             Duration::from_secs(30),
+            None,
         )
         .await
         .unwrap();
@@ -837,6 +710,7 @@ async fn a_dirty_ext4_partition_mounts_read_only_without_replaying_its_journal()
         &target,
         &[],
         Duration::from_secs(5),
+        None,
     )
     .await
     .unwrap_err();

@@ -273,7 +273,7 @@ pub async fn attach_medium(
         lock: Some(lock),
     };
     for spec in specs {
-        match attach_volume(image, hash, spec, settings).await {
+        match attach_volume(image, hash, spec, settings, medium.lock.as_ref()).await {
             Ok(volume) => medium.volumes.push(volume),
             Err(error) => medium.failures.push(VolumeFailure {
                 volume_no: spec.volume_no,
@@ -326,6 +326,7 @@ async fn attach_volume(
     hash: &str,
     spec: &VolumeSpec,
     settings: &Settings,
+    lock: Option<&HostLock>,
 ) -> Result<AttachedVolume, String> {
     let target = settings.mount_point(hash, spec.volume_no);
     let repaired = {
@@ -361,7 +362,7 @@ async fn attach_volume(
     }
     let mut errors = Vec::new();
     for attempt in attempts {
-        match try_attempt(image, spec, &target, attempt, settings).await {
+        match try_attempt(image, spec, &target, attempt, settings, lock).await {
             Ok(volume) => {
                 if !errors.is_empty() {
                     tracing::info!(volume = spec.volume_no, method = attempt.method.as_str(), earlier = %errors.join("; "), "read with a fallback method");
@@ -384,6 +385,7 @@ async fn try_attempt(
     target: &Path,
     attempt: Attempt,
     settings: &Settings,
+    lock: Option<&HostLock>,
 ) -> Result<AttachedVolume, String> {
     let volume = |method, mount_point: Option<PathBuf>, reader, hold| AttachedVolume {
         volume_no: spec.volume_no,
@@ -419,9 +421,14 @@ async fn try_attempt(
                 target,
                 &settings.kernel_filesystems,
                 settings.mount_timeout,
+                lock,
             )
             .await
             .map_err(|e| e.to_string())?;
+            if let Err(error) = root_readable(target).await {
+                let _ = guard.unmount();
+                return Err(error);
+            }
             device.autoclear().map_err(|e| e.to_string())?;
             Ok(volume(
                 Method::Kernel,
@@ -448,6 +455,10 @@ async fn try_attempt(
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
+            if let Err(error) = root_readable(target).await {
+                let _ = mounted.unmount();
+                return Err(error);
+            }
             device.autoclear().map_err(|e| e.to_string())?;
             Ok(volume(
                 Method::Fuse,
@@ -459,6 +470,16 @@ async fn try_attempt(
             ))
         }
     }
+}
+
+/// A mount counts only if its root directory can be listed: some drivers mount a filesystem
+/// whose metadata is destroyed and fail on the first read.
+async fn root_readable(target: &Path) -> Result<(), String> {
+    let root = target.to_owned();
+    tokio::task::spawn_blocking(move || fs_err::read_dir(&root).map(drop))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("mounted, but the root directory cannot be read: {e}"))
 }
 
 impl AttachedVolume {

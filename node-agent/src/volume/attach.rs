@@ -245,6 +245,7 @@ impl MountGuard {
         target: &Path,
         available: &[String],
         timeout: Duration,
+        lock: Option<&crate::lock::HostLock>,
     ) -> Result<Self, AttachError> {
         let Some((kernel_type, options)) = kernel_mount(fs_type) else {
             return Err(AttachError::NoKernelDriver {
@@ -260,11 +261,17 @@ impl MountGuard {
             path: target.to_owned(),
             source,
         })?;
-        let child = tokio::process::Command::new("mount")
+        let mut command = tokio::process::Command::new("mount");
+        command
             .args(["-t", kernel_type, "-o", &options])
             .arg(device)
-            .arg(target)
-            .output();
+            .arg(target);
+        if let Some(lock) = lock {
+            // If we are killed while mount runs, it goes on; holding the medium lock makes
+            // the next owner wait for it rather than mount a second time beside it.
+            lock.share_with(&mut command);
+        }
+        let child = command.output();
         // On timeout the mount process is left to finish or hang on its own: a mount stuck in
         // the kernel cannot be killed, and we must not pretend it is gone.
         let output = tokio::time::timeout(timeout, child)

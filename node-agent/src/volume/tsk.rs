@@ -106,16 +106,18 @@ impl TskVolume {
             fs_type,
             tsk_type,
         };
+        // Listing the root directory proves more than the superblock: a filesystem whose
+        // metadata is destroyed fails here rather than in the middle of enumeration.
         let output = volume
-            .command("fsstat")
+            .command("fls")
             .arg(&volume.image)
             .output()
             .map_err(|source| TskError::Spawn {
-                tool: "fsstat",
+                tool: "fls",
                 source,
             })?;
         if !output.status.success() {
-            return Err(volume.failed("fsstat", &output.stderr));
+            return Err(volume.failed("fls", &output.stderr));
         }
         Ok(volume)
     }
@@ -134,11 +136,19 @@ impl TskVolume {
     }
 
     fn failed(&self, tool: &'static str, stderr: &[u8]) -> TskError {
+        // The first lines say what is wrong; a usage text after them says nothing more.
+        let text = String::from_utf8_lossy(stderr);
+        let stderr = text
+            .lines()
+            .take_while(|line| !line.starts_with("usage:"))
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ");
         TskError::Failed {
             tool,
             image: self.image.clone(),
             offset: self.offset,
-            stderr: String::from_utf8_lossy(stderr).trim().to_owned(),
+            stderr,
         }
     }
 

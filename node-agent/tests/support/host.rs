@@ -1,0 +1,176 @@
+//! A scratch host for tests that run the `ntt` binary as root: data, lock and mount
+//! directories of its own, a database of its own, and helpers for building disk images.
+
+#![allow(
+    dead_code,
+    unreachable_pub,
+    reason = "each test binary uses part of the support module"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+use sqlx::PgPool;
+
+pub const MIB: u64 = 1 << 20;
+
+/// A scratch data and lock directory, removed afterwards.
+pub struct Host {
+    pub root: PathBuf,
+    pub url: String,
+}
+
+impl Host {
+    pub async fn new(pool: &PgPool) -> Self {
+        let root =
+            std::env::temp_dir().join(format!("ntt-host-{}-{}", std::process::id(), rand_suffix()));
+        std::fs::create_dir_all(&root).unwrap();
+        Self {
+            root,
+            url: super::db::url_of(pool).await,
+        }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ntt"));
+        command
+            .args(args)
+            .env("NTT_DATABASE_URL", &self.url)
+            .env("NTT_DATA_DIR", self.root.join("images"))
+            .env("NTT_LOCK_DIR", self.root.join("lock"))
+            .env("NTT_MOUNT_DIR", self.root.join("mnt"))
+            .env_remove("NTT_JSON")
+            .env_remove("NTT_PROFILE");
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        let output = self.command(args).output().unwrap();
+        eprintln!(
+            "ntt {args:?} stderr:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// Runs `ntt image ... --json` and returns the report; the run must succeed.
+    pub fn image(&self, args: &[&str]) -> Value {
+        let mut all = vec!["image", "--json"];
+        all.extend_from_slice(args);
+        let output = self.run(&all);
+        assert!(
+            output.status.success(),
+            "ntt image failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    pub fn mapfile(&self, report_or_hash: &str) -> PathBuf {
+        self.root
+            .join("images")
+            .join(format!("{report_or_hash}.map"))
+    }
+}
+
+impl Drop for Host {
+    /// Takes down whatever a failed test left under this host's root (mounts first, then the
+    /// loop devices backed by its files: only ours), so one failure does not leak into the next.
+    fn drop(&mut self) {
+        let root = self.root.display().to_string();
+        if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
+            let mut points: Vec<String> = info
+                .lines()
+                .filter_map(|line| line.split(' ').nth(4))
+                .filter(|point| point.starts_with(&root))
+                .map(str::to_owned)
+                .collect();
+            points.reverse();
+            for point in points {
+                eprintln!("test cleanup: unmounting {point}");
+                let _ = Command::new("umount").arg("--lazy").arg(&point).status();
+            }
+        }
+        if let Ok(output) = Command::new("losetup")
+            .args(["--list", "--noheadings", "--raw", "-O", "NAME,BACK-FILE"])
+            .output()
+        {
+            for line in String::from_utf8_lossy(&output.stdout).lines() {
+                if let Some((device, backing)) = line.split_once(' ')
+                    && backing.starts_with(&root)
+                {
+                    eprintln!("test cleanup: detaching {device} ({backing})");
+                    let _ = Command::new("losetup").arg("-d").arg(device).status();
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+pub fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    let dir = std::env::var_os("NTT_FIXTURES").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/third-party"),
+        PathBuf::from,
+    );
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "fixture {} is missing (set NTT_FIXTURES)",
+        path.display()
+    );
+    path
+}
+
+pub fn sha256(path: &Path) -> String {
+    let output = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// A sparse file of `size` bytes.
+pub fn sparse_file(path: &Path, size: u64) {
+    std::fs::File::create(path).unwrap().set_len(size).unwrap();
+}
+
+/// Writes a partition table to `image` with sfdisk.
+pub fn partition(image: &Path, script: &[u8]) {
+    use std::io::Write;
+    let mut sfdisk = Command::new("sfdisk")
+        .arg("-q")
+        .arg(image)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    sfdisk.stdin.take().unwrap().write_all(script).unwrap();
+    assert!(sfdisk.wait().unwrap().success());
+}
+
+pub fn loops_backed_by(image: &Path) -> String {
+    let output = Command::new("losetup")
+        .arg("-j")
+        .arg(image)
+        .output()
+        .unwrap();
+    String::from_utf8(output.stdout).unwrap()
+}
