@@ -22,25 +22,16 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use host::{Host, MIB, fixture, partition, sha256, sparse_file};
+use host::{Host, MIB, fixture, fls_paths, partition, run, sha256, sparse_file};
 use ntt_agent::volume::host::{loops, loops_of, mounts};
 use ntt_agent::volume::probe::FsType;
 use ntt_agent::volume::reader::{EntryKind, VolumeReader, WalkItem};
 use ntt_agent::volume::tsk::TskVolume;
 use serde_json::Value;
 use sqlx::PgPool;
-
-fn run(command: &mut Command) {
-    let output = command.stdout(Stdio::null()).output().unwrap();
-    assert!(
-        output.status.success(),
-        "{command:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 /// Copies a filesystem image into a disk image at `offset` bytes.
 fn place(disk: &Path, filesystem: &Path, offset: u64) {
@@ -254,29 +245,6 @@ fn read_all(reader: &VolumeReader, path: &[u8]) -> Vec<u8> {
         .read_to_end(&mut bytes)
         .unwrap();
     bytes
-}
-
-/// `fls -r -p` of the filesystem at `offset` (bytes): the independent listing, without NTFS
-/// metadata files, streams, and The Sleuth Kit's virtual files.
-fn fls_paths(image: &Path, offset: u64) -> Vec<String> {
-    let output = Command::new("fls")
-        .args(["-r", "-p", "-u", "-o", &(offset / 512).to_string()])
-        .arg(image)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let mut paths: Vec<String> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter(|line| !line.starts_with("v/v") && !line.starts_with("V/V"))
-        .filter_map(|line| line.split_once(":\t").map(|(_, path)| path.to_owned()))
-        .filter(|path| !path.split('/').any(|part| part.starts_with('$')) && !path.contains(':'))
-        .collect();
-    paths.sort();
-    paths
 }
 
 fn mount_point(host: &Host, hash: &str, volume_no: i64) -> PathBuf {
@@ -928,4 +896,65 @@ async fn third_party_images_list_like_the_sleuth_kit(pool: PgPool) {
             .unwrap();
         assert_nothing_left(&host, Path::new(&image));
     }
+}
+
+fn attach_loop(image: &Path) -> String {
+    let output = Command::new("losetup")
+        .args(["--find", "--show", "--read-only"])
+        .arg(image)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn loops_of_our_images_without_a_live_owner_are_released_before_attaching(pool: PgPool) {
+    use ntt_agent::lock::HostLock;
+
+    let host = Host::new(&pool).await;
+    let images = host.root.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    // Two images under our data directory, each with a loop device a dead run left behind; the
+    // medium of the second is busy (another process holds its lock).
+    let orphaned = images.join("0123456789abcdef0123456789abcdef.img");
+    let owned = images.join("fedcba9876543210fedcba9876543210.img");
+    sparse_file(&orphaned, MIB);
+    sparse_file(&owned, MIB);
+    attach_loop(&orphaned);
+    let kept = attach_loop(&owned);
+    let holder = HostLock::try_acquire(
+        &host.root.join("lock"),
+        "medium-fedcba9876543210fedcba9876543210.lock",
+        "medium",
+        "a test holding it",
+    )
+    .unwrap();
+    // Someone else's loop device outside our root is never touched.
+    let foreign = host.root.join("foreign.img");
+    sparse_file(&foreign, MIB);
+    let foreign_loop = attach_loop(&foreign);
+
+    let content = host.root.join("c");
+    std::fs::create_dir_all(&content).unwrap();
+    std::fs::write(content.join("a.txt"), b"a\n").unwrap();
+    let image = host.root.join("other.img");
+    ext4(&image, 8 * MIB, &content);
+    register(&host, &image, "other");
+    mount(&host, "other");
+
+    assert!(
+        loops_of(&loops().unwrap(), &orphaned).is_empty(),
+        "the orphan was released"
+    );
+    let still = loops_of(&loops().unwrap(), &owned);
+    assert_eq!(still.len(), 1, "a medium with a live owner is left alone");
+    assert_eq!(still[0].name, Path::new(&kept));
+    assert_eq!(loops_of(&loops().unwrap(), &foreign).len(), 1);
+
+    holder.release().unwrap();
+    run(Command::new("losetup").arg("-d").arg(&kept));
+    run(Command::new("losetup").arg("-d").arg(&foreign_loop));
+    unmount(&host, "other");
+    assert_nothing_left(&host, &image);
 }

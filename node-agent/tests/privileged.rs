@@ -28,7 +28,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use faulty_disk::{Faults, FaultyDisk, disk_content};
-use host::{Host, MIB, fixture, loops_backed_by, partition, sha256, sparse_file};
+use host::{Host, MIB, fixture, fls_paths, loops_backed_by, partition, sha256, sparse_file};
 use ntt_agent::imaging::ddrescue::read_summary;
 use ntt_agent::imaging::identity::{IdentifyError, identify};
 use ntt_agent::imaging::mapfile::Area;
@@ -743,28 +743,6 @@ fn tree(root: &Path) -> Vec<String> {
     out
 }
 
-/// `fls -r -p` of a filesystem image: the independent listing, without NTFS metadata files,
-/// alternate data streams and The Sleuth Kit's virtual orphan directory.
-fn fls_paths(image: &Path) -> Vec<String> {
-    let output = Command::new("fls")
-        .args(["-r", "-p"])
-        .arg(image)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let mut paths: Vec<String> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| line.split_once(":\t").map(|(_, path)| path.to_owned()))
-        .filter(|path| !path.split('/').any(|part| part.starts_with('$')) && !path.contains(':'))
-        .collect();
-    paths.sort();
-    paths
-}
-
 #[test]
 fn ntfs_and_iso9660_volumes_are_read_through_fuse_drivers_and_match_the_sleuth_kit() {
     use ntt_agent::volume::attach::LoopDevice;
@@ -796,7 +774,7 @@ fn ntfs_and_iso9660_volumes_are_read_through_fuse_drivers_and_match_the_sleuth_k
         )
         .unwrap();
         let mut seen = tree(mount.target());
-        let mut expected = fls_paths(&image);
+        let mut expected = fls_paths(&image, 0);
         if lowercase {
             // fuseiso shows plain ISO 9660 names in lower case.
             expected = expected.iter().map(|p| p.to_lowercase()).collect();

@@ -11,8 +11,14 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+#[path = "support/db.rs"]
+mod db;
+#[path = "support/host.rs"]
+mod host;
+
+use host::run;
 use ntt_agent::volume::partitions::{Layout, Role, Scheme, discover};
 use ntt_agent::volume::probe::FsType;
 
@@ -41,31 +47,8 @@ impl Drop for Scratch {
     }
 }
 
-fn run(command: &mut Command) {
-    let output = command.stdout(Stdio::null()).output().unwrap();
-    assert!(
-        output.status.success(),
-        "{command:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 fn sfdisk(image: &Path, script: &str) {
-    use std::io::Write;
-    let mut child = Command::new("sfdisk")
-        .arg("-q")
-        .arg(image)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    host::partition(image, script.as_bytes());
 }
 
 fn mkfs_ext(kind: &str, image: &Path, offset_sectors: u64, sectors: u64, label: &str) {

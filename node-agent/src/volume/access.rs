@@ -265,8 +265,12 @@ pub async fn attach_medium(
     settings: &Settings,
 ) -> Result<AttachedMedium, AccessError> {
     let lock = take_lock(settings, hash, "attaching volumes").await?;
-    let data_dir = settings.data_dir.clone();
-    tokio::task::spawn_blocking(move || sweep::sweep_deleted_images(&data_dir)).await??;
+    let (data_dir, lock_dir) = (settings.data_dir.clone(), settings.lock_dir.clone());
+    tokio::task::spawn_blocking(move || {
+        sweep::sweep_deleted_images(&data_dir)?;
+        sweep::sweep_orphans(&data_dir, &lock_dir)
+    })
+    .await??;
     let mut medium = AttachedMedium {
         volumes: Vec::new(),
         failures: Vec::new(),

@@ -318,21 +318,7 @@ impl MountGuard {
 }
 
 fn unmount(target: &Path) -> Result<(), AttachError> {
-    let output = Command::new("umount")
-        .arg(target)
-        .output()
-        .map_err(|source| AttachError::Spawn {
-            tool: "umount",
-            source,
-        })?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(AttachError::Unmount {
-            target: target.to_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        })
-    }
+    super::host::unmount(target, false)
 }
 
 impl Drop for MountGuard {

@@ -108,17 +108,7 @@ impl TskVolume {
         };
         // Listing the root directory proves more than the superblock: a filesystem whose
         // metadata is destroyed fails here rather than in the middle of enumeration.
-        let output = volume
-            .command("fls")
-            .arg(&volume.image)
-            .output()
-            .map_err(|source| TskError::Spawn {
-                tool: "fls",
-                source,
-            })?;
-        if !output.status.success() {
-            return Err(volume.failed("fls", &output.stderr));
-        }
+        volume.fls(&[])?;
         Ok(volume)
     }
 
@@ -133,6 +123,24 @@ impl TskVolume {
             .args(["-f", self.tsk_type, "-o", &(self.offset / 512).to_string()])
             .stdin(Stdio::null());
         command
+    }
+
+    /// Runs `fls` with `args` on the volume; its stdout.
+    fn fls(&self, args: &[&str]) -> Result<Vec<u8>, TskError> {
+        let output = self
+            .command("fls")
+            .args(args)
+            .arg(&self.image)
+            .output()
+            .map_err(|source| TskError::Spawn {
+                tool: "fls",
+                source,
+            })?;
+        if output.status.success() {
+            Ok(output.stdout)
+        } else {
+            Err(self.failed("fls", &output.stderr))
+        }
     }
 
     fn failed(&self, tool: &'static str, stderr: &[u8]) -> TskError {
@@ -155,20 +163,9 @@ impl TskVolume {
     /// Every allocated entry, with metadata. Blocking; holds the listing in memory (volumes
     /// that need this reader are small: HFS+ and FAT media).
     pub fn list(&self) -> Result<Vec<Entry>, TskError> {
-        let output = self
-            .command("fls")
-            .args(["-r", "-u", "-m", "/"])
-            .arg(&self.image)
-            .output()
-            .map_err(|source| TskError::Spawn {
-                tool: "fls",
-                source,
-            })?;
-        if !output.status.success() {
-            return Err(self.failed("fls", &output.stderr));
-        }
+        let listing = self.fls(&["-r", "-u", "-m", "/"])?;
         let mut entries = Vec::new();
-        for line in output.stdout.split(|&b| b == b'\n') {
+        for line in listing.split(|&b| b == b'\n') {
             if line.is_empty() {
                 continue;
             }

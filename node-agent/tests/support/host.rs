@@ -4,6 +4,9 @@
 #![allow(
     dead_code,
     unreachable_pub,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
     reason = "each test binary uses part of the support module"
 )]
 
@@ -173,4 +176,37 @@ pub fn loops_backed_by(image: &Path) -> String {
         .output()
         .unwrap();
     String::from_utf8(output.stdout).unwrap()
+}
+
+/// Runs a command that must succeed (stdout discarded).
+pub fn run(command: &mut Command) {
+    let output = command.stdout(Stdio::null()).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// `fls -r -p` of the filesystem at `offset` (bytes): the independent listing, without NTFS
+/// metadata files, streams, and The Sleuth Kit's virtual files.
+pub fn fls_paths(image: &Path, offset: u64) -> Vec<String> {
+    let output = Command::new("fls")
+        .args(["-r", "-p", "-u", "-o", &(offset / 512).to_string()])
+        .arg(image)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut paths: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| !line.starts_with("v/v") && !line.starts_with("V/V"))
+        .filter_map(|line| line.split_once(":\t").map(|(_, path)| path.to_owned()))
+        .filter(|path| !path.split('/').any(|part| part.starts_with('$')) && !path.contains(':'))
+        .collect();
+    paths.sort();
+    paths
 }
