@@ -185,10 +185,13 @@ pub async fn run(args: Args, stdout: &mut impl Write) -> anyhow::Result<ExitCode
             volumes::run(&catalog, volume_args, stdout).await?;
         }
         Command::Mount(mount_args) => {
+            let cancel = cancel_on_signals()?;
             let settings = args.mounts.settings(&args.host)?;
             let catalog = Catalog::connect(&options).await?;
             catalog.check_schema().await?;
-            mount::run_mount(&catalog, &settings, mount_args, stdout).await?;
+            if !mount::run_mount(&catalog, &settings, mount_args, &cancel, stdout).await? {
+                return Ok(ExitCode::from(EXIT_CANCELLED));
+            }
         }
         Command::Unmount(unmount_args) => {
             let settings = args.mounts.settings(&args.host)?;

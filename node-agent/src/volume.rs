@@ -1,19 +1,19 @@
-//! Stage 2 (in progress): the volumes of a medium's image.
+//! Stage 2: the volumes of a medium's image, and reading them.
 //!
 //! ```text
-//!   image ─ mmls (partition table: dos, gpt, mac) ─┬─ partitions ─ blkid probe ─ Volume { fs type, label, uuid }
-//!                                                  └─ none: whole disk, or FAT at 16 KiB (Zip disks)
+//!   image ─ mmls (dos, gpt, mac) ─┬─ partitions ─ blkid probe ─ volume rows (fs type, label, uuid)
+//!                                 └─ none: whole disk, or FAT at 16 KiB (Zip disks)
+//!   volume ─ access::plan ─ kernel mount ─┐
+//!                         ─ FUSE driver  ─┼─ reader::VolumeReader (walk, open) ─ enumerate, copy
+//!                         ─ Sleuth Kit   ─┘
 //! ```
 //!
-//! Rules: partitions are found by The Sleuth Kit's `mmls` (an independent reader that handles
-//! DOS with extended/logical partitions, GPT and Apple partition maps) and filesystems by
-//! `blkid` low-level probing at each partition's offset, reading the image file directly: no
-//! loop device and no kernel partition parser are needed to discover volumes, and the partition
-//! type byte is never trusted for the filesystem. Extended containers, swap and unknown or
-//! empty partitions are recorded, never mounted.
-//!
-//! Not yet here (issue 4): attaching and mounting, FUSE and user-space fallbacks, locking,
-//! catalog rows and the `ntt mount`/`ntt volumes` commands.
+//! Rules: partitions are found by The Sleuth Kit's `mmls` and filesystems by `blkid` low-level
+//! probing at each partition's offset, reading the image file directly; the partition type byte
+//! is never trusted for the filesystem. Extended containers, swap and unknown or empty partitions
+//! are recorded, never mounted. Each filesystem is read with the first method that works
+//! ([`access::plan`]), under the medium's host lock, from the host's real state
+//! ([`host`]: mountinfo and losetup), with everything attached released by guards.
 
 pub mod access;
 pub mod attach;

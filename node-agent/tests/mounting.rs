@@ -958,3 +958,30 @@ async fn loops_of_our_images_without_a_live_owner_are_released_before_attaching(
     unmount(&host, "other");
     assert_nothing_left(&host, &image);
 }
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn ctrl_c_during_mount_releases_what_was_attached(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let disk = gpt_disk(&host.root);
+    register(&host, &disk, "interrupted");
+    assert!(host.run(&["volumes", "interrupted"]).status.success());
+
+    let child = host.spawn(&["mount", "interrupted"]);
+    let started = Instant::now();
+    while loops_of(&loops().unwrap(), &disk).is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    run(Command::new("kill").args(["-INT", &child.id().to_string()]));
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("what was attached so far is released")
+    );
+    assert_nothing_left(&host, &disk);
+}

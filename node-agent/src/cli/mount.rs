@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use super::image::HostArgs;
 use crate::catalog::Catalog;
@@ -81,7 +82,8 @@ pub(super) async fn attach(
     medium: &MediumRecord,
     settings: &Settings,
     force: bool,
-) -> anyhow::Result<AttachedMedium> {
+    cancel: &CancellationToken,
+) -> anyhow::Result<Option<AttachedMedium>> {
     if medium.health == Some(HealthValue::Failed) && !force {
         anyhow::bail!(
             "medium {} has health `failed` (less than half of it could be rescued): its \
@@ -119,9 +121,12 @@ pub(super) async fn attach(
         rows.len(),
         medium.name
     );
-    let attached = access::attach_medium(&image, &medium.hash, &specs, settings)
+    let Some(attached) = access::attach_medium(&image, &medium.hash, &specs, settings, cancel)
         .await
-        .with_context(|| format!("cannot attach the volumes of {}", medium.name))?;
+        .with_context(|| format!("cannot attach the volumes of {}", medium.name))?
+    else {
+        return Ok(None);
+    };
     for volume in &attached.volumes {
         volumes::record_ready(catalog.pool(), medium.id, volume.volume_no, volume.method).await?;
     }
@@ -155,18 +160,22 @@ pub(super) async fn attach(
             "continuing with the volumes that can be read"
         );
     }
-    Ok(attached)
+    Ok(Some(attached))
 }
 
-/// `ntt mount`.
+/// `ntt mount`; `Ok(false)` when cancelled (everything attached so far was released).
 pub(super) async fn run_mount(
     catalog: &Catalog,
     settings: &Settings,
     args: MountArgs,
+    cancel: &CancellationToken,
     stdout: &mut impl Write,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let medium = media::resolve_medium(catalog.pool(), &args.medium).await?;
-    let attached = attach(catalog, &medium, settings, args.force).await?;
+    let Some(attached) = attach(catalog, &medium, settings, args.force, cancel).await? else {
+        tracing::warn!("cancelled: what was attached so far is released");
+        return Ok(false);
+    };
     let mut report: Vec<MountedVolume> = attached
         .volumes
         .iter()
@@ -192,7 +201,7 @@ pub(super) async fn run_mount(
     if args.json {
         serde_json::to_writer_pretty(&mut *stdout, &report)?;
         writeln!(stdout)?;
-        return Ok(());
+        return Ok(true);
     }
     writeln!(stdout, "{:<3} {:<9} {:<10} WHERE", "NO", "FS", "ACCESS")?;
     for volume in &report {
@@ -209,7 +218,7 @@ pub(super) async fn run_mount(
             volume.access.unwrap_or("-")
         )?;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// `ntt unmount`.

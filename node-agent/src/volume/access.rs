@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use super::attach::{self, AttachError, LoopDevice, MountGuard};
 use super::fuse::{self, FuseMount};
@@ -257,13 +258,16 @@ async fn take_lock(
     .await??)
 }
 
-/// Attaches every volume in `specs` of the medium `hash` whose image is `image`.
+/// Attaches every volume in `specs` of the medium `hash` whose image is `image`. On `cancel`
+/// the step under way finishes (a mount in the kernel cannot be abandoned), everything attached
+/// so far is released, and the result is `None`.
 pub async fn attach_medium(
     image: &Path,
     hash: &str,
     specs: &[VolumeSpec],
     settings: &Settings,
-) -> Result<AttachedMedium, AccessError> {
+    cancel: &CancellationToken,
+) -> Result<Option<AttachedMedium>, AccessError> {
     let lock = take_lock(settings, hash, "attaching volumes").await?;
     let (data_dir, lock_dir) = (settings.data_dir.clone(), settings.lock_dir.clone());
     tokio::task::spawn_blocking(move || {
@@ -277,6 +281,10 @@ pub async fn attach_medium(
         lock: Some(lock),
     };
     for spec in specs {
+        if cancel.is_cancelled() {
+            medium.release()?;
+            return Ok(None);
+        }
         match attach_volume(image, hash, spec, settings, medium.lock.as_ref()).await {
             Ok(volume) => medium.volumes.push(volume),
             Err(error) => medium.failures.push(VolumeFailure {
@@ -285,7 +293,11 @@ pub async fn attach_medium(
             }),
         }
     }
-    Ok(medium)
+    if cancel.is_cancelled() {
+        medium.release()?;
+        return Ok(None);
+    }
+    Ok(Some(medium))
 }
 
 /// Brings the volume's mount point to a known state: overmounts and dead FUSE mounts removed,
