@@ -9,6 +9,8 @@
 //!   schema ([`Catalog::check_schema`]).
 
 mod constraint;
+pub mod listing;
+pub mod load;
 pub mod media;
 pub mod partitions;
 pub mod volumes;

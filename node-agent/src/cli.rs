@@ -1,6 +1,7 @@
 //! The `ntt` command line. Every flag can also be set from the `NTT_*` variable named in
 //! [`crate::env`]; data goes to stdout, logs and errors to stderr.
 
+mod enumerate;
 mod image;
 mod mount;
 mod status;
@@ -73,6 +74,18 @@ pub enum Command {
     Mount(mount::MountArgs),
     /// Unmount a medium's filesystems and release its loop devices
     Unmount(mount::UnmountArgs),
+    /// Walk a medium's volumes and load every entry into the catalog
+    Enumerate(enumerate::EnumerateArgs),
+    /// List a medium's entries from the catalog
+    Ls(enumerate::LsArgs),
+    /// Manage ignore patterns (matching paths are loaded and marked excluded, never dropped)
+    Ignore {
+        /// What to do
+        #[command(subcommand)]
+        command: enumerate::IgnoreCommand,
+    },
+    /// Include excluded paths again (and make their files pending for copying)
+    Include(enumerate::IncludeArgs),
     /// Show every medium in the catalog: stage, health, size
     Status {
         /// Print a JSON array instead of a table
@@ -198,6 +211,33 @@ pub async fn run(args: Args, stdout: &mut impl Write) -> anyhow::Result<ExitCode
             let catalog = Catalog::connect(&options).await?;
             catalog.check_schema().await?;
             mount::run_unmount(&catalog, &settings, unmount_args, stdout).await?;
+        }
+        Command::Enumerate(enumerate_args) => {
+            let cancel = cancel_on_signals()?;
+            let settings = args.mounts.settings(&args.host)?;
+            let catalog = Catalog::connect(&options).await?;
+            catalog.check_schema().await?;
+            if enumerate::run_enumerate(&catalog, &settings, enumerate_args, &cancel, stdout)
+                .await?
+                .is_none()
+            {
+                return Ok(ExitCode::from(EXIT_CANCELLED));
+            }
+        }
+        Command::Ls(ls_args) => {
+            let catalog = Catalog::connect(&options).await?;
+            catalog.check_schema().await?;
+            enumerate::run_ls(&catalog, ls_args, stdout).await?;
+        }
+        Command::Ignore { command } => {
+            let catalog = Catalog::connect(&options).await?;
+            catalog.check_schema().await?;
+            enumerate::run_ignore(&catalog, command, stdout).await?;
+        }
+        Command::Include(include_args) => {
+            let catalog = Catalog::connect(&options).await?;
+            catalog.check_schema().await?;
+            enumerate::run_include(&catalog, include_args, stdout).await?;
         }
         Command::Status { json } => {
             let catalog = Catalog::connect(&options).await?;

@@ -17,6 +17,12 @@ pub const MOUNT_DIR: &str = "NTT_MOUNT_DIR";
 pub const MOUNT_TIMEOUT: &str = "NTT_MOUNT_TIMEOUT";
 /// Mount media whose health is `failed`.
 pub const FORCE: &str = "NTT_FORCE";
+/// Extra ignore patterns for `ntt enumerate` (one per line).
+pub const IGNORE: &str = "NTT_IGNORE";
+/// A named preset of ignore patterns for `ntt enumerate`.
+pub const IGNORE_PRESET: &str = "NTT_IGNORE_PRESET";
+/// Directory readers per volume during enumeration.
+pub const WALK_THREADS: &str = "NTT_WALK_THREADS";
 /// Health threshold: lowest rescued percentage that is "incomplete".
 pub const HEALTH_INCOMPLETE: &str = "NTT_HEALTH_INCOMPLETE";
 /// Health threshold: lowest rescued percentage that is "corrupt".
@@ -54,6 +60,9 @@ pub const ALL: &[&str] = &[
     MOUNT_DIR,
     MOUNT_TIMEOUT,
     FORCE,
+    IGNORE,
+    IGNORE_PRESET,
+    WALK_THREADS,
     HEALTH_INCOMPLETE,
     HEALTH_CORRUPT,
     NAME,

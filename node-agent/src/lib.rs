@@ -14,6 +14,7 @@
 pub mod catalog;
 pub mod cli;
 pub mod database_url;
+pub mod enumerate;
 pub mod env;
 pub mod imaging;
 pub mod lock;

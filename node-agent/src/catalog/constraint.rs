@@ -116,6 +116,18 @@ constraints! {
     CopyErrorInodeFkey = "copy_error_inode_fkey",
     /// a catalog setting key is unique
     CatalogSettingPkey = "catalog_setting_pkey",
+    /// an entry error has a message
+    EntryErrorMessageNonempty = "entry_error_message_nonempty",
+    /// a medium's load counts are not negative
+    MediumLoadCountsNonnegative = "medium_load_counts_nonnegative",
+    /// an ignore pattern's id is unique
+    IgnorePatternPkey = "ignore_pattern_pkey",
+    /// an ignore pattern belongs to an existing medium (or to none: a site default)
+    IgnorePatternMediumFkey = "ignore_pattern_medium_fkey",
+    /// this ignore pattern is already recorded for this medium (or site-wide)
+    IgnorePatternUnique = "ignore_pattern_unique",
+    /// an ignore pattern is not empty
+    IgnorePatternNonempty = "ignore_pattern_nonempty",
     /// partitions are only created for an existing medium
     PartitionMediumFkey = "partition_medium_fkey",
     /// a table with a partition's name exists but is not that medium's partition
@@ -129,7 +141,7 @@ impl Constraint {
         if let Some(found) = Self::ALL.iter().copied().find(|c| c.name() == name) {
             return Some(found);
         }
-        let (table, rest) = ["copy_error", "inode", "path"]
+        let (table, rest) = ["copy_error", "entry_error", "inode", "path"]
             .iter()
             .find_map(|table| Some((*table, name.strip_prefix(table)?.strip_prefix("_m")?)))?;
         let digits = rest

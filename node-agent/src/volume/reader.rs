@@ -55,6 +55,8 @@ pub struct Entry {
     pub nlink: u64,
     /// Size in bytes.
     pub size: u64,
+    /// Device number of a block or character device node.
+    pub rdev: Option<u64>,
     /// Modification time, nanoseconds since the epoch.
     pub mtime_ns: Option<i64>,
     /// Status change time.
@@ -108,7 +110,7 @@ pub enum ReadError {
 }
 
 /// A readable volume.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum VolumeReader {
     /// A mounted filesystem (kernel or FUSE) at this directory.
     Mounted {
@@ -120,15 +122,29 @@ pub enum VolumeReader {
 }
 
 impl VolumeReader {
-    /// Visits every entry below the root (the root itself excluded). Blocking.
-    pub fn walk(&self, visit: &mut dyn FnMut(WalkItem)) -> Result<(), ReadError> {
+    /// Visits every entry below the root (the root itself excluded), one at a time. Blocking.
+    pub fn walk(&self, visit: &mut (dyn FnMut(WalkItem) + Send)) -> Result<(), ReadError> {
+        let visit = std::sync::Mutex::new(visit);
+        self.walk_parallel(1, &|item| {
+            let mut visit = visit
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            (*visit)(item);
+        })
+    }
+
+    /// Visits every entry below the root with `threads` directory readers at once (a mounted
+    /// volume; The Sleuth Kit lists in one stream). `visit` may block: that is the back pressure
+    /// that keeps memory bounded. Blocking.
+    pub fn walk_parallel(
+        &self,
+        threads: usize,
+        visit: &(dyn Fn(WalkItem) + Sync),
+    ) -> Result<(), ReadError> {
         match self {
-            Self::Mounted { root } => walk_tree(root, visit),
+            Self::Mounted { root } => walk_tree(root, threads.max(1), visit),
             Self::SleuthKit(volume) => {
-                for entry in volume.list()? {
-                    visit(WalkItem::Entry(entry));
-                }
-                Ok(())
+                Ok(volume.stream(&mut |entry| visit(WalkItem::Entry(entry)))?)
             }
         }
     }
@@ -157,69 +173,137 @@ impl VolumeReader {
 
 use fs_err::os::unix::fs::OpenOptionsExt;
 
-fn walk_tree(root: &Path, visit: &mut dyn FnMut(WalkItem)) -> Result<(), ReadError> {
-    let root_meta = fs_err::symlink_metadata(root).map_err(|source| ReadError::Root {
+/// Directories waiting to be read, and how many readers are busy.
+struct Queue {
+    pending: Vec<Vec<u8>>,
+    busy: usize,
+}
+
+#[expect(
+    clippy::disallowed_methods,
+    reason = "std::fs keeps the OS error (errno) that entry errors record; the path is recorded beside it"
+)]
+fn walk_tree(
+    root: &Path,
+    threads: usize,
+    visit: &(dyn Fn(WalkItem) + Sync),
+) -> Result<(), ReadError> {
+    let root_meta = std::fs::symlink_metadata(root).map_err(|source| ReadError::Root {
+        root: root.to_owned(),
+        source,
+    })?;
+    std::fs::read_dir(root).map_err(|source| ReadError::Root {
         root: root.to_owned(),
         source,
     })?;
     let device = root_meta.dev();
-    let mut stack: Vec<Vec<u8>> = vec![Vec::new()];
-    let mut first = true;
-    while let Some(dir) = stack.pop() {
-        let dir_path = root.join(OsStr::from_bytes(&dir));
-        let reading = match fs_err::read_dir(&dir_path) {
-            Ok(reading) => reading,
-            Err(source) if first => {
-                return Err(ReadError::Root {
-                    root: root.to_owned(),
-                    source,
-                });
-            }
+    // A stack, so the walk goes depth first and the pending list stays short.
+    let queue = std::sync::Mutex::new(Queue {
+        pending: vec![Vec::new()],
+        busy: 0,
+    });
+    let ready = std::sync::Condvar::new();
+    let worker = || {
+        loop {
+            let dir = {
+                let mut state = queue
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                loop {
+                    if let Some(dir) = state.pending.pop() {
+                        state.busy += 1;
+                        break Some(dir);
+                    }
+                    if state.busy == 0 {
+                        break None;
+                    }
+                    state = ready
+                        .wait(state)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+            };
+            let Some(dir) = dir else {
+                ready.notify_all();
+                return;
+            };
+            let subdirs = read_one_dir(root, &dir, device, visit);
+            let mut state = queue
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            state.pending.extend(subdirs);
+            state.busy -= 1;
+            drop(state);
+            ready.notify_all();
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 1..threads {
+            scope.spawn(worker);
+        }
+        worker();
+    });
+    Ok(())
+}
+
+/// Reads one directory: visits its entries and returns its subdirectories on the same device.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "std::fs keeps the OS error (errno) that entry errors record; the path is recorded beside it"
+)]
+fn read_one_dir(
+    root: &Path,
+    dir: &[u8],
+    device: u64,
+    visit: &(dyn Fn(WalkItem) + Sync),
+) -> Vec<Vec<u8>> {
+    let mut subdirs = Vec::new();
+    let dir_path = root.join(OsStr::from_bytes(dir));
+    let reading = match std::fs::read_dir(&dir_path) {
+        Ok(reading) => reading,
+        Err(error) => {
+            visit(WalkItem::Error {
+                path: dir.to_vec(),
+                error,
+            });
+            return subdirs;
+        }
+    };
+    for item in reading {
+        let dirent = match item {
+            Ok(dirent) => dirent,
             Err(error) => {
-                visit(WalkItem::Error { path: dir, error });
+                visit(WalkItem::Error {
+                    path: dir.to_vec(),
+                    error,
+                });
                 continue;
             }
         };
-        first = false;
-        for item in reading {
-            let dirent = match item {
-                Ok(dirent) => dirent,
-                Err(error) => {
-                    visit(WalkItem::Error {
-                        path: dir.clone(),
-                        error,
-                    });
-                    continue;
-                }
-            };
-            let mut path = dir.clone();
-            if !path.is_empty() {
-                path.push(b'/');
+        let mut path = dir.to_vec();
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(dirent.file_name().as_bytes());
+        let full = dirent.path();
+        let meta = match std::fs::symlink_metadata(&full) {
+            Ok(meta) => meta,
+            Err(error) => {
+                visit(WalkItem::Error { path, error });
+                continue;
             }
-            path.extend_from_slice(dirent.file_name().as_bytes());
-            let full = dirent.path();
-            let meta = match fs_err::symlink_metadata(&full) {
-                Ok(meta) => meta,
-                Err(error) => {
-                    visit(WalkItem::Error { path, error });
-                    continue;
+        };
+        match entry_from_metadata(path.clone(), &full, &meta) {
+            Ok(entry) => {
+                // A directory on another device is a mount below the volume: not ours.
+                if entry.kind == EntryKind::Dir && meta.dev() == device {
+                    subdirs.push(path);
                 }
-            };
-            let entry = match entry_from_metadata(path.clone(), &full, &meta) {
-                Ok(entry) => entry,
-                Err(error) => {
-                    visit(WalkItem::Error { path, error });
-                    continue;
-                }
-            };
-            // A directory on another device is a mount below the volume: not ours.
-            if entry.kind == EntryKind::Dir && meta.dev() == device {
-                stack.push(path);
+                visit(WalkItem::Entry(entry));
             }
-            visit(WalkItem::Entry(entry));
+            Err(error) => visit(WalkItem::Error { path, error }),
         }
     }
-    Ok(())
+    subdirs
 }
 
 fn entry_from_metadata(
@@ -262,6 +346,7 @@ fn entry_from_metadata(
         gid: u64::from(meta.gid()),
         nlink: meta.nlink(),
         size: meta.size(),
+        rdev: matches!(kind, EntryKind::Block | EntryKind::Char).then(|| meta.rdev()),
         mtime_ns: nanos(meta.mtime(), meta.mtime_nsec()),
         ctime_ns: nanos(meta.ctime(), meta.ctime_nsec()),
         atime_ns: nanos(meta.atime(), meta.atime_nsec()),

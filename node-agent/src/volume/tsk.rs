@@ -160,47 +160,99 @@ impl TskVolume {
         }
     }
 
-    /// Every allocated entry, with metadata. Blocking; holds the listing in memory (volumes
-    /// that need this reader are small: HFS+ and FAT media).
+    /// Every allocated entry, with metadata. Blocking; holds the listing in memory.
     pub fn list(&self) -> Result<Vec<Entry>, TskError> {
-        let listing = self.fls(&["-r", "-u", "-m", "/"])?;
         let mut entries = Vec::new();
-        for line in listing.split(|&b| b == b'\n') {
-            if line.is_empty() {
-                continue;
-            }
-            let Some(body) = parse_body_line(line)? else {
-                continue;
-            };
-            if self.fs_type == FsType::Hfsplus
-                && body.ino < 16
-                && body.name.first() == Some(&b'$')
-                && !body.name.contains(&b'/')
-            {
-                // HFS+ special files (extents, catalog, allocation, ...): metadata, not entries.
-                continue;
-            }
-            let target = if body.kind == EntryKind::Symlink {
-                let mut target = Vec::new();
-                self.open(body.ino)
-                    .and_then(|mut reader| {
-                        reader
-                            .read_to_end(&mut target)
-                            .map_err(|e| TskError::Failed {
-                                tool: "icat",
-                                image: self.image.clone(),
-                                offset: self.offset,
-                                stderr: e.to_string(),
-                            })
-                    })
-                    .map(|_| ())?;
-                Some(target)
-            } else {
-                None
-            };
-            entries.push(body.into_entry(target));
-        }
+        self.stream(&mut |entry| entries.push(entry))?;
         Ok(entries)
+    }
+
+    /// Visits every allocated entry, with metadata, as `fls` lists it. Blocking.
+    pub fn stream(&self, visit: &mut dyn FnMut(Entry)) -> Result<(), TskError> {
+        use std::io::BufRead;
+        let mut child = self
+            .command("fls")
+            .args(["-r", "-u", "-m", "/"])
+            .arg(&self.image)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| TskError::Spawn {
+                tool: "fls",
+                source,
+            })?;
+        let stdout = child.stdout.take().ok_or(TskError::Spawn {
+            tool: "fls",
+            source: std::io::Error::other("no stdout"),
+        })?;
+        let mut lines = std::io::BufReader::new(stdout);
+        let mut line = Vec::new();
+        let mut result = Ok(());
+        loop {
+            line.clear();
+            match lines.read_until(b'\n', &mut line) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(error) => {
+                    result = Err(self.failed("fls", error.to_string().as_bytes()));
+                    break;
+                }
+            }
+            let text = line.strip_suffix(b"\n").unwrap_or(&line);
+            if text.is_empty() {
+                continue;
+            }
+            match self.entry_of(text) {
+                Ok(Some(entry)) => visit(entry),
+                Ok(None) => {}
+                Err(error) => {
+                    result = Err(error);
+                    break;
+                }
+            }
+        }
+        if result.is_err() {
+            let _ = child.kill();
+        }
+        let output = child.wait_with_output().map_err(|source| TskError::Spawn {
+            tool: "fls",
+            source,
+        })?;
+        result?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(self.failed("fls", &output.stderr))
+        }
+    }
+
+    fn entry_of(&self, line: &[u8]) -> Result<Option<Entry>, TskError> {
+        let Some(body) = parse_body_line(line)? else {
+            return Ok(None);
+        };
+        if self.fs_type == FsType::Hfsplus
+            && body.ino < 16
+            && body.name.first() == Some(&b'$')
+            && !body.name.contains(&b'/')
+        {
+            // HFS+ special files (extents, catalog, allocation, ...): metadata, not entries.
+            return Ok(None);
+        }
+        let target = if body.kind == EntryKind::Symlink {
+            let mut target = Vec::new();
+            self.open(body.ino)?
+                .read_to_end(&mut target)
+                .map_err(|e| TskError::Failed {
+                    tool: "icat",
+                    image: self.image.clone(),
+                    offset: self.offset,
+                    stderr: e.to_string(),
+                })?;
+            Some(target)
+        } else {
+            None
+        };
+        Ok(Some(body.into_entry(target)))
     }
 
     /// Streams the content of the file with metadata address `ino`.
@@ -309,6 +361,7 @@ impl BodyLine {
             gid: self.gid,
             nlink: 1,
             size: self.size,
+            rdev: None,
             mtime_ns: ns(modification),
             ctime_ns: ns(change),
             atime_ns: ns(access),

@@ -55,7 +55,7 @@ async fn count(pool: &PgPool, table: &str, medium: MediumId) -> i64 {
 }
 
 fn expected_partitions(medium: MediumId) -> Vec<String> {
-    let mut names: Vec<String> = ["copy_error", "inode", "path"]
+    let mut names: Vec<String> = ["copy_error", "entry_error", "inode", "path"]
         .iter()
         .map(|t| format!("{t}_m{}", medium.get()))
         .collect();

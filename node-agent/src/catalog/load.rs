@@ -1,0 +1,591 @@
+//! Loading a walk into the catalog: binary `COPY` into tables built beside the published load,
+//! published by one short swap transaction.
+//!
+//! Rules: rows stream in bounded batches, each its own `COPY` (no transaction spans the walk);
+//! the new load lives in `inode_m<id>_next`, `path_m<id>_next` and `entry_error_m<id>_next`
+//! until it is complete, indexed, reconciled (paths loaded = entries walked) and analysed; only
+//! then does one transaction drop the old partitions (with `--replace`) and attach the new ones.
+//! A failure or a kill at any point before that leaves the published load untouched; the next
+//! run drops the half-built tables and starts again. Hard links: one inode row, many path rows.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres};
+
+use super::CatalogError;
+use super::media::MediumId;
+use crate::volume::reader::{Entry, EntryKind};
+
+/// Rows of one table in PostgreSQL's binary `COPY` format, without header and trailer.
+#[derive(Debug, Default)]
+pub struct CopyRows {
+    buf: Vec<u8>,
+    rows: u64,
+}
+
+impl CopyRows {
+    /// Starts a row of `fields` fields.
+    pub fn row(&mut self, fields: i16) -> &mut Self {
+        self.rows += 1;
+        self.buf.extend_from_slice(&fields.to_be_bytes());
+        self
+    }
+
+    fn field(&mut self, bytes: &[u8]) -> &mut Self {
+        let len = i32::try_from(bytes.len()).unwrap_or(i32::MAX);
+        self.buf.extend_from_slice(&len.to_be_bytes());
+        self.buf.extend_from_slice(bytes);
+        self
+    }
+
+    /// A SQL NULL.
+    pub fn null(&mut self) -> &mut Self {
+        self.buf.extend_from_slice(&(-1i32).to_be_bytes());
+        self
+    }
+
+    /// An `integer`.
+    pub fn int4(&mut self, value: i32) -> &mut Self {
+        self.field(&value.to_be_bytes())
+    }
+
+    /// A `bigint`.
+    pub fn int8(&mut self, value: i64) -> &mut Self {
+        self.field(&value.to_be_bytes())
+    }
+
+    /// A nullable `bigint`.
+    pub fn opt_int8(&mut self, value: Option<i64>) -> &mut Self {
+        match value {
+            Some(value) => self.int8(value),
+            None => self.null(),
+        }
+    }
+
+    /// A nullable `integer`.
+    pub fn opt_int4(&mut self, value: Option<i32>) -> &mut Self {
+        match value {
+            Some(value) => self.int4(value),
+            None => self.null(),
+        }
+    }
+
+    /// A `bytea`: the exact bytes.
+    pub fn bytea(&mut self, value: &[u8]) -> &mut Self {
+        self.field(value)
+    }
+
+    /// A nullable `bytea`.
+    pub fn opt_bytea(&mut self, value: Option<&[u8]>) -> &mut Self {
+        match value {
+            Some(value) => self.field(value),
+            None => self.null(),
+        }
+    }
+
+    /// A `text` or an enum label (both travel as UTF-8 text in binary `COPY`).
+    pub fn text(&mut self, value: &str) -> &mut Self {
+        self.field(value.as_bytes())
+    }
+
+    /// A nullable `text`.
+    pub fn opt_text(&mut self, value: Option<&str>) -> &mut Self {
+        match value {
+            Some(value) => self.text(value),
+            None => self.null(),
+        }
+    }
+
+    /// Rows held.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Bytes held.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether no row is held.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// The complete `COPY ... (FORMAT binary)` payload (header, rows, trailer); empties `self`.
+    pub fn take_payload(&mut self) -> Vec<u8> {
+        let mut payload = Vec::with_capacity(self.buf.len() + 21);
+        payload.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+        payload.extend_from_slice(&0i32.to_be_bytes());
+        payload.extend_from_slice(&0i32.to_be_bytes());
+        payload.append(&mut self.buf);
+        payload.extend_from_slice(&(-1i16).to_be_bytes());
+        self.rows = 0;
+        payload
+    }
+}
+
+/// What a load holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LoadCounts {
+    /// Entries the walk produced (one path row each).
+    pub entries: u64,
+    /// Inode rows (hard links share one).
+    pub inodes: u64,
+    /// Paths marked excluded by an ignore pattern.
+    pub excluded: u64,
+    /// Entries and directories that could not be read.
+    pub errors: u64,
+}
+
+/// Why a load was not published.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The catalog failed.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// The medium is loaded already and `--replace` was not given.
+    #[error(
+        "medium {medium} is enumerated already ({entries} entries); pass --replace to build a new load and swap it in"
+    )]
+    AlreadyLoaded {
+        /// The medium's name.
+        medium: String,
+        /// What its load holds.
+        entries: i64,
+    },
+    /// The rows in the new tables do not add up to what was walked.
+    #[error("the load does not reconcile: {walked} entries walked but {loaded} path rows loaded")]
+    Mismatch {
+        /// Entries walked.
+        walked: u64,
+        /// Path rows in the catalog.
+        loaded: i64,
+    },
+    /// A value does not fit its column.
+    #[error("{what} {value} of {path} does not fit the catalog")]
+    OutOfRange {
+        /// Which value.
+        what: &'static str,
+        /// The value.
+        value: u64,
+        /// The entry (lossy).
+        path: String,
+    },
+}
+
+fn sql_error(operation: &'static str) -> impl Fn(sqlx::Error) -> CatalogError {
+    move |e| CatalogError::from_sqlx(operation, e)
+}
+
+/// Flush a table's rows once they take this many bytes.
+const FLUSH_BYTES: usize = 4 << 20;
+
+/// Statement timeout for the index builds and checks of a big load.
+const BUILD_TIMEOUT: Duration = Duration::from_mins(30);
+
+/// A load being built beside the published one.
+#[derive(Debug)]
+pub struct Loader {
+    conn: PoolConnection<Postgres>,
+    id: i64,
+    inodes: CopyRows,
+    paths: CopyRows,
+    errors: CopyRows,
+    counts: LoadCounts,
+    /// (volume, inode) of hard-linked files and of every entry of readers without link counts,
+    /// so each inode gets one row.
+    linked: HashSet<(i32, u64)>,
+    dedupe_all: HashSet<i32>,
+}
+
+/// The inode number as stored: the same 64 bits, as `bigint`.
+fn ino_as_bigint(ino: u64) -> i64 {
+    i64::from_ne_bytes(ino.to_ne_bytes())
+}
+
+impl Loader {
+    /// Drops any half-built load of the medium and creates empty tables for a new one.
+    pub async fn begin(pool: &PgPool, medium: MediumId) -> Result<Self, LoadError> {
+        let mut conn = pool
+            .acquire()
+            .await
+            .map_err(sql_error("connect for the load"))?;
+        let id = medium.get();
+        let ddl = format!(
+            "drop table if exists entry_error_m{id}_next, path_m{id}_next, inode_m{id}_next;
+             create table inode_m{id}_next (like inode including defaults including constraints);
+             create table path_m{id}_next (like path including defaults including constraints);
+             create table entry_error_m{id}_next (like entry_error including defaults including constraints);"
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(ddl))
+            .execute(&mut *conn)
+            .await
+            .map_err(sql_error("create the tables of a new load"))?;
+        Ok(Self {
+            conn,
+            id,
+            inodes: CopyRows::default(),
+            paths: CopyRows::default(),
+            errors: CopyRows::default(),
+            counts: LoadCounts::default(),
+            linked: HashSet::new(),
+            dedupe_all: HashSet::new(),
+        })
+    }
+
+    /// Treats every entry of this volume as a possible hard link (readers that report no link
+    /// counts, such as The Sleuth Kit, where one inode can also have several names or streams).
+    pub fn dedupe_every_inode_of(&mut self, volume_no: i32) {
+        self.dedupe_all.insert(volume_no);
+    }
+
+    /// Adds one walked entry: a path row, and an inode row unless the inode has one already.
+    pub fn add_entry(
+        &mut self,
+        volume_no: i32,
+        entry: &Entry,
+        excluded: Option<&str>,
+    ) -> Result<(), LoadError> {
+        let out_of_range = |what, value| LoadError::OutOfRange {
+            what,
+            value,
+            path: String::from_utf8_lossy(&entry.path).into_owned(),
+        };
+        let ino = ino_as_bigint(entry.ino);
+        self.paths
+            .row(5)
+            .int8(self.id)
+            .int4(volume_no)
+            .bytea(&entry.path)
+            .int8(ino)
+            .opt_text(excluded);
+        self.counts.entries += 1;
+        if excluded.is_some() {
+            self.counts.excluded += 1;
+        }
+        let shared = (entry.nlink > 1 && entry.kind != EntryKind::Dir)
+            || self.dedupe_all.contains(&volume_no);
+        if shared && !self.linked.insert((volume_no, entry.ino)) {
+            return Ok(());
+        }
+        let size = i64::try_from(entry.size).map_err(|_| out_of_range("size", entry.size))?;
+        let nlink = i64::try_from(entry.nlink).map_err(|_| out_of_range("nlink", entry.nlink))?;
+        let mode = i32::try_from(entry.mode & 0o7777).unwrap_or(0);
+        let state = if entry.kind == EntryKind::File {
+            "pending"
+        } else {
+            "not_a_file"
+        };
+        self.inodes
+            .row(16)
+            .int8(self.id)
+            .int4(volume_no)
+            .int8(ino)
+            .text(kind_label(entry.kind))
+            .int4(mode)
+            .int8(i64::try_from(entry.uid).map_err(|_| out_of_range("uid", entry.uid))?)
+            .int8(i64::try_from(entry.gid).map_err(|_| out_of_range("gid", entry.gid))?)
+            .int8(nlink)
+            .int8(size)
+            .opt_int8(entry.rdev.map(ino_as_bigint))
+            .opt_int8(entry.mtime_ns)
+            .opt_int8(entry.ctime_ns)
+            .opt_int8(entry.atime_ns)
+            .opt_int8(entry.birth_ns)
+            .opt_bytea(entry.target.as_deref())
+            .text(state);
+        self.counts.inodes += 1;
+        Ok(())
+    }
+
+    /// Records an entry or directory that could not be read.
+    pub fn add_error(&mut self, volume_no: i32, path: &[u8], error: &std::io::Error) {
+        let message = error.to_string();
+        self.errors
+            .row(5)
+            .int8(self.id)
+            .int4(volume_no)
+            .bytea(path)
+            .opt_int4(error.raw_os_error())
+            .text(if message.is_empty() {
+                "unreadable"
+            } else {
+                &message
+            });
+        self.counts.errors += 1;
+    }
+
+    /// Whether enough rows are held to send them.
+    pub fn wants_flush(&self) -> bool {
+        self.inodes.len() >= FLUSH_BYTES
+            || self.paths.len() >= FLUSH_BYTES
+            || self.errors.len() >= FLUSH_BYTES
+    }
+
+    /// What the load holds so far.
+    pub fn counts(&self) -> LoadCounts {
+        self.counts
+    }
+
+    /// Sends the held rows (one `COPY` per table).
+    pub async fn flush(&mut self) -> Result<(), LoadError> {
+        let id = self.id;
+        for (rows, statement) in [
+            (
+                &mut self.inodes,
+                format!(
+                    "copy inode_m{id}_next (medium_id, volume_no, ino, kind, mode, uid, gid, nlink, size, rdev,
+                                           mtime_ns, ctime_ns, atime_ns, birth_ns, target, state)
+                     from stdin (format binary)"
+                ),
+            ),
+            (
+                &mut self.paths,
+                format!(
+                    "copy path_m{id}_next (medium_id, volume_no, path, ino, excluded_reason)
+                     from stdin (format binary)"
+                ),
+            ),
+            (
+                &mut self.errors,
+                format!(
+                    "copy entry_error_m{id}_next (medium_id, volume_no, path, errno, message)
+                     from stdin (format binary)"
+                ),
+            ),
+        ] {
+            if rows.is_empty() {
+                continue;
+            }
+            let payload = rows.take_payload();
+            let mut copy = self
+                .conn
+                .copy_in_raw(&statement)
+                .await
+                .map_err(sql_error("start a COPY"))?;
+            if let Err(error) = copy.send(payload).await {
+                let _ = copy.abort("send failed").await;
+                return Err(sql_error("send COPY rows")(error).into());
+            }
+            copy.finish().await.map_err(sql_error("finish a COPY"))?;
+        }
+        Ok(())
+    }
+
+    /// Sends the rest, indexes and checks the new tables, and publishes them: one transaction
+    /// drops the old load (only when `replace`) and attaches the new one.
+    pub async fn publish(
+        mut self,
+        medium_name: &str,
+        replace: bool,
+    ) -> Result<LoadCounts, LoadError> {
+        self.flush().await?;
+        self.build().await?;
+        self.swap(medium_name, replace).await
+    }
+
+    /// Reconciles, indexes, checks and analyses the new tables.
+    async fn build(&mut self) -> Result<(), LoadError> {
+        let id = self.id;
+        let conn = &mut *self.conn;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "set statement_timeout = {}",
+            BUILD_TIMEOUT.as_millis()
+        )))
+        .execute(&mut *conn)
+        .await
+        .map_err(sql_error("set the build timeout"))?;
+        let loaded: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "select count(*) from path_m{id}_next"
+        )))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(sql_error("count the loaded paths"))?;
+        if u64::try_from(loaded).ok() != Some(self.counts.entries) {
+            return Err(LoadError::Mismatch {
+                walked: self.counts.entries,
+                loaded,
+            });
+        }
+        // Indexes, keys and checks after the bulk load (faster than maintaining them row by
+        // row), matching the parent's so that attaching reuses them instead of building again.
+        let build = format!(
+            "alter table inode_m{id}_next add constraint inode_m{id}_next_pkey primary key (medium_id, volume_no, ino);
+             alter table path_m{id}_next add constraint path_m{id}_next_pkey primary key (medium_id, volume_no, path);
+             alter table inode_m{id}_next add constraint inode_m{id}_next_medium check (medium_id = {id});
+             alter table path_m{id}_next add constraint path_m{id}_next_medium check (medium_id = {id});
+             alter table entry_error_m{id}_next add constraint entry_error_m{id}_next_medium check (medium_id = {id});
+             create index on inode_m{id}_next (medium_id, lease_until nulls first) where state = 'pending';
+             create index on inode_m{id}_next (medium_id, error_class) where state = 'failed';
+             create index on inode_m{id}_next (blob_id) where blob_id is not null;
+             create index on path_m{id}_next (medium_id, volume_no, ino);
+             create index on entry_error_m{id}_next (medium_id, volume_no, path);
+             alter table inode_m{id}_next add constraint inode_volume_fkey foreign key (medium_id, volume_no)
+                 references volume (medium_id, volume_no) on delete cascade;
+             alter table inode_m{id}_next add constraint inode_blob_fkey foreign key (blob_id) references blob (id);
+             alter table path_m{id}_next add constraint path_m{id}_inode_fkey foreign key (medium_id, volume_no, ino)
+                 references inode_m{id}_next (medium_id, volume_no, ino) on delete cascade;
+             update inode_m{id}_next i set state = 'excluded'
+              where kind = 'file'
+                and exists (select 1 from path_m{id}_next p where p.volume_no = i.volume_no and p.ino = i.ino
+                              and p.excluded_reason is not null)
+                and not exists (select 1 from path_m{id}_next p where p.volume_no = i.volume_no and p.ino = i.ino
+                                  and p.excluded_reason is null);
+             analyze inode_m{id}_next;
+             analyze path_m{id}_next;
+             analyze entry_error_m{id}_next;
+             reset statement_timeout;"
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(build))
+            .execute(&mut *conn)
+            .await
+            .map_err(sql_error("index and check the new load"))?;
+        Ok(())
+    }
+
+    /// Drops the old load (only when `replace`) and attaches the new one, in one transaction.
+    async fn swap(mut self, medium_name: &str, replace: bool) -> Result<LoadCounts, LoadError> {
+        let id = self.id;
+        let conn = &mut *self.conn;
+        let mut transaction = sqlx::Connection::begin(&mut *conn)
+            .await
+            .map_err(sql_error("begin the swap"))?;
+        sqlx::raw_sql("set local lock_timeout = '60s'")
+            .execute(&mut *transaction)
+            .await
+            .map_err(sql_error("set the lock timeout"))?;
+        let (enumerated, entries): (Option<chrono::DateTime<chrono::Utc>>, Option<i64>) =
+            sqlx::query_as(
+                "select enumerated_at, entries_walked from medium where id = $1 for update",
+            )
+            .bind(id)
+            .fetch_one(&mut *transaction)
+            .await
+            .map_err(sql_error("lock the medium"))?;
+        if enumerated.is_some() && !replace {
+            return Err(LoadError::AlreadyLoaded {
+                medium: medium_name.to_owned(),
+                entries: entries.unwrap_or(0),
+            });
+        }
+        if enumerated.is_none() {
+            // Partitions made ahead of a load (ensure_medium_partitions) hold nothing; a load
+            // that is not recorded as published must not be dropped silently.
+            let rows: i64 = sqlx::query_scalar(
+                "select (select count(*) from inode where medium_id = $1)
+                      + (select count(*) from path where medium_id = $1)",
+            )
+            .bind(id)
+            .fetch_one(&mut *transaction)
+            .await
+            .map_err(sql_error("check for an unpublished load"))?;
+            if rows > 0 {
+                return Err(LoadError::AlreadyLoaded {
+                    medium: medium_name.to_owned(),
+                    entries: rows,
+                });
+            }
+        }
+        let swap = format!(
+            "drop table if exists entry_error_m{id}, copy_error_m{id}, path_m{id}, inode_m{id};
+             alter table inode_m{id}_next rename to inode_m{id};
+             alter table path_m{id}_next rename to path_m{id};
+             alter table entry_error_m{id}_next rename to entry_error_m{id};
+             alter table inode_m{id} rename constraint inode_m{id}_next_pkey to inode_m{id}_pkey;
+             alter table path_m{id} rename constraint path_m{id}_next_pkey to path_m{id}_pkey;
+             alter table inode attach partition inode_m{id} for values in ({id});
+             alter table path attach partition path_m{id} for values in ({id});
+             alter table entry_error attach partition entry_error_m{id} for values in ({id});
+             alter table inode_m{id} drop constraint inode_m{id}_next_medium;
+             alter table path_m{id} drop constraint path_m{id}_next_medium;
+             alter table entry_error_m{id} drop constraint entry_error_m{id}_next_medium;
+             select ensure_medium_partitions({id});"
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(swap))
+            .execute(&mut *transaction)
+            .await
+            .map_err(sql_error("publish the new load"))?;
+        let counts = self.counts;
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        sqlx::query(
+            "update medium set enumerated_at = now(), entries_walked = $2, inodes_loaded = $3,
+                               paths_excluded = $4, entry_errors = $5
+             where id = $1",
+        )
+        .bind(id)
+        .bind(as_i64(counts.entries))
+        .bind(as_i64(counts.inodes))
+        .bind(as_i64(counts.excluded))
+        .bind(as_i64(counts.errors))
+        .execute(&mut *transaction)
+        .await
+        .map_err(sql_error("record the load"))?;
+        transaction
+            .commit()
+            .await
+            .map_err(sql_error("commit the swap"))?;
+        Ok(counts)
+    }
+}
+
+/// The entries of the medium's published load, or `None` when it has none.
+pub async fn published_entries(pool: &PgPool, medium: MediumId) -> Result<Option<i64>, LoadError> {
+    let row: Option<(Option<chrono::DateTime<chrono::Utc>>, Option<i64>)> =
+        sqlx::query_as("select enumerated_at, entries_walked from medium where id = $1")
+            .bind(medium.get())
+            .fetch_optional(pool)
+            .await
+            .map_err(sql_error("look up the medium's load"))?;
+    Ok(match row {
+        Some((Some(_), entries)) => Some(entries.unwrap_or(0)),
+        _ => None,
+    })
+}
+
+/// The catalog's `entry_kind` label.
+pub const fn kind_label(kind: EntryKind) -> &'static str {
+    match kind {
+        EntryKind::File => "file",
+        EntryKind::Dir => "dir",
+        EntryKind::Symlink => "symlink",
+        EntryKind::Block => "block",
+        EntryKind::Char => "char",
+        EntryKind::Fifo => "fifo",
+        EntryKind::Socket => "socket",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_copy_payload_has_header_rows_and_trailer() {
+        let mut rows = CopyRows::default();
+        rows.row(3).int8(42).bytea(b"a\nb").null();
+        assert_eq!(rows.rows(), 1);
+        let payload = rows.take_payload();
+        assert!(payload.starts_with(b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0"));
+        let body = &payload[19..];
+        assert_eq!(&body[..2], &3i16.to_be_bytes());
+        assert_eq!(&body[2..6], &8i32.to_be_bytes());
+        assert_eq!(&body[6..14], &42i64.to_be_bytes());
+        assert_eq!(&body[14..18], &3i32.to_be_bytes());
+        assert_eq!(&body[18..21], b"a\nb");
+        assert_eq!(&body[21..25], &(-1i32).to_be_bytes());
+        assert_eq!(&body[25..], &(-1i16).to_be_bytes());
+        assert!(rows.is_empty(), "taking the payload empties the rows");
+    }
+
+    #[test]
+    fn inode_numbers_keep_all_64_bits() {
+        assert_eq!(ino_as_bigint(5), 5);
+        assert_eq!(ino_as_bigint(u64::MAX), -1);
+        assert_eq!(
+            u64::from_ne_bytes(ino_as_bigint(1 << 63).to_ne_bytes()),
+            1 << 63
+        );
+    }
+}

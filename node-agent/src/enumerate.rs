@@ -1,0 +1,166 @@
+//! Stage 3: walk every attached volume of a medium and load every entry into the catalog.
+//!
+//! ```text
+//!   AttachedVolume ─ VolumeReader::walk_parallel (threads) ─ bounded channel ─ Loader (binary COPY)
+//!                                                              ignore patterns mark, never drop
+//! ```
+//!
+//! Rules: every entry the walk meets becomes a path row, matching an ignore pattern or not
+//! (matching ones carry the pattern as their exclusion reason); unreadable entries become entry
+//! error rows; memory stays bounded by the channel between the walkers and the loader; the new
+//! load is published only when complete and reconciled ([`crate::catalog::load`]).
+
+pub mod ignore;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::load::{self, LoadCounts, LoadError, Loader};
+use crate::catalog::media::MediumId;
+use crate::volume::access::{AttachedVolume, Method};
+use crate::volume::reader::{ReadError, WalkItem};
+use ignore::IgnoreSet;
+
+/// Why enumeration stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum EnumerateError {
+    /// Loading failed (the published load is untouched).
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// A volume could not be walked at all.
+    #[error("cannot walk volume {volume_no}")]
+    Walk {
+        /// The volume.
+        volume_no: i32,
+        /// Why.
+        #[source]
+        source: ReadError,
+    },
+    /// The run was cancelled (the published load is untouched).
+    #[error("enumeration cancelled; the catalog still holds the previous load, if any")]
+    Cancelled,
+    /// A walker thread died.
+    #[error("a walker thread failed")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// What one enumeration did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EnumerateReport {
+    /// Entries walked per volume.
+    pub volumes: Vec<(i32, u64)>,
+    /// What the published load holds.
+    pub counts: LoadCounts,
+    /// Whether an earlier load was replaced.
+    pub replaced: bool,
+}
+
+/// Options of one run.
+#[derive(Debug, Clone)]
+pub struct EnumerateOptions {
+    /// Directory readers per mounted volume.
+    pub threads: usize,
+    /// Build a new load and swap it in even if one is published.
+    pub replace: bool,
+}
+
+/// Messages from the walker threads to the loader.
+enum Walked {
+    Item(WalkItem),
+    Done(Result<(), ReadError>),
+}
+
+/// Walks `volumes` and publishes the load of `medium`. Blocking work runs on blocking threads;
+/// the loader sends rows as they come.
+pub async fn enumerate(
+    pool: &sqlx::PgPool,
+    medium: MediumId,
+    medium_name: &str,
+    volumes: &[AttachedVolume],
+    ignore: &IgnoreSet,
+    options: &EnumerateOptions,
+    cancel: &CancellationToken,
+) -> Result<EnumerateReport, EnumerateError> {
+    if !options.replace {
+        refuse_if_loaded(pool, medium, medium_name).await?;
+    }
+    let mut loader = Loader::begin(pool, medium).await?;
+    let mut per_volume = Vec::new();
+    for volume in volumes {
+        if volume.method == Method::Userspace {
+            loader.dedupe_every_inode_of(volume.volume_no);
+        }
+        let before = loader.counts().entries;
+        walk_one(&mut loader, volume, ignore, options.threads, cancel).await?;
+        per_volume.push((volume.volume_no, loader.counts().entries - before));
+    }
+    if cancel.is_cancelled() {
+        return Err(EnumerateError::Cancelled);
+    }
+    let counts = loader.publish(medium_name, options.replace).await?;
+    Ok(EnumerateReport {
+        volumes: per_volume,
+        counts,
+        replaced: options.replace,
+    })
+}
+
+async fn refuse_if_loaded(
+    pool: &sqlx::PgPool,
+    medium: MediumId,
+    medium_name: &str,
+) -> Result<(), EnumerateError> {
+    if let Some(entries) = load::published_entries(pool, medium).await? {
+        return Err(LoadError::AlreadyLoaded {
+            medium: medium_name.to_owned(),
+            entries,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+async fn walk_one(
+    loader: &mut Loader,
+    volume: &AttachedVolume,
+    ignore: &IgnoreSet,
+    threads: usize,
+    cancel: &CancellationToken,
+) -> Result<(), EnumerateError> {
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Walked>(16 * 1024);
+    let reader = volume.reader.clone();
+    let walker_cancel = cancel.clone();
+    let walker = tokio::task::spawn_blocking(move || {
+        let result = reader.walk_parallel(threads, &|item| {
+            if !walker_cancel.is_cancelled() {
+                // A closed channel means the loader gave up; the walk then just drains.
+                let _ = sender.blocking_send(Walked::Item(item));
+            }
+        });
+        let _ = sender.blocking_send(Walked::Done(result));
+    });
+    let volume_no = volume.volume_no;
+    let mut outcome = Ok(());
+    while let Some(message) = receiver.recv().await {
+        match message {
+            Walked::Item(WalkItem::Entry(entry)) => {
+                let excluded = ignore.reason(&entry.path);
+                loader.add_entry(volume_no, &entry, excluded.as_deref())?;
+            }
+            Walked::Item(WalkItem::Error { path, error }) => {
+                tracing::warn!(volume = volume_no, path = %String::from_utf8_lossy(&path), error = %error, "entry cannot be read; recorded");
+                loader.add_error(volume_no, &path, &error);
+            }
+            Walked::Done(result) => {
+                outcome = result.map_err(|source| EnumerateError::Walk { volume_no, source });
+            }
+        }
+        if loader.wants_flush() {
+            loader.flush().await?;
+        }
+    }
+    walker.await?;
+    if cancel.is_cancelled() {
+        return Err(EnumerateError::Cancelled);
+    }
+    outcome
+}
