@@ -25,35 +25,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use host::{Host, MIB, fixture, fls_paths, partition, run, sha256, sparse_file};
+use host::{
+    Host, MIB, ext4, fixture, fls_paths, partition, place, register, run, sha256, sparse_file,
+};
 use ntt_agent::volume::host::{loops, loops_of, mounts};
 use ntt_agent::volume::probe::FsType;
 use ntt_agent::volume::reader::{EntryKind, VolumeReader, WalkItem};
 use ntt_agent::volume::tsk::TskVolume;
 use serde_json::Value;
 use sqlx::PgPool;
-
-/// Copies a filesystem image into a disk image at `offset` bytes.
-fn place(disk: &Path, filesystem: &Path, offset: u64) {
-    run(Command::new("dd")
-        .arg(format!("if={}", filesystem.display()))
-        .arg(format!("of={}", disk.display()))
-        .args([
-            "bs=512",
-            &format!("seek={}", offset / 512),
-            "conv=notrunc,sparse",
-            "status=none",
-        ]));
-}
-
-/// An ext4 filesystem image holding `content`.
-fn ext4(path: &Path, size: u64, content: &Path) {
-    sparse_file(path, size);
-    run(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-d"])
-        .arg(content)
-        .arg(path));
-}
 
 /// A FAT filesystem image (`bits`: 16 or 32) with files copied in by mtools.
 fn fat(path: &Path, size: u64, bits: &str, files: &[(&str, &[u8])]) {
@@ -135,12 +115,6 @@ fn gpt_disk(dir: &Path) -> PathBuf {
     place(&disk, &part, 145_408 * 512);
     std::fs::remove_file(&part).unwrap();
     disk
-}
-
-/// `ntt image` of a file, returning its hash.
-fn register(host: &Host, image: &Path, name: &str) -> String {
-    let report = host.image(&[image.to_str().unwrap(), "--name", name]);
-    report["hash"].as_str().unwrap().to_owned()
 }
 
 /// `ntt mount --json`, which must succeed.

@@ -210,3 +210,31 @@ pub fn fls_paths(image: &Path, offset: u64) -> Vec<String> {
     paths.sort();
     paths
 }
+
+/// Copies a filesystem image into a disk image at `offset` bytes.
+pub fn place(disk: &Path, filesystem: &Path, offset: u64) {
+    run(Command::new("dd")
+        .arg(format!("if={}", filesystem.display()))
+        .arg(format!("of={}", disk.display()))
+        .args([
+            "bs=512",
+            &format!("seek={}", offset / 512),
+            "conv=notrunc,sparse",
+            "status=none",
+        ]));
+}
+
+/// An ext4 filesystem image holding `content`.
+pub fn ext4(path: &Path, size: u64, content: &Path) {
+    sparse_file(path, size);
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-d"])
+        .arg(content)
+        .arg(path));
+}
+
+/// `ntt image` of a file, returning its hash.
+pub fn register(host: &Host, image: &Path, name: &str) -> String {
+    let report = host.image(&[image.to_str().unwrap(), "--name", name]);
+    report["hash"].as_str().unwrap().to_owned()
+}
