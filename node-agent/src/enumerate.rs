@@ -52,6 +52,8 @@ pub struct EnumerateReport {
     pub counts: LoadCounts,
     /// Whether an earlier load was replaced.
     pub replaced: bool,
+    /// Wall time of the whole run (walk, load, publish), seconds.
+    pub seconds: f64,
 }
 
 /// Options of one run.
@@ -80,6 +82,7 @@ pub async fn enumerate(
     options: &EnumerateOptions,
     cancel: &CancellationToken,
 ) -> Result<EnumerateReport, EnumerateError> {
+    let started = std::time::Instant::now();
     if !options.replace {
         refuse_if_loaded(pool, medium, medium_name).await?;
     }
@@ -101,6 +104,7 @@ pub async fn enumerate(
         volumes: per_volume,
         counts,
         replaced: options.replace,
+        seconds: started.elapsed().as_secs_f64(),
     })
 }
 

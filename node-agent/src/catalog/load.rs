@@ -127,7 +127,7 @@ impl CopyRows {
 }
 
 /// What a load holds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct LoadCounts {
     /// Entries the walk produced (one path row each).
     pub entries: u64,
@@ -137,6 +137,10 @@ pub struct LoadCounts {
     pub excluded: u64,
     /// Entries and directories that could not be read.
     pub errors: u64,
+    /// Seconds spent sending rows (`COPY`).
+    pub copy_seconds: f64,
+    /// Seconds spent indexing, checking and publishing.
+    pub publish_seconds: f64,
 }
 
 /// Why a load was not published.
@@ -163,6 +167,9 @@ pub enum LoadError {
         /// Path rows in the catalog.
         loaded: i64,
     },
+    /// The writer task ended without saying why.
+    #[error("the load writer stopped")]
+    WriterGone,
     /// A value does not fit its column.
     #[error("{what} {value} of {path} does not fit the catalog")]
     OutOfRange {
@@ -185,10 +192,46 @@ const FLUSH_BYTES: usize = 4 << 20;
 /// Statement timeout for the index builds and checks of a big load.
 const BUILD_TIMEOUT: Duration = Duration::from_mins(30);
 
+/// The task that sends batches with `COPY` on a connection of its own.
+#[derive(Debug)]
+struct Writer {
+    sender: tokio::sync::mpsc::Sender<(String, Vec<u8>)>,
+    task: tokio::task::JoinHandle<Result<f64, LoadError>>,
+}
+
+impl Writer {
+    async fn start(pool: &PgPool) -> Result<Self, LoadError> {
+        let mut conn = pool
+            .acquire()
+            .await
+            .map_err(sql_error("connect the load writer"))?;
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<(String, Vec<u8>)>(2);
+        let task = tokio::spawn(async move {
+            let mut busy = 0.0;
+            while let Some((statement, payload)) = receiver.recv().await {
+                let started = std::time::Instant::now();
+                let mut copy = conn
+                    .copy_in_raw(&statement)
+                    .await
+                    .map_err(sql_error("start a COPY"))?;
+                if let Err(error) = copy.send(payload).await {
+                    let _ = copy.abort("send failed").await;
+                    return Err(sql_error("send COPY rows")(error).into());
+                }
+                copy.finish().await.map_err(sql_error("finish a COPY"))?;
+                busy += started.elapsed().as_secs_f64();
+            }
+            Ok(busy)
+        });
+        Ok(Self { sender, task })
+    }
+}
+
 /// A load being built beside the published one.
 #[derive(Debug)]
 pub struct Loader {
     conn: PoolConnection<Postgres>,
+    writer: Option<Writer>,
     id: i64,
     inodes: CopyRows,
     paths: CopyRows,
@@ -223,8 +266,10 @@ impl Loader {
             .execute(&mut *conn)
             .await
             .map_err(sql_error("create the tables of a new load"))?;
+        let writer = Writer::start(pool).await?;
         Ok(Self {
             conn,
+            writer: Some(writer),
             id,
             inodes: CopyRows::default(),
             paths: CopyRows::default(),
@@ -329,9 +374,11 @@ impl Loader {
         self.counts
     }
 
-    /// Sends the held rows (one `COPY` per table).
+    /// Hands the held rows to the writer (one `COPY` per table and batch); waits only when the
+    /// writer is two batches behind, so walking and sending overlap.
     pub async fn flush(&mut self) -> Result<(), LoadError> {
         let id = self.id;
+        let mut batches = Vec::with_capacity(3);
         for (rows, statement) in [
             (
                 &mut self.inodes,
@@ -356,21 +403,33 @@ impl Loader {
                 ),
             ),
         ] {
-            if rows.is_empty() {
-                continue;
+            if !rows.is_empty() {
+                batches.push((statement, rows.take_payload()));
             }
-            let payload = rows.take_payload();
-            let mut copy = self
-                .conn
-                .copy_in_raw(&statement)
-                .await
-                .map_err(sql_error("start a COPY"))?;
-            if let Err(error) = copy.send(payload).await {
-                let _ = copy.abort("send failed").await;
-                return Err(sql_error("send COPY rows")(error).into());
-            }
-            copy.finish().await.map_err(sql_error("finish a COPY"))?;
         }
+        for batch in batches {
+            let Some(writer) = &self.writer else {
+                return Err(LoadError::WriterGone);
+            };
+            if writer.sender.send(batch).await.is_err() {
+                // The writer stopped on an error: report that error.
+                return Err(self.stop_writer().await.err().unwrap_or(LoadError::WriterGone));
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the writer to send everything it was given; records the time it spent.
+    async fn stop_writer(&mut self) -> Result<(), LoadError> {
+        let Some(writer) = self.writer.take() else {
+            return Ok(());
+        };
+        drop(writer.sender);
+        let seconds = writer
+            .task
+            .await
+            .map_err(|_| LoadError::WriterGone)??;
+        self.counts.copy_seconds += seconds;
         Ok(())
     }
 
@@ -382,8 +441,12 @@ impl Loader {
         replace: bool,
     ) -> Result<LoadCounts, LoadError> {
         self.flush().await?;
+        self.stop_writer().await?;
+        let started = std::time::Instant::now();
         self.build().await?;
-        self.swap(medium_name, replace).await
+        let mut counts = self.swap(medium_name, replace).await?;
+        counts.publish_seconds = started.elapsed().as_secs_f64();
+        Ok(counts)
     }
 
     /// Reconciles, indexes, checks and analyses the new tables.

@@ -285,7 +285,8 @@ fn read_one_dir(
         }
         path.extend_from_slice(dirent.file_name().as_bytes());
         let full = dirent.path();
-        let meta = match std::fs::symlink_metadata(&full) {
+        // Relative to the open directory (fstatat), not a lookup of the whole path again.
+        let meta = match dirent.metadata() {
             Ok(meta) => meta,
             Err(error) => {
                 visit(WalkItem::Error { path, error });
