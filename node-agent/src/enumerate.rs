@@ -67,7 +67,7 @@ pub struct EnumerateOptions {
 
 /// Messages from the walker threads to the loader.
 enum Walked {
-    Item(WalkItem),
+    Batch(Vec<WalkItem>),
     Done(Result<(), ReadError>),
 }
 
@@ -130,14 +130,15 @@ async fn walk_one(
     threads: usize,
     cancel: &CancellationToken,
 ) -> Result<(), EnumerateError> {
-    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Walked>(16 * 1024);
+    // At most 64 batches (of up to 1024 entries) wait for the loader: bounded memory.
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Walked>(64);
     let reader = volume.reader.clone();
     let walker_cancel = cancel.clone();
     let walker = tokio::task::spawn_blocking(move || {
-        let result = reader.walk_parallel(threads, &|item| {
+        let result = reader.walk_batches(threads, &|batch| {
             if !walker_cancel.is_cancelled() {
                 // A closed channel means the loader gave up; the walk then just drains.
-                let _ = sender.blocking_send(Walked::Item(item));
+                let _ = sender.blocking_send(Walked::Batch(batch));
             }
         });
         let _ = sender.blocking_send(Walked::Done(result));
@@ -146,13 +147,19 @@ async fn walk_one(
     let mut outcome = Ok(());
     while let Some(message) = receiver.recv().await {
         match message {
-            Walked::Item(WalkItem::Entry(entry)) => {
-                let excluded = ignore.reason(&entry.path);
-                loader.add_entry(volume_no, &entry, excluded.as_deref())?;
-            }
-            Walked::Item(WalkItem::Error { path, error }) => {
-                tracing::warn!(volume = volume_no, path = %String::from_utf8_lossy(&path), error = %error, "entry cannot be read; recorded");
-                loader.add_error(volume_no, &path, &error);
+            Walked::Batch(batch) => {
+                for item in batch {
+                    match item {
+                        WalkItem::Entry(entry) => {
+                            let excluded = ignore.reason(&entry.path);
+                            loader.add_entry(volume_no, &entry, excluded.as_deref())?;
+                        }
+                        WalkItem::Error { path, error } => {
+                            tracing::warn!(volume = volume_no, path = %String::from_utf8_lossy(&path), error = %error, "entry cannot be read; recorded");
+                            loader.add_error(volume_no, &path, &error);
+                        }
+                    }
+                }
             }
             Walked::Done(result) => {
                 outcome = result.map_err(|source| EnumerateError::Walk { volume_no, source });

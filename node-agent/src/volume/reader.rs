@@ -109,6 +109,9 @@ pub enum ReadError {
     Tsk(#[from] TskError),
 }
 
+/// Most items handed over at once by [`VolumeReader::walk_batches`].
+pub const BATCH: usize = 1024;
+
 /// A readable volume.
 #[derive(Debug, Clone)]
 pub enum VolumeReader {
@@ -141,10 +144,30 @@ impl VolumeReader {
         threads: usize,
         visit: &(dyn Fn(WalkItem) + Sync),
     ) -> Result<(), ReadError> {
+        self.walk_batches(threads, &|batch| batch.into_iter().for_each(visit))
+    }
+
+    /// Like [`VolumeReader::walk_parallel`], in batches of up to [`BATCH`] items (a directory's
+    /// entries, or part of a big one): one hand-over per batch instead of per entry.
+    pub fn walk_batches(
+        &self,
+        threads: usize,
+        visit: &(dyn Fn(Vec<WalkItem>) + Sync),
+    ) -> Result<(), ReadError> {
         match self {
             Self::Mounted { root } => walk_tree(root, threads.max(1), visit),
             Self::SleuthKit(volume) => {
-                Ok(volume.stream(&mut |entry| visit(WalkItem::Entry(entry)))?)
+                let mut batch = Vec::with_capacity(BATCH);
+                volume.stream(&mut |entry| {
+                    batch.push(WalkItem::Entry(entry));
+                    if batch.len() == BATCH {
+                        visit(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                    }
+                })?;
+                if !batch.is_empty() {
+                    visit(batch);
+                }
+                Ok(())
             }
         }
     }
@@ -186,7 +209,7 @@ struct Queue {
 fn walk_tree(
     root: &Path,
     threads: usize,
-    visit: &(dyn Fn(WalkItem) + Sync),
+    visit: &(dyn Fn(Vec<WalkItem>) + Sync),
 ) -> Result<(), ReadError> {
     let root_meta = std::fs::symlink_metadata(root).map_err(|source| ReadError::Root {
         root: root.to_owned(),
@@ -254,17 +277,24 @@ fn read_one_dir(
     root: &Path,
     dir: &[u8],
     device: u64,
-    visit: &(dyn Fn(WalkItem) + Sync),
+    visit: &(dyn Fn(Vec<WalkItem>) + Sync),
 ) -> Vec<Vec<u8>> {
     let mut subdirs = Vec::new();
+    let mut batch = Vec::new();
+    let emit = |item: WalkItem, batch: &mut Vec<WalkItem>| {
+        batch.push(item);
+        if batch.len() == BATCH {
+            visit(std::mem::take(batch));
+        }
+    };
     let dir_path = root.join(OsStr::from_bytes(dir));
     let reading = match std::fs::read_dir(&dir_path) {
         Ok(reading) => reading,
         Err(error) => {
-            visit(WalkItem::Error {
+            visit(vec![WalkItem::Error {
                 path: dir.to_vec(),
                 error,
-            });
+            }]);
             return subdirs;
         }
     };
@@ -272,10 +302,13 @@ fn read_one_dir(
         let dirent = match item {
             Ok(dirent) => dirent,
             Err(error) => {
-                visit(WalkItem::Error {
-                    path: dir.to_vec(),
-                    error,
-                });
+                emit(
+                    WalkItem::Error {
+                        path: dir.to_vec(),
+                        error,
+                    },
+                    &mut batch,
+                );
                 continue;
             }
         };
@@ -289,7 +322,7 @@ fn read_one_dir(
         let meta = match dirent.metadata() {
             Ok(meta) => meta,
             Err(error) => {
-                visit(WalkItem::Error { path, error });
+                emit(WalkItem::Error { path, error }, &mut batch);
                 continue;
             }
         };
@@ -299,10 +332,13 @@ fn read_one_dir(
                 if entry.kind == EntryKind::Dir && meta.dev() == device {
                     subdirs.push(path);
                 }
-                visit(WalkItem::Entry(entry));
+                emit(WalkItem::Entry(entry), &mut batch);
             }
-            Err(error) => visit(WalkItem::Error { path, error }),
+            Err(error) => emit(WalkItem::Error { path, error }, &mut batch),
         }
+    }
+    if !batch.is_empty() {
+        visit(batch);
     }
     subdirs
 }
