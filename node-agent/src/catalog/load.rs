@@ -481,6 +481,49 @@ impl Loader {
                 loaded,
             });
         }
+        self.build_indexes().await?;
+        let conn = &mut *self.conn;
+        let mut steps = vec![
+            format!("alter table inode_m{id}_next add constraint inode_m{id}_next_pkey primary key using index inode_m{id}_next_pkey"),
+            format!("alter table path_m{id}_next add constraint path_m{id}_next_pkey primary key using index path_m{id}_next_pkey"),
+            format!("alter table inode_m{id}_next add constraint inode_m{id}_next_medium check (medium_id = {id})"),
+            format!("alter table path_m{id}_next add constraint path_m{id}_next_medium check (medium_id = {id})"),
+            format!("alter table entry_error_m{id}_next add constraint entry_error_m{id}_next_medium check (medium_id = {id})"),
+            format!(
+                "alter table inode_m{id}_next add constraint inode_volume_fkey foreign key (medium_id, volume_no)
+                 references volume (medium_id, volume_no) on delete cascade"
+            ),
+            format!("alter table inode_m{id}_next add constraint inode_blob_fkey foreign key (blob_id) references blob (id)"),
+            // NOT VALID: enforced for every later write, but the rows just loaded are not
+            // re-checked (a full join, a third of the build time): the loader wrote each path's
+            // inode row before or with it, and the primary keys above already caught any
+            // duplicate. `ntt verify` validates it (`alter table ... validate constraint`).
+            format!(
+                "alter table path_m{id}_next add constraint path_m{id}_inode_fkey foreign key (medium_id, volume_no, ino)
+                 references inode_m{id}_next (medium_id, volume_no, ino) on delete cascade not valid"
+            ),
+        ];
+        if self.counts.excluded > 0 {
+            steps.push(format!(
+                "update inode_m{id}_next i set state = 'excluded'
+                  where kind = 'file'
+                    and (medium_id, volume_no, ino) in (select medium_id, volume_no, ino from path_m{id}_next
+                                                        where excluded_reason is not null)
+                    and not exists (select 1 from path_m{id}_next p
+                                    where p.medium_id = i.medium_id and p.volume_no = i.volume_no
+                                      and p.ino = i.ino and p.excluded_reason is null)"
+            ));
+        }
+        steps.push(format!(
+            "analyze inode_m{id}_next, path_m{id}_next, entry_error_m{id}_next"
+        ));
+        steps.push("reset statement_timeout".to_owned());
+        run_steps(conn, &steps).await
+    }
+
+    /// Builds the new tables' indexes, three connections at once.
+    async fn build_indexes(&self) -> Result<(), LoadError> {
+        let id = self.id;
         // Indexes, keys and checks after the bulk load (faster than maintaining them row by
         // row), matching the parent's so that attaching reuses them instead of building again.
         // Index builds take SHARE locks, which do not conflict with each other: three
@@ -531,42 +574,7 @@ impl Loader {
         for result in futures_util::future::join_all(runs).await {
             result?;
         }
-        let mut steps = vec![
-            format!("alter table inode_m{id}_next add constraint inode_m{id}_next_pkey primary key using index inode_m{id}_next_pkey"),
-            format!("alter table path_m{id}_next add constraint path_m{id}_next_pkey primary key using index path_m{id}_next_pkey"),
-            format!("alter table inode_m{id}_next add constraint inode_m{id}_next_medium check (medium_id = {id})"),
-            format!("alter table path_m{id}_next add constraint path_m{id}_next_medium check (medium_id = {id})"),
-            format!("alter table entry_error_m{id}_next add constraint entry_error_m{id}_next_medium check (medium_id = {id})"),
-            format!(
-                "alter table inode_m{id}_next add constraint inode_volume_fkey foreign key (medium_id, volume_no)
-                 references volume (medium_id, volume_no) on delete cascade"
-            ),
-            format!("alter table inode_m{id}_next add constraint inode_blob_fkey foreign key (blob_id) references blob (id)"),
-            // NOT VALID: enforced for every later write, but the rows just loaded are not
-            // re-checked (a full join, a third of the build time): the loader wrote each path's
-            // inode row before or with it, and the primary keys above already caught any
-            // duplicate. `ntt verify` validates it (`alter table ... validate constraint`).
-            format!(
-                "alter table path_m{id}_next add constraint path_m{id}_inode_fkey foreign key (medium_id, volume_no, ino)
-                 references inode_m{id}_next (medium_id, volume_no, ino) on delete cascade not valid"
-            ),
-        ];
-        if self.counts.excluded > 0 {
-            steps.push(format!(
-                "update inode_m{id}_next i set state = 'excluded'
-                  where kind = 'file'
-                    and (medium_id, volume_no, ino) in (select medium_id, volume_no, ino from path_m{id}_next
-                                                        where excluded_reason is not null)
-                    and not exists (select 1 from path_m{id}_next p
-                                    where p.medium_id = i.medium_id and p.volume_no = i.volume_no
-                                      and p.ino = i.ino and p.excluded_reason is null)"
-            ));
-        }
-        steps.push(format!(
-            "analyze inode_m{id}_next, path_m{id}_next, entry_error_m{id}_next"
-        ));
-        steps.push("reset statement_timeout".to_owned());
-        run_steps(conn, &steps).await
+        Ok(())
     }
 
     /// Drops the old load (only when `replace`) and attaches the new one, in one transaction.
