@@ -18,5 +18,6 @@ pub mod enumerate;
 pub mod env;
 pub mod imaging;
 pub mod lock;
+pub mod store;
 pub mod telemetry;
 pub mod volume;

@@ -43,7 +43,7 @@ pub async fn medium_partitions(
            from pg_inherits i
            join pg_class c on c.oid = i.inhrelid
            join pg_class p on p.oid = i.inhparent
-           where p.relname in ('inode', 'path', 'copy_error')
+           where p.relname in ('inode', 'path', 'copy_error', 'entry_error')
              and pg_get_expr(c.relpartbound, c.oid) = format('FOR VALUES IN (''%s'')', $1::bigint)
            order by 1"#,
         medium.get()

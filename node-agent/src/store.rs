@@ -1,0 +1,459 @@
+//! The content-addressed store: every distinct content once, named by its BLAKE3-256 digest.
+//!
+//! ```text
+//!   <root>/tmp/<host>-<pid>-<n>.partial   written while hashed (one read of the source), fsynced
+//!        └─ link(2) ─▶ <root>/ab/cd/abcd…   (never replaces: EEXIST means the blob is there)
+//!   syncfs(root) once per batch, then the catalog commit
+//! ```
+//!
+//! Rules: a blob appears under its final name only complete and fsynced (a link of a finished
+//! temp file), so a crash at any instant leaves no partial blob there; an existing blob is never
+//! written again; blobs are read-only (0444); the directory entries are made durable (`syncfs`)
+//! before the catalog records the blobs. Temp files of dead writers on this host are removed
+//! at start-up; a blob linked by a batch whose commit never happened is adopted by the next copy
+//! of the same content (its link finds it there).
+
+use fs_err::File;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ntt_crds::BlobId;
+
+/// How many bytes of each blob are kept to detect its content type.
+const HEAD: usize = 8192;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store's filesystem is full (or over quota).
+    #[error("the store at {root} is full")]
+    Full {
+        /// The store root.
+        root: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another I/O failure in the store.
+    #[error("cannot {what} {path}")]
+    Io {
+        /// What we tried.
+        what: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StoreError {
+    /// Whether the store ran out of space.
+    pub fn is_full(&self) -> bool {
+        matches!(self, Self::Full { .. })
+    }
+}
+
+/// A store root.
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+    tmp: PathBuf,
+    root_dir: File,
+}
+
+static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
+
+fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "host".to_owned())
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `root`.
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        let tmp = root.join("tmp");
+        fs_err::create_dir_all(&tmp).map_err(|source| StoreError::Io {
+            what: "create the store directory",
+            path: tmp.clone(),
+            source,
+        })?;
+        let root_dir = File::open(root).map_err(|source| StoreError::Io {
+            what: "open the store root",
+            path: root.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            root: root.to_owned(),
+            tmp,
+            root_dir,
+        })
+    }
+
+    /// The store root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the blob `id` lives.
+    pub fn blob_path(&self, id: &BlobId) -> PathBuf {
+        let hex = id.to_hex();
+        self.root.join(&hex[0..2]).join(&hex[2..4]).join(hex)
+    }
+
+    /// Whether the blob is in the store.
+    pub fn contains(&self, id: &BlobId) -> bool {
+        self.blob_path(id).is_file()
+    }
+
+    /// Opens a blob for reading.
+    pub fn open_blob(&self, id: &BlobId) -> Result<fs_err::File, StoreError> {
+        let path = self.blob_path(id);
+        fs_err::File::open(&path).map_err(|source| StoreError::Io {
+            what: "open the blob",
+            path,
+            source,
+        })
+    }
+
+    /// A new temp file to write a blob into.
+    pub fn writer(&self) -> Result<BlobWriter, StoreError> {
+        let name = format!(
+            "{}-{}-{}.partial",
+            host_name(),
+            std::process::id(),
+            NEXT_TEMP.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = self.tmp.join(name);
+        let file = fs_err::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|source| self.classify("create a temp file", &path, source))?;
+        Ok(BlobWriter {
+            file: Some(file),
+            path,
+            hasher: blake3::Hasher::new(),
+            size: 0,
+            head: Vec::with_capacity(HEAD),
+        })
+    }
+
+    fn classify(&self, what: &'static str, path: &Path, source: std::io::Error) -> StoreError {
+        match source.kind() {
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+                StoreError::Full {
+                    root: self.root.clone(),
+                    source,
+                }
+            }
+            _ => StoreError::Io {
+                what,
+                path: path.to_owned(),
+                source,
+            },
+        }
+    }
+
+    /// Makes every link and directory entry made so far durable (`syncfs` of the store's
+    /// filesystem): call once per batch, before the catalog commit.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        nix::unistd::syncfs(&self.root_dir)
+            .map_err(|errno| self.classify("sync", &self.root, std::io::Error::from(errno)))
+    }
+
+    /// Removes temp files that writers on this host left when they died (their pid is gone).
+    /// Temp files of other hosts sharing the store are theirs to clean. Returns how many went.
+    pub fn remove_stale_temp(&self) -> Result<u64, StoreError> {
+        let host = host_name();
+        let entries = fs_err::read_dir(&self.tmp).map_err(|source| StoreError::Io {
+            what: "list",
+            path: self.tmp.clone(),
+            source,
+        })?;
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix(&host).and_then(|r| r.strip_prefix('-')) else {
+                continue;
+            };
+            let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+                continue;
+            };
+            let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+            if !alive && fs_err::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// A blob being written: hashed and written in one pass over the source.
+#[derive(Debug)]
+pub struct BlobWriter {
+    file: Option<File>,
+    path: PathBuf,
+    hasher: blake3::Hasher,
+    size: u64,
+    head: Vec<u8>,
+}
+
+/// Why copying into the store failed: reading the source or writing the store.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// The source could not be read.
+    #[error("reading the source failed")]
+    Source(#[source] std::io::Error),
+    /// The store could not be written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl BlobWriter {
+    /// Copies everything `source` yields into the blob; returns the bytes copied.
+    pub fn copy_from(
+        &mut self,
+        store: &Store,
+        source: &mut dyn Read,
+        buffer: &mut [u8],
+    ) -> Result<u64, CopyError> {
+        let mut copied = 0;
+        loop {
+            let n = match source.read(buffer) {
+                Ok(0) => return Ok(copied),
+                Ok(n) => n,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(CopyError::Source(error)),
+            };
+            let chunk = &buffer[..n];
+            self.hasher.update(chunk);
+            if self.head.len() < HEAD {
+                let take = (HEAD - self.head.len()).min(n);
+                self.head.extend_from_slice(&chunk[..take]);
+            }
+            if let Some(file) = self.file.as_mut() {
+                file.write_all(chunk)
+                    .map_err(|source| store.classify("write", &self.path, source))?;
+            }
+            self.size += n as u64;
+            copied += n as u64;
+        }
+    }
+
+    /// Fsyncs the temp file and names the content; the blob is not in the store until
+    /// [`StagedBlob::publish`].
+    pub fn finish(mut self, store: &Store) -> Result<StagedBlob, StoreError> {
+        let Some(file) = self.file.take() else {
+            return Err(StoreError::Io {
+                what: "finish",
+                path: self.path.clone(),
+                source: std::io::Error::other("blob writer already finished"),
+            });
+        };
+        file.sync_all()
+            .map_err(|source| store.classify("fsync", &self.path, source))?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o444))
+            .map_err(|source| store.classify("make read-only", &self.path, source))?;
+        drop(file);
+        let id = BlobId::from_bytes(*self.hasher.finalize().as_bytes());
+        Ok(StagedBlob {
+            id,
+            size: self.size,
+            mime: content_type(&self.head),
+            temp: Some(std::mem::take(&mut self.path)),
+        })
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = fs_err::remove_file(&self.path);
+        }
+    }
+}
+
+/// A finished, fsynced blob in a temp file, named but not yet in the store.
+#[derive(Debug)]
+pub struct StagedBlob {
+    /// Its digest.
+    pub id: BlobId,
+    /// Its size.
+    pub size: u64,
+    /// Its content type, detected from its first bytes.
+    pub mime: String,
+    temp: Option<PathBuf>,
+}
+
+/// Whether publishing added the blob or found it there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    /// The store did not have it.
+    New,
+    /// The store had it already (deduplicated, or adopted from an interrupted batch).
+    Existed,
+}
+
+impl StagedBlob {
+    /// Links the blob into its place, never replacing one that is there.
+    pub fn publish(mut self, store: &Store) -> Result<Published, StoreError> {
+        let Some(temp) = self.temp.take() else {
+            return Ok(Published::Existed);
+        };
+        let target = store.blob_path(&self.id);
+        let result = (|| {
+            if let Some(parent) = target.parent() {
+                fs_err::create_dir_all(parent)
+                    .map_err(|source| store.classify("create", parent, source))?;
+            }
+            match fs_err::hard_link(&temp, &target) {
+                Ok(()) => Ok(Published::New),
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                    Ok(Published::Existed)
+                }
+                Err(source) => Err(store.classify("link", &target, source)),
+            }
+        })();
+        let _ = fs_err::remove_file(&temp);
+        result
+    }
+}
+
+impl Drop for StagedBlob {
+    fn drop(&mut self) {
+        if let Some(temp) = self.temp.take() {
+            let _ = fs_err::remove_file(temp);
+        }
+    }
+}
+
+/// The content type of a blob from its first bytes (pure).
+pub fn content_type(head: &[u8]) -> String {
+    if head.is_empty() {
+        return "application/x-empty".to_owned();
+    }
+    if let Some(kind) = infer::get(head) {
+        return kind.mime_type().to_owned();
+    }
+    // Text if it decodes (allowing a character cut at the end of the sample) and has no NUL.
+    let text = match std::str::from_utf8(head) {
+        Ok(_) => true,
+        Err(error) => error.error_len().is_none() && error.valid_up_to() + 4 > head.len(),
+    };
+    if text && !head.contains(&0) {
+        "text/plain".to_owned()
+    } else {
+        "application/octet-stream".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ntt-store-{name}-{}", std::process::id()));
+        let _ = fs_err::remove_dir_all(&dir);
+        dir
+    }
+
+    fn put(store: &Store, bytes: &[u8]) -> (StagedBlob, Published) {
+        let mut writer = store.writer().unwrap();
+        let mut buffer = vec![0; 7];
+        writer
+            .copy_from(store, &mut &bytes[..], &mut buffer)
+            .unwrap();
+        let staged = writer.finish(store).unwrap();
+        let id = staged.id;
+        let size = staged.size;
+        let mime = staged.mime.clone();
+        let published = staged.publish(store).unwrap();
+        (
+            StagedBlob {
+                id,
+                size,
+                mime,
+                temp: None,
+            },
+            published,
+        )
+    }
+
+    #[test]
+    fn a_blob_is_named_by_its_digest_stored_once_and_read_only() {
+        let root = scratch("once");
+        let store = Store::open(&root).unwrap();
+        let (blob, first) = put(&store, b"the same bytes");
+        let (again, second) = put(&store, b"the same bytes");
+        assert_eq!((first, second), (Published::New, Published::Existed));
+        assert_eq!(blob.id, again.id);
+        assert_eq!(
+            blob.id.as_bytes(),
+            blake3::hash(b"the same bytes").as_bytes()
+        );
+        let path = store.blob_path(&blob.id);
+        let hex = blob.id.to_hex();
+        assert!(path.ends_with(format!("{}/{}/{hex}", &hex[..2], &hex[2..4])));
+        assert_eq!(fs_err::read(&path).unwrap(), b"the same bytes");
+        assert_eq!(
+            fs_err::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o444
+        );
+        assert_eq!(
+            fs_err::read_dir(root.join("tmp")).unwrap().count(),
+            0,
+            "no temp file is left"
+        );
+        let (empty, _) = put(&store, b"");
+        assert_eq!(empty.size, 0);
+        assert!(store.contains(&empty.id), "an empty file is a normal blob");
+        store.sync().unwrap();
+        fs_err::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn an_abandoned_writer_leaves_nothing() {
+        let root = scratch("abandon");
+        let store = Store::open(&root).unwrap();
+        let mut writer = store.writer().unwrap();
+        let mut buffer = vec![0; 4];
+        writer
+            .copy_from(&store, &mut &b"partial"[..], &mut buffer)
+            .unwrap();
+        drop(writer);
+        assert_eq!(fs_err::read_dir(root.join("tmp")).unwrap().count(), 0);
+        // A temp file of a dead writer on this host is swept; a live one's is kept.
+        let dead = root
+            .join("tmp")
+            .join(format!("{}-{}-0.partial", host_name(), i32::MAX - 1));
+        fs_err::write(&dead, b"x").unwrap();
+        let live = store.writer().unwrap();
+        assert_eq!(store.remove_stale_temp().unwrap(), 1);
+        assert!(!dead.exists());
+        assert!(live.path.exists());
+        drop(live);
+        fs_err::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn content_types_come_from_the_first_bytes() {
+        assert_eq!(content_type(b""), "application/x-empty");
+        assert_eq!(content_type(b"%PDF-1.7\n..."), "application/pdf");
+        assert_eq!(content_type(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), "image/png");
+        assert_eq!(content_type("plain text, café".as_bytes()), "text/plain");
+        assert_eq!(
+            content_type(b"\x00\x01\x02\x03binary"),
+            "application/octet-stream"
+        );
+        assert_eq!(
+            content_type(b"caf\xc3"),
+            "text/plain",
+            "a character cut at the end"
+        );
+    }
+}
