@@ -9,10 +9,12 @@
 //!   schema ([`Catalog::check_schema`]).
 
 mod constraint;
+pub mod copying;
 pub mod listing;
 pub mod load;
 pub mod media;
 pub mod partitions;
+pub mod report;
 pub mod volumes;
 
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! The `ntt` command line. Every flag can also be set from the `NTT_*` variable named in
 //! [`crate::env`]; data goes to stdout, logs and errors to stderr.
 
+mod copy;
 mod enumerate;
 mod image;
 mod mount;
@@ -52,6 +53,10 @@ pub struct Args {
     #[command(flatten)]
     pub mounts: mount::MountSettings,
 
+    /// The store
+    #[command(flatten)]
+    pub store: copy::StoreArgs,
+
     /// What to do
     #[command(subcommand)]
     pub command: Command,
@@ -86,6 +91,16 @@ pub enum Command {
     },
     /// Include excluded paths again (and make their files pending for copying)
     Include(enumerate::IncludeArgs),
+    /// Copy a medium's pending files into the store (several processes may run at once)
+    Copy(copy::CopyArgs),
+    /// Print the stored content of a path
+    Cat(copy::CatArgs),
+    /// A medium's accounting: entries, copies, exclusions, failures, dedup, problems
+    Report(copy::ReportArgs),
+    /// Re-hash blobs in the store and check the catalog's loads
+    Verify(copy::VerifyArgs),
+    /// Recreate a medium's tree as hard links into the store
+    ExportTree(copy::ExportArgs),
     /// Show every medium in the catalog: stage, health, size
     Status {
         /// Print a JSON array instead of a table
@@ -155,6 +170,10 @@ fn cancel_on_signals() -> anyhow::Result<CancellationToken> {
 }
 
 /// Runs one command; the exit code is non-zero on failure.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one short arm per subcommand: a flat dispatch reads best"
+)]
 pub async fn run(args: Args, stdout: &mut impl Write) -> anyhow::Result<ExitCode> {
     let options = args.connect_options()?;
     match args.command {
@@ -238,6 +257,40 @@ pub async fn run(args: Args, stdout: &mut impl Write) -> anyhow::Result<ExitCode
             let catalog = Catalog::connect(&options).await?;
             catalog.check_schema().await?;
             enumerate::run_include(&catalog, include_args, stdout).await?;
+        }
+        Command::Copy(copy_args) => {
+            let cancel = cancel_on_signals()?;
+            let settings = args.mounts.settings(&args.host)?;
+            let catalog = Catalog::connect(&options).await?;
+            catalog.check_schema().await?;
+            if copy::run_copy(&catalog, &settings, &args.store, copy_args, &cancel, stdout)
+                .await?
+                .is_none()
+            {
+                return Ok(ExitCode::from(EXIT_CANCELLED));
+            }
+        }
+        Command::Cat(cat_args) => {
+            let catalog = Catalog::connect(&options).await?;
+            catalog.check_schema().await?;
+            copy::run_cat(&catalog, &args.store, cat_args, stdout).await?;
+        }
+        Command::Report(report_args) => {
+            let catalog = Catalog::connect(&options).await?;
+            catalog.check_schema().await?;
+            copy::run_report(&catalog, report_args, stdout).await?;
+        }
+        Command::Verify(verify_args) => {
+            let catalog = Catalog::connect(&options).await?;
+            catalog.check_schema().await?;
+            if !copy::run_verify(&catalog, &args.store, verify_args, stdout).await? {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::ExportTree(export_args) => {
+            let catalog = Catalog::connect(&options).await?;
+            catalog.check_schema().await?;
+            copy::run_export(&catalog, &args.store, export_args, stdout).await?;
         }
         Command::Status { json } => {
             let catalog = Catalog::connect(&options).await?;

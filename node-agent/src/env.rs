@@ -23,6 +23,14 @@ pub const IGNORE: &str = "NTT_IGNORE";
 pub const IGNORE_PRESET: &str = "NTT_IGNORE_PRESET";
 /// Directory readers per volume during enumeration.
 pub const WALK_THREADS: &str = "NTT_WALK_THREADS";
+/// Root of the content-addressed store.
+pub const STORE: &str = "NTT_STORE";
+/// Concurrent copy workers.
+pub const WORKERS: &str = "NTT_WORKERS";
+/// Attempts after which a transient copy failure is final.
+pub const MAX_ATTEMPTS: &str = "NTT_MAX_ATTEMPTS";
+/// Seconds before the first retry of a failed file.
+pub const RETRY_DELAY: &str = "NTT_RETRY_DELAY";
 /// Health threshold: lowest rescued percentage that is "incomplete".
 pub const HEALTH_INCOMPLETE: &str = "NTT_HEALTH_INCOMPLETE";
 /// Health threshold: lowest rescued percentage that is "corrupt".
@@ -63,6 +71,10 @@ pub const ALL: &[&str] = &[
     IGNORE,
     IGNORE_PRESET,
     WALK_THREADS,
+    STORE,
+    WORKERS,
+    MAX_ATTEMPTS,
+    RETRY_DELAY,
     HEALTH_INCOMPLETE,
     HEALTH_CORRUPT,
     NAME,
@@ -83,6 +95,8 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/ntt/images";
 /// Where host locks live by default (a tmpfs: locks never outlive a boot).
 pub const DEFAULT_LOCK_DIR: &str = "/run/ntt/lock";
 
+/// Where the store is by default.
+pub const DEFAULT_STORE: &str = "/var/lib/ntt/store";
 /// Where mount points go by default (`<dir>/<medium hash>/<volume number>`).
 pub const DEFAULT_MOUNT_DIR: &str = "/run/ntt/mnt";
 

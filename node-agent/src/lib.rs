@@ -13,6 +13,7 @@
 
 pub mod catalog;
 pub mod cli;
+pub mod copy;
 pub mod database_url;
 pub mod enumerate;
 pub mod env;

@@ -112,6 +112,16 @@ pub enum ReadError {
 /// Most items handed over at once by [`VolumeReader::walk_batches`].
 pub const BATCH: usize = 1024;
 
+impl ReadError {
+    /// The underlying OS error, for classification (The Sleuth Kit's failures have none).
+    pub fn into_io(self) -> std::io::Error {
+        match self {
+            Self::Root { source, .. } | Self::Open { source, .. } => source,
+            Self::Tsk(error) => std::io::Error::other(error.to_string()),
+        }
+    }
+}
+
 /// A readable volume.
 #[derive(Debug, Clone)]
 pub enum VolumeReader {

@@ -1,0 +1,326 @@
+//! The copy queue: claiming batches of pending inodes under a lease, recording their outcome,
+//! and the accounting that `ntt report` prints.
+//!
+//! Rules: a claim is one short transaction (`FOR UPDATE SKIP LOCKED` plus a lease: worker and
+//! expiry), so workers in several processes or hosts never take the same inode while its lease
+//! runs, and an expired lease is taken over; results are committed per batch in one short
+//! transaction. Every failure raises the inode's persistent attempt counter and adds to its
+//! (capped) error history; a transient failure goes back to pending after a backoff (a lease
+//! held by `backoff`), a permanent one or the last attempt ends `failed` with its class.
+
+use std::time::Duration;
+
+use ntt_crds::BlobId;
+use serde::Serialize;
+use sqlx::PgPool;
+
+use super::CatalogError;
+use super::media::MediumId;
+
+/// The catalog's `error_class` enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
+#[sqlx(type_name = "error_class", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// A read error.
+    Io,
+    /// A read past the end of the device.
+    BeyondEof,
+    /// The entry disappeared.
+    Vanished,
+    /// Access denied.
+    Permission,
+    /// The path cannot be opened.
+    Name,
+    /// No space in the store.
+    StoreFull,
+    /// Anything else.
+    Unknown,
+}
+
+impl ErrorClass {
+    /// Whether trying again may help.
+    pub const fn is_transient(self) -> bool {
+        matches!(self, Self::Io | Self::Unknown | Self::StoreFull)
+    }
+}
+
+/// The lease holder of an inode waiting to be retried.
+pub const BACKOFF: &str = "backoff";
+
+/// An inode claimed for copying, with one of its (not excluded) paths.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// Volume number.
+    pub volume_no: i32,
+    /// Inode number (64 bits as bigint).
+    pub ino: i64,
+    /// Size the walk recorded.
+    pub size: i64,
+    /// Attempts so far.
+    pub attempts: i32,
+    /// A path to open it by.
+    pub path: Vec<u8>,
+}
+
+fn seconds(duration: Duration) -> f64 {
+    duration.as_secs_f64()
+}
+
+/// Claims up to `max_files` pending inodes of the medium (fewer when their sizes add up to
+/// more than `max_bytes`; the first is always taken, so a big file goes alone), leased to
+/// `worker` for `lease`.
+pub async fn claim(
+    pool: &PgPool,
+    medium: MediumId,
+    worker: &str,
+    max_files: i64,
+    max_bytes: i64,
+    lease: Duration,
+) -> Result<Vec<Claimed>, CatalogError> {
+    sqlx::query_as!(
+        Claimed,
+        r#"with candidates as (
+               select medium_id, volume_no, ino, size from inode
+               where medium_id = $1 and state = 'pending'
+                 and (lease_until is null or lease_until < now())
+               order by volume_no, ino
+               limit $2
+               for update skip locked
+           ), sized as (
+               select *, sum(size) over (order by volume_no, ino) as running,
+                      row_number() over (order by volume_no, ino) as n
+               from candidates
+           )
+           update inode i set lease_worker = $4, lease_until = now() + make_interval(secs => $5)
+           from sized s
+           where i.medium_id = s.medium_id and i.volume_no = s.volume_no and i.ino = s.ino
+             and (s.n = 1 or s.running <= $3::bigint)
+           returning i.volume_no, i.ino, i.size, i.attempts,
+                     (select p.path from path p
+                      where p.medium_id = i.medium_id and p.volume_no = i.volume_no
+                        and p.ino = i.ino and p.excluded_reason is null
+                      order by p.path limit 1) as "path!""#,
+        medium as MediumId,
+        max_files,
+        max_bytes,
+        worker,
+        seconds(lease),
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("claim files to copy", e))
+}
+
+/// What became of one claimed inode.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Its content is in the store.
+    Copied {
+        /// The blob.
+        blob: BlobId,
+        /// Bytes.
+        size: u64,
+        /// Content type.
+        mime: String,
+    },
+    /// It could not be copied this time.
+    Failed {
+        /// The class.
+        class: ErrorClass,
+        /// What happened.
+        message: String,
+        /// Whether trying again cannot help.
+        permanent: bool,
+    },
+}
+
+/// Limits for failures.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts after which a transient failure is final.
+    pub max_attempts: i32,
+    /// Delay before the first retry (doubled each attempt, at most 64 times).
+    pub backoff: Duration,
+    /// Error rows kept per inode.
+    pub history: i32,
+}
+
+/// Records a batch's outcomes in one transaction. Only inodes still leased to `worker` (or
+/// whose lease ran out and nobody took) change; returns how many were recorded.
+pub async fn record(
+    pool: &PgPool,
+    medium: MediumId,
+    worker: &str,
+    results: &[(i32, i64, Outcome)],
+    policy: RetryPolicy,
+) -> Result<u64, CatalogError> {
+    let error = |what| move |e| CatalogError::from_sqlx(what, e);
+    let mut transaction = pool.begin().await.map_err(error("begin recording"))?;
+    let mut recorded = 0;
+    for (volume_no, ino, outcome) in results {
+        match outcome {
+            Outcome::Copied { blob, size, mime } => {
+                sqlx::query!(
+                    "insert into blob (id, size, mime_type) values ($1, $2, $3)
+                     on conflict (id) do nothing",
+                    blob.as_bytes().as_slice(),
+                    i64::try_from(*size).unwrap_or(i64::MAX),
+                    mime,
+                )
+                .execute(&mut *transaction)
+                .await
+                .map_err(error("record a blob"))?;
+                recorded += sqlx::query!(
+                    "update inode set state = 'copied', blob_id = $4, copied_at = now(),
+                                      lease_worker = null, lease_until = null,
+                                      error_class = null, error_message = null
+                     where medium_id = $1 and volume_no = $2 and ino = $3 and state = 'pending'
+                       and (lease_worker = $5 or lease_until < now())",
+                    medium as MediumId,
+                    volume_no,
+                    ino,
+                    blob.as_bytes().as_slice(),
+                    worker,
+                )
+                .execute(&mut *transaction)
+                .await
+                .map_err(error("record a copy"))?
+                .rows_affected();
+            }
+            Outcome::Failed {
+                class,
+                message,
+                permanent,
+            } => {
+                let backoff = policy.backoff.as_secs_f64();
+                let updated = sqlx::query_scalar!(
+                    r#"update inode set
+                           attempts = attempts + 1,
+                           error_class = $4, error_message = $5,
+                           state = case when $6 or attempts + 1 >= $7 then 'failed'::copy_state
+                                        else 'pending'::copy_state end,
+                           lease_worker = case when $6 or attempts + 1 >= $7 then null else $9 end,
+                           lease_until = case when $6 or attempts + 1 >= $7 then null
+                                              else now() + make_interval(secs => $8 * power(2, least(attempts, 6))) end
+                       where medium_id = $1 and volume_no = $2 and ino = $3 and state = 'pending'
+                         and (lease_worker = $10 or lease_until < now())
+                       returning attempts"#,
+                    medium as MediumId,
+                    volume_no,
+                    ino,
+                    *class as ErrorClass,
+                    message,
+                    permanent,
+                    policy.max_attempts,
+                    backoff,
+                    BACKOFF,
+                    worker,
+                )
+                .fetch_optional(&mut *transaction)
+                .await
+                .map_err(error("record a failure"))?;
+                let Some(attempt) = updated else { continue };
+                recorded += 1;
+                sqlx::query!(
+                    "insert into copy_error (medium_id, volume_no, ino, attempt, class, message)
+                     values ($1, $2, $3, $4, $5, $6)
+                     on conflict do nothing",
+                    medium as MediumId,
+                    volume_no,
+                    ino,
+                    attempt,
+                    *class as ErrorClass,
+                    message,
+                )
+                .execute(&mut *transaction)
+                .await
+                .map_err(error("record the error history"))?;
+                sqlx::query!(
+                    "delete from copy_error
+                     where medium_id = $1 and volume_no = $2 and ino = $3 and attempt <= $4::integer - $5::integer",
+                    medium as MediumId,
+                    volume_no,
+                    ino,
+                    attempt,
+                    policy.history,
+                )
+                .execute(&mut *transaction)
+                .await
+                .map_err(error("cap the error history"))?;
+            }
+        }
+    }
+    transaction
+        .commit()
+        .await
+        .map_err(error("commit the batch"))?;
+    Ok(recorded)
+}
+
+/// Gives back the leases `worker` holds (a run that stops early), so others take them now.
+pub async fn release_leases(
+    pool: &PgPool,
+    medium: MediumId,
+    worker: &str,
+) -> Result<(), CatalogError> {
+    sqlx::query!(
+        "update inode set lease_worker = null, lease_until = null
+         where medium_id = $1 and state = 'pending' and lease_worker = $2",
+        medium as MediumId,
+        worker,
+    )
+    .execute(pool)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("release the leases", e))?;
+    Ok(())
+}
+
+/// When the next retry of the medium is due, if any inode waits for one.
+pub async fn next_retry(
+    pool: &PgPool,
+    medium: MediumId,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, CatalogError> {
+    sqlx::query_scalar!(
+        "select min(lease_until) from inode
+         where medium_id = $1 and state = 'pending' and lease_worker = $2",
+        medium as MediumId,
+        BACKOFF,
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("look for retries", e))
+}
+
+/// Adds a finding to the medium's problems (one key each).
+pub async fn record_problem(
+    pool: &PgPool,
+    medium: MediumId,
+    key: &str,
+    detail: serde_json::Value,
+) -> Result<(), CatalogError> {
+    sqlx::query!(
+        "update medium set problems = problems || jsonb_build_object($2::text, $3::jsonb) where id = $1",
+        medium as MediumId,
+        key,
+        detail,
+    )
+    .execute(pool)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("record a problem", e))?;
+    Ok(())
+}
+
+/// Marks the medium copied when nothing is pending any more.
+pub async fn finish_if_done(pool: &PgPool, medium: MediumId) -> Result<bool, CatalogError> {
+    let done = sqlx::query!(
+        "update medium set copied_at = now()
+         where id = $1 and enumerated_at is not null
+           and not exists (select 1 from inode where medium_id = $1 and state = 'pending')",
+        medium as MediumId,
+    )
+    .execute(pool)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("record the copy", e))?;
+    Ok(done.rows_affected() == 1)
+}

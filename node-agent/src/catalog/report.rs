@@ -1,0 +1,298 @@
+//! What a medium holds and how far it got: the accounting of `ntt report`, the lookups of
+//! `ntt cat` and `ntt export-tree`, and the bookkeeping of `ntt verify`.
+
+use futures_util::TryStreamExt;
+use serde::Serialize;
+use sqlx::PgPool;
+
+use super::CatalogError;
+use super::media::MediumId;
+
+fn error(what: &'static str) -> impl Fn(sqlx::Error) -> CatalogError {
+    move |e| CatalogError::from_sqlx(what, e)
+}
+
+/// Path-level accounting: every entry ends in exactly one of these.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Accounting {
+    /// Paths loaded.
+    pub entries: i64,
+    /// Paths of files whose content is in the store.
+    pub copied: i64,
+    /// Paths excluded by an ignore pattern.
+    pub excluded: i64,
+    /// Paths of files that could not be copied.
+    pub failed: i64,
+    /// Directories, symlinks, devices, fifos, sockets.
+    pub not_a_file: i64,
+    /// Paths of files not copied yet.
+    pub pending: i64,
+}
+
+impl Accounting {
+    /// Whether the parts add up to the whole.
+    pub fn balances(&self) -> bool {
+        self.entries == self.copied + self.excluded + self.failed + self.not_a_file + self.pending
+    }
+}
+
+/// Content accounting of the medium's files.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Content {
+    /// File inodes (hard links count once).
+    pub files: i64,
+    /// File inodes copied.
+    pub copied_files: i64,
+    /// Bytes of the copied files.
+    pub copied_bytes: i64,
+    /// Distinct blobs those files need.
+    pub distinct_blobs: i64,
+    /// Bytes of those blobs (what the medium needs in the store).
+    pub distinct_bytes: i64,
+    /// Of those blobs, how many other media share.
+    pub shared_blobs: i64,
+    /// Bytes of the files not copied yet.
+    pub pending_bytes: i64,
+}
+
+/// The failures of a medium by class.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailureClass {
+    /// The class.
+    pub class: String,
+    /// File inodes that ended in it.
+    pub files: i64,
+}
+
+/// Path-level accounting of a medium.
+pub async fn accounting(pool: &PgPool, medium: MediumId) -> Result<Accounting, CatalogError> {
+    let row = sqlx::query!(
+        r#"select count(*) as "entries!",
+                  count(*) filter (where p.excluded_reason is null and i.state = 'copied') as "copied!",
+                  count(*) filter (where p.excluded_reason is not null) as "excluded!",
+                  count(*) filter (where p.excluded_reason is null and i.state = 'failed') as "failed!",
+                  count(*) filter (where p.excluded_reason is null and i.state = 'not_a_file') as "not_a_file!",
+                  count(*) filter (where p.excluded_reason is null and i.state in ('pending', 'excluded')) as "pending!"
+           from path p
+           join inode i on i.medium_id = p.medium_id and i.volume_no = p.volume_no and i.ino = p.ino
+           where p.medium_id = $1"#,
+        medium as MediumId,
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(error("count the medium's entries"))?;
+    Ok(Accounting {
+        entries: row.entries,
+        copied: row.copied,
+        excluded: row.excluded,
+        failed: row.failed,
+        not_a_file: row.not_a_file,
+        pending: row.pending,
+    })
+}
+
+/// Content accounting of a medium.
+pub async fn content(pool: &PgPool, medium: MediumId) -> Result<Content, CatalogError> {
+    let row = sqlx::query!(
+        r#"with files as (
+               select state, size, blob_id from inode where medium_id = $1 and kind = 'file'
+           ), blobs as (
+               select distinct blob_id from files where blob_id is not null
+           )
+           select (select count(*) from files) as "files!",
+                  (select count(*) from files where state = 'copied') as "copied_files!",
+                  (select coalesce(sum(size), 0) from files where state = 'copied')::bigint as "copied_bytes!",
+                  (select count(*) from blobs) as "distinct_blobs!",
+                  (select coalesce(sum(b.size), 0) from blobs x join blob b on b.id = x.blob_id)::bigint as "distinct_bytes!",
+                  (select count(*) from blobs x
+                    where exists (select 1 from inode o where o.blob_id = x.blob_id and o.medium_id <> $1)) as "shared_blobs!",
+                  (select coalesce(sum(size), 0) from files where state = 'pending')::bigint as "pending_bytes!""#,
+        medium as MediumId,
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(error("count the medium's content"))?;
+    Ok(Content {
+        files: row.files,
+        copied_files: row.copied_files,
+        copied_bytes: row.copied_bytes,
+        distinct_blobs: row.distinct_blobs,
+        distinct_bytes: row.distinct_bytes,
+        shared_blobs: row.shared_blobs,
+        pending_bytes: row.pending_bytes,
+    })
+}
+
+/// The medium's failed files by error class.
+pub async fn failures(pool: &PgPool, medium: MediumId) -> Result<Vec<FailureClass>, CatalogError> {
+    sqlx::query_as!(
+        FailureClass,
+        r#"select error_class::text as "class!", count(*) as "files!"
+           from inode where medium_id = $1 and state = 'failed'
+           group by error_class order by 2 desc"#,
+        medium as MediumId,
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(error("count the failures"))
+}
+
+/// Entries the walk could not read.
+pub async fn entry_errors(pool: &PgPool, medium: MediumId) -> Result<i64, CatalogError> {
+    sqlx::query_scalar!(
+        r#"select count(*) as "n!" from entry_error where medium_id = $1"#,
+        medium as MediumId
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(error("count the entry errors"))
+}
+
+/// A path's inode, as `ntt cat` needs it.
+#[derive(Debug, Clone)]
+pub struct PathInode {
+    /// Volume.
+    pub volume_no: i32,
+    /// Kind label.
+    pub kind: String,
+    /// Copy state label.
+    pub state: String,
+    /// The blob, once copied.
+    pub blob_id: Option<Vec<u8>>,
+    /// Why the path is excluded.
+    pub excluded_reason: Option<String>,
+    /// The last error, if it failed.
+    pub error_message: Option<String>,
+}
+
+/// The inodes that `path` (exact bytes) names on the medium (one per volume that has it).
+pub async fn path_inodes(
+    pool: &PgPool,
+    medium: MediumId,
+    volume: Option<i32>,
+    path: &[u8],
+) -> Result<Vec<PathInode>, CatalogError> {
+    sqlx::query_as!(
+        PathInode,
+        r#"select p.volume_no, i.kind::text as "kind!", i.state::text as "state!", i.blob_id,
+                  p.excluded_reason, i.error_message
+           from path p
+           join inode i on i.medium_id = p.medium_id and i.volume_no = p.volume_no and i.ino = p.ino
+           where p.medium_id = $1 and p.path = $2 and ($3::integer is null or p.volume_no = $3)
+           order by p.volume_no"#,
+        medium as MediumId,
+        path,
+        volume,
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(error("look up the path"))
+}
+
+/// One entry for `ntt export-tree`.
+#[derive(Debug, Clone)]
+pub struct TreeEntry {
+    /// Volume.
+    pub volume_no: i32,
+    /// Exact path bytes.
+    pub path: Vec<u8>,
+    /// Kind label.
+    pub kind: String,
+    /// The blob of a copied file.
+    pub blob_id: Option<Vec<u8>>,
+    /// A symlink's target.
+    pub target: Option<Vec<u8>>,
+}
+
+/// Streams the medium's entries in path order (parents before children).
+pub async fn tree(
+    pool: &PgPool,
+    medium: MediumId,
+    visit: &mut dyn FnMut(TreeEntry) -> std::io::Result<()>,
+) -> Result<u64, CatalogError> {
+    let mut rows = sqlx::query_as!(
+        TreeEntry,
+        r#"select p.volume_no, p.path, i.kind::text as "kind!",
+                  case when p.excluded_reason is null then i.blob_id end as blob_id, i.target
+           from path p
+           join inode i on i.medium_id = p.medium_id and i.volume_no = p.volume_no and i.ino = p.ino
+           where p.medium_id = $1
+           order by p.volume_no, p.path"#,
+        medium as MediumId,
+    )
+    .fetch(pool);
+    let mut count = 0;
+    while let Some(row) = rows.try_next().await.map_err(error("list the tree"))? {
+        visit(row).map_err(|e| CatalogError::from_sqlx("write the tree", sqlx::Error::Io(e)))?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// A blob to verify.
+#[derive(Debug, Clone)]
+pub struct BlobToVerify {
+    /// Its id.
+    pub id: Vec<u8>,
+    /// Its recorded size.
+    pub size: i64,
+}
+
+/// The blobs to verify: those of one medium, or all, optionally a random sample of `sample`.
+pub async fn blobs_to_verify(
+    pool: &PgPool,
+    medium: Option<MediumId>,
+    sample: Option<i64>,
+) -> Result<Vec<BlobToVerify>, CatalogError> {
+    sqlx::query_as!(
+        BlobToVerify,
+        r#"select b.id, b.size from blob b
+           where $1::bigint is null
+              or exists (select 1 from inode i where i.medium_id = $1 and i.blob_id = b.id)
+           order by case when $2::bigint is null then 0 else random() end, b.verified_at nulls first
+           limit $2"#,
+        medium.map(MediumId::get),
+        sample,
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(error("choose blobs to verify"))
+}
+
+/// Records a blob's verification.
+pub async fn record_verification(
+    pool: &PgPool,
+    id: &[u8],
+    outcome: &str,
+) -> Result<(), CatalogError> {
+    sqlx::query!(
+        "update blob set verified_at = now(), verify_outcome = $2::text::verify_outcome where id = $1",
+        id,
+        outcome,
+    )
+    .execute(pool)
+    .await
+    .map_err(error("record the verification"))?;
+    Ok(())
+}
+
+/// Validates the path→inode keys the loader added unchecked, for one medium or all; returns the
+/// media checked.
+pub async fn validate_loads(pool: &PgPool, medium: Option<MediumId>) -> Result<u64, CatalogError> {
+    let ids: Vec<i64> = sqlx::query_scalar!(
+        "select id from medium where enumerated_at is not null and ($1::bigint is null or id = $1)",
+        medium.map(MediumId::get),
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(error("list the loads"))?;
+    for id in &ids {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "alter table path_m{id} validate constraint path_m{id}_inode_fkey"
+        )))
+        .execute(pool)
+        .await
+        .map_err(error("validate a load's path to inode key"))?;
+    }
+    Ok(ids.len() as u64)
+}

@@ -1,0 +1,469 @@
+//! Stage 4: copy every pending file of a medium into the store, once per inode, in parallel.
+//!
+//! ```text
+//!   worker × N: claim batch (short tx, lease) ─ read + hash + write temp (blocking thread)
+//!               ─ link into the store ─ syncfs ─ record batch (short tx) ─ again
+//! ```
+//!
+//! Rules: each file is read once (hashed while written); nothing is recorded as copied before
+//! its blob is durable; a failure is classified and counted against the inode (transient ones
+//! retried after a backoff, permanent ones final), never recorded as success; a full store or
+//! a lost volume stops the run cleanly with the leases given back, and nothing copied is lost.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::CatalogError;
+use crate::catalog::copying::{self, Claimed, ErrorClass, Outcome, RetryPolicy};
+use crate::catalog::media::MediumId;
+use crate::store::{CopyError, Store, StoreError};
+use crate::volume::reader::VolumeReader;
+
+/// Why a copy run stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyStageError {
+    /// The catalog failed (database down, ...): what was recorded stays.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// The store is full: free space (or point `NTT_STORE` elsewhere) and run again.
+    #[error(
+        "stopped: {0}; free space in the store and run `ntt copy` again (nothing copied is lost)"
+    )]
+    StoreFull(#[source] StoreError),
+    /// The store failed otherwise.
+    #[error("stopped: the store failed")]
+    Store(#[source] StoreError),
+    /// A volume stopped answering.
+    #[error(
+        "stopped: volume {volume_no} was lost (its mount stopped answering); run again to remount"
+    )]
+    VolumeLost {
+        /// The volume.
+        volume_no: i32,
+    },
+    /// A worker task died.
+    #[error("a copy worker failed")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Options of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct CopyOptions {
+    /// Concurrent workers in this process.
+    pub workers: usize,
+    /// Most files per batch.
+    pub batch_files: i64,
+    /// Most bytes per batch (a bigger file goes alone).
+    pub batch_bytes: i64,
+    /// How long a claim is leased.
+    pub lease: Duration,
+    /// Failures and retries.
+    pub retry: RetryPolicy,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        Self {
+            workers: 4,
+            batch_files: 256,
+            batch_bytes: 64 << 20,
+            lease: Duration::from_mins(15),
+            retry: RetryPolicy {
+                max_attempts: 3,
+                backoff: Duration::from_secs(2),
+                history: 10,
+            },
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CopyReport {
+    /// Inodes copied by this run.
+    pub copied: u64,
+    /// Bytes read and hashed.
+    pub bytes: u64,
+    /// Blobs this run added to the store (the rest were there already).
+    pub new_blobs: u64,
+    /// Failures recorded (an inode may fail several times before its last attempt).
+    pub failures: u64,
+    /// Whether nothing is pending any more.
+    pub complete: bool,
+}
+
+#[derive(Default)]
+struct Totals {
+    copied: AtomicU64,
+    bytes: AtomicU64,
+    new_blobs: AtomicU64,
+    failures: AtomicU64,
+    beyond_eof: AtomicBool,
+}
+
+/// The class of a source read error, and whether it is final (pure).
+pub fn classify(error: &std::io::Error) -> (ErrorClass, bool) {
+    use nix::libc;
+    match error.raw_os_error() {
+        Some(libc::EIO) => (ErrorClass::Io, false),
+        Some(libc::ENXIO | libc::EOVERFLOW | libc::EFBIG) => (ErrorClass::BeyondEof, true),
+        Some(libc::ENOENT | libc::ESTALE) => (ErrorClass::Vanished, true),
+        Some(libc::EACCES | libc::EPERM) => (ErrorClass::Permission, true),
+        Some(libc::ENAMETOOLONG | libc::EILSEQ | libc::ELOOP) => (ErrorClass::Name, true),
+        Some(libc::EUCLEAN) => (ErrorClass::Io, true),
+        _ => match error.kind() {
+            std::io::ErrorKind::NotFound => (ErrorClass::Vanished, true),
+            std::io::ErrorKind::PermissionDenied => (ErrorClass::Permission, true),
+            std::io::ErrorKind::UnexpectedEof => (ErrorClass::BeyondEof, true),
+            _ => (ErrorClass::Unknown, false),
+        },
+    }
+}
+
+/// A file's outcome before it is recorded (store failures stop the run instead).
+enum FileResult {
+    Done(Outcome, bool),
+    Stop(CopyStageError),
+}
+
+fn copy_one(
+    store: &Store,
+    reader: &VolumeReader,
+    claimed: &Claimed,
+    buffer: &mut [u8],
+) -> FileResult {
+    let failed = |error: &std::io::Error, what: &str| {
+        let (class, permanent) = classify(error);
+        FileResult::Done(
+            Outcome::Failed {
+                class,
+                message: format!("{what}: {error}"),
+                permanent,
+            },
+            false,
+        )
+    };
+    let ino = u64::from_ne_bytes(claimed.ino.to_ne_bytes());
+    let mut source: Box<dyn Read + Send> = match reader.open_path(&claimed.path, ino) {
+        Ok(source) => source,
+        Err(error) => {
+            let io = error.into_io();
+            return failed(&io, "open");
+        }
+    };
+    let mut writer = match store.writer() {
+        Ok(writer) => writer,
+        Err(error) => return store_stop(error),
+    };
+    let copied = match writer.copy_from(store, &mut source, buffer) {
+        Ok(copied) => copied,
+        Err(CopyError::Source(error)) => return failed(&error, "read"),
+        Err(CopyError::Store(error)) => return store_stop(error),
+    };
+    let expected = u64::try_from(claimed.size).unwrap_or(0);
+    if copied < expected {
+        return FileResult::Done(
+            Outcome::Failed {
+                class: ErrorClass::BeyondEof,
+                message: format!(
+                    "read {copied} of {expected} bytes: the file ends early (beyond the end of its device?)"
+                ),
+                permanent: true,
+            },
+            true,
+        );
+    }
+    let staged = match writer.finish(store) {
+        Ok(staged) => staged,
+        Err(error) => return store_stop(error),
+    };
+    let (blob, size, mime) = (staged.id, staged.size, staged.mime.clone());
+    match staged.publish(store) {
+        Ok(published) => FileResult::Done(
+            Outcome::Copied { blob, size, mime },
+            published == crate::store::Published::New,
+        ),
+        Err(error) => store_stop(error),
+    }
+}
+
+fn store_stop(error: StoreError) -> FileResult {
+    if error.is_full() {
+        FileResult::Stop(CopyStageError::StoreFull(error))
+    } else {
+        FileResult::Stop(CopyStageError::Store(error))
+    }
+}
+
+/// Copies the pending files of `medium` from `volumes` into `store` with `options.workers`
+/// workers named after `worker`.
+pub async fn copy_medium(
+    pool: &PgPool,
+    medium: MediumId,
+    volumes: BTreeMap<i32, VolumeReader>,
+    store: Arc<Store>,
+    worker: &str,
+    options: CopyOptions,
+    cancel: &CancellationToken,
+) -> Result<CopyReport, CopyStageError> {
+    let swept = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.remove_stale_temp()).await?
+    }
+    .map_err(CopyStageError::Store)?;
+    if swept > 0 {
+        tracing::info!(files = swept, "removed temp files of dead writers");
+    }
+    let volumes = Arc::new(volumes);
+    let totals = Arc::new(Totals::default());
+    let stop = CancellationToken::new();
+    let mut tasks = Vec::new();
+    for n in 0..options.workers.max(1) {
+        let name = format!("{worker}/{n}");
+        let (pool, store, volumes, totals, stop, cancel) = (
+            pool.clone(),
+            store.clone(),
+            volumes.clone(),
+            totals.clone(),
+            stop.clone(),
+            cancel.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let result = run_worker(
+                &pool, medium, &name, &store, &volumes, &totals, options, &stop, &cancel,
+            )
+            .await;
+            if result.is_err() {
+                stop.cancel();
+            }
+            // Whatever this worker still holds goes back now.
+            let released = copying::release_leases(&pool, medium, &name).await;
+            result.and(released.map_err(CopyStageError::from))
+        }));
+    }
+    let mut first_error = None;
+    for task in tasks {
+        if let Err(error) = task.await? {
+            first_error.get_or_insert(error);
+        }
+    }
+    if totals.beyond_eof.load(Ordering::Relaxed) {
+        copying::record_problem(pool, medium, "beyond_eof", serde_json::json!(true)).await?;
+    }
+    if let Some(error) = first_error {
+        if let CopyStageError::VolumeLost { volume_no } = &error {
+            copying::record_problem(pool, medium, "volume_lost", serde_json::json!(volume_no))
+                .await?;
+        }
+        return Err(error);
+    }
+    let complete = !cancel.is_cancelled() && copying::finish_if_done(pool, medium).await?;
+    Ok(CopyReport {
+        copied: totals.copied.load(Ordering::Relaxed),
+        bytes: totals.bytes.load(Ordering::Relaxed),
+        new_blobs: totals.new_blobs.load(Ordering::Relaxed),
+        failures: totals.failures.load(Ordering::Relaxed),
+        complete,
+    })
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one worker's whole context, passed once"
+)]
+async fn run_worker(
+    pool: &PgPool,
+    medium: MediumId,
+    name: &str,
+    store: &Arc<Store>,
+    volumes: &Arc<BTreeMap<i32, VolumeReader>>,
+    totals: &Arc<Totals>,
+    options: CopyOptions,
+    stop: &CancellationToken,
+    cancel: &CancellationToken,
+) -> Result<(), CopyStageError> {
+    let mut processed = 0u64;
+    let mut failed = 0u64;
+    let mut warned_rate = false;
+    loop {
+        if stop.is_cancelled() || cancel.is_cancelled() {
+            return Ok(());
+        }
+        let batch = copying::claim(
+            pool,
+            medium,
+            name,
+            options.batch_files,
+            options.batch_bytes,
+            options.lease,
+        )
+        .await?;
+        if batch.is_empty() {
+            // Nothing claimable: wait for retries that are due later, else this worker is done.
+            let Some(due) = copying::next_retry(pool, medium).await? else {
+                return Ok(());
+            };
+            let wait = (due - chrono::Utc::now())
+                .to_std()
+                .unwrap_or_default()
+                .min(Duration::from_secs(5))
+                .max(Duration::from_millis(50));
+            tokio::select! {
+                () = tokio::time::sleep(wait) => continue,
+                () = stop.cancelled() => return Ok(()),
+                () = cancel.cancelled() => return Ok(()),
+            }
+        }
+        let (store2, volumes2) = (store.clone(), volumes.clone());
+        let (results, halt) =
+            tokio::task::spawn_blocking(move || copy_batch(&store2, &volumes2, &batch))
+                .await
+                .map(|(results, halt, new_blobs)| {
+                    totals.new_blobs.fetch_add(new_blobs, Ordering::Relaxed);
+                    (results, halt)
+                })?;
+        // Durable before recorded: the links (and temp files) of this batch reach the disk.
+        {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.sync())
+                .await?
+                .map_err(CopyStageError::Store)?;
+        }
+        let mut lost = None;
+        for (volume_no, _, outcome) in &results {
+            match outcome {
+                Outcome::Copied { size, .. } => {
+                    totals.copied.fetch_add(1, Ordering::Relaxed);
+                    totals.bytes.fetch_add(*size, Ordering::Relaxed);
+                }
+                Outcome::Failed { class, .. } => {
+                    failed += 1;
+                    totals.failures.fetch_add(1, Ordering::Relaxed);
+                    if *class == ErrorClass::BeyondEof {
+                        totals.beyond_eof.store(true, Ordering::Relaxed);
+                    }
+                    if let Some(VolumeReader::Mounted { root }) = volumes.get(volume_no)
+                        && !crate::volume::host::answers(root)
+                    {
+                        lost = Some(*volume_no);
+                    }
+                }
+            }
+        }
+        processed += results.len() as u64;
+        if let Some(volume_no) = lost {
+            // Failures on a volume that no longer answers say nothing about the files.
+            return Err(CopyStageError::VolumeLost { volume_no });
+        }
+        copying::record(pool, medium, name, &results, options.retry).await?;
+        if !warned_rate && processed >= 100 && failed * 10 > processed {
+            warned_rate = true;
+            tracing::warn!(processed, failed, "more than 10 % of the files fail");
+            copying::record_problem(
+                pool,
+                medium,
+                "high_error_rate",
+                serde_json::json!({ "processed": processed, "failed": failed }),
+            )
+            .await?;
+        }
+        if let Some(error) = halt {
+            return Err(error);
+        }
+    }
+}
+
+/// Copies one claimed batch (blocking): the outcomes, the error that must stop the run (the
+/// files after it are left to their lease), and how many blobs were new.
+fn copy_batch(
+    store: &Store,
+    volumes: &BTreeMap<i32, VolumeReader>,
+    batch: &[Claimed],
+) -> (Vec<(i32, i64, Outcome)>, Option<CopyStageError>, u64) {
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut results = Vec::with_capacity(batch.len());
+    let mut new_blobs = 0u64;
+    for claimed in batch {
+        let Some(reader) = volumes.get(&claimed.volume_no) else {
+            results.push((
+                claimed.volume_no,
+                claimed.ino,
+                Outcome::Failed {
+                    class: ErrorClass::Unknown,
+                    message: format!("volume {} is not attached", claimed.volume_no),
+                    permanent: false,
+                },
+            ));
+            continue;
+        };
+        match copy_one(store, reader, claimed, &mut buffer) {
+            FileResult::Done(outcome, new) => {
+                new_blobs += u64::from(new);
+                results.push((claimed.volume_no, claimed.ino, outcome));
+            }
+            FileResult::Stop(error) => return (results, Some(error), new_blobs),
+        }
+    }
+    (results, None, new_blobs)
+}
+
+/// Opens by path on mounted volumes (the exact bytes below the root), by inode otherwise.
+impl VolumeReader {
+    /// Opens a regular file's content by path and inode number. Blocking.
+    pub fn open_path(
+        &self,
+        path: &[u8],
+        ino: u64,
+    ) -> Result<Box<dyn Read + Send>, crate::volume::reader::ReadError> {
+        self.open(&crate::volume::reader::Entry {
+            path: path.to_vec(),
+            ino,
+            kind: crate::volume::reader::EntryKind::File,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            nlink: 1,
+            size: 0,
+            rdev: None,
+            mtime_ns: None,
+            ctime_ns: None,
+            atime_ns: None,
+            birth_ns: None,
+            target: None,
+        })
+    }
+}
+
+/// For messages: the path as a person reads it.
+pub fn display_path(path: &[u8]) -> String {
+    OsStr::from_bytes(path).to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_errors_are_classified() {
+        use nix::libc;
+        let of = |code| classify(&std::io::Error::from_raw_os_error(code));
+        assert_eq!(of(libc::EIO), (ErrorClass::Io, false));
+        assert_eq!(of(libc::ENOENT), (ErrorClass::Vanished, true));
+        assert_eq!(of(libc::EACCES), (ErrorClass::Permission, true));
+        assert_eq!(of(libc::ENAMETOOLONG), (ErrorClass::Name, true));
+        assert_eq!(of(libc::ENXIO), (ErrorClass::BeyondEof, true));
+        assert_eq!(of(libc::EAGAIN), (ErrorClass::Unknown, false));
+        assert_eq!(
+            classify(&std::io::Error::other("icat of inode 5 failed")),
+            (ErrorClass::Unknown, false)
+        );
+    }
+}
