@@ -193,61 +193,15 @@ pub async fn record(
                 message,
                 permanent,
             } => {
-                let backoff = policy.backoff.as_secs_f64();
-                let updated = sqlx::query_scalar!(
-                    r#"update inode set
-                           attempts = attempts + 1,
-                           error_class = $4, error_message = $5,
-                           state = case when $6 or attempts + 1 >= $7 then 'failed'::copy_state
-                                        else 'pending'::copy_state end,
-                           lease_worker = case when $6 or attempts + 1 >= $7 then null else $9 end,
-                           lease_until = case when $6 or attempts + 1 >= $7 then null
-                                              else now() + make_interval(secs => $8 * power(2, least(attempts, 6))) end
-                       where medium_id = $1 and volume_no = $2 and ino = $3 and state = 'pending'
-                         and (lease_worker = $10 or lease_until < now())
-                       returning attempts"#,
-                    medium as MediumId,
-                    volume_no,
-                    ino,
-                    *class as ErrorClass,
+                let failure = Failure {
+                    volume_no: *volume_no,
+                    ino: *ino,
+                    class: *class,
                     message,
-                    permanent,
-                    policy.max_attempts,
-                    backoff,
-                    BACKOFF,
-                    worker,
-                )
-                .fetch_optional(&mut *transaction)
-                .await
-                .map_err(error("record a failure"))?;
-                let Some(attempt) = updated else { continue };
-                recorded += 1;
-                sqlx::query!(
-                    "insert into copy_error (medium_id, volume_no, ino, attempt, class, message)
-                     values ($1, $2, $3, $4, $5, $6)
-                     on conflict do nothing",
-                    medium as MediumId,
-                    volume_no,
-                    ino,
-                    attempt,
-                    *class as ErrorClass,
-                    message,
-                )
-                .execute(&mut *transaction)
-                .await
-                .map_err(error("record the error history"))?;
-                sqlx::query!(
-                    "delete from copy_error
-                     where medium_id = $1 and volume_no = $2 and ino = $3 and attempt <= $4::integer - $5::integer",
-                    medium as MediumId,
-                    volume_no,
-                    ino,
-                    attempt,
-                    policy.history,
-                )
-                .execute(&mut *transaction)
-                .await
-                .map_err(error("cap the error history"))?;
+                    permanent: *permanent,
+                };
+                recorded +=
+                    record_failure(&mut transaction, medium, worker, &failure, policy).await?;
             }
         }
     }
@@ -256,6 +210,83 @@ pub async fn record(
         .await
         .map_err(error("commit the batch"))?;
     Ok(recorded)
+}
+
+/// One failure to record.
+struct Failure<'a> {
+    volume_no: i32,
+    ino: i64,
+    class: ErrorClass,
+    message: &'a str,
+    permanent: bool,
+}
+
+/// Records one failure: attempt counter, state, backoff lease and capped history.
+async fn record_failure(
+    transaction: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    medium: MediumId,
+    worker: &str,
+    failure: &Failure<'_>,
+    policy: RetryPolicy,
+) -> Result<u64, CatalogError> {
+    let error = |what| move |e| CatalogError::from_sqlx(what, e);
+    let backoff = policy.backoff.as_secs_f64();
+    let updated = sqlx::query_scalar!(
+            r#"update inode set
+                   attempts = attempts + 1,
+                   error_class = $4, error_message = $5,
+                   state = case when $6 or attempts + 1 >= $7 then 'failed'::copy_state
+                                else 'pending'::copy_state end,
+                   lease_worker = case when $6 or attempts + 1 >= $7 then null else $9 end,
+                   lease_until = case when $6 or attempts + 1 >= $7 then null
+                                      else now() + make_interval(secs => $8 * power(2, least(attempts, 6))) end
+               where medium_id = $1 and volume_no = $2 and ino = $3 and state = 'pending'
+                 and (lease_worker = $10 or lease_until < now())
+               returning attempts"#,
+            medium as MediumId,
+            failure.volume_no,
+            failure.ino,
+            failure.class as ErrorClass,
+            failure.message,
+            failure.permanent,
+            policy.max_attempts,
+            backoff,
+            BACKOFF,
+            worker,
+        )
+        .fetch_optional(&mut **transaction)
+        .await
+        .map_err(error("record a failure"))?;
+    let Some(attempt) = updated else {
+        return Ok(0);
+    };
+    sqlx::query!(
+        "insert into copy_error (medium_id, volume_no, ino, attempt, class, message)
+             values ($1, $2, $3, $4, $5, $6)
+             on conflict do nothing",
+        medium as MediumId,
+        failure.volume_no,
+        failure.ino,
+        attempt,
+        failure.class as ErrorClass,
+        failure.message,
+    )
+    .execute(&mut **transaction)
+    .await
+    .map_err(error("record the error history"))?;
+    sqlx::query!(
+            "delete from copy_error
+             where medium_id = $1 and volume_no = $2 and ino = $3 and attempt <= $4::integer - $5::integer",
+            medium as MediumId,
+            failure.volume_no,
+            failure.ino,
+            attempt,
+            policy.history,
+        )
+        .execute(&mut **transaction)
+        .await
+        .map_err(error("cap the error history"))?;
+    Ok(1)
 }
 
 /// Gives back the leases `worker` holds (a run that stops early), so others take them now.

@@ -77,7 +77,6 @@ pub struct ReportArgs {
 
 /// Options of `ntt verify`.
 #[derive(Debug, clap::Args)]
-#[group(required = true, multiple = false, args = ["medium", "all", "sample"])]
 pub struct VerifyArgs {
     /// The blobs of this medium
     #[arg(long)]
@@ -380,6 +379,13 @@ pub(super) async fn run_verify(
     stdout: &mut impl Write,
 ) -> anyhow::Result<bool> {
     let pool = catalog.pool();
+    let scopes = usize::from(args.medium.is_some())
+        + usize::from(args.all)
+        + usize::from(args.sample.is_some());
+    anyhow::ensure!(
+        scopes == 1,
+        "say what to verify: exactly one of --medium MEDIUM, --all or --sample N"
+    );
     let medium = match &args.medium {
         Some(given) => Some(media::resolve_medium(pool, given).await?.id),
         None => None,

@@ -189,7 +189,9 @@ impl VolumeReader {
                 let path = root.join(OsStr::from_bytes(&entry.path));
                 // O_NOFOLLOW: the entry was a regular file when listed; never follow a link that
                 // replaced it out of the volume.
-                let file = fs_err::OpenOptions::new()
+                // std, not fs_err: the copier classifies read errors by their errno, which
+                // fs_err's wrapping hides; the path is in the error below.
+                let file = std::fs::OpenOptions::new()
                     .read(true)
                     .custom_flags(nix::libc::O_NOFOLLOW)
                     .open(&path)
@@ -204,7 +206,7 @@ impl VolumeReader {
     }
 }
 
-use fs_err::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::OpenOptionsExt;
 
 /// Directories waiting to be read, and how many readers are busy.
 struct Queue {

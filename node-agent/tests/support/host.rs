@@ -43,6 +43,7 @@ impl Host {
             .env("NTT_DATA_DIR", self.root.join("images"))
             .env("NTT_LOCK_DIR", self.root.join("lock"))
             .env("NTT_MOUNT_DIR", self.root.join("mnt"))
+            .env("NTT_STORE", self.root.join("store"))
             .env_remove("NTT_JSON")
             .env_remove("NTT_PROFILE");
         command

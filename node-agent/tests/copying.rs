@@ -1,0 +1,562 @@
+//! The privileged tier for copying: `ntt copy` into a real store from real mounts, with a real
+//! PostgreSQL, failing sectors from a FUSE disk, a store filesystem that fills up, and kills at
+//! random moments. Runs as root; never skips.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers fail the test with the error"
+)]
+#![allow(
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::cast_possible_truncation,
+    reason = "test code: diagnostics on stderr, std::fs with unwrap is clear enough, small sizes"
+)]
+
+#[path = "support/db.rs"]
+mod db;
+#[path = "support/faulty_disk.rs"]
+#[allow(
+    dead_code,
+    reason = "this binary uses the disk's file, not its loop device"
+)]
+mod faulty_disk;
+#[path = "support/host.rs"]
+mod host;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use faulty_disk::{Faults, FaultyDisk};
+use host::{Host, MIB, ext4, register, run, sparse_file};
+use serde_json::Value;
+use sqlx::PgPool;
+
+fn ok_json(host: &Host, args: &[&str]) -> Value {
+    let output = host.run(args);
+    assert!(
+        output.status.success(),
+        "ntt {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn enumerate(host: &Host, medium: &str) {
+    ok_json(host, &["enumerate", medium, "--json"]);
+}
+
+fn copy(host: &Host, medium: &str, extra: &[&str]) -> Value {
+    let mut args = vec!["copy", medium, "--json", "--retry-delay", "0.05"];
+    args.extend_from_slice(extra);
+    ok_json(host, &args)
+}
+
+/// `ntt report --json`, which must balance.
+fn report(host: &Host, medium: &str) -> Value {
+    let report = ok_json(host, &["report", medium, "--json"]);
+    assert_eq!(report["balances"], true, "accounting balances: {report}");
+    report
+}
+
+/// Every blob file under the store root (not its temp directory).
+fn store_blobs(store: &Path) -> BTreeSet<String> {
+    let mut blobs = BTreeSet::new();
+    if !store.exists() {
+        return blobs;
+    }
+    for first in std::fs::read_dir(store).unwrap() {
+        let first = first.unwrap().path();
+        if first.file_name().unwrap() == "tmp" || !first.is_dir() {
+            continue;
+        }
+        for second in std::fs::read_dir(&first).unwrap() {
+            for blob in std::fs::read_dir(second.unwrap().path()).unwrap() {
+                blobs.insert(blob.unwrap().file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    blobs
+}
+
+fn temp_files(store: &Path) -> usize {
+    std::fs::read_dir(store.join("tmp")).map_or(0, Iterator::count)
+}
+
+/// (volume, inode) → (state, blob hex) of every file inode of the medium.
+async fn file_states(
+    pool: &PgPool,
+    medium: &str,
+) -> BTreeMap<(i32, i64), (String, Option<String>)> {
+    let rows: Vec<(i32, i64, String, Option<Vec<u8>>)> = sqlx::query_as(
+        "select i.volume_no, i.ino, i.state::text, i.blob_id from inode i
+         join medium m on m.id = i.medium_id where m.name = $1 and i.kind = 'file'",
+    )
+    .bind(medium)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|(v, i, s, b)| ((v, i), (s, b.map(hex::encode))))
+        .collect()
+}
+
+/// Pseudo-random bytes (xorshift), so content does not compress or collide by accident.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    faulty_disk::disk_content(len, seed)
+}
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn content_is_stored_once_across_paths_and_media(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let first = host.root.join("first");
+    std::fs::create_dir_all(first.join("sub")).unwrap();
+    std::fs::write(first.join("a.doc"), b"shared content\n").unwrap();
+    std::fs::write(first.join("sub/b.doc"), b"shared content\n").unwrap();
+    std::fs::write(first.join("c.doc"), b"only here\n").unwrap();
+    std::fs::write(first.join("empty"), b"").unwrap();
+    std::fs::hard_link(first.join("c.doc"), first.join("c-link.doc")).unwrap();
+    let second = host.root.join("second");
+    std::fs::create_dir_all(&second).unwrap();
+    std::fs::write(second.join("d.doc"), b"shared content\n").unwrap();
+    for (name, source) in [("first", &first), ("second", &second)] {
+        let image = host.root.join(format!("{name}.img"));
+        ext4(&image, 8 * MIB, source);
+        register(&host, &image, name);
+        enumerate(&host, name);
+    }
+    let one = copy(&host, "first", &[]);
+    assert_eq!(
+        one["copied"], 4,
+        "a.doc, sub/b.doc, c.doc (two links) and empty: {one}"
+    );
+    assert_eq!(one["new_blobs"], 3);
+    assert_eq!(one["complete"], true);
+    let two = copy(&host, "second", &[]);
+    assert_eq!(two["copied"], 1);
+    assert_eq!(
+        two["new_blobs"], 0,
+        "the second medium's content is there already"
+    );
+    let store = host.root.join("store");
+    assert_eq!(store_blobs(&store).len(), 3);
+    assert_eq!(temp_files(&store), 0);
+    let blobs: i64 = sqlx::query_scalar("select count(*) from blob")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(blobs, 3);
+    let shared = blake3::hash(b"shared content\n").to_hex().to_string();
+    assert!(store_blobs(&store).contains(&shared));
+    let mime: String = sqlx::query_scalar("select mime_type from blob where id = $1")
+        .bind(hex::decode(&shared).unwrap())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(mime, "text/plain");
+
+    let first_report = report(&host, "first");
+    assert_eq!(
+        first_report["accounting"]["copied"], 5,
+        "five paths of copied files"
+    );
+    assert_eq!(first_report["content"]["copied_files"], 4);
+    assert_eq!(first_report["content"]["distinct_blobs"], 3);
+    assert_eq!(first_report["content"]["shared_blobs"], 1);
+    let second_report = report(&host, "second");
+    assert_eq!(second_report["content"]["shared_blobs"], 1);
+    let status = ok_json(&host, &["status", "--json"]);
+    assert!(
+        status
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["stage"] == "copied"),
+        "{status}"
+    );
+    // Nothing left pending: a second run has nothing to do.
+    let again = copy(&host, "first", &[]);
+    assert_eq!(again["copied"], 0);
+}
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn four_concurrent_copiers_never_copy_an_inode_twice(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let source = host.root.join("many");
+    for d in 0..10 {
+        let dir = source.join(format!("d{d}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..150 {
+            std::fs::write(dir.join(format!("f{f}")), format!("{d}/{f}\n")).unwrap();
+        }
+    }
+    let image = host.root.join("many.img");
+    ext4(&image, 16 * MIB, &source);
+    register(&host, &image, "many");
+    enumerate(&host, "many");
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            host.spawn(&[
+                "copy",
+                "many",
+                "--json",
+                "--workers",
+                "4",
+                "--retry-delay",
+                "0.05",
+            ])
+        })
+        .collect();
+    let mut total = 0;
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+        total += report["copied"].as_u64().unwrap();
+    }
+    assert_eq!(total, 1500, "each inode copied by exactly one worker");
+    let states = file_states(&pool, "many").await;
+    assert_eq!(states.len(), 1500);
+    assert!(states.values().all(|(s, b)| s == "copied" && b.is_some()));
+    assert_eq!(store_blobs(&host.root.join("store")).len(), 1500);
+    report(&host, "many");
+}
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn kills_at_random_moments_end_like_an_uninterrupted_run(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let source = host.root.join("mixed");
+    std::fs::create_dir_all(&source).unwrap();
+    for f in 0..300u64 {
+        let len = if f % 50 == 0 {
+            3 * MIB as usize
+        } else {
+            2000 + (f as usize * 37)
+        };
+        std::fs::write(source.join(format!("file{f:03}")), noise(len, f % 200)).unwrap();
+    }
+    let image = host.root.join("mixed.img");
+    ext4(&image, 64 * MIB, &source);
+    register(&host, &image, "mixed");
+    enumerate(&host, "mixed");
+
+    // The reference: one uninterrupted run into its own store.
+    let reference_store = host.root.join("reference-store");
+    let output = host
+        .command(&["copy", "mixed", "--json"])
+        .env("NTT_STORE", &reference_store)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let reference = file_states(&pool, "mixed").await;
+    let reference_blobs = store_blobs(&reference_store);
+
+    // Start over (a new load: every file pending) into the store under test, killing the copier
+    // at pseudo-random moments.
+    ok_json(&host, &["enumerate", "mixed", "--replace", "--json"]);
+    let store = host.root.join("store");
+    let mut seed = 0x5eed_u64;
+    for _ in 0..6 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let mut child = host.spawn(&["copy", "mixed", "--workers", "2"]);
+        std::thread::sleep(Duration::from_millis(80 + seed % 400));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let partial = file_states(&pool, "mixed").await;
+    eprintln!(
+        "after the kills: {} of {} copied",
+        partial.values().filter(|(s, _)| s == "copied").count(),
+        partial.len()
+    );
+    // Leases of killed workers expire; a short lease makes the test quick.
+    sqlx::query(
+        "update inode set lease_until = now() - interval '1 second' where lease_until is not null",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let last = copy(&host, "mixed", &[]);
+    assert_eq!(last["complete"], true);
+    assert_eq!(
+        file_states(&pool, "mixed").await,
+        reference,
+        "the same catalog"
+    );
+    assert_eq!(
+        store_blobs(&store),
+        reference_blobs,
+        "the same store, no orphans"
+    );
+    assert_eq!(temp_files(&store), 0, "no temp files left");
+    let verify = host.run(&["verify", "--medium", "mixed"]);
+    assert!(verify.status.success());
+    report(&host, "mixed");
+}
+
+/// The 4096-byte blocks that hold `path` in an ext4 image (debugfs).
+fn blocks_of(image: &Path, path: &str) -> Vec<u64> {
+    let output = Command::new("debugfs")
+        .args(["-R", &format!("blocks {path}")])
+        .arg(image)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .map(|b| b.parse().unwrap())
+        .collect()
+}
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn files_on_unreadable_sectors_fail_as_io_errors_while_the_rest_copy(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let source = host.root.join("src");
+    std::fs::create_dir_all(&source).unwrap();
+    std::fs::write(source.join("damaged.bin"), noise(64 * 1024, 1)).unwrap();
+    std::fs::write(source.join("fine.bin"), noise(64 * 1024, 2)).unwrap();
+    std::fs::write(source.join("also-fine.txt"), b"readable\n").unwrap();
+    let image = host.root.join("weak.img");
+    sparse_file(&image, 16 * MIB);
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-b", "4096", "-d"])
+        .arg(&source)
+        .arg(&image));
+    let bad: Vec<std::ops::Range<u64>> = blocks_of(&image, "damaged.bin")
+        .iter()
+        .map(|b| b * 4096..(b + 1) * 4096)
+        .collect();
+    assert!(!bad.is_empty());
+    register(&host, &image, "weak");
+    enumerate(&host, "weak");
+    // The image now sits on a failing disk: reads of damaged.bin's blocks return EIO.
+    let disk = FaultyDisk::start(
+        std::fs::read(&image).unwrap(),
+        Faults {
+            bad,
+            ..Faults::default()
+        },
+    );
+    sqlx::query("update medium set image_path = $1")
+        .bind(disk.file().to_str().unwrap())
+        .execute(&pool)
+        .await
+        .unwrap();
+    let result = copy(&host, "weak", &["--max-attempts", "2"]);
+    assert_eq!(result["copied"], 2);
+    assert_eq!(result["complete"], true);
+    let failed: (String, String, String, i32) = sqlx::query_as(
+        "select p.path::text, i.state::text, i.error_class::text, i.attempts
+         from inode i join path p using (medium_id, volume_no, ino) where i.state = 'failed'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(failed.1, "failed");
+    assert_eq!(failed.2, "io");
+    assert_eq!(failed.3, 2, "tried twice, then final");
+    let history: i64 = sqlx::query_scalar("select count(*) from copy_error where class = 'io'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(history, 2);
+    let summary = report(&host, "weak");
+    assert_eq!(summary["accounting"]["failed"], 1);
+    assert_eq!(summary["failures"][0]["class"], "io");
+    let cat = host.run(&["cat", "weak", "damaged.bin"]);
+    assert_eq!(cat.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&cat.stderr).contains("copying it failed"));
+    let unmount = host.run(&["unmount", "weak"]);
+    assert!(unmount.status.success());
+    drop(disk);
+}
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn a_full_store_stops_cleanly_and_the_next_run_completes(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let source = host.root.join("big");
+    std::fs::create_dir_all(&source).unwrap();
+    for f in 0..12u64 {
+        std::fs::write(
+            source.join(format!("part{f:02}")),
+            noise(2 * MIB as usize, 100 + f),
+        )
+        .unwrap();
+    }
+    let image = host.root.join("big.img");
+    ext4(&image, 48 * MIB, &source);
+    register(&host, &image, "big");
+    enumerate(&host, "big");
+    // A 48 MiB store filesystem with a 30 MiB filler: room for a few files only.
+    let store_fs = host.root.join("store.fs");
+    sparse_file(&store_fs, 48 * MIB);
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-m", "0"])
+        .arg(&store_fs));
+    let store = host.root.join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    run(Command::new("mount")
+        .args(["-o", "loop"])
+        .arg(&store_fs)
+        .arg(&store));
+    let filler = store.join("filler");
+    std::fs::write(&filler, vec![1u8; 30 * MIB as usize]).unwrap();
+
+    let full = host.run(&["copy", "big", "--json"]);
+    assert_eq!(full.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&full.stderr);
+    assert!(
+        stderr.contains("is full") && stderr.contains("run `ntt copy` again"),
+        "{stderr}"
+    );
+    let states = file_states(&pool, "big").await;
+    let copied = states.values().filter(|(s, _)| s == "copied").count();
+    assert!(
+        copied > 0 && copied < 12,
+        "{copied} copied before the store filled"
+    );
+    assert!(
+        states
+            .values()
+            .all(|(s, _)| s == "copied" || s == "pending"),
+        "a full store fails no file: {states:?}"
+    );
+    let leased: i64 =
+        sqlx::query_scalar("select count(*) from inode where lease_worker is not null")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(leased, 0, "the leases were given back");
+    assert_eq!(temp_files(&store), 0);
+
+    std::fs::remove_file(&filler).unwrap();
+    let rest = copy(&host, "big", &[]);
+    assert_eq!(rest["copied"].as_u64().unwrap() as usize, 12 - copied);
+    assert_eq!(rest["complete"], true);
+    report(&host, "big");
+    let verify = host.run(&["verify", "--medium", "big"]);
+    assert!(verify.status.success());
+    run(Command::new("umount").arg(&store));
+}
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn verify_finds_a_flipped_byte_and_a_missing_blob(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let source = host.root.join("src");
+    std::fs::create_dir_all(&source).unwrap();
+    std::fs::write(source.join("one"), b"first blob\n").unwrap();
+    std::fs::write(source.join("two"), b"second blob\n").unwrap();
+    std::fs::write(source.join("three"), b"third blob\n").unwrap();
+    let image = host.root.join("v.img");
+    ext4(&image, 8 * MIB, &source);
+    register(&host, &image, "v");
+    enumerate(&host, "v");
+    copy(&host, "v", &[]);
+    let good = host.run(&["verify", "--medium", "v"]);
+    assert!(good.status.success());
+    assert!(String::from_utf8_lossy(&good.stdout).contains("3 blob(s) checked: 3 ok"));
+
+    let store = host.root.join("store");
+    let one = blake3::hash(b"first blob\n").to_hex().to_string();
+    let two = blake3::hash(b"second blob\n").to_hex().to_string();
+    let path = |hex: &str| store.join(&hex[..2]).join(&hex[2..4]).join(hex);
+    let mut bytes = std::fs::read(path(&one)).unwrap();
+    bytes[3] ^= 0x01;
+    let mut permissions = std::fs::metadata(path(&one)).unwrap().permissions();
+    #[allow(
+        clippy::permissions_set_readonly_false,
+        reason = "the test tampers on purpose"
+    )]
+    permissions.set_readonly(false);
+    std::fs::set_permissions(path(&one), permissions).unwrap();
+    std::fs::write(path(&one), &bytes).unwrap();
+    std::fs::remove_file(path(&two)).unwrap();
+
+    let bad = host.run(&["verify", "--all", "--json"]);
+    assert_eq!(bad.status.code(), Some(1));
+    let found: Value = serde_json::from_slice(&bad.stdout).unwrap();
+    assert_eq!(found["mismatched"], serde_json::json!([one]));
+    assert_eq!(found["missing"], serde_json::json!([two]));
+    assert_eq!(found["ok"], 1);
+    let outcomes: Vec<(String, String)> =
+        sqlx::query_as("select encode(id, 'hex'), verify_outcome::text from blob order by 2")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(outcomes.contains(&(one.clone(), "mismatch".into())));
+    assert!(outcomes.contains(&(two.clone(), "missing".into())));
+    let sample = host.run(&["verify", "--sample", "1"]);
+    assert!(String::from_utf8_lossy(&sample.stdout).contains("1 blob(s) checked"));
+}
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn awkward_names_copy_cat_and_export_byte_exact(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let source = host.root.join("names");
+    std::fs::create_dir_all(&source).unwrap();
+    let names: Vec<Vec<u8>> = vec![
+        b"back\\rslash \\n names".to_vec(),
+        b"\\newenvironment{x}.tex".to_vec(),
+        b"new\nline".to_vec(),
+        b"invalid \xff utf8".to_vec(),
+        b"Icon\r".to_vec(),
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let mut content = name.clone();
+        content.extend_from_slice(format!(" #{i}").as_bytes());
+        std::fs::write(source.join(OsStr::from_bytes(name)), content).unwrap();
+    }
+    std::os::unix::fs::symlink("Icon\r", source.join("link")).unwrap();
+    let image = host.root.join("names.img");
+    ext4(&image, 8 * MIB, &source);
+    register(&host, &image, "names");
+    enumerate(&host, "names");
+    let result = copy(&host, "names", &[]);
+    assert_eq!(result["copied"], names.len());
+    for (i, name) in names.iter().enumerate() {
+        let output = host
+            .command(&["cat", "names"])
+            .arg(OsStr::from_bytes(name))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut expected = name.clone();
+        expected.extend_from_slice(format!(" #{i}").as_bytes());
+        assert_eq!(output.stdout, expected);
+    }
+    let missing = host.run(&["cat", "names", "no such file"]);
+    assert_eq!(missing.status.code(), Some(1));
+
+    let export = host.root.join("store").join("..").join("export");
+    let exported = host.run(&["export-tree", "names", export.to_str().unwrap()]);
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    for name in &names {
+        let path: PathBuf = export.join("0").join(OsStr::from_bytes(name));
+        assert!(path.is_file(), "{}", path.display());
+    }
+    assert_eq!(
+        std::fs::read_link(export.join("0/link"))
+            .unwrap()
+            .as_os_str()
+            .as_bytes(),
+        b"Icon\r"
+    );
+    report(&host, "names");
+}
