@@ -4,6 +4,7 @@
 mod copy;
 mod enumerate;
 mod image;
+mod ingest;
 mod mount;
 mod status;
 mod volumes;
@@ -71,6 +72,9 @@ pub enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// The whole pipeline for one source (device, image file or directory): image, volumes,
+    /// enumerate, copy, verify a sample, report; run again to continue after a stop
+    Ingest(ingest::IngestArgs),
     /// Identify a medium and image it with ddrescue (devices) or register its image (files)
     Image(image::ImageArgs),
     /// Find (once) and show a medium's partitions and filesystems
@@ -183,6 +187,26 @@ pub async fn run(args: Args, stdout: &mut impl Write) -> anyhow::Result<ExitCode
             catalog.check_schema().await?;
             let report = image::run(&catalog, &args.host, image_args, &cancel, stdout).await?;
             if report.end == crate::imaging::ImageEnd::Cancelled {
+                return Ok(ExitCode::from(EXIT_CANCELLED));
+            }
+        }
+        Command::Ingest(ingest_args) => {
+            let cancel = cancel_on_signals()?;
+            let settings = args.mounts.settings(&args.host)?;
+            let catalog = Catalog::connect(&options).await?;
+            catalog.check_schema().await?;
+            if !ingest::run_ingest(
+                &catalog,
+                &args.host,
+                &settings,
+                &args.store,
+                ingest_args,
+                &cancel,
+                stdout,
+            )
+            .await?
+            {
+                tracing::warn!("stopped; run the same command again to continue");
                 return Ok(ExitCode::from(EXIT_CANCELLED));
             }
         }

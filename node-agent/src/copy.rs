@@ -69,6 +69,9 @@ pub struct CopyOptions {
     pub retry: RetryPolicy,
 }
 
+/// Files and bytes copied so far, for progress display.
+pub type Progress = std::sync::Arc<crate::progress::Counter>;
+
 impl Default for CopyOptions {
     fn default() -> Self {
         Self {
@@ -205,6 +208,10 @@ fn store_stop(error: StoreError) -> FileResult {
 
 /// Copies the pending files of `medium` from `volumes` into `store` with `options.workers`
 /// workers named after `worker`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the stage's whole input; a struct for one call site would only move the list"
+)]
 pub async fn copy_medium(
     pool: &PgPool,
     medium: MediumId,
@@ -212,6 +219,7 @@ pub async fn copy_medium(
     store: Arc<Store>,
     worker: &str,
     options: CopyOptions,
+    progress: &Progress,
     cancel: &CancellationToken,
 ) -> Result<CopyReport, CopyStageError> {
     let swept = {
@@ -228,19 +236,26 @@ pub async fn copy_medium(
     let mut tasks = Vec::new();
     for n in 0..options.workers.max(1) {
         let name = format!("{worker}/{n}");
-        let (pool, store, volumes, totals, stop, cancel) = (
+        let (pool, store, volumes, totals, stop, cancel, progress) = (
             pool.clone(),
             store.clone(),
             volumes.clone(),
             totals.clone(),
             stop.clone(),
             cancel.clone(),
+            progress.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            let result = run_worker(
-                &pool, medium, &name, &store, &volumes, &totals, options, &stop, &cancel,
-            )
-            .await;
+            let context = Worker {
+                pool: &pool,
+                medium,
+                name: &name,
+                store: &store,
+                volumes: &volumes,
+                totals: &totals,
+                progress: &progress,
+            };
+            let result = run_worker(&context, options, &stop, &cancel).await;
             if result.is_err() {
                 stop.cancel();
             }
@@ -275,21 +290,32 @@ pub async fn copy_medium(
     })
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one worker's whole context, passed once"
-)]
-async fn run_worker(
-    pool: &PgPool,
+/// What one worker works with.
+struct Worker<'a> {
+    pool: &'a PgPool,
     medium: MediumId,
-    name: &str,
-    store: &Arc<Store>,
-    volumes: &Arc<BTreeMap<i32, VolumeReader>>,
-    totals: &Arc<Totals>,
+    name: &'a str,
+    store: &'a Arc<Store>,
+    volumes: &'a Arc<BTreeMap<i32, VolumeReader>>,
+    totals: &'a Arc<Totals>,
+    progress: &'a Progress,
+}
+
+async fn run_worker(
+    context: &Worker<'_>,
     options: CopyOptions,
     stop: &CancellationToken,
     cancel: &CancellationToken,
 ) -> Result<(), CopyStageError> {
+    let Worker {
+        pool,
+        medium,
+        name,
+        store,
+        volumes,
+        totals,
+        progress,
+    } = *context;
     let mut processed = 0u64;
     let mut failed = 0u64;
     let mut warned_rate = false;
@@ -343,6 +369,7 @@ async fn run_worker(
                 Outcome::Copied { size, .. } => {
                     totals.copied.fetch_add(1, Ordering::Relaxed);
                     totals.bytes.fetch_add(*size, Ordering::Relaxed);
+                    progress.add(1, *size);
                 }
                 Outcome::Failed { class, .. } => {
                     failed += 1;

@@ -63,6 +63,8 @@ pub struct EnumerateOptions {
     pub threads: usize,
     /// Build a new load and swap it in even if one is published.
     pub replace: bool,
+    /// Entries walked so far, for progress display.
+    pub progress: std::sync::Arc<crate::progress::Counter>,
 }
 
 /// Messages from the walker threads to the loader.
@@ -93,7 +95,7 @@ pub async fn enumerate(
             loader.dedupe_every_inode_of(volume.volume_no);
         }
         let before = loader.counts().entries;
-        walk_one(&mut loader, volume, ignore, options.threads, cancel).await?;
+        walk_one(&mut loader, volume, ignore, options, cancel).await?;
         per_volume.push((volume.volume_no, loader.counts().entries - before));
     }
     if cancel.is_cancelled() {
@@ -127,9 +129,10 @@ async fn walk_one(
     loader: &mut Loader,
     volume: &AttachedVolume,
     ignore: &IgnoreSet,
-    threads: usize,
+    options: &EnumerateOptions,
     cancel: &CancellationToken,
 ) -> Result<(), EnumerateError> {
+    let threads = options.threads;
     // At most 64 batches (of up to 1024 entries) wait for the loader: bounded memory.
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Walked>(64);
     let reader = volume.reader.clone();
@@ -148,6 +151,7 @@ async fn walk_one(
     while let Some(message) = receiver.recv().await {
         match message {
             Walked::Batch(batch) => {
+                options.progress.add(batch.len() as u64, 0);
                 for item in batch {
                     match item {
                         WalkItem::Entry(entry) => {

@@ -23,6 +23,8 @@ pub const IGNORE: &str = "NTT_IGNORE";
 pub const IGNORE_PRESET: &str = "NTT_IGNORE_PRESET";
 /// Directory readers per volume during enumeration.
 pub const WALK_THREADS: &str = "NTT_WALK_THREADS";
+/// How far `ntt ingest` takes a medium: imaged, enumerated, copied.
+pub const TARGET: &str = "NTT_TARGET";
 /// Root of the content-addressed store.
 pub const STORE: &str = "NTT_STORE";
 /// Concurrent copy workers.
@@ -71,6 +73,7 @@ pub const ALL: &[&str] = &[
     IGNORE,
     IGNORE_PRESET,
     WALK_THREADS,
+    TARGET,
     STORE,
     WORKERS,
     MAX_ATTEMPTS,

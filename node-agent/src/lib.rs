@@ -19,6 +19,7 @@ pub mod enumerate;
 pub mod env;
 pub mod imaging;
 pub mod lock;
+pub mod progress;
 pub mod store;
 pub mod telemetry;
 pub mod volume;

@@ -238,3 +238,23 @@ pub async fn record_failed(
     .map_err(|e| CatalogError::from_sqlx("record the volume's failure", e))?;
     Ok(())
 }
+
+/// Records the one volume of a directory medium (the tree itself, read where it is), once.
+pub async fn insert_directory_volume(
+    executor: impl PgExecutor<'_>,
+    medium: MediumId,
+    fs_type: &str,
+) -> Result<(), CatalogError> {
+    sqlx::query!(
+        "insert into volume (medium_id, volume_no, scheme, offset_bytes, length_bytes, fs_type,
+                             role, state, access)
+         values ($1, 0, 'none', 0, 0, $2, 'filesystem', 'ready', 'kernel')
+         on conflict (medium_id, volume_no) do nothing",
+        medium as MediumId,
+        fs_type,
+    )
+    .execute(executor)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("record the directory's volume", e))?;
+    Ok(())
+}

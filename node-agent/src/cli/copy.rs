@@ -148,6 +148,15 @@ pub(super) async fn run_copy(
             .unwrap_or_default(),
         std::process::id()
     );
+    let pending = report::content(catalog.pool(), medium.id)
+        .await?
+        .pending_bytes;
+    let progress = stage::Progress::default();
+    let ticker = crate::progress::Ticker::start(
+        "copy",
+        progress.clone(),
+        Some(u64::try_from(pending).unwrap_or(0)),
+    );
     let result = stage::copy_medium(
         catalog.pool(),
         medium.id,
@@ -155,9 +164,11 @@ pub(super) async fn run_copy(
         store,
         &worker,
         options,
+        &progress,
         cancel,
     )
     .await;
+    ticker.finish().await;
     let released = attached.release();
     let report = result.with_context(|| format!("copying {}", medium.name))?;
     released?;

@@ -157,10 +157,13 @@ pub(super) async fn run_enumerate(
     let Some(attached) = attach(catalog, &medium, settings, args.force, cancel).await? else {
         return Ok(None);
     };
+    let progress = std::sync::Arc::new(crate::progress::Counter::default());
     let options = EnumerateOptions {
         threads: args.threads.clamp(1, 64),
         replace: args.replace,
+        progress: progress.clone(),
     };
+    let ticker = crate::progress::Ticker::start("enumerate", progress, None);
     let result = stage::enumerate(
         catalog.pool(),
         medium.id,
@@ -171,6 +174,7 @@ pub(super) async fn run_enumerate(
         cancel,
     )
     .await;
+    ticker.finish().await;
     // Released whatever happened: the mounts this run made go, `ntt mount`'s stay.
     let released = attached.release();
     let report = match result {

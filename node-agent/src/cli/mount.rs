@@ -84,6 +84,16 @@ pub(super) async fn attach(
     force: bool,
     cancel: &CancellationToken,
 ) -> anyhow::Result<Option<AttachedMedium>> {
+    if medium.kind == media::MediumKind::Directory {
+        let root = PathBuf::from(&medium.source);
+        anyhow::ensure!(
+            root.is_dir(),
+            "medium {} is the directory {}, which is not there any more",
+            medium.name,
+            root.display()
+        );
+        return Ok(Some(AttachedMedium::directory(root)));
+    }
     if medium.health == Some(HealthValue::Failed) && !force {
         anyhow::bail!(
             "medium {} has health `failed` (less than half of it could be rescued): its \

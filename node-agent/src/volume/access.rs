@@ -523,6 +523,23 @@ impl AttachedVolume {
 }
 
 impl AttachedMedium {
+    /// A directory medium: its tree is read where it is, nothing is attached or locked.
+    pub fn directory(root: PathBuf) -> Self {
+        Self {
+            volumes: vec![AttachedVolume {
+                volume_no: 0,
+                method: Method::Kernel,
+                fs_type: FsType::Unknown,
+                mount_point: Some(root.clone()),
+                reused: true,
+                reader: VolumeReader::Mounted { root },
+                hold: Hold::Nothing,
+            }],
+            failures: Vec::new(),
+            lock: None,
+        }
+    }
+
     /// Releases everything this run attached and the medium lock; reports the first error after
     /// trying every volume.
     pub fn release(mut self) -> Result<(), AccessError> {
