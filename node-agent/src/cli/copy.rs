@@ -84,7 +84,7 @@ pub struct VerifyArgs {
     /// Every blob in the catalog
     #[arg(long)]
     pub all: bool,
-    /// A random sample of this many blobs (least recently verified first)
+    /// A random sample of this many blobs (of the medium, or of all)
     #[arg(long)]
     pub sample: Option<i64>,
     /// Print the outcome as JSON on stdout
@@ -390,12 +390,10 @@ pub(super) async fn run_verify(
     stdout: &mut impl Write,
 ) -> anyhow::Result<bool> {
     let pool = catalog.pool();
-    let scopes = usize::from(args.medium.is_some())
-        + usize::from(args.all)
-        + usize::from(args.sample.is_some());
     anyhow::ensure!(
-        scopes == 1,
-        "say what to verify: exactly one of --medium MEDIUM, --all or --sample N"
+        (args.medium.is_some() || args.all || args.sample.is_some())
+            && !(args.all && args.medium.is_some()),
+        "say what to verify: --medium MEDIUM or --all, and/or --sample N"
     );
     let medium = match &args.medium {
         Some(given) => Some(media::resolve_medium(pool, given).await?.id),

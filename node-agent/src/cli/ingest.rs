@@ -65,14 +65,32 @@ pub struct IngestArgs {
 }
 
 /// The identity of a directory medium: the host and the canonical path (pure).
-pub fn directory_hash(host: &str, canonical: &Path) -> String {
+pub(super) fn directory_hash(host: &str, canonical: &Path) -> String {
     let mut hasher = blake3::Hasher::new();
     hasher.update(b"DIRECTORY|");
     hasher.update(host.as_bytes());
     hasher.update(b"|");
-    hasher.update(std::os::unix::ffi::OsStrExt::as_bytes(canonical.as_os_str()));
+    hasher.update(std::os::unix::ffi::OsStrExt::as_bytes(
+        canonical.as_os_str(),
+    ));
     hasher.update(b"|");
     hasher.finalize().to_hex()[..32].to_owned()
+}
+
+/// The name of a filesystem from its `statfs` magic number (pure).
+fn fs_name(magic: i64) -> String {
+    match magic {
+        0xEF53 => "ext4".to_owned(),
+        0x5846_5342 => "xfs".to_owned(),
+        0x9123_683E => "btrfs".to_owned(),
+        0x0102_1994 => "tmpfs".to_owned(),
+        0x6573_5546 => "fuse".to_owned(),
+        0x4d44 => "vfat".to_owned(),
+        0x7371_7368 => "squashfs".to_owned(),
+        0x6969 => "nfs".to_owned(),
+        0x794c_7630 => "overlay".to_owned(),
+        other => format!("unknown-{other:#x}"),
+    }
 }
 
 /// Records (once) a directory as a medium with one volume; returns its name.
@@ -86,38 +104,35 @@ async fn register_directory(catalog: &Catalog, args: &ImageArgs) -> anyhow::Resu
         .parse()
         .context("a directory hash is malformed")?;
     let pool = catalog.pool();
-    let medium = match media::find_medium_by_hash(pool, &hash).await? {
-        Some(known) => known,
-        None => {
-            let name = args.name.clone().unwrap_or_else(|| {
-                canonical
-                    .file_name()
-                    .map_or_else(|| "root".to_owned(), |n| n.to_string_lossy().into_owned())
-            });
-            media::insert_medium(
-                pool,
-                &NewMedium {
-                    hash: hash.clone(),
-                    name,
-                    kind: MediumKind::Directory,
-                    source: canonical.display().to_string(),
-                    description: args.description.clone(),
-                    size_bytes: None,
-                    model: None,
-                    serial: None,
-                },
-            )
-            .await
-            .context("record the directory as a medium (pass --name if the name is taken)")?;
-            media::find_medium_by_hash(pool, &hash)
-                .await?
-                .context("the directory medium vanished")?
-        }
+    let medium = if let Some(known) = media::find_medium_by_hash(pool, &hash).await? {
+        known
+    } else {
+        let name = args.name.clone().unwrap_or_else(|| {
+            canonical
+                .file_name()
+                .map_or_else(|| "root".to_owned(), |n| n.to_string_lossy().into_owned())
+        });
+        media::insert_medium(
+            pool,
+            &NewMedium {
+                hash: hash.clone(),
+                name,
+                kind: MediumKind::Directory,
+                source: canonical.display().to_string(),
+                description: args.description.clone(),
+                size_bytes: None,
+                model: None,
+                serial: None,
+            },
+        )
+        .await
+        .context("record the directory as a medium (pass --name if the name is taken)")?;
+        media::find_medium_by_hash(pool, &hash)
+            .await?
+            .context("the directory medium vanished")?
     };
-    let fs_type = nix::sys::statfs::statfs(&canonical).map_or_else(
-        |_| "unknown".to_owned(),
-        |s| format!("{:?}", s.filesystem_type()),
-    );
+    let fs_type = nix::sys::statfs::statfs(&canonical)
+        .map_or_else(|_| "unknown".to_owned(), |s| fs_name(s.filesystem_type().0));
     volumes::insert_directory_volume(pool, medium.id, &fs_type).await?;
     media::record_volumes_found(pool, medium.id).await?;
     Ok(medium.name)
@@ -151,7 +166,9 @@ pub(super) async fn run_ingest(
     };
     let medium = media::resolve_medium(catalog.pool(), &name).await?;
     if args.target >= Target::Enumerated
-        && load::published_entries(catalog.pool(), medium.id).await?.is_none()
+        && load::published_entries(catalog.pool(), medium.id)
+            .await?
+            .is_none()
     {
         tracing::info!(medium = %medium.name, "stage 2-3/5: volumes and enumeration");
         let enumerate = EnumerateArgs {
@@ -163,9 +180,15 @@ pub(super) async fn run_ingest(
             force: args.force,
             json: false,
         };
-        if super::enumerate::run_enumerate(catalog, settings, enumerate, cancel, &mut std::io::sink())
-            .await?
-            .is_none()
+        if super::enumerate::run_enumerate(
+            catalog,
+            settings,
+            enumerate,
+            cancel,
+            &mut std::io::sink(),
+        )
+        .await?
+        .is_none()
         {
             return Ok(false);
         }

@@ -1,0 +1,381 @@
+//! The privileged tier for `ntt ingest`: the whole pipeline on a failing FUSE disk, on the
+//! third-party images (content compared with `icat`), on a directory, and after kills. Runs as
+//! root; never skips.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers fail the test with the error"
+)]
+#![allow(
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::cast_possible_truncation,
+    reason = "test code: diagnostics on stderr, std::fs with unwrap is clear enough, small sizes"
+)]
+
+#[path = "support/db.rs"]
+mod db;
+#[path = "support/faulty_disk.rs"]
+#[allow(dead_code, reason = "this binary does not slow the disk down")]
+mod faulty_disk;
+#[path = "support/host.rs"]
+mod host;
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use faulty_disk::{Faults, FaultyDisk};
+use host::{Host, MIB, ext4, fixture, partition, place, run, sparse_file};
+use serde_json::Value;
+use sqlx::PgPool;
+
+/// `ntt ingest SOURCE --json ...`, which must succeed; the final report.
+fn ingest(host: &Host, source: &Path, extra: &[&str]) -> Value {
+    let mut command = host.command(&["ingest"]);
+    command.arg(source).arg("--json").args(extra);
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "ntt ingest {} failed: {}",
+        source.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["balances"], true, "accounting balances: {report}");
+    assert_eq!(report["accounting"]["pending"], 0, "{report}");
+    report
+}
+
+fn ls(host: &Host, medium: &str) -> Vec<Value> {
+    let output = host.run(&["ls", medium, "--json"]);
+    assert!(output.status.success());
+    output
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect()
+}
+
+fn cat(host: &Host, medium: &str, path: &[u8], volume: &str) -> Vec<u8> {
+    let output = host
+        .command(&["cat", medium, "--volume", volume])
+        .arg(OsStr::from_bytes(path))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "cat {}: {}",
+        String::from_utf8_lossy(path),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+/// Path → metadata address of every allocated regular file, per `fls -r -p`.
+fn fls_files(image: &Path) -> BTreeMap<String, String> {
+    let output = Command::new("fls")
+        .args(["-r", "-p", "-u"])
+        .arg(image)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|l| l.starts_with("r/r "))
+        .filter_map(|l| {
+            let (head, path) = l.split_once(":\t")?;
+            Some((path.to_owned(), head.trim_start_matches("r/r ").to_owned()))
+        })
+        .collect()
+}
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn third_party_images_ingest_and_their_content_matches_icat(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    for (name, file) in [
+        ("hfsplus", "hfsplus.raw"),
+        ("iso9660", "iso9660.raw"),
+        ("imynd", "ímynd.dd"),
+        ("windows", "windows_volume.qcow2"),
+        ("ewf", "ext2.E01"),
+    ] {
+        let copy = host.root.join(file);
+        std::fs::copy(fixture(file), &copy).unwrap();
+        let report = ingest(&host, &copy, &["--name", name]);
+        assert!(
+            report["content"]["copied_files"].as_i64().unwrap() > 0,
+            "{name}: {report}"
+        );
+        let image: String = sqlx::query_scalar("select image_path from medium where name = $1")
+            .bind(name)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let truth = fls_files(Path::new(&image));
+        let by_name: BTreeMap<String, String> = truth
+            .iter()
+            .map(|(p, a)| (p.to_lowercase(), a.clone()))
+            .collect();
+        let mut compared = 0;
+        for row in ls(&host, name) {
+            if row["kind"] != "file" || row["state"] != "copied" {
+                continue;
+            }
+            let path = BASE64.decode(row["path_b64"].as_str().unwrap()).unwrap();
+            let text = String::from_utf8_lossy(&path).into_owned();
+            let address = truth
+                .get(&text)
+                .or_else(|| by_name.get(&text.to_lowercase()))
+                .unwrap_or_else(|| panic!("{name}: {text} is not in fls"));
+            let icat = Command::new("icat")
+                .arg(&image)
+                .arg(address)
+                .output()
+                .unwrap();
+            assert!(icat.status.success());
+            let volume = row["volume"].to_string();
+            assert_eq!(
+                cat(&host, name, &path, &volume),
+                icat.stdout,
+                "{name}: {text} byte for byte"
+            );
+            compared += 1;
+        }
+        assert!(compared > 0, "{name}: compared nothing");
+        eprintln!("{name}: {compared} files equal icat's");
+    }
+}
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn a_directory_with_odd_names_ingests_without_imaging(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let tree = host.root.join("photorec-out");
+    std::fs::create_dir_all(tree.join("recup_dir.1")).unwrap();
+    let names: Vec<Vec<u8>> = vec![
+        b"recup_dir.1/f0001.jpg".to_vec(),
+        b"recup_dir.1/new\nline.txt".to_vec(),
+        b"recup_dir.1/bad \xff name".to_vec(),
+        b"back\\rslash".to_vec(),
+    ];
+    for name in &names {
+        std::fs::write(tree.join(OsStr::from_bytes(name)), name).unwrap();
+    }
+    let report = ingest(&host, &tree, &["--name", "carved"]);
+    assert_eq!(report["content"]["copied_files"], 4);
+    assert_eq!(report["accounting"]["entries"], 5);
+    for name in &names {
+        assert_eq!(&cat(&host, "carved", name, "0"), name);
+    }
+    let kind: String = sqlx::query_scalar("select kind::text from medium where name = 'carved'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(kind, "directory");
+    // Again: everything is done, nothing changes.
+    let again = ingest(&host, &tree, &[]);
+    assert_eq!(again["accounting"], report["accounting"]);
+}
+
+/// A GPT disk with an ext4 (files `good.txt`, `hit.bin`, `shared.txt`) and a FAT32 partition;
+/// returns the disk bytes and the byte range of `hit.bin`'s data on the disk.
+fn failing_disk_content(dir: &Path) -> (Vec<u8>, std::ops::Range<u64>) {
+    let content = dir.join("ext4-content");
+    std::fs::create_dir_all(&content).unwrap();
+    std::fs::write(content.join("good.txt"), b"fine\n").unwrap();
+    std::fs::write(
+        content.join("hit.bin"),
+        faulty_disk::disk_content(64 * 1024, 7),
+    )
+    .unwrap();
+    std::fs::write(content.join("shared.txt"), b"shared between media\n").unwrap();
+    let disk = dir.join("gpt.img");
+    sparse_file(&disk, 64 * MIB);
+    partition(
+        &disk,
+        b"label: gpt\nstart=2048, size=40960, type=linux\nstart=43008, size=81920, type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7\n",
+    );
+    let part = dir.join("part.fs");
+    sparse_file(&part, 20 * MIB);
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-b", "4096", "-d"])
+        .arg(&content)
+        .arg(&part));
+    let blocks = Command::new("debugfs")
+        .args(["-R", "blocks hit.bin"])
+        .arg(&part)
+        .output()
+        .unwrap();
+    let first: u64 = String::from_utf8_lossy(&blocks.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    place(&disk, &part, 2048 * 512);
+    sparse_file(&part, 40 * MIB);
+    run(Command::new("mkfs.vfat").args(["-F", "32"]).arg(&part));
+    let note = dir.join("note.txt");
+    std::fs::write(&note, b"on the fat side\n").unwrap();
+    run(Command::new("mcopy")
+        .arg("-i")
+        .arg(&part)
+        .arg(&note)
+        .arg("::/NOTE.TXT"));
+    place(&disk, &part, 43008 * 512);
+    let start = 2048 * 512 + first * 4096;
+    (
+        std::fs::read(&disk).unwrap(),
+        start + 4096..start + 3 * 4096,
+    )
+}
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn a_failing_disk_ingests_end_to_end_and_a_second_medium_deduplicates(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let (content, hit) = failing_disk_content(&host.root);
+    let free_space = 60 * MIB..60 * MIB + 8192;
+    let mut disk = FaultyDisk::start(
+        content,
+        Faults {
+            bad: vec![hit.clone(), free_space],
+            ..Faults::default()
+        },
+    );
+    let device = disk.attach();
+    let report = ingest(&host, &device, &["--name", "failing"]);
+    assert_eq!(report["health"], "incomplete", "{report}");
+    let volumes = report["volumes"].as_array().unwrap();
+    let readable: Vec<(String, String)> = volumes
+        .iter()
+        .filter(|v| v["state"] == "ready")
+        .map(|v| {
+            (
+                v["fs_type"].as_str().unwrap().to_owned(),
+                v["access"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        readable,
+        [
+            ("ext4".to_owned(), "kernel".to_owned()),
+            ("fat32".to_owned(), "userspace".to_owned())
+        ]
+    );
+    let bad: i64 = sqlx::query_scalar("select bad_bytes from medium where name = 'failing'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(u64::try_from(bad).unwrap(), (hit.end - hit.start) + 8192);
+    assert_eq!(cat(&host, "failing", b"good.txt", "0"), b"fine\n");
+    assert_eq!(
+        cat(&host, "failing", b"NOTE.TXT", "1"),
+        b"on the fat side\n"
+    );
+    // hit.bin lies on unreadable sectors: the image holds zeros there (issue 10 will flag it
+    // damaged); its readable parts are intact.
+    let stored = cat(&host, "failing", b"hit.bin", "0");
+    assert_eq!(stored.len(), 64 * 1024);
+    assert!(stored[4096..12288].iter().all(|&b| b == 0));
+    assert_eq!(
+        stored[..4096],
+        faulty_disk::disk_content(64 * 1024, 7)[..4096]
+    );
+    drop(disk);
+
+    // A second medium (a directory) holding one of the same files: stored once.
+    let other = host.root.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("copy-of-shared.txt"), b"shared between media\n").unwrap();
+    let second = ingest(&host, &other, &["--name", "second"]);
+    assert_eq!(second["content"]["shared_blobs"], 1);
+    let blobs: i64 = sqlx::query_scalar("select count(*) from blob where id = $1")
+        .bind(
+            blake3::hash(b"shared between media\n")
+                .as_bytes()
+                .as_slice(),
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(blobs, 1);
+}
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn kills_during_any_stage_then_a_rerun_ends_like_an_uninterrupted_ingest(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let source = host.root.join("tree");
+    for d in 0..8 {
+        let dir = source.join(format!("dir{d}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..250u64 {
+            let size = if f % 100 == 0 {
+                2 * MIB as usize
+            } else {
+                300 + (f as usize % 7) * 1000
+            };
+            std::fs::write(
+                dir.join(format!("file{f:03}")),
+                faulty_disk::disk_content(size, f % 120),
+            )
+            .unwrap();
+        }
+    }
+    let image = host.root.join("tree.img");
+    ext4(&image, 96 * MIB, &source);
+    let distinct: std::collections::BTreeSet<(usize, u64)> = (0..250u64)
+        .map(|f| {
+            let size = if f % 100 == 0 {
+                2 * MIB as usize
+            } else {
+                300 + (f as usize % 7) * 1000
+            };
+            (size, f % 120)
+        })
+        .collect();
+    let mut seed = 0xfeed_u64;
+    let mut stages = BTreeMap::new();
+    for _ in 0..5 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let mut command = host.command(&["ingest"]);
+        command
+            .arg(&image)
+            .args(["--name", "killed", "--workers", "2"]);
+        let mut child = command.spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(300 + seed % 1500));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let stage = host.run(&["status", "--json"]);
+        let status: Value = serde_json::from_slice(&stage.stdout).unwrap_or(Value::Null);
+        let at = status[0]["stage"].as_str().unwrap_or("none").to_owned();
+        *stages.entry(at).or_insert(0) += 1;
+    }
+    eprintln!("killed at stages: {stages:?}");
+    // Leases of killed copiers expire; make them expire now.
+    sqlx::query(
+        "update inode set lease_until = now() - interval '1 second' where lease_until is not null",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let report = ingest(&host, &image, &[]);
+    assert_eq!(report["accounting"]["entries"], 8 * 251 + 1, "{report}");
+    assert_eq!(report["content"]["copied_files"], 2000);
+    assert_eq!(
+        report["content"]["distinct_blobs"],
+        distinct.len(),
+        "{report}"
+    );
+    let verify = host.run(&["verify", "--medium", "killed"]);
+    assert!(verify.status.success());
+    let tmp = std::fs::read_dir(host.root.join("store/tmp")).map_or(0, Iterator::count);
+    assert_eq!(tmp, 0, "no temp files left");
+}
