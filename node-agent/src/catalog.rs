@@ -227,7 +227,13 @@ pub struct Catalog {
 impl Catalog {
     /// Opens a pool and one connection, so an unreachable database fails here with its cause.
     pub async fn connect(options: &ConnectOptions) -> Result<Self, CatalogError> {
-        let mut connect = options.url.connect_options().application_name("ntt");
+        // Index builds of a big load take seconds by design: a slow statement is worth a debug
+        // line, not a warning on every enumeration.
+        let mut connect = sqlx::ConnectOptions::log_slow_statements(
+            options.url.connect_options().application_name("ntt"),
+            log::LevelFilter::Debug,
+            std::time::Duration::from_secs(1),
+        );
         if let Some(timeout) = options.statement_timeout {
             connect =
                 connect.options([("statement_timeout", format!("{}ms", timeout.as_millis()))]);

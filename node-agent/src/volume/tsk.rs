@@ -230,6 +230,15 @@ impl TskVolume {
         let Some(body) = parse_body_line(line)? else {
             return Ok(None);
         };
+        if matches!(
+            self.fs_type,
+            FsType::Fat12 | FsType::Fat16 | FsType::Fat32 | FsType::Exfat
+        ) && !body.name.contains(&b'/')
+            && body.name.ends_with(b" (Volume Label Entry)")
+        {
+            // The volume label is a directory entry on FAT, but names no file.
+            return Ok(None);
+        }
         if self.fs_type == FsType::Hfsplus
             && body.ino < 16
             && body.name.first() == Some(&b'$')
