@@ -12,7 +12,7 @@ ADMIN_DATABASE_URL ?= postgres://ntt:ntt@localhost:5432/postgres
 CARGO_BIN := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin
 export PATH := $(CARGO_BIN):$(PATH)
 
-.PHONY: setup build fmt fmt-check lint test sqlx-prepare sqlx-check test-database bench bench-imaging bench-enumerate bench-copy
+.PHONY: setup build fmt fmt-check lint test sqlx-prepare sqlx-check test-database bench bench-imaging bench-enumerate bench-copy bench-ingest
 
 setup:
 	scripts/setup
@@ -49,7 +49,10 @@ sqlx-check:
 	DATABASE_URL=$(CHECK_DATABASE_URL) cargo sqlx prepare --workspace --check -- --all-targets
 
 # ntt image vs plain ddrescue on a 2 GiB loop device (root); prints the throughput ratio.
-bench: bench-imaging bench-enumerate bench-copy
+bench: bench-imaging bench-enumerate bench-copy bench-ingest
+
+bench-ingest: build
+	bench/ingest.sh
 
 bench-copy: build
 	bench/copy.sh

@@ -66,7 +66,8 @@ async fn migrate_then_status_works_on_a_new_database(pool: PgPool) {
             .split_whitespace()
             .collect::<Vec<_>>(),
         [
-            "NAME", "HASH", "KIND", "STAGE", "HEALTH", "SIZE", "RESCUED", "ADDED"
+            "NAME", "HASH", "KIND", "STAGE", "HEALTH", "SIZE", "RESCUED", "ENTRIES", "PENDING",
+            "FAILED", "ADDED"
         ]
     );
 

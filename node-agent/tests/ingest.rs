@@ -341,7 +341,7 @@ async fn kills_during_any_stage_then_a_rerun_ends_like_an_uninterrupted_ingest(p
         .collect();
     let mut seed = 0xfeed_u64;
     let mut stages = BTreeMap::new();
-    for _ in 0..5 {
+    for round in 0..5 {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
@@ -350,9 +350,31 @@ async fn kills_during_any_stage_then_a_rerun_ends_like_an_uninterrupted_ingest(p
             .arg(&image)
             .args(["--name", "killed", "--workers", "2"]);
         let mut child = command.spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(300 + seed % 1500));
+        if round == 0 {
+            // The first kill lands in the enumeration: as soon as the volumes are recorded.
+            let started = std::time::Instant::now();
+            while started.elapsed() < Duration::from_secs(30) && child.try_wait().unwrap().is_none()
+            {
+                let at: Option<Option<String>> = sqlx::query_scalar(
+                    "select case when volumes_at is not null then 'volumes' end from medium",
+                )
+                .fetch_optional(&pool)
+                .await
+                .unwrap();
+                if at.flatten().is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        } else {
+            std::thread::sleep(Duration::from_millis(300 + seed % 1500));
+        }
+        let before = host.run(&["status", "--json"]);
+        let status: Value = serde_json::from_slice(&before.stdout).unwrap_or(Value::Null);
+        let during = status[0]["stage"].as_str().unwrap_or("none").to_owned();
         child.kill().unwrap();
         child.wait().unwrap();
+        *stages.entry(format!("during {during}")).or_insert(0) += 1;
         let stage = host.run(&["status", "--json"]);
         let status: Value = serde_json::from_slice(&stage.stdout).unwrap_or(Value::Null);
         let at = status[0]["stage"].as_str().unwrap_or("none").to_owned();

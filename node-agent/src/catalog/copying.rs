@@ -146,9 +146,37 @@ pub struct RetryPolicy {
     pub history: i32,
 }
 
+/// Records a batch's outcomes in one transaction, retried (up to three times) when PostgreSQL
+/// picks it as a deadlock victim. Only inodes still leased to `worker` (or whose lease ran out
+/// and nobody took) change; returns how many were recorded.
+pub async fn record(
+    pool: &PgPool,
+    medium: MediumId,
+    worker: &str,
+    results: &[(i32, i64, Outcome)],
+    policy: RetryPolicy,
+) -> Result<u64, CatalogError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match record_once(pool, medium, worker, results, policy).await {
+            Err(CatalogError::Query { source, .. })
+                if tries < 3
+                    && source
+                        .as_database_error()
+                        .and_then(sqlx::error::DatabaseError::code)
+                        .is_some_and(|code| code == "40P01" || code == "40001") =>
+            {
+                tracing::debug!("batch record was a deadlock victim; retrying");
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Records a batch's outcomes in one transaction. Only inodes still leased to `worker` (or
 /// whose lease ran out and nobody took) change; returns how many were recorded.
-pub async fn record(
+async fn record_once(
     pool: &PgPool,
     medium: MediumId,
     worker: &str,
@@ -157,20 +185,33 @@ pub async fn record(
 ) -> Result<u64, CatalogError> {
     let error = |what| move |e| CatalogError::from_sqlx(what, e);
     let mut transaction = pool.begin().await.map_err(error("begin recording"))?;
+    // Blobs first, in id order: concurrent batches that share content then take the same
+    // unique-key locks in the same order and cannot deadlock each other.
+    let mut blobs: Vec<(&BlobId, u64, &str)> = results
+        .iter()
+        .filter_map(|(_, _, outcome)| match outcome {
+            Outcome::Copied { blob, size, mime } => Some((blob, *size, mime.as_str())),
+            Outcome::Failed { .. } => None,
+        })
+        .collect();
+    blobs.sort_by_key(|(id, _, _)| **id);
+    blobs.dedup_by_key(|(id, _, _)| **id);
+    for (blob, size, mime) in blobs {
+        sqlx::query!(
+            "insert into blob (id, size, mime_type) values ($1, $2, $3)
+             on conflict (id) do nothing",
+            blob.as_bytes().as_slice(),
+            i64::try_from(size).unwrap_or(i64::MAX),
+            mime,
+        )
+        .execute(&mut *transaction)
+        .await
+        .map_err(error("record a blob"))?;
+    }
     let mut recorded = 0;
     for (volume_no, ino, outcome) in results {
         match outcome {
-            Outcome::Copied { blob, size, mime } => {
-                sqlx::query!(
-                    "insert into blob (id, size, mime_type) values ($1, $2, $3)
-                     on conflict (id) do nothing",
-                    blob.as_bytes().as_slice(),
-                    i64::try_from(*size).unwrap_or(i64::MAX),
-                    mime,
-                )
-                .execute(&mut *transaction)
-                .await
-                .map_err(error("record a blob"))?;
+            Outcome::Copied { blob, .. } => {
                 recorded += sqlx::query!(
                     "update inode set state = 'copied', blob_id = $4, copied_at = now(),
                                       lease_worker = null, lease_until = null,

@@ -162,6 +162,12 @@ pub struct MediumSummary {
     pub stage: Stage,
     /// When it was first recorded.
     pub created_at: DateTime<Utc>,
+    /// Entries of its published load, once enumerated.
+    pub entries: Option<i64>,
+    /// Files still to copy.
+    pub pending_files: i64,
+    /// Files that could not be copied.
+    pub failed_files: i64,
 }
 
 /// When each stage of a medium was completed, as recorded in the catalog.
@@ -465,8 +471,10 @@ pub async fn list_media(executor: impl PgExecutor<'_>) -> Result<Vec<MediumSumma
         r#"select id as "id: MediumId", hash, name, kind as "kind: MediumKind", source,
                   description, size_bytes, health as "health: HealthValue", rescued_bytes,
                   bad_bytes, created_at, imaged_at, volumes_at, enumerated_at, copied_at,
-                  verified_at
-           from medium
+                  verified_at, entries_walked,
+                  (select count(*) from inode i where i.medium_id = m.id and i.state = 'pending') as "pending_files!",
+                  (select count(*) from inode i where i.medium_id = m.id and i.state = 'failed') as "failed_files!"
+           from medium m
            order by created_at, id"#
     )
     .fetch_all(executor)
@@ -494,6 +502,9 @@ pub async fn list_media(executor: impl PgExecutor<'_>) -> Result<Vec<MediumSumma
             rescued_bytes: row.rescued_bytes,
             bad_bytes: row.bad_bytes,
             created_at: row.created_at,
+            entries: row.entries_walked,
+            pending_files: row.pending_files,
+            failed_files: row.failed_files,
         })
         .collect())
 }

@@ -14,9 +14,10 @@ pub(super) fn write_json(media: &[MediumSummary], out: &mut impl Write) -> io::R
 /// Writes an aligned table with a header line.
 pub(super) fn write_table(media: &[MediumSummary], out: &mut impl Write) -> io::Result<()> {
     let header = [
-        "NAME", "HASH", "KIND", "STAGE", "HEALTH", "SIZE", "RESCUED", "ADDED",
+        "NAME", "HASH", "KIND", "STAGE", "HEALTH", "SIZE", "RESCUED", "ENTRIES", "PENDING",
+        "FAILED", "ADDED",
     ];
-    let rows: Vec<[String; 8]> = media
+    let rows: Vec<[String; 11]> = media
         .iter()
         .map(|m| {
             [
@@ -29,6 +30,9 @@ pub(super) fn write_table(media: &[MediumSummary], out: &mut impl Write) -> io::
                     .and_then(|s| u64::try_from(s).ok())
                     .map_or_else(|| "-".to_owned(), human_bytes),
                 rescued_percent(m.rescued_bytes, m.size_bytes),
+                m.entries.map_or_else(|| "-".to_owned(), |e| e.to_string()),
+                m.pending_files.to_string(),
+                m.failed_files.to_string(),
                 m.created_at.format("%Y-%m-%d %H:%M").to_string(),
             ]
         })
@@ -46,7 +50,7 @@ pub(super) fn write_table(media: &[MediumSummary], out: &mut impl Write) -> io::
     Ok(())
 }
 
-fn write_row(out: &mut impl Write, cells: &[String; 8], widths: &[usize; 8]) -> io::Result<()> {
+fn write_row(out: &mut impl Write, cells: &[String; 11], widths: &[usize; 11]) -> io::Result<()> {
     let mut line = String::new();
     for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
         if i + 1 == cells.len() {
@@ -121,6 +125,9 @@ mod tests {
             bad_bytes: None,
             stage: Stage::Identified,
             created_at: chrono::Utc.with_ymd_and_hms(2026, 11, 29, 6, 0, 0).unwrap(),
+            entries: None,
+            pending_files: 0,
+            failed_files: 0,
         }
     }
 
