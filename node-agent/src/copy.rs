@@ -133,7 +133,10 @@ pub fn classify(error: &std::io::Error) -> (ErrorClass, bool) {
 
 /// A file's outcome before it is recorded (store failures stop the run instead).
 enum FileResult {
-    Done(Outcome, bool),
+    /// Failed.
+    Done(Outcome),
+    /// Copied into a temp file of the store, not yet linked into place.
+    Staged(crate::store::StagedBlob),
     Stop(CopyStageError),
 }
 
@@ -145,14 +148,11 @@ fn copy_one(
 ) -> FileResult {
     let failed = |error: &std::io::Error, what: &str| {
         let (class, permanent) = classify(error);
-        FileResult::Done(
-            Outcome::Failed {
-                class,
-                message: format!("{what}: {error}"),
-                permanent,
-            },
-            false,
-        )
+        FileResult::Done(Outcome::Failed {
+            class,
+            message: format!("{what}: {error}"),
+            permanent,
+        })
     };
     let ino = u64::from_ne_bytes(claimed.ino.to_ne_bytes());
     let mut source: Box<dyn Read + Send> = match reader.open_path(&claimed.path, ino) {
@@ -173,37 +173,23 @@ fn copy_one(
     };
     let expected = u64::try_from(claimed.size).unwrap_or(0);
     if copied < expected {
-        return FileResult::Done(
-            Outcome::Failed {
-                class: ErrorClass::BeyondEof,
-                message: format!(
-                    "read {copied} of {expected} bytes: the file ends early (beyond the end of its device?)"
-                ),
-                permanent: true,
-            },
-            true,
-        );
+        return FileResult::Done(Outcome::Failed {
+            class: ErrorClass::BeyondEof,
+            message: format!(
+                "read {copied} of {expected} bytes: the file ends early (beyond the end of its device?)"
+            ),
+            permanent: true,
+        });
     }
     let staged = match writer.finish(store) {
         Ok(staged) => staged,
         Err(error) => return store_stop(error),
     };
-    let (blob, size, mime) = (staged.id, staged.size, staged.mime.clone());
-    match staged.publish(store) {
-        Ok(published) => FileResult::Done(
-            Outcome::Copied { blob, size, mime },
-            published == crate::store::Published::New,
-        ),
-        Err(error) => store_stop(error),
-    }
+    FileResult::Staged(staged)
 }
 
 fn store_stop(error: StoreError) -> FileResult {
-    if error.is_full() {
-        FileResult::Stop(CopyStageError::StoreFull(error))
-    } else {
-        FileResult::Stop(CopyStageError::Store(error))
-    }
+    FileResult::Stop(store_error(error))
 }
 
 /// Copies the pending files of `medium` from `volumes` into `store` with `options.workers`
@@ -356,13 +342,6 @@ async fn run_worker(
                     totals.new_blobs.fetch_add(new_blobs, Ordering::Relaxed);
                     (results, halt)
                 })?;
-        // Durable before recorded: the links (and temp files) of this batch reach the disk.
-        {
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || store.sync())
-                .await?
-                .map_err(CopyStageError::Store)?;
-        }
         let mut lost = None;
         for (volume_no, _, outcome) in &results {
             match outcome {
@@ -410,6 +389,11 @@ async fn run_worker(
 
 /// Copies one claimed batch (blocking): the outcomes, the error that must stop the run (the
 /// files after it are left to their lease), and how many blobs were new.
+///
+/// Durability without a flush per file: every file goes to a temp file first; one `syncfs`
+/// makes all their data durable; only then are they linked to their names; a second `syncfs`
+/// makes the links durable before the caller records the batch. A crash before the first sync
+/// leaves only temp files (swept later); after it, any link that survived names complete data.
 fn copy_batch(
     store: &Store,
     volumes: &BTreeMap<i32, VolumeReader>,
@@ -417,7 +401,8 @@ fn copy_batch(
 ) -> (Vec<(i32, i64, Outcome)>, Option<CopyStageError>, u64) {
     let mut buffer = vec![0u8; 1 << 20];
     let mut results = Vec::with_capacity(batch.len());
-    let mut new_blobs = 0u64;
+    let mut staged = Vec::new();
+    let mut halt = None;
     for claimed in batch {
         let Some(reader) = volumes.get(&claimed.volume_no) else {
             results.push((
@@ -432,14 +417,58 @@ fn copy_batch(
             continue;
         };
         match copy_one(store, reader, claimed, &mut buffer) {
-            FileResult::Done(outcome, new) => {
-                new_blobs += u64::from(new);
-                results.push((claimed.volume_no, claimed.ino, outcome));
+            FileResult::Done(outcome) => results.push((claimed.volume_no, claimed.ino, outcome)),
+            FileResult::Staged(blob) => staged.push((claimed.volume_no, claimed.ino, blob)),
+            FileResult::Stop(error) => {
+                halt = Some(error);
+                break;
             }
-            FileResult::Stop(error) => return (results, Some(error), new_blobs),
         }
     }
-    (results, None, new_blobs)
+    let mut new_blobs = 0u64;
+    if staged.is_empty() {
+        return (results, halt, new_blobs);
+    }
+    if let Err(error) = store.sync() {
+        // Nothing of this batch is linked: its temp files go when `staged` drops.
+        return (results, Some(store_error(error)), new_blobs);
+    }
+    let mut linked = Vec::with_capacity(staged.len());
+    for (volume_no, ino, blob) in staged {
+        let (id, size, mime) = (blob.id, blob.size, blob.mime.clone());
+        match blob.publish(store) {
+            Ok(published) => {
+                new_blobs += u64::from(published == crate::store::Published::New);
+                linked.push((
+                    volume_no,
+                    ino,
+                    Outcome::Copied {
+                        blob: id,
+                        size,
+                        mime,
+                    },
+                ));
+            }
+            Err(error) => {
+                halt.get_or_insert(store_error(error));
+                break;
+            }
+        }
+    }
+    if let Err(error) = store.sync() {
+        // The links may not be durable: record none of them; their files get copied again.
+        return (results, Some(store_error(error)), new_blobs);
+    }
+    results.extend(linked);
+    (results, halt, new_blobs)
+}
+
+fn store_error(error: StoreError) -> CopyStageError {
+    if error.is_full() {
+        CopyStageError::StoreFull(error)
+    } else {
+        CopyStageError::Store(error)
+    }
 }
 
 /// Opens by path on mounted volumes (the exact bytes below the root), by inode otherwise.
