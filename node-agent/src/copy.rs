@@ -76,8 +76,8 @@ impl Default for CopyOptions {
     fn default() -> Self {
         Self {
             workers: 4,
-            batch_files: 256,
-            batch_bytes: 64 << 20,
+            batch_files: 2048,
+            batch_bytes: 256 << 20,
             lease: Duration::from_mins(15),
             retry: RetryPolicy {
                 max_attempts: 3,

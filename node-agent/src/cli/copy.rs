@@ -45,6 +45,12 @@ pub struct CopyArgs {
     /// Seconds before the first retry of a failed file (doubled on each later attempt)
     #[arg(long, env = env::RETRY_DELAY, default_value_t = 2.0)]
     pub retry_delay: f64,
+    /// Most files per batch (one claim, one store sync, one catalog commit each)
+    #[arg(long, default_value_t = 2048)]
+    pub batch_files: i64,
+    /// Most MiB per batch (a bigger file goes alone)
+    #[arg(long, default_value_t = 256)]
+    pub batch_mib: i64,
     /// Mount even if the medium's health is `failed`
     #[arg(long, env = env::FORCE)]
     pub force: bool,
@@ -136,6 +142,8 @@ pub(super) async fn run_copy(
         .collect();
     let mut options = CopyOptions {
         workers: args.workers.clamp(1, 64),
+        batch_files: args.batch_files.clamp(1, 100_000),
+        batch_bytes: args.batch_mib.clamp(1, 1 << 20) << 20,
         ..CopyOptions::default()
     };
     options.retry.max_attempts = args.max_attempts.max(1);

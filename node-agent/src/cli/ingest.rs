@@ -200,6 +200,8 @@ pub(super) async fn run_ingest(
             workers: args.workers,
             max_attempts: 3,
             retry_delay: 2.0,
+            batch_files: 2048,
+            batch_mib: 256,
             force: args.force,
             json: false,
         };
