@@ -11,9 +11,7 @@
 //! a lost volume stops the run cleanly with the leases given back, and nothing copied is lost.
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
 use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -155,7 +153,7 @@ fn copy_one(
         })
     };
     let ino = u64::from_ne_bytes(claimed.ino.to_ne_bytes());
-    let mut source: Box<dyn Read + Send> = match reader.open_path(&claimed.path, ino) {
+    let mut source: Box<dyn Read + Send> = match reader.open(&claimed.path, ino) {
         Ok(source) => source,
         Err(error) => {
             let io = error.into_io();
@@ -469,38 +467,6 @@ fn store_error(error: StoreError) -> CopyStageError {
     } else {
         CopyStageError::Store(error)
     }
-}
-
-/// Opens by path on mounted volumes (the exact bytes below the root), by inode otherwise.
-impl VolumeReader {
-    /// Opens a regular file's content by path and inode number. Blocking.
-    pub fn open_path(
-        &self,
-        path: &[u8],
-        ino: u64,
-    ) -> Result<Box<dyn Read + Send>, crate::volume::reader::ReadError> {
-        self.open(&crate::volume::reader::Entry {
-            path: path.to_vec(),
-            ino,
-            kind: crate::volume::reader::EntryKind::File,
-            mode: 0,
-            uid: 0,
-            gid: 0,
-            nlink: 1,
-            size: 0,
-            rdev: None,
-            mtime_ns: None,
-            ctime_ns: None,
-            atime_ns: None,
-            birth_ns: None,
-            target: None,
-        })
-    }
-}
-
-/// For messages: the path as a person reads it.
-pub fn display_path(path: &[u8]) -> String {
-    OsStr::from_bytes(path).to_string_lossy().into_owned()
 }
 
 #[cfg(test)]

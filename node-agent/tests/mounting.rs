@@ -214,7 +214,7 @@ fn read_all(reader: &VolumeReader, path: &[u8]) -> Vec<u8> {
     let entry = found.unwrap_or_else(|| panic!("{} not found", String::from_utf8_lossy(path)));
     let mut bytes = Vec::new();
     reader
-        .open(&entry)
+        .open(&entry.path, entry.ino)
         .unwrap()
         .read_to_end(&mut bytes)
         .unwrap();

@@ -137,6 +137,17 @@ pub async fn failures(pool: &PgPool, medium: MediumId) -> Result<Vec<FailureClas
     .map_err(error("count the failures"))
 }
 
+/// The medium's problems (a JSON object, one key per finding).
+pub async fn problems(pool: &PgPool, medium: MediumId) -> Result<serde_json::Value, CatalogError> {
+    sqlx::query_scalar!(
+        "select problems from medium where id = $1",
+        medium as MediumId
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(error("read the medium's problems"))
+}
+
 /// Entries the walk could not read.
 pub async fn entry_errors(pool: &PgPool, medium: MediumId) -> Result<i64, CatalogError> {
     sqlx::query_scalar!(

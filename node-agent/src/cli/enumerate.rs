@@ -130,15 +130,16 @@ pub(super) async fn run_enumerate(
     if let Some(name) = &args.ignore_preset {
         patterns.extend(ignore::preset(name)?);
     }
+    // Refused before anything is mounted (the stage checks again, and the swap under lock).
     if !args.replace
         && let Some(entries) =
             crate::catalog::load::published_entries(catalog.pool(), medium.id).await?
     {
-        anyhow::bail!(
-            "medium {} is enumerated already ({entries} entries); pass --replace to build a new \
-             load and swap it in",
-            medium.name
-        );
+        return Err(crate::catalog::load::LoadError::AlreadyLoaded {
+            medium: medium.name.clone(),
+            entries,
+        }
+        .into());
     }
     for pattern in &args.ignore {
         listing::add_ignore_pattern(catalog.pool(), Some(medium.id), pattern).await?;

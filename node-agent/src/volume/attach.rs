@@ -199,22 +199,12 @@ impl LoopDevice {
 
 /// Detaches a loop device (`losetup -d`).
 pub(crate) fn detach(device: &Path) -> Result<(), AttachError> {
-    let output = Command::new("losetup")
-        .arg("-d")
-        .arg(device)
-        .output()
-        .map_err(|source| AttachError::Spawn {
-            tool: "losetup",
-            source,
-        })?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(AttachError::Detach {
+    super::host::run_tool("losetup", Command::new("losetup").arg("-d").arg(device))?
+        .map(drop)
+        .map_err(|stderr| AttachError::Detach {
             device: device.to_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            stderr,
         })
-    }
 }
 
 impl Drop for LoopDevice {

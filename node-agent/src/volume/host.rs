@@ -112,26 +112,34 @@ pub fn parse_losetup(json: &str) -> Result<Vec<LoopEntry>, serde_json::Error> {
     Ok(serde_json::from_str::<LoopList>(json)?.loopdevices)
 }
 
+/// Runs a util-linux tool: its stdout, or what it said on stderr when it failed.
+pub(crate) fn run_tool(
+    tool: &'static str,
+    command: &mut Command,
+) -> Result<Result<String, String>, AttachError> {
+    let output = command
+        .output()
+        .map_err(|source| AttachError::Spawn { tool, source })?;
+    Ok(if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    })
+}
+
 /// The loop devices of this host now.
 pub fn loops() -> Result<Vec<LoopEntry>, AttachError> {
-    let output = Command::new("losetup")
-        .args([
+    let json = run_tool(
+        "losetup",
+        Command::new("losetup").args([
             "--json",
             "--list",
             "-O",
             "NAME,BACK-FILE,OFFSET,SIZELIMIT,AUTOCLEAR",
-        ])
-        .output()
-        .map_err(|source| AttachError::Spawn {
-            tool: "losetup",
-            source,
-        })?;
-    if !output.status.success() {
-        return Err(AttachError::List {
-            reason: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        });
-    }
-    parse_losetup(&String::from_utf8_lossy(&output.stdout)).map_err(|e| AttachError::List {
+        ]),
+    )?
+    .map_err(|reason| AttachError::List { reason })?;
+    parse_losetup(&json).map_err(|e| AttachError::List {
         reason: e.to_string(),
     })
 }
@@ -151,21 +159,12 @@ pub fn unmount(target: &Path, lazy: bool) -> Result<(), AttachError> {
     if lazy {
         command.arg("--lazy");
     }
-    let output = command
-        .arg(target)
-        .output()
-        .map_err(|source| AttachError::Spawn {
-            tool: "umount",
-            source,
-        })?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(AttachError::Unmount {
+    run_tool("umount", command.arg(target))?
+        .map(drop)
+        .map_err(|stderr| AttachError::Unmount {
             target: target.to_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            stderr,
         })
-    }
 }
 
 /// Whether a mounted directory answers (a FUSE mount whose driver died does not: ENOTCONN).

@@ -182,11 +182,12 @@ impl VolumeReader {
         }
     }
 
-    /// Opens a regular file's content for reading. Blocking.
-    pub fn open(&self, entry: &Entry) -> Result<Box<dyn Read + Send>, ReadError> {
+    /// Opens a regular file's content for reading: by its path (exact bytes below the root) on
+    /// a mounted volume, by its inode number on The Sleuth Kit. Blocking.
+    pub fn open(&self, path: &[u8], ino: u64) -> Result<Box<dyn Read + Send>, ReadError> {
         match self {
             Self::Mounted { root } => {
-                let path = root.join(OsStr::from_bytes(&entry.path));
+                let full = root.join(OsStr::from_bytes(path));
                 // O_NOFOLLOW: the entry was a regular file when listed; never follow a link that
                 // replaced it out of the volume.
                 // std, not fs_err: the copier classifies read errors by their errno, which
@@ -194,14 +195,14 @@ impl VolumeReader {
                 let file = std::fs::OpenOptions::new()
                     .read(true)
                     .custom_flags(nix::libc::O_NOFOLLOW)
-                    .open(&path)
+                    .open(&full)
                     .map_err(|source| ReadError::Open {
-                        path: String::from_utf8_lossy(&entry.path).into_owned(),
+                        path: String::from_utf8_lossy(path).into_owned(),
                         source,
                     })?;
                 Ok(Box::new(file))
             }
-            Self::SleuthKit(volume) => Ok(Box::new(volume.open(entry.ino)?)),
+            Self::SleuthKit(volume) => Ok(Box::new(volume.open(ino)?)),
         }
     }
 }
