@@ -390,8 +390,10 @@ async fn run_worker(
 ///
 /// Durability without a flush per file: every file goes to a temp file first; one `syncfs`
 /// makes all their data durable; only then are they linked to their names; a second `syncfs`
-/// makes the links durable before the caller records the batch. A crash before the first sync
-/// leaves only temp files (swept later); after it, any link that survived names complete data.
+/// makes the links durable before the caller records the batch (a batch of many small files
+/// does this in parts of at most [`MAX_STAGED`]). A crash before a sync leaves only temp files
+/// (anonymous ones vanish with the process); after it, any link that survived names complete
+/// data.
 fn copy_batch(
     store: &Store,
     volumes: &BTreeMap<i32, VolumeReader>,
@@ -400,6 +402,8 @@ fn copy_batch(
     let mut buffer = vec![0u8; 1 << 20];
     let mut results = Vec::with_capacity(batch.len());
     let mut staged = Vec::new();
+    let mut linked = Vec::new();
+    let mut new_blobs = 0u64;
     let mut halt = None;
     for claimed in batch {
         let Some(reader) = volumes.get(&claimed.volume_no) else {
@@ -422,43 +426,62 @@ fn copy_batch(
                 break;
             }
         }
-    }
-    let mut new_blobs = 0u64;
-    if staged.is_empty() {
-        return (results, halt, new_blobs);
-    }
-    if let Err(error) = store.sync() {
-        // Nothing of this batch is linked: its temp files go when `staged` drops.
-        return (results, Some(store_error(error)), new_blobs);
-    }
-    let mut linked = Vec::with_capacity(staged.len());
-    for (volume_no, ino, blob) in staged {
-        let (id, size, mime) = (blob.id, blob.size, blob.mime.clone());
-        match blob.publish(store) {
-            Ok(published) => {
-                new_blobs += u64::from(published == crate::store::Published::New);
-                linked.push((
-                    volume_no,
-                    ino,
-                    Outcome::Copied {
-                        blob: id,
-                        size,
-                        mime,
-                    },
-                ));
-            }
-            Err(error) => {
-                halt.get_or_insert(store_error(error));
+        // Every staged blob holds its temp file open: link them part way through a big batch
+        // so that descriptors stay bounded (the final sync below still precedes the commit).
+        if staged.len() >= MAX_STAGED {
+            if let Err(error) = publish_staged(store, &mut staged, &mut linked, &mut new_blobs) {
+                halt = Some(error);
                 break;
             }
         }
     }
+    // Blobs staged before a stop are complete: they are kept (a full store still syncs).
+    if !staged.is_empty() {
+        if let Err(error) = publish_staged(store, &mut staged, &mut linked, &mut new_blobs) {
+            halt.get_or_insert(error);
+        }
+    }
+    if linked.is_empty() {
+        return (results, halt, new_blobs);
+    }
     if let Err(error) = store.sync() {
-        // The links may not be durable: record none of them; their files get copied again.
+        // The links may not be durable: record none of them; their files get copied again
+        // (and find their blobs there).
         return (results, Some(store_error(error)), new_blobs);
     }
     results.extend(linked);
     (results, halt, new_blobs)
+}
+
+/// Staged blobs one worker holds open at most (each is an open temp file); with the most
+/// workers (64) that stays well inside the usual descriptor limit.
+const MAX_STAGED: usize = 256;
+
+/// Makes the staged blobs' data durable (one `syncfs`), then links each into place. Blobs not
+/// linked (on an error) are dropped with their temp files; nothing of theirs is recorded.
+fn publish_staged(
+    store: &Store,
+    staged: &mut Vec<(i32, i64, crate::store::StagedBlob)>,
+    linked: &mut Vec<(i32, i64, Outcome)>,
+    new_blobs: &mut u64,
+) -> Result<(), CopyStageError> {
+    let blobs = std::mem::take(staged);
+    store.sync().map_err(store_error)?;
+    for (volume_no, ino, blob) in blobs {
+        let (id, size, mime) = (blob.id, blob.size, blob.mime.clone());
+        let published = blob.publish(store).map_err(store_error)?;
+        *new_blobs += u64::from(published == crate::store::Published::New);
+        linked.push((
+            volume_no,
+            ino,
+            Outcome::Copied {
+                blob: id,
+                size,
+                mime,
+            },
+        ));
+    }
+    Ok(())
 }
 
 fn store_error(error: StoreError) -> CopyStageError {
