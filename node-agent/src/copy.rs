@@ -428,18 +428,18 @@ fn copy_batch(
         }
         // Every staged blob holds its temp file open: link them part way through a big batch
         // so that descriptors stay bounded (the final sync below still precedes the commit).
-        if staged.len() >= MAX_STAGED {
-            if let Err(error) = publish_staged(store, &mut staged, &mut linked, &mut new_blobs) {
-                halt = Some(error);
-                break;
-            }
+        if staged.len() >= MAX_STAGED
+            && let Err(error) = publish_staged(store, &mut staged, &mut linked, &mut new_blobs)
+        {
+            halt = Some(error);
+            break;
         }
     }
     // Blobs staged before a stop are complete: they are kept (a full store still syncs).
-    if !staged.is_empty() {
-        if let Err(error) = publish_staged(store, &mut staged, &mut linked, &mut new_blobs) {
-            halt.get_or_insert(error);
-        }
+    if !staged.is_empty()
+        && let Err(error) = publish_staged(store, &mut staged, &mut linked, &mut new_blobs)
+    {
+        halt.get_or_insert(error);
     }
     if linked.is_empty() {
         return (results, halt, new_blobs);
