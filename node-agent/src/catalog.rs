@@ -10,6 +10,7 @@
 
 mod constraint;
 pub mod copying;
+pub mod damage;
 pub mod listing;
 pub mod load;
 pub mod media;

@@ -2,6 +2,7 @@
 //! [`crate::env`]; data goes to stdout, logs and errors to stderr.
 
 mod copy;
+mod damage;
 mod enumerate;
 mod image;
 mod ingest;
@@ -87,6 +88,8 @@ pub enum Command {
     Enumerate(enumerate::EnumerateArgs),
     /// List a medium's entries from the catalog
     Ls(enumerate::LsArgs),
+    /// Map the image's unreadable areas onto the medium's files again (after a later rescue)
+    Damage(damage::DamageArgs),
     /// Manage ignore patterns (matching paths are loaded and marked excluded, never dropped)
     Ignore {
         /// What to do
@@ -261,6 +264,18 @@ pub async fn run(args: Args, stdout: &mut impl Write) -> anyhow::Result<ExitCode
             let catalog = Catalog::connect(&options).await?;
             catalog.check_schema().await?;
             if enumerate::run_enumerate(&catalog, &settings, enumerate_args, &cancel, stdout)
+                .await?
+                .is_none()
+            {
+                return Ok(ExitCode::from(EXIT_CANCELLED));
+            }
+        }
+        Command::Damage(damage_args) => {
+            let cancel = cancel_on_signals()?;
+            let settings = args.mounts.settings(&args.host)?;
+            let catalog = Catalog::connect(&options).await?;
+            catalog.check_schema().await?;
+            if damage::run_damage(&catalog, &settings, damage_args, &cancel, stdout)
                 .await?
                 .is_none()
             {

@@ -54,6 +54,9 @@ pub struct EnumerateReport {
     pub replaced: bool,
     /// Wall time of the whole run (walk, load, publish), seconds.
     pub seconds: f64,
+    /// The damage map made after the load (media with unreadable areas).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damage: Vec<crate::damage::VolumeReport>,
 }
 
 /// Options of one run.
@@ -107,6 +110,7 @@ pub async fn enumerate(
         counts,
         replaced: options.replace,
         seconds: started.elapsed().as_secs_f64(),
+        damage: Vec::new(),
     })
 }
 

@@ -14,6 +14,7 @@
 pub mod catalog;
 pub mod cli;
 pub mod copy;
+pub mod damage;
 pub mod database_url;
 pub mod enumerate;
 pub mod env;

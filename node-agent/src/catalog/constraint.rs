@@ -128,6 +128,12 @@ constraints! {
     IgnorePatternUnique = "ignore_pattern_unique",
     /// an ignore pattern is not empty
     IgnorePatternNonempty = "ignore_pattern_nonempty",
+    /// an inode's damaged ranges are null rather than empty
+    InodeDamagedRangesNonempty = "inode_damaged_ranges_nonempty",
+    /// a volume's damage counts are not negative
+    VolumeDamageCountsNonnegative = "volume_damage_counts_nonnegative",
+    /// a volume's damage map has both a time and a method, or neither
+    VolumeDamageMappedPair = "volume_damage_mapped_pair",
     /// partitions are only created for an existing medium
     PartitionMediumFkey = "partition_medium_fkey",
     /// a table with a partition's name exists but is not that medium's partition

@@ -246,6 +246,27 @@ async fn record_once(
             }
         }
     }
+    // A blob copied from a file with unreadable parts holds zeros there: say so on the blob.
+    let (volumes, inodes): (Vec<i32>, Vec<i64>) = results
+        .iter()
+        .filter(|(_, _, outcome)| matches!(outcome, Outcome::Copied { .. }))
+        .map(|(volume_no, ino, _)| (*volume_no, *ino))
+        .unzip();
+    if !inodes.is_empty() {
+        sqlx::query(
+            "update blob set damaged_source = true
+             where not damaged_source
+               and id in (select blob_id from inode
+                          where medium_id = $1 and damaged_ranges is not null
+                            and (volume_no, ino) in (select * from unnest($2::integer[], $3::bigint[])))",
+        )
+        .bind(medium.get())
+        .bind(&volumes)
+        .bind(&inodes)
+        .execute(&mut *transaction)
+        .await
+        .map_err(error("mark blobs from damaged files"))?;
+    }
     transaction
         .commit()
         .await

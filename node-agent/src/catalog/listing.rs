@@ -31,6 +31,8 @@ pub struct Listed {
     pub state: String,
     /// Blob id, once copied.
     pub blob_id: Option<Vec<u8>>,
+    /// Damaged byte ranges of the content (`{[0,4096),...}`), if any.
+    pub damaged_ranges: Option<String>,
 }
 
 /// The bounds that select `prefix` itself and everything below it: `[prefix/, prefix0)` holds
@@ -50,6 +52,7 @@ pub async fn list_paths(
     medium: MediumId,
     volume: Option<i32>,
     prefix: Option<&[u8]>,
+    damaged_only: bool,
     visit: &mut dyn FnMut(Listed) -> std::io::Result<()>,
 ) -> Result<u64, CatalogError> {
     let (exact, low, high) = match prefix {
@@ -62,18 +65,21 @@ pub async fn list_paths(
     let mut rows = sqlx::query_as!(
         Listed,
         r#"select p.volume_no, p.path, p.excluded_reason, i.ino, i.kind::text as "kind!",
-                  i.size, i.nlink, i.mtime_ns, i.target, i.state::text as "state!", i.blob_id
+                  i.size, i.nlink, i.mtime_ns, i.target, i.state::text as "state!", i.blob_id,
+                  i.damaged_ranges::text as damaged_ranges
            from path p
            join inode i on i.medium_id = p.medium_id and i.volume_no = p.volume_no and i.ino = p.ino
            where p.medium_id = $1
              and ($2::integer is null or p.volume_no = $2)
              and ($3::bytea is null or p.path = $3 or (p.path >= $4 and p.path < $5))
+             and (not $6 or i.damaged_ranges is not null)
            order by p.volume_no, p.path"#,
         medium as MediumId,
         volume,
         exact,
         low,
         high,
+        damaged_only,
     )
     .fetch(pool);
     let mut count = 0;

@@ -273,6 +273,7 @@ struct MediumReport {
     failures: Vec<FailureClass>,
     entry_errors: i64,
     problems: serde_json::Value,
+    damage: crate::catalog::damage::DamageSummary,
 }
 
 async fn medium_report(catalog: &Catalog, medium: &MediumRecord) -> anyhow::Result<MediumReport> {
@@ -295,6 +296,7 @@ async fn medium_report(catalog: &Catalog, medium: &MediumRecord) -> anyhow::Resu
         failures: report::failures(pool, medium.id).await?,
         entry_errors: report::entry_errors(pool, medium.id).await?,
         problems,
+        damage: crate::catalog::damage::summary(pool, medium.id).await?,
     })
 }
 
@@ -376,6 +378,38 @@ pub(super) async fn run_report(
     }
     if report.problems.as_object().is_some_and(|p| !p.is_empty()) {
         writeln!(stdout, "problems {}", report.problems)?;
+    }
+    write_damage(&report, stdout)
+}
+
+/// The damage lines of `ntt report`.
+fn write_damage(report: &MediumReport, stdout: &mut impl Write) -> anyhow::Result<()> {
+    let d = &report.damage;
+    if d.files > 0 {
+        writeln!(
+            stdout,
+            "damaged  {} file(s) with {} on unreadable sectors ({} copied with zeros there): `ntt ls {} --damaged`",
+            d.files,
+            human_bytes(u64::try_from(d.bytes).unwrap_or(0)),
+            d.copied,
+            report.name
+        )?;
+    }
+    for v in d.volumes.iter().filter(|v| v.bad_bytes > 0) {
+        writeln!(
+            stdout,
+            "unread   volume {}: {} unreadable ({}): {} in files, {} free space, {} structures, {} unattributed",
+            v.volume_no,
+            human_bytes(u64::try_from(v.bad_bytes).unwrap_or(0)),
+            v.method,
+            human_bytes(u64::try_from(v.file_bytes).unwrap_or(0)),
+            human_bytes(u64::try_from(v.free_bytes).unwrap_or(0)),
+            human_bytes(u64::try_from(v.metadata_bytes).unwrap_or(0)),
+            human_bytes(u64::try_from(v.unattributed_bytes).unwrap_or(0)),
+        )?;
+        for line in &v.structures {
+            writeln!(stdout, "           structure hit: {line}")?;
+        }
     }
     Ok(())
 }

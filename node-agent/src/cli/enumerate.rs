@@ -64,6 +64,10 @@ pub struct LsArgs {
     /// One JSON object per line, with the exact path bytes in base64
     #[arg(long, env = env::JSON)]
     pub json: bool,
+
+    /// Only files with content on unreadable sectors (with the damaged byte ranges)
+    #[arg(long)]
+    pub damaged: bool,
 }
 
 /// `ntt ignore` subcommands.
@@ -114,32 +118,19 @@ async fn medium_id(catalog: &Catalog, given: Option<&str>) -> anyhow::Result<Opt
     })
 }
 
-/// `ntt enumerate`; `Ok(None)` when cancelled.
-pub(super) async fn run_enumerate(
+/// The medium's ignore patterns: the preset, the patterns given now (stored on the medium) and
+/// those stored before, the site's included.
+async fn ignore_set(
     catalog: &Catalog,
-    settings: &Settings,
-    args: EnumerateArgs,
-    cancel: &CancellationToken,
-    stdout: &mut impl Write,
-) -> anyhow::Result<Option<EnumerateReport>> {
-    let medium = media::resolve_medium(catalog.pool(), &args.medium).await?;
+    medium: &media::MediumRecord,
+    args: &EnumerateArgs,
+) -> anyhow::Result<IgnoreSet> {
     for pattern in &args.ignore {
         ignore::validate(pattern)?;
     }
     let mut patterns: Vec<Pattern> = Vec::new();
     if let Some(name) = &args.ignore_preset {
         patterns.extend(ignore::preset(name)?);
-    }
-    // Refused before anything is mounted (the stage checks again, and the swap under lock).
-    if !args.replace
-        && let Some(entries) =
-            crate::catalog::load::published_entries(catalog.pool(), medium.id).await?
-    {
-        return Err(crate::catalog::load::LoadError::AlreadyLoaded {
-            medium: medium.name.clone(),
-            entries,
-        }
-        .into());
     }
     for pattern in &args.ignore {
         listing::add_ignore_pattern(catalog.pool(), Some(medium.id), pattern).await?;
@@ -154,7 +145,30 @@ pub(super) async fn run_enumerate(
             },
         });
     }
-    let ignore = IgnoreSet::new(patterns)?;
+    Ok(IgnoreSet::new(patterns)?)
+}
+
+/// `ntt enumerate`; `Ok(None)` when cancelled.
+pub(super) async fn run_enumerate(
+    catalog: &Catalog,
+    settings: &Settings,
+    args: EnumerateArgs,
+    cancel: &CancellationToken,
+    stdout: &mut impl Write,
+) -> anyhow::Result<Option<EnumerateReport>> {
+    let medium = media::resolve_medium(catalog.pool(), &args.medium).await?;
+    // Refused before anything is mounted (the stage checks again, and the swap under lock).
+    if !args.replace
+        && let Some(entries) =
+            crate::catalog::load::published_entries(catalog.pool(), medium.id).await?
+    {
+        return Err(crate::catalog::load::LoadError::AlreadyLoaded {
+            medium: medium.name.clone(),
+            entries,
+        }
+        .into());
+    }
+    let ignore = ignore_set(catalog, &medium, &args).await?;
     let Some(attached) = attach(catalog, &medium, settings, args.force, cancel).await? else {
         return Ok(None);
     };
@@ -176,6 +190,24 @@ pub(super) async fn run_enumerate(
     )
     .await;
     ticker.finish().await;
+    // The damage map, while the volumes are attached: every load gets one (a replaced load
+    // starts without damaged ranges).
+    let result = match result {
+        Ok(mut report) => match super::damage::map_attached(catalog, &medium, &attached).await {
+            Ok(damage) => {
+                report.damage = damage;
+                Ok(report)
+            }
+            Err(error) => {
+                let released = attached.release();
+                if let Err(release) = released {
+                    tracing::warn!(error = %release, "releasing the volumes failed too");
+                }
+                return Err(error);
+            }
+        },
+        Err(error) => Err(error),
+    };
     // Released whatever happened: the mounts this run made go, `ntt mount`'s stay.
     let released = attached.release();
     let report = match result {
@@ -213,6 +245,7 @@ pub(super) async fn run_enumerate(
                 ""
             }
         )?;
+        super::damage::write_reports(&medium.name, &report.damage, false, stdout)?;
     }
     Ok(Some(report))
 }
@@ -236,6 +269,7 @@ pub(super) async fn run_ls(
         medium.id,
         args.volume,
         prefix.as_deref(),
+        args.damaged,
         &mut |row| {
             if json {
                 serde_json::to_writer(&mut out, &json_line(&row))?;
@@ -276,7 +310,22 @@ fn json_line(row: &Listed) -> serde_json::Value {
         "state": state,
         "excluded_reason": row.excluded_reason,
         "blob": row.blob_id.as_ref().map(hex::encode),
+        "damaged_ranges": row.damaged_ranges.as_deref().map(parse_ranges),
     })
+}
+
+/// PostgreSQL's `{[0,4096),[8192,9000)}` as `[[0,4096],[8192,9000]]` (start inclusive, end
+/// exclusive).
+fn parse_ranges(text: &str) -> Vec<[u64; 2]> {
+    text.trim_matches(|c| c == '{' || c == '}')
+        .split("),")
+        .filter_map(|part| {
+            let (start, end) = part
+                .trim_matches(|c| c == '[' || c == ')')
+                .split_once(',')?;
+            Some([start.trim().parse().ok()?, end.trim().parse().ok()?])
+        })
+        .collect()
 }
 
 /// Path bytes for a terminal: printable UTF-8 as is, anything else escaped (`\n`, `\xNN`).
@@ -339,6 +388,9 @@ fn write_line(out: &mut impl Write, row: &Listed) -> std::io::Result<()> {
     )?;
     if let Some(target) = &row.target {
         write!(out, " -> {}", escape_path(target))?;
+    }
+    if let Some(ranges) = &row.damaged_ranges {
+        write!(out, "  DAMAGED {ranges}")?;
     }
     writeln!(out)
 }
@@ -415,5 +467,15 @@ mod tests {
         assert_eq!(escape_path(b"x\x1cy"), "x\\x1cy");
         assert_eq!(escape_path(b"caf\xe9"), "caf\\xe9");
         assert_eq!(escape_path("ímynd".as_bytes()), "ímynd");
+    }
+
+    #[test]
+    fn damaged_ranges_read_from_their_text_form() {
+        assert_eq!(
+            parse_ranges("{[0,4096),[8192,9000)}"),
+            [[0, 4096], [8192, 9000]]
+        );
+        assert_eq!(parse_ranges("{[5,6)}"), [[5, 6]]);
+        assert!(parse_ranges("{}").is_empty());
     }
 }

@@ -16,7 +16,7 @@ use crate::imaging::passes::{PassLimits, Profile};
 use crate::imaging::{self, ImageEnd, ImageReport, ImageRequest, ImagingConfig};
 
 /// Options of `ntt image`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct ImageArgs {
     /// Block device (prefer /dev/disk/by-id/...) or image file (raw, split .000, qcow2, vmdk,
     /// vhd, vhdx, dmg, E01)

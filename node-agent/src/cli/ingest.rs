@@ -155,7 +155,7 @@ pub(super) async fn run_ingest(
         tracing::info!(source = %args.image.source.display(), "stage 1/5: identify and image");
         let image_args = ImageArgs {
             json: false,
-            ..args.image
+            ..args.image.clone()
         };
         let report =
             super::image::run(catalog, host, image_args, cancel, &mut std::io::sink()).await?;
@@ -166,9 +166,41 @@ pub(super) async fn run_ingest(
     };
     let medium = media::resolve_medium(catalog.pool(), &name).await?;
     if args.target >= Target::Enumerated
-        && load::published_entries(catalog.pool(), medium.id)
-            .await?
-            .is_none()
+        && !enumerate_stage(catalog, settings, &args, &medium, cancel).await?
+    {
+        return Ok(false);
+    }
+    if args.target >= Target::Copied
+        && !copy_stage(catalog, settings, store, &args, &medium, cancel).await?
+    {
+        return Ok(false);
+    }
+    let report = super::copy::ReportArgs {
+        medium: medium.hash.clone(),
+        json,
+    };
+    super::copy::run_report(catalog, report, stdout).await?;
+    if !json {
+        writeln!(
+            stdout,
+            "next     ntt ls {0} | ntt cat {0} PATH | ntt report {0} --json | ntt verify --medium {0}",
+            medium.name
+        )?;
+    }
+    Ok(true)
+}
+
+/// Stages 2-3: volumes, enumeration and the damage map; `Ok(false)` when cancelled.
+async fn enumerate_stage(
+    catalog: &Catalog,
+    settings: &Settings,
+    args: &IngestArgs,
+    medium: &media::MediumRecord,
+    cancel: &CancellationToken,
+) -> anyhow::Result<bool> {
+    if load::published_entries(catalog.pool(), medium.id)
+        .await?
+        .is_none()
     {
         tracing::info!(medium = %medium.name, "stage 2-3/5: volumes and enumeration");
         let enumerate = EnumerateArgs {
@@ -193,51 +225,64 @@ pub(super) async fn run_ingest(
             return Ok(false);
         }
     }
-    if args.target >= Target::Copied {
-        tracing::info!(medium = %medium.name, "stage 4/5: copy");
-        let copy = CopyArgs {
+    if super::damage::map_is_stale(catalog, medium).await? {
+        // A later rescue changed the unreadable areas (or the load predates damage maps).
+        tracing::info!(medium = %medium.name, "stage 3/5: map unreadable areas onto files again");
+        let damage = super::damage::DamageArgs {
             medium: medium.hash.clone(),
-            workers: args.workers,
-            max_attempts: 3,
-            retry_delay: 2.0,
-            batch_files: 2048,
-            batch_mib: 256,
             force: args.force,
             json: false,
         };
-        if super::copy::run_copy(catalog, settings, store, copy, cancel, &mut std::io::sink())
+        if super::damage::run_damage(catalog, settings, damage, cancel, &mut std::io::sink())
             .await?
             .is_none()
         {
             return Ok(false);
         }
-        tracing::info!(medium = %medium.name, sample = args.verify_sample, "stage 5/5: verify a sample");
-        let verify = VerifyArgs {
-            medium: Some(medium.hash.clone()),
-            all: false,
-            sample: Some(args.verify_sample.max(1)),
-            json: false,
-        };
-        let mut verified = Vec::new();
-        let good = super::copy::run_verify(catalog, store, verify, &mut verified).await?;
-        anyhow::ensure!(
-            good,
-            "verification of the stored blobs failed: {}",
-            String::from_utf8_lossy(&verified).trim()
-        );
     }
-    let report = super::copy::ReportArgs {
+    Ok(true)
+}
+
+/// Stages 4-5: copy, then verify a sample; `Ok(false)` when cancelled.
+async fn copy_stage(
+    catalog: &Catalog,
+    settings: &Settings,
+    store: &StoreArgs,
+    args: &IngestArgs,
+    medium: &media::MediumRecord,
+    cancel: &CancellationToken,
+) -> anyhow::Result<bool> {
+    tracing::info!(medium = %medium.name, "stage 4/5: copy");
+    let copy = CopyArgs {
         medium: medium.hash.clone(),
-        json,
+        workers: args.workers,
+        max_attempts: 3,
+        retry_delay: 2.0,
+        batch_files: 2048,
+        batch_mib: 256,
+        force: args.force,
+        json: false,
     };
-    super::copy::run_report(catalog, report, stdout).await?;
-    if !json {
-        writeln!(
-            stdout,
-            "next     ntt ls {0} | ntt cat {0} PATH | ntt report {0} --json | ntt verify --medium {0}",
-            medium.name
-        )?;
+    if super::copy::run_copy(catalog, settings, store, copy, cancel, &mut std::io::sink())
+        .await?
+        .is_none()
+    {
+        return Ok(false);
     }
+    tracing::info!(medium = %medium.name, sample = args.verify_sample, "stage 5/5: verify a sample");
+    let verify = VerifyArgs {
+        medium: Some(medium.hash.clone()),
+        all: false,
+        sample: Some(args.verify_sample.max(1)),
+        json: false,
+    };
+    let mut verified = Vec::new();
+    let good = super::copy::run_verify(catalog, store, verify, &mut verified).await?;
+    anyhow::ensure!(
+        good,
+        "verification of the stored blobs failed: {}",
+        String::from_utf8_lossy(&verified).trim()
+    );
     Ok(true)
 }
 

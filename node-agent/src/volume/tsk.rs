@@ -264,6 +264,100 @@ impl TskVolume {
         Ok(Some(body.into_entry(target)))
     }
 
+    /// Runs a block-map tool (`blkcat`, `blkls`, `ifind`, `istat`, `ffind`) with `args`
+    /// after the image; its stdout. `tolerated` is an exit that still answers (`ifind` exits
+    /// 1 when no inode owns the unit).
+    fn block_tool(
+        &self,
+        tool: &'static str,
+        before: &[&str],
+        after: &[&str],
+    ) -> Result<(bool, String), TskError> {
+        let output = self
+            .command(tool)
+            .args(before)
+            .arg(&self.image)
+            .args(after)
+            .output()
+            .map_err(|source| TskError::Spawn { tool, source })?;
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        if output.status.success() {
+            Ok((true, stdout))
+        } else if output.status.code() == Some(1) && output.stderr.is_empty() {
+            Ok((false, stdout))
+        } else {
+            Err(self.failed(tool, &output.stderr))
+        }
+    }
+
+    /// The size of the filesystem's addressable unit (block, cluster or sector) in bytes: the
+    /// unit of every address the block-map tools take and print.
+    pub fn unit_size(&self) -> Result<u64, TskError> {
+        let (_, out) = self.block_tool("blkcat", &["-s"], &[])?;
+        out.split(':')
+            .next()
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .filter(|&n| n > 0)
+            .ok_or_else(|| self.unparsable("blkcat", &out))
+    }
+
+    /// Whether each unit from `first` to `last` (inclusive) is allocated (`blkls -l -e`).
+    pub fn allocation(&self, first: u64, last: u64) -> Result<Vec<(u64, bool)>, TskError> {
+        let range = format!("{first}-{last}");
+        let (_, out) = self.block_tool("blkls", &["-l", "-e"], &[&range])?;
+        Ok(parse_allocation(&out))
+    }
+
+    /// Who owns `unit` (`ifind -d`).
+    pub fn owner(&self, unit: u64) -> Result<UnitOwner, TskError> {
+        let (_, out) = self.block_tool("ifind", &["-d", &unit.to_string()], &[])?;
+        Ok(parse_owner(&out))
+    }
+
+    /// The units holding the content of the file at metadata address `address`, in file order
+    /// (`istat`: ext's direct blocks, FAT's and ISO 9660's sectors, the unnamed data attribute
+    /// of NTFS and HFS+). Empty when the content is resident in the metadata or has no units.
+    pub fn content_units(&self, address: &str) -> Result<Vec<u64>, TskError> {
+        let (_, out) = self.block_tool("istat", &[], &[address])?;
+        Ok(parse_content_units(&out))
+    }
+
+    /// The first name of the entry at metadata address `address` (`ffind`), relative to the
+    /// volume root; `None` when it has none.
+    pub fn name_of(&self, address: &str) -> Result<Option<Vec<u8>>, TskError> {
+        let output = self
+            .command("ffind")
+            .arg(&self.image)
+            .arg(address)
+            .output()
+            .map_err(|source| TskError::Spawn {
+                tool: "ffind",
+                source,
+            })?;
+        let first = output
+            .stdout
+            .split(|&b| b == b'\n')
+            .next()
+            .unwrap_or_default();
+        // Deleted names come as "* /path"; a name is "/path".
+        Ok(first
+            .strip_prefix(b"/")
+            .filter(|name| !name.is_empty())
+            .map(<[u8]>::to_vec))
+    }
+
+    fn unparsable(&self, tool: &'static str, out: &str) -> TskError {
+        TskError::Failed {
+            tool,
+            image: self.image.clone(),
+            offset: self.offset,
+            stderr: format!(
+                "unexpected output {:?}",
+                out.chars().take(200).collect::<String>()
+            ),
+        }
+    }
+
     /// Streams the content of the file with metadata address `ino`.
     pub fn open(&self, ino: u64) -> Result<IcatReader, TskError> {
         let child = self
@@ -283,6 +377,71 @@ impl TskVolume {
             ino,
         })
     }
+}
+
+/// Who owns a unit of a filesystem, as `ifind -d` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnitOwner {
+    /// The entry at this metadata address (`12`, or NTFS's `64-128-2`).
+    Entry(String),
+    /// Filesystem structures with no entry (superblock, group tables, FAT, ...).
+    Metadata,
+    /// Nothing The Sleuth Kit knows of.
+    Nobody,
+}
+
+fn parse_owner(out: &str) -> UnitOwner {
+    let first = out.lines().next().unwrap_or_default().trim();
+    if first.eq_ignore_ascii_case("meta data") {
+        UnitOwner::Metadata
+    } else if first
+        .split('-')
+        .next()
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    {
+        UnitOwner::Entry(first.to_owned())
+    } else {
+        UnitOwner::Nobody
+    }
+}
+
+fn parse_allocation(out: &str) -> Vec<(u64, bool)> {
+    out.lines()
+        .filter_map(|line| {
+            let (unit, state) = line.split_once('|')?;
+            let unit = unit.trim().parse::<u64>().ok()?;
+            match state.trim() {
+                "a" => Some((unit, true)),
+                "f" => Some((unit, false)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// The numbers of the first content section of `istat` output.
+fn parse_content_units(out: &str) -> Vec<u64> {
+    let starts_content = |line: &str| {
+        let line = line.trim();
+        line == "Direct Blocks:"
+            || line == "Sectors:"
+            || ((line.starts_with("Type: $DATA ") || line.starts_with("Type: DFLT "))
+                && line.contains("Name: N/A")
+                && line.contains("Non-Resident"))
+    };
+    let mut lines = out.lines().skip_while(|line| !starts_content(line));
+    if lines.next().is_none() {
+        return Vec::new();
+    }
+    let mut units = Vec::new();
+    for line in lines {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.is_empty() || !words.iter().all(|w| w.bytes().all(|b| b.is_ascii_digit())) {
+            break;
+        }
+        units.extend(words.iter().filter_map(|w| w.parse::<u64>().ok()));
+    }
+    units
 }
 
 /// A file's content streamed from `icat`; a failing `icat` ends in an error, not a short read.
@@ -527,6 +686,37 @@ mod tests {
         assert_eq!(permission_bits(b"rwsr-sr-t"), 0o7755);
         assert_eq!(permission_bits(b"rwSr--r-T"), 0o5644);
         assert_eq!(permission_bits(b"---------"), 0);
+    }
+
+    #[test]
+    fn block_map_answers_parse() {
+        assert_eq!(parse_owner("13\n"), UnitOwner::Entry("13".to_owned()));
+        assert_eq!(
+            parse_owner("64-128-2\n"),
+            UnitOwner::Entry("64-128-2".to_owned())
+        );
+        assert_eq!(parse_owner("Meta Data\n"), UnitOwner::Metadata);
+        assert_eq!(parse_owner("Inode not found\n"), UnitOwner::Nobody);
+        assert_eq!(parse_owner(""), UnitOwner::Nobody);
+        assert_eq!(
+            parse_allocation(
+                "class|host|image|first_time|unit\nblkls|vm||1|Fragment\naddr|alloc\n10|a\n11|f\n"
+            ),
+            [(10, true), (11, false)]
+        );
+        let ext = "inode: 13\nsize: 50000\n\nDirect Blocks:\n1163 1164 1165\n1166 \n\nIndirect Blocks:\n9\n";
+        assert_eq!(parse_content_units(ext), [1163, 1164, 1165, 1166]);
+        let ntfs = "Attributes: \nType: $STANDARD_INFORMATION (16-0)   Name: N/A   Resident   size: 72\n\
+                    Type: $DATA (128-4)   Name: $Zone   Non-Resident   size: 9\n7 \n\
+                    Type: $DATA (128-1)   Name: N/A   Non-Resident   size: 69632  init_size: 69632\n\
+                    4 5 6 7 8 9 10 11 \n20 21 0 \nType: $BITMAP (176-3)   Name: N/A   Non-Resident   size: 16\n2\n";
+        assert_eq!(
+            parse_content_units(ntfs),
+            [4, 5, 6, 7, 8, 9, 10, 11, 20, 21, 0]
+        );
+        let resident = "Type: $DATA (128-1)   Name: N/A   Resident   size: 12\n";
+        assert!(parse_content_units(resident).is_empty());
+        assert_eq!(parse_content_units("Sectors:\n27 \n"), [27]);
     }
 
     #[test]
