@@ -278,8 +278,19 @@ async fn a_failing_disk_ingests_end_to_end_and_a_second_medium_deduplicates(pool
         cat(&host, "failing", b"NOTE.TXT", "1"),
         b"on the fat side\n"
     );
-    // hit.bin lies on unreadable sectors: the image holds zeros there (issue 10 will flag it
-    // damaged); its readable parts are intact.
+    // hit.bin lies on unreadable sectors: the image holds zeros there and the file is flagged
+    // damaged with exactly those bytes; its readable parts are intact.
+    assert_eq!(report["damage"]["files"], 1, "{report}");
+    let damaged: Vec<Value> = ls(&host, "failing")
+        .into_iter()
+        .filter(|e| !e["damaged_ranges"].is_null())
+        .collect();
+    assert_eq!(damaged.len(), 1, "{damaged:?}");
+    assert_eq!(damaged[0]["path"], "hit.bin");
+    assert_eq!(
+        damaged[0]["damaged_ranges"],
+        serde_json::json!([[4096, 12288]])
+    );
     let stored = cat(&host, "failing", b"hit.bin", "0");
     assert_eq!(stored.len(), 64 * 1024);
     assert!(stored[4096..12288].iter().all(|&b| b == 0));
