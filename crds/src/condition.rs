@@ -1,0 +1,59 @@
+//! Condition types and reasons of a Medium's status, and the labels, annotations and field
+//! managers both binaries agree on.
+//!
+//! Rules: condition types and reasons are CamelCase constants used by name, never spelled out
+//! at a call site, so a typo cannot create a second condition.
+
+/// The image (or registration) stage succeeded.
+pub const IMAGED: &str = "Imaged";
+/// The enumeration stage succeeded.
+pub const ENUMERATED: &str = "Enumerated";
+/// The copy stage succeeded.
+pub const COPIED: &str = "Copied";
+/// Every stage up to the target succeeded.
+pub const READY: &str = "Ready";
+/// A stage failed for good, or the medium could not be read completely.
+pub const DEGRADED: &str = "Degraded";
+
+/// Condition reasons.
+pub mod reason {
+    /// Nothing has happened yet.
+    pub const WAITING: &str = "Waiting";
+    /// A job is running the stage.
+    pub const IN_PROGRESS: &str = "InProgress";
+    /// The stage succeeded.
+    pub const SUCCEEDED: &str = "Succeeded";
+    /// The stage is not part of the target.
+    pub const NOT_REQUESTED: &str = "NotRequested";
+    /// Every stage up to the target succeeded.
+    pub const COMPLETED: &str = "Completed";
+    /// A job failed; it is retried after a backoff.
+    pub const BACKING_OFF: &str = "BackingOff";
+    /// A stage failed for good; change the retry annotation to try again.
+    pub const FAILED: &str = "Failed";
+    /// The pause annotation is set.
+    pub const PAUSED: &str = "Paused";
+    /// The medium is being deleted.
+    pub const DELETING: &str = "Deleting";
+    /// Everything is fine.
+    pub const HEALTHY: &str = "Healthy";
+    /// The medium could not be read completely (health other than ok).
+    pub const UNREADABLE_AREAS: &str = "UnreadableAreas";
+}
+
+/// The finalizer the controller keeps on every Medium until its jobs are gone.
+pub const FINALIZER: &str = "ntt.hrdag.org/cleanup";
+/// The finalizer an agent keeps on a MediumJob it runs, until it has released the medium.
+pub const AGENT_FINALIZER: &str = "ntt.hrdag.org/agent";
+/// Change its value to retry a medium whose stage failed for good.
+pub const RETRY_ANNOTATION: &str = "ntt.hrdag.org/retry";
+/// `"true"` stops new jobs (a running one finishes; deletion still proceeds).
+pub const PAUSED_ANNOTATION: &str = "ntt.hrdag.org/paused";
+/// Label on each MediumJob: the uid of its Medium.
+pub const MEDIUM_UID_LABEL: &str = "ntt.hrdag.org/medium-uid";
+/// Label on each MediumJob: its stage.
+pub const STAGE_LABEL: &str = "ntt.hrdag.org/stage";
+/// Server-side apply field manager of the controller (Medium status, jobs it creates).
+pub const FIELD_MANAGER_CONTROLLER: &str = "ntt-controller";
+/// Server-side apply field manager of the node agent (MediumJob status).
+pub const FIELD_MANAGER_AGENT: &str = "ntt-agent";
