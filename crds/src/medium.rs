@@ -367,7 +367,7 @@ pub struct MediumStatus {
     /// The current (or last) stage's progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
-    /// The MediumJob running now.
+    /// The MediumJob running now (after a failure: the job that failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_job: Option<String>,
     /// The stage being worked on (or last worked on).

@@ -1,0 +1,882 @@
+//! The controller's `plan`, without any server: a small world (one Medium, its jobs, a clock)
+//! where each plan is carried out the way the reconcile shell does, and a scripted agent runs
+//! the jobs. Table tests walk every phase and annotation; a property test drives random
+//! agents, clocks and user edits and checks the invariants that must always hold.
+
+#![expect(clippy::unwrap_used, reason = "tests fail with the error")]
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use ntt_controller::plan::{Facts, FinalizerAction, Plan, Settings, backoff, job_name, plan};
+use ntt_crds::condition::{self, AGENT_FINALIZER, FINALIZER, PAUSED_ANNOTATION, RETRY_ANNOTATION};
+use ntt_crds::{
+    DeletionPolicy, ErrorClass, JobError, JobResult, JobState, Medium, MediumJob, MediumJobStatus,
+    MediumSpec, Phase, Progress, Source, Stage, Target,
+};
+
+fn settings() -> Settings {
+    Settings {
+        heartbeat_timeout: Duration::from_mins(1),
+        backoff_base: Duration::from_secs(10),
+        backoff_max: Duration::from_secs(100),
+        max_attempts: 3,
+    }
+}
+
+/// One Medium and its jobs, as the API server would hold them.
+struct World {
+    medium: Medium,
+    jobs: Vec<MediumJob>,
+    now: Timestamp,
+    settings: Settings,
+    gone: bool,
+}
+
+impl World {
+    fn new(target: Target) -> Self {
+        let mut medium = Medium::new(
+            "box-7-disk-2",
+            MediumSpec {
+                node_name: "dock-1".to_owned(),
+                source: Source {
+                    device: Some("/dev/disk/by-id/usb-WD_1234".to_owned()),
+                    ..Source::default()
+                },
+                target,
+                description: None,
+                imaging: ntt_crds::ImagingOptions::default(),
+                ignore: ntt_crds::IgnoreOptions::default(),
+                deletion_policy: DeletionPolicy::Retain,
+                purge_confirmation: None,
+            },
+        );
+        medium.metadata.namespace = Some("lab".to_owned());
+        medium.metadata.uid = Some("2f1c9a4e-0000-4000-8000-000000000001".to_owned());
+        medium.metadata.generation = Some(1);
+        Self {
+            medium,
+            jobs: Vec::new(),
+            now: "2026-12-01T12:00:00Z".parse().unwrap(),
+            settings: settings(),
+            gone: false,
+        }
+    }
+
+    fn plan(&self) -> Plan {
+        plan(
+            Facts {
+                medium: &self.medium,
+                jobs: &self.jobs,
+                now: self.now,
+            },
+            &self.settings,
+        )
+    }
+
+    /// Plans and carries the plan out like the reconcile shell; returns the plan.
+    fn reconcile(&mut self) -> Plan {
+        let plan = self.plan();
+        let finalizers = self.medium.metadata.finalizers.get_or_insert_default();
+        match plan.finalizer {
+            FinalizerAction::Keep => {}
+            FinalizerAction::Add => finalizers.push(FINALIZER.to_owned()),
+            FinalizerAction::Remove => finalizers.retain(|f| f != FINALIZER),
+        }
+        if self.medium.metadata.deletion_timestamp.is_some()
+            && self
+                .medium
+                .metadata
+                .finalizers
+                .as_ref()
+                .is_none_or(Vec::is_empty)
+        {
+            self.gone = true;
+        }
+        if let Some(lost) = &plan.fail {
+            let job = self.job_mut(&lost.name);
+            let status = job.status.get_or_insert_default();
+            status.state = JobState::Failed;
+            status.error = Some(lost.error.clone());
+            status.finished_at = Some(lost.at.clone());
+        }
+        for name in &plan.release {
+            self.job_mut(name)
+                .metadata
+                .finalizers
+                .get_or_insert_default()
+                .retain(|f| f != AGENT_FINALIZER);
+        }
+        for name in &plan.delete {
+            self.job_mut(name).metadata.deletion_timestamp = Some(Time(self.now));
+        }
+        // Objects being deleted without finalizers go away.
+        self.jobs.retain(|j| {
+            j.metadata.deletion_timestamp.is_none()
+                || j.metadata
+                    .finalizers
+                    .as_ref()
+                    .is_some_and(|f| !f.is_empty())
+        });
+        if let Some(job) = &plan.create {
+            assert!(
+                !self
+                    .jobs
+                    .iter()
+                    .any(|j| j.metadata.name == job.metadata.name),
+                "a job is never created twice: {:?}",
+                job.metadata.name
+            );
+            let mut job = job.clone();
+            job.metadata.creation_timestamp = Some(Time(self.now));
+            self.jobs.push(job);
+        }
+        self.medium.status = Some(plan.status.clone());
+        plan
+    }
+
+    fn job_mut(&mut self, name: &str) -> &mut MediumJob {
+        self.jobs
+            .iter_mut()
+            .find(|j| j.metadata.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("no job {name}"))
+    }
+
+    fn active(&self) -> Vec<&MediumJob> {
+        self.jobs
+            .iter()
+            .filter(|j| {
+                !j.status.as_ref().is_some_and(|s| s.state.is_finished())
+                    && j.metadata.deletion_timestamp.is_none()
+            })
+            .collect()
+    }
+
+    /// The one active job (panics unless there is exactly one).
+    fn the_job(&self) -> String {
+        let active = self.active();
+        assert_eq!(active.len(), 1, "one active job: {:?}", self.names());
+        active[0].metadata.name.clone().unwrap()
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.jobs
+            .iter()
+            .map(|j| j.metadata.name.clone().unwrap())
+            .collect()
+    }
+
+    /// The agent claims the job (its finalizer, Running, a heartbeat).
+    fn claim(&mut self, name: &str) {
+        let now = self.now;
+        let job = self.job_mut(name);
+        job.metadata
+            .finalizers
+            .get_or_insert_default()
+            .push(AGENT_FINALIZER.to_owned());
+        job.status = Some(MediumJobStatus {
+            state: JobState::Running,
+            agent: Some("ntt-agent-x7".to_owned()),
+            started_at: Some(Time(now)),
+            heartbeat_at: Some(Time(now)),
+            ..MediumJobStatus::default()
+        });
+    }
+
+    fn heartbeat(&mut self, name: &str, progress: Option<Progress>) {
+        let now = self.now;
+        let status = self.job_mut(name).status.as_mut().unwrap();
+        status.heartbeat_at = Some(Time(now));
+        status.progress = progress;
+    }
+
+    /// The agent finishes the job and releases it.
+    fn finish(&mut self, name: &str, outcome: Result<JobResult, JobError>) {
+        let now = self.now;
+        let job = self.job_mut(name);
+        job.metadata
+            .finalizers
+            .get_or_insert_default()
+            .retain(|f| f != AGENT_FINALIZER);
+        let status = job.status.get_or_insert_default();
+        status.finished_at = Some(Time(now));
+        match outcome {
+            Ok(result) => {
+                status.state = JobState::Succeeded;
+                status.result = Some(result);
+            }
+            Err(error) => {
+                status.state = JobState::Failed;
+                status.error = Some(error);
+            }
+        }
+    }
+
+    /// The agent runs the active job to success.
+    fn run_active(&mut self) -> String {
+        let name = self.the_job();
+        self.claim(&name);
+        self.advance(5);
+        let result = JobResult {
+            medium_hash: Some("726cdff6dc73e3dd1abe0e4c9762dff5".to_owned()),
+            health: Some("ok".to_owned()),
+            summary: String::new(),
+        };
+        self.finish(&name, Ok(result));
+        name
+    }
+
+    fn advance(&mut self, seconds: i64) {
+        self.now += SignedDuration::from_secs(seconds);
+    }
+
+    fn status(&self) -> &ntt_crds::MediumStatus {
+        self.medium.status.as_ref().unwrap()
+    }
+
+    fn condition(&self, type_: &str) -> (String, String) {
+        let c = self.status().condition(type_).unwrap();
+        (c.status.clone(), c.reason.clone())
+    }
+
+    fn annotate(&mut self, key: &str, value: &str) {
+        self.medium
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(key.to_owned(), value.to_owned());
+    }
+
+    fn set_target(&mut self, target: Target) {
+        self.medium.spec.target = target;
+        *self.medium.metadata.generation.as_mut().unwrap() += 1;
+    }
+
+    fn delete(&mut self) {
+        self.medium.metadata.deletion_timestamp = Some(Time(self.now));
+    }
+
+    /// Reconciles until nothing changes; asserts the settled plan writes nothing.
+    fn settle(&mut self) {
+        for _ in 0..10 {
+            let before = (self.medium.clone(), self.jobs.clone());
+            self.reconcile();
+            if (self.medium.clone(), self.jobs.clone()) == before {
+                assert_no_writes(&self.plan(), &self.medium);
+                return;
+            }
+        }
+        panic!("did not settle: {:?}", self.status());
+    }
+}
+
+fn error(class: ErrorClass, message: &str) -> JobError {
+    JobError {
+        class,
+        message: message.to_owned(),
+    }
+}
+
+fn assert_no_writes(plan: &Plan, medium: &Medium) {
+    assert_eq!(plan.finalizer, FinalizerAction::Keep);
+    assert!(plan.create.is_none(), "{:?}", plan.create);
+    assert!(plan.fail.is_none());
+    assert!(plan.delete.is_empty(), "{:?}", plan.delete);
+    assert!(plan.release.is_empty());
+    assert!(plan.events.is_empty(), "{:?}", plan.events);
+    assert_eq!(
+        Some(&plan.status),
+        medium.status.as_ref(),
+        "status unchanged"
+    );
+}
+
+#[test]
+fn a_new_medium_first_gets_the_finalizer_and_nothing_else() {
+    let world = World::new(Target::Copied);
+    let plan = world.plan();
+    assert_eq!(plan.finalizer, FinalizerAction::Add);
+    assert!(plan.create.is_none());
+    assert!(plan.events.is_empty());
+}
+
+#[test]
+fn the_full_lifecycle_runs_one_job_per_stage_to_copied_and_then_settles() {
+    let mut world = World::new(Target::Copied);
+    world.reconcile();
+    let plan = world.reconcile();
+    let job = plan.create.as_ref().unwrap();
+    assert_eq!(job.spec.stage, Stage::Image);
+    assert_eq!(job.spec.attempt, 1);
+    assert_eq!(job.spec.node_name, "dock-1");
+    assert_eq!(job.metadata.name.as_deref(), Some("box-7-disk-2-image-1"));
+    let owner = &job.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.controller),
+        ("Medium", Some(true))
+    );
+    assert_eq!(
+        job.metadata.labels.as_ref().unwrap()[condition::MEDIUM_UID_LABEL],
+        "2f1c9a4e-0000-4000-8000-000000000001"
+    );
+    assert_eq!(world.status().phase, Phase::Imaging);
+    assert_eq!(
+        world.status().current_job.as_deref(),
+        Some("box-7-disk-2-image-1")
+    );
+    assert!(plan.events.iter().any(|e| e.reason == "JobCreated"));
+
+    // The agent runs it, reporting progress that shows on the Medium.
+    world.claim("box-7-disk-2-image-1");
+    world.advance(10);
+    world.heartbeat(
+        "box-7-disk-2-image-1",
+        Some(Progress {
+            stage: Some(Stage::Image),
+            percent: Some(40),
+            summary: "imaging 40%".to_owned(),
+            ..Progress::default()
+        }),
+    );
+    let plan = world.reconcile();
+    assert!(plan.create.is_none());
+    assert_eq!(world.status().progress.as_ref().unwrap().percent, Some(40));
+    assert_eq!(
+        world.condition(condition::IMAGED),
+        ("False".to_owned(), "InProgress".to_owned())
+    );
+    assert_eq!(
+        plan.requeue,
+        Some(Duration::from_mins(1)),
+        "until the heartbeat deadline"
+    );
+    world.finish(
+        "box-7-disk-2-image-1",
+        Ok(JobResult {
+            medium_hash: Some("726cdff6".to_owned()),
+            health: Some("ok".to_owned()),
+            summary: String::new(),
+        }),
+    );
+    let plan = world.reconcile();
+    assert_eq!(plan.create.as_ref().unwrap().spec.stage, Stage::Enumerate);
+    assert_eq!(world.status().medium_hash.as_deref(), Some("726cdff6"));
+    assert_eq!(world.condition(condition::IMAGED).0, "True");
+    assert_eq!(world.status().phase, Phase::Enumerating);
+    world.run_active();
+    let plan = world.reconcile();
+    assert_eq!(plan.create.as_ref().unwrap().spec.stage, Stage::Copy);
+    world.run_active();
+    let plan = world.reconcile();
+    assert!(plan.create.is_none());
+    assert!(plan.events.iter().any(|e| e.reason == "Completed"));
+    let status = world.status();
+    assert_eq!(status.phase, Phase::Completed);
+    assert!(status.completed_at.is_some());
+    for type_ in [
+        condition::IMAGED,
+        condition::ENUMERATED,
+        condition::COPIED,
+        condition::READY,
+    ] {
+        assert_eq!(world.condition(type_).0, "True", "{type_}");
+    }
+    assert_eq!(world.condition(condition::DEGRADED).0, "False");
+    assert!(
+        status
+            .conditions
+            .iter()
+            .all(|c| c.observed_generation == Some(1))
+    );
+    assert_eq!(world.jobs.len(), 3, "one job per stage, kept as history");
+    world.advance(3600);
+    world.settle();
+}
+
+#[test]
+fn raising_the_target_later_continues_where_the_medium_stopped() {
+    let mut world = World::new(Target::Imaged);
+    world.reconcile();
+    world.reconcile();
+    world.run_active();
+    world.reconcile();
+    assert_eq!(world.status().phase, Phase::Completed);
+    assert_eq!(
+        world.condition(condition::ENUMERATED),
+        ("False".to_owned(), "NotRequested".to_owned())
+    );
+    world.settle();
+    world.set_target(Target::Copied);
+    let plan = world.reconcile();
+    assert_eq!(plan.create.as_ref().unwrap().spec.stage, Stage::Enumerate);
+    assert_eq!(world.status().observed_generation, Some(2));
+    assert_eq!(world.condition(condition::READY).0, "False");
+    assert!(world.status().completed_at.is_none());
+    world.run_active();
+    world.reconcile();
+    world.run_active();
+    world.reconcile();
+    assert_eq!(world.status().phase, Phase::Completed);
+    assert_eq!(
+        world
+            .jobs
+            .iter()
+            .filter(|j| j.spec.stage == Stage::Image)
+            .count(),
+        1,
+        "imaged once"
+    );
+}
+
+#[test]
+fn lowering_the_target_cancels_the_job_of_a_stage_no_longer_wanted() {
+    let mut world = World::new(Target::Copied);
+    world.reconcile();
+    world.reconcile();
+    world.run_active();
+    world.reconcile();
+    world.run_active();
+    world.reconcile();
+    let copy = world.the_job();
+    world.claim(&copy);
+    world.set_target(Target::Enumerated);
+    let plan = world.reconcile();
+    assert_eq!(plan.delete, std::slice::from_ref(&copy));
+    assert_eq!(world.status().phase, Phase::Completed);
+}
+
+#[test]
+fn pause_stops_new_jobs_but_not_a_running_one_and_resume_continues() {
+    let mut world = World::new(Target::Copied);
+    world.annotate(PAUSED_ANNOTATION, "true");
+    world.reconcile();
+    let plan = world.reconcile();
+    assert!(plan.create.is_none());
+    assert_eq!(world.status().phase, Phase::Paused);
+    world.settle();
+
+    world.annotate(PAUSED_ANNOTATION, "false");
+    let plan = world.reconcile();
+    assert_eq!(plan.create.as_ref().unwrap().spec.stage, Stage::Image);
+    let image = world.the_job();
+    world.claim(&image);
+    world.annotate(PAUSED_ANNOTATION, "true");
+    let plan = world.reconcile();
+    assert!(plan.delete.is_empty(), "a running job finishes");
+    assert_eq!(world.status().phase, Phase::Imaging);
+    world.advance(5);
+    world.finish(&image, Ok(JobResult::default()));
+    let plan = world.reconcile();
+    assert!(plan.create.is_none(), "no new job while paused");
+    assert_eq!(world.status().phase, Phase::Paused);
+    assert_eq!(world.condition(condition::IMAGED).0, "True");
+    world
+        .medium
+        .metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .remove(PAUSED_ANNOTATION);
+    let plan = world.reconcile();
+    assert_eq!(plan.create.as_ref().unwrap().spec.stage, Stage::Enumerate);
+}
+
+#[test]
+fn transient_failures_back_off_exponentially_then_stop_until_the_retry_annotation_changes() {
+    let mut world = World::new(Target::Imaged);
+    world.reconcile();
+    world.reconcile();
+    for attempt in 1..=3 {
+        let name = world.the_job();
+        assert_eq!(name, format!("box-7-disk-2-image-{attempt}"));
+        world.claim(&name);
+        world.finish(
+            &name,
+            Err(error(ErrorClass::Transient, "database unreachable")),
+        );
+        let plan = world.reconcile();
+        if attempt == 3 {
+            break;
+        }
+        assert!(plan.create.is_none(), "no retry before the backoff");
+        let wait = Duration::from_secs(10 << (attempt - 1));
+        assert_eq!(plan.requeue, Some(wait));
+        assert_eq!(world.status().reason.as_deref(), Some("BackingOff"));
+        assert!(world.status().next_attempt_at.is_some());
+        assert!(
+            plan.events
+                .iter()
+                .any(|e| e.reason == "JobFailed" && e.warning)
+        );
+        // Reconciling again before the time changes nothing.
+        world.settle();
+        world.advance(i64::try_from(wait.as_secs()).unwrap());
+        let plan = world.reconcile();
+        assert_eq!(plan.create.as_ref().unwrap().spec.attempt, attempt + 1);
+        assert!(
+            world.jobs.iter().all(|j| j.spec.attempt > attempt - 1),
+            "older attempts are cleaned up: {:?}",
+            world.names()
+        );
+    }
+    // Three attempts: terminal.
+    assert_eq!(world.status().phase, Phase::Failed);
+    assert_eq!(world.status().attempts, 3);
+    assert_eq!(
+        world.condition(condition::DEGRADED),
+        ("True".to_owned(), "Failed".to_owned())
+    );
+    assert_eq!(
+        world.status().last_error.as_ref().unwrap().message,
+        "database unreachable"
+    );
+    world.advance(100_000);
+    world.settle();
+    assert!(world.active().is_empty(), "no job however long one waits");
+
+    world.annotate(RETRY_ANNOTATION, "1");
+    let plan = world.reconcile();
+    let job = plan.create.as_ref().unwrap();
+    assert_eq!(job.spec.attempt, 4, "attempt numbers keep counting");
+    assert_eq!(world.status().retry_seen.as_deref(), Some("1"));
+    assert_eq!(world.status().attempts, 1, "the retry starts a fresh count");
+    world.run_active();
+    world.reconcile();
+    assert_eq!(world.status().phase, Phase::Completed);
+    assert_eq!(world.condition(condition::DEGRADED).0, "False");
+    world.settle();
+}
+
+#[test]
+fn a_permanent_failure_is_terminal_at_once_and_the_same_retry_value_does_nothing_twice() {
+    let mut world = World::new(Target::Imaged);
+    world.annotate(RETRY_ANNOTATION, "a");
+    world.reconcile();
+    world.reconcile();
+    assert_eq!(
+        world.status().retry_seen.as_deref(),
+        Some("a"),
+        "recorded while healthy"
+    );
+    let name = world.the_job();
+    world.claim(&name);
+    world.finish(
+        &name,
+        Err(error(ErrorClass::Permanent, "/dev/sdz: no such device")),
+    );
+    let plan = world.reconcile();
+    assert!(plan.create.is_none());
+    assert_eq!(world.status().phase, Phase::Failed);
+    assert!(
+        plan.events
+            .iter()
+            .any(|e| e.reason == "StageFailed" && e.warning)
+    );
+    world.settle();
+    world.annotate(RETRY_ANNOTATION, "b");
+    let plan = world.reconcile();
+    assert!(plan.create.is_some());
+    let name = world.the_job();
+    world.claim(&name);
+    world.finish(
+        &name,
+        Err(error(ErrorClass::Permanent, "/dev/sdz: no such device")),
+    );
+    world.reconcile();
+    assert_eq!(world.status().phase, Phase::Failed);
+    world.settle();
+}
+
+#[test]
+fn a_stale_heartbeat_fails_the_job_as_lost_and_a_new_attempt_follows() {
+    let mut world = World::new(Target::Imaged);
+    world.reconcile();
+    world.reconcile();
+    let first = world.the_job();
+    world.claim(&first);
+    world.advance(59);
+    assert!(world.reconcile().fail.is_none(), "not yet");
+    world.advance(1);
+    let plan = world.reconcile();
+    let lost = plan.fail.as_ref().unwrap();
+    assert_eq!(lost.name, first);
+    assert_eq!(lost.error.class, ErrorClass::Lost);
+    assert!(plan.events.iter().any(|e| e.reason == "JobLost"));
+    // Failed as lost: retried after the backoff, like a transient failure.
+    world.reconcile();
+    assert_eq!(world.status().reason.as_deref(), Some("BackingOff"));
+    world.advance(10);
+    let plan = world.reconcile();
+    assert_eq!(plan.create.as_ref().unwrap().spec.attempt, 2);
+    // The lost job is deleted; its agent never releases it, so the controller does.
+    let plan = world.reconcile();
+    assert!(plan.delete.contains(&first), "{plan:?}");
+    let plan = world.reconcile();
+    assert_eq!(plan.release, std::slice::from_ref(&first));
+    assert!(!world.names().contains(&first), "{:?}", world.names());
+    world.run_active();
+    world.reconcile();
+    assert_eq!(world.status().phase, Phase::Completed);
+}
+
+#[test]
+fn a_pending_job_waits_for_its_agent_without_failing() {
+    let mut world = World::new(Target::Imaged);
+    world.reconcile();
+    world.reconcile();
+    world.advance(86_400);
+    let plan = world.reconcile();
+    assert!(plan.fail.is_none());
+    assert_eq!(world.status().reason.as_deref(), Some("WaitingForAgent"));
+}
+
+#[test]
+fn deleting_a_medium_cancels_its_running_job_then_releases_and_retains_the_evidence() {
+    let mut world = World::new(Target::Copied);
+    world.reconcile();
+    world.reconcile();
+    let job = world.the_job();
+    world.claim(&job);
+    world.delete();
+    let plan = world.reconcile();
+    assert_eq!(plan.delete, std::slice::from_ref(&job));
+    assert_eq!(
+        plan.finalizer,
+        FinalizerAction::Keep,
+        "not while the job holds the medium"
+    );
+    assert_eq!(world.status().phase, Phase::Deleting);
+    assert!(plan.create.is_none());
+    // The agent is still releasing (heartbeats): wait.
+    world.advance(5);
+    world.heartbeat(&job, None);
+    let plan = world.reconcile();
+    assert_eq!(plan.finalizer, FinalizerAction::Keep);
+    assert!(plan.release.is_empty());
+    // It cancels, releases and drops its finalizer: the job goes, then the Medium.
+    world.finish(&job, Err(error(ErrorClass::Cancelled, "cancelled")));
+    world
+        .jobs
+        .retain(|j| j.metadata.name.as_deref() != Some(job.as_str()));
+    let plan = world.reconcile();
+    assert_eq!(plan.finalizer, FinalizerAction::Remove);
+    assert!(plan.create.is_none(), "Retain: no purge job");
+    assert!(world.gone);
+}
+
+#[test]
+fn a_dead_agents_cancelled_job_is_released_by_the_controller() {
+    let mut world = World::new(Target::Copied);
+    world.reconcile();
+    world.reconcile();
+    let job = world.the_job();
+    world.claim(&job);
+    world.delete();
+    world.reconcile();
+    world.advance(61);
+    let plan = world.reconcile();
+    assert_eq!(plan.release, [job]);
+    let plan = world.reconcile();
+    assert_eq!(plan.finalizer, FinalizerAction::Remove);
+}
+
+#[test]
+fn purge_without_the_confirmation_is_refused_and_the_evidence_retained() {
+    let mut world = World::new(Target::Imaged);
+    world.medium.spec.deletion_policy = DeletionPolicy::Purge;
+    world.medium.spec.purge_confirmation = Some("yes please".to_owned());
+    world.reconcile();
+    world.reconcile();
+    world.run_active();
+    world.reconcile();
+    world.delete();
+    let plan = world.reconcile();
+    assert!(plan.create.is_none(), "no purge job");
+    assert!(
+        plan.events
+            .iter()
+            .any(|e| e.reason == "PurgeNotConfirmed" && e.warning)
+    );
+    assert_eq!(plan.finalizer, FinalizerAction::Remove);
+    assert_eq!(world.status().reason.as_deref(), Some("PurgeNotConfirmed"));
+}
+
+#[test]
+fn purge_with_the_confirmation_runs_a_purge_job_before_the_finalizer_goes() {
+    let mut world = World::new(Target::Imaged);
+    world.medium.spec.deletion_policy = DeletionPolicy::Purge;
+    world.medium.spec.purge_confirmation = Some("purge box-7-disk-2".to_owned());
+    world.reconcile();
+    world.reconcile();
+    world.run_active();
+    world.reconcile();
+    world.delete();
+    let plan = world.reconcile();
+    let job = plan.create.as_ref().unwrap();
+    assert_eq!(job.spec.stage, Stage::Purge);
+    assert_eq!(plan.finalizer, FinalizerAction::Keep);
+    let purge = world.the_job();
+    world.claim(&purge);
+    world.finish(&purge, Err(error(ErrorClass::Transient, "database down")));
+    let plan = world.reconcile();
+    assert_eq!(
+        plan.finalizer,
+        FinalizerAction::Keep,
+        "a failed purge holds the Medium"
+    );
+    world.advance(10);
+    world.reconcile();
+    world.run_active();
+    let plan = world.reconcile();
+    assert_eq!(plan.finalizer, FinalizerAction::Remove);
+    assert!(plan.events.iter().any(|e| e.reason == "Purged"));
+}
+
+#[test]
+fn unreadable_areas_show_as_degraded_but_the_pipeline_goes_on() {
+    let mut world = World::new(Target::Enumerated);
+    world.reconcile();
+    world.reconcile();
+    let name = world.the_job();
+    world.claim(&name);
+    world.finish(
+        &name,
+        Ok(JobResult {
+            medium_hash: Some("aa".to_owned()),
+            health: Some("incomplete".to_owned()),
+            summary: String::new(),
+        }),
+    );
+    let plan = world.reconcile();
+    assert_eq!(plan.create.as_ref().unwrap().spec.stage, Stage::Enumerate);
+    assert_eq!(
+        world.condition(condition::DEGRADED),
+        ("True".to_owned(), "UnreadableAreas".to_owned())
+    );
+    assert_eq!(world.status().health.as_deref(), Some("incomplete"));
+}
+
+#[test]
+fn job_names_fit_the_api_limits_and_stay_apart() {
+    let mut world = World::new(Target::Copied);
+    assert_eq!(
+        job_name(&world.medium, Stage::Enumerate, 12),
+        "box-7-disk-2-enumerate-12"
+    );
+    world.medium.metadata.name = Some(format!("{}.x", "a".repeat(250)));
+    let long = job_name(&world.medium, Stage::Enumerate, 12);
+    assert!(long.len() <= 253, "{}", long.len());
+    assert!(long.ends_with("-2f1c9a4e-enumerate-12"), "{long}");
+}
+
+#[test]
+fn backoff_doubles_up_to_its_ceiling() {
+    let s = settings();
+    let waits: Vec<u64> = (1..=6).map(|a| backoff(&s, a).as_secs()).collect();
+    assert_eq!(waits, [10, 20, 40, 80, 100, 100]);
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Event {
+        Reconcile,
+        Advance(i64),
+        Claim,
+        Heartbeat,
+        Succeed,
+        Fail(ErrorClass),
+        Target(Target),
+        Pause(bool),
+        Retry(u8),
+        Delete,
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        prop_oneof![
+            6 => Just(Event::Reconcile),
+            2 => (1_i64..200).prop_map(Event::Advance),
+            2 => Just(Event::Claim),
+            1 => Just(Event::Heartbeat),
+            2 => Just(Event::Succeed),
+            1 => prop_oneof![
+                Just(ErrorClass::Transient),
+                Just(ErrorClass::Permanent),
+                Just(ErrorClass::Cancelled)
+            ]
+            .prop_map(Event::Fail),
+            1 => prop_oneof![Just(Target::Imaged), Just(Target::Enumerated), Just(Target::Copied)]
+                .prop_map(Event::Target),
+            1 => any::<bool>().prop_map(Event::Pause),
+            1 => (0_u8..3).prop_map(Event::Retry),
+            1 => Just(Event::Delete),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 400,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// Whatever agents, clocks and users do: at most one active job per Medium, never a
+        /// job beyond the target, the finalizer leaves only when no job is active, planning is
+        /// deterministic, and a settled Medium plans no writes.
+        #[test]
+        fn invariants_hold_under_random_histories(events in prop::collection::vec(event(), 1..80)) {
+            let mut world = World::new(Target::Copied);
+            for event in events {
+                if world.gone {
+                    break;
+                }
+                let active = world.active().first().and_then(|j| j.metadata.name.clone());
+                let claimed = active.as_ref().is_some_and(|n| {
+                    world.jobs.iter().any(|j| j.metadata.name.as_ref() == Some(n)
+                        && j.status.as_ref().is_some_and(|s| s.state == JobState::Running))
+                });
+                match event {
+                    Event::Reconcile => {
+                        let first = world.plan();
+                        prop_assert_eq!(&first, &world.plan(), "deterministic");
+                        let plan = world.reconcile();
+                        if let Some(job) = &plan.create {
+                            prop_assert!(
+                                job.spec.stage == Stage::Purge
+                                    || job.spec.stage.completes().unwrap() <= world.medium.spec.target
+                            );
+                        }
+                        let paused = world.medium.metadata.annotations.as_ref()
+                            .is_some_and(|a| a.get(PAUSED_ANNOTATION).is_some_and(|v| v == "true"));
+                        if paused && world.medium.metadata.deletion_timestamp.is_none() {
+                            prop_assert!(plan.create.is_none(), "no new job while paused");
+                        }
+                        if plan.finalizer == FinalizerAction::Remove {
+                            prop_assert!(world.active().is_empty());
+                        }
+                    }
+                    Event::Advance(s) => world.advance(s),
+                    Event::Claim => if let Some(name) = active.filter(|_| !claimed) { world.claim(&name) },
+                    Event::Heartbeat => if let Some(name) = active.filter(|_| claimed) { world.heartbeat(&name, None) },
+                    Event::Succeed => if let Some(name) = active.filter(|_| claimed) {
+                        world.finish(&name, Ok(JobResult::default()));
+                    },
+                    Event::Fail(class) => if let Some(name) = active.filter(|_| claimed) {
+                        world.finish(&name, Err(error(class, "boom")));
+                    },
+                    Event::Target(t) => world.set_target(t),
+                    Event::Pause(p) => world.annotate(PAUSED_ANNOTATION, if p { "true" } else { "false" }),
+                    Event::Retry(v) => world.annotate(RETRY_ANNOTATION, &v.to_string()),
+                    Event::Delete => world.delete(),
+                }
+                prop_assert!(world.active().len() <= 1, "one active job: {:?}", world.names());
+            }
+            if !world.gone {
+                world.settle();
+            }
+        }
+    }
+}
