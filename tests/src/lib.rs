@@ -7,6 +7,8 @@
 
 #![expect(clippy::missing_panics_doc, reason = "test fixtures panic by design")]
 
+pub mod apiserver;
+
 use ntt_agent::catalog::media::{self, MediumId, MediumKind, NewMedium};
 use sqlx::PgPool;
 

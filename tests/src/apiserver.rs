@@ -1,0 +1,578 @@
+//! An in-memory Kubernetes API server for tests: a real `kube::Client` talks to it over HTTP.
+//!
+//! ```text
+//!   kube::Client ──HTTP──▶ axum (routes: /api/v1/..., /apis/{group}/{version}/...)
+//!                              │
+//!                              ▼
+//!                           Store (objects, history, field managers)  ◀── tests inspect
+//! ```
+//!
+//! Faithful where controllers depend on it (see `store` for the write rules): list and watch
+//! with resourceVersion and bookmarks, initial events on watch, generation, the status
+//! subresource, 409 on stale writes and apply conflicts, no-op writes, finalizers and
+//! deletionTimestamp, ownerReference garbage collection, merge / JSON / server-side-apply
+//! patches with field managers, label and field selectors (with CRD selectable fields), CEL
+//! validation from the CRD schema. Not modelled: authentication, admission webhooks,
+//! pagination (lists return everything), foreground deletion, strategic merge (treated as a
+//! merge patch), `OpenAPI` schema checks other than CEL.
+
+pub mod fields;
+pub mod select;
+pub mod store;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::Response;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use select::Selector;
+use store::{ApiError, ResourceType, Store, Write};
+
+/// Bookmarks are sent this often on watches that ask for them.
+const BOOKMARK_EVERY: Duration = Duration::from_millis(500);
+
+struct Shared {
+    store: Mutex<Store>,
+    changed: watch::Sender<u64>,
+}
+
+/// A running in-memory API server; stops when dropped.
+#[derive(Debug)]
+pub struct ApiServer {
+    shared: Arc<SharedHandle>,
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// Shared state behind a newtype, so `ApiServer` can be `Debug`.
+pub struct SharedHandle(Shared);
+
+impl std::fmt::Debug for SharedHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedHandle")
+    }
+}
+
+/// A resource type from a CRD (its first version): names, scope, status subresource, CEL
+/// schema and selectable fields.
+pub fn resource_from_crd(crd: &CustomResourceDefinition) -> ResourceType {
+    let version = &crd.spec.versions[0];
+    ResourceType {
+        group: crd.spec.group.clone(),
+        version: version.name.clone(),
+        plural: crd.spec.names.plural.clone(),
+        kind: crd.spec.names.kind.clone(),
+        namespaced: crd.spec.scope == "Namespaced",
+        status_subresource: version
+            .subresources
+            .as_ref()
+            .is_some_and(|s| s.status.is_some()),
+        schema: version
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .and_then(|s| serde_json::to_value(s).ok()),
+        selectable: version
+            .selectable_fields
+            .as_ref()
+            .map(|f| f.iter().map(|f| f.json_path.clone()).collect())
+            .unwrap_or_default(),
+    }
+}
+
+/// The built-in types controllers here use: leases, events (both APIs), config maps.
+pub fn builtin_types() -> Vec<ResourceType> {
+    let t = |group: &str, version: &str, plural: &str, kind: &str| ResourceType {
+        group: group.to_owned(),
+        version: version.to_owned(),
+        plural: plural.to_owned(),
+        kind: kind.to_owned(),
+        namespaced: true,
+        status_subresource: false,
+        schema: None,
+        selectable: Vec::new(),
+    };
+    vec![
+        t("coordination.k8s.io", "v1", "leases", "Lease"),
+        t("events.k8s.io", "v1", "events", "Event"),
+        t("", "v1", "events", "Event"),
+        t("", "v1", "configmaps", "ConfigMap"),
+    ]
+}
+
+impl ApiServer {
+    /// Starts a server for `types` on a free local port.
+    pub async fn start(types: Vec<ResourceType>) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (changed, _) = watch::channel(0);
+        let shared = Arc::new(SharedHandle(Shared {
+            store: Mutex::new(Store::new(types)),
+            changed,
+        }));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let state = shared.clone();
+        let app = axum::Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let state = state.clone();
+                async move { handle(&state, &method, &uri, &headers, &body) }
+            },
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Ok(Self {
+            shared,
+            addr,
+            stop: Some(stop),
+        })
+    }
+
+    /// The server's URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A client for the server, with `namespace` as its default namespace.
+    pub fn client(&self, namespace: &str) -> kube::Client {
+        let uri: axum::http::Uri = self.url().parse().expect("local URL parses");
+        let mut config = kube::Config::new(uri);
+        namespace.clone_into(&mut config.default_namespace);
+        kube::Client::try_from(config).expect("a client for the local server")
+    }
+
+    /// The storage, for inspection.
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        self.shared
+            .0
+            .store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Forgets the watch history (watches from older resourceVersions get 410 Gone).
+    pub fn compact(&self) {
+        self.store().compact();
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The parts of a request path.
+struct Target {
+    resource: usize,
+    namespace: Option<String>,
+    name: Option<String>,
+    status: bool,
+}
+
+fn parse_path(store: &Store, path: &str) -> Option<Target> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, rest) = match parts.as_slice() {
+        ["api", version, rest @ ..] => ("", *version, rest),
+        ["apis", group, version, rest @ ..] => (*group, *version, rest),
+        _ => return None,
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some((*ns).to_owned()), rest),
+        rest => (None, rest),
+    };
+    let (plural, name, status) = match rest {
+        [plural] => (*plural, None, false),
+        [plural, name] => (*plural, Some((*name).to_owned()), false),
+        [plural, name, "status"] => (*plural, Some((*name).to_owned()), true),
+        _ => return None,
+    };
+    let resource = store.resource(group, version, plural)?;
+    Some(Target {
+        resource,
+        namespace,
+        name,
+        status,
+    })
+}
+
+fn query(uri: &Uri) -> Vec<(String, String)> {
+    uri.query()
+        .map(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+fn respond(code: u16, body: &Value) -> Response {
+    Response::builder()
+        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap_or_default()
+}
+
+fn error(e: &ApiError) -> Response {
+    respond(e.code, &e.status())
+}
+
+fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .or_else(|_| serde_yaml_ng::from_slice(body))
+        .map_err(|e| ApiError {
+            code: 400,
+            reason: "BadRequest",
+            message: format!("cannot parse the body: {e}"),
+        })
+}
+
+#[expect(
+    clippy::too_many_lines,
+    reason = "one dispatch over method and path; each arm is short"
+)]
+fn handle(
+    state: &Arc<SharedHandle>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let shared = &state.0;
+    let params = query(uri);
+    let manager = param(&params, "fieldManager")
+        .unwrap_or("unknown")
+        .to_owned();
+    let mut store = shared
+        .store
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if uri.path() == "/version" {
+        return respond(
+            200,
+            &json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-ntt-test"}),
+        );
+    }
+    let Some(target) = parse_path(&store, uri.path()) else {
+        return error(&ApiError {
+            code: 404,
+            reason: "NotFound",
+            message: format!(
+                "the server could not find the requested resource ({})",
+                uri.path()
+            ),
+        });
+    };
+    let namespace = target.namespace.clone().unwrap_or_default();
+    let before = store.resource_version();
+    let result: Result<(u16, Value), ApiError> =
+        (|| match (method.clone(), &target.name) {
+            (Method::GET, None) => {
+                let labels = Selector::labels(param(&params, "labelSelector").unwrap_or(""))
+                    .map_err(|e| ApiError {
+                        code: 400,
+                        reason: "BadRequest",
+                        message: e.to_string(),
+                    })?;
+                let fields = Selector::fields(param(&params, "fieldSelector").unwrap_or(""))
+                    .map_err(|e| ApiError {
+                        code: 400,
+                        reason: "BadRequest",
+                        message: e.to_string(),
+                    })?;
+                store.check_fields(target.resource, &fields)?;
+                if param(&params, "watch").is_some_and(|w| w == "true" || w == "1") {
+                    return Err(ApiError {
+                        code: 0,
+                        reason: "Watch",
+                        message: String::new(),
+                    });
+                }
+                let t = &store.types[target.resource];
+                let items = store.list(
+                    target.resource,
+                    target.namespace.as_deref(),
+                    &labels,
+                    &fields,
+                );
+                Ok((
+                    200,
+                    json!({
+                        "apiVersion": t.api_version(),
+                        "kind": format!("{}List", t.kind),
+                        "metadata": {"resourceVersion": store.resource_version().to_string()},
+                        "items": items,
+                    }),
+                ))
+            }
+            (Method::GET, Some(name)) => Ok((200, store.get(target.resource, &namespace, name)?)),
+            (Method::POST, None) => {
+                let object = parse_body(body)?;
+                Ok((
+                    201,
+                    store.create(target.resource, &namespace, object, &manager)?,
+                ))
+            }
+            (Method::PUT, Some(name)) => {
+                let object = parse_body(body)?;
+                Ok((
+                    200,
+                    store.write(
+                        target.resource,
+                        &namespace,
+                        name,
+                        target.status,
+                        Write::Replace(object),
+                        &manager,
+                    )?,
+                ))
+            }
+            (Method::PATCH, Some(name)) => {
+                let patch = parse_body(body)?;
+                let content_type = headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                let write = if content_type.starts_with("application/apply-patch") {
+                    if param(&params, "fieldManager").is_none() {
+                        return Err(ApiError {
+                            code: 400,
+                            reason: "BadRequest",
+                            message: "PATCH with apply requires a fieldManager".to_owned(),
+                        });
+                    }
+                    Write::Apply {
+                        config: patch,
+                        force: param(&params, "force") == Some("true"),
+                    }
+                } else if content_type.starts_with("application/json-patch") {
+                    Write::Json(patch)
+                } else {
+                    Write::Merge(patch)
+                };
+                Ok((
+                    200,
+                    store.write(
+                        target.resource,
+                        &namespace,
+                        name,
+                        target.status,
+                        write,
+                        &manager,
+                    )?,
+                ))
+            }
+            (Method::DELETE, Some(name)) => {
+                Ok((200, store.delete(target.resource, &namespace, name)?))
+            }
+            _ => Err(ApiError {
+                code: 405,
+                reason: "MethodNotAllowed",
+                message: format!("{method} is not supported here"),
+            }),
+        })();
+    if store.resource_version() != before {
+        shared.changed.send_replace(store.resource_version());
+    }
+    match result {
+        Ok((code, value)) => respond(code, &value),
+        Err(e) if e.reason == "Watch" => {
+            drop(store);
+            watch_response(state.clone(), target, &params)
+        }
+        Err(e) => error(&e),
+    }
+}
+
+struct WatchState {
+    shared: Arc<SharedHandle>,
+    resource: usize,
+    namespace: Option<String>,
+    labels: Selector,
+    fields: Selector,
+    cursor: u64,
+    pending: std::collections::VecDeque<Value>,
+    bookmarks: bool,
+    deadline: tokio::time::Instant,
+    next_bookmark: tokio::time::Instant,
+    receiver: watch::Receiver<u64>,
+    failed: bool,
+}
+
+#[expect(
+    clippy::too_many_lines,
+    reason = "the watch stream's state machine reads best in one piece"
+)]
+fn watch_response(
+    shared: Arc<SharedHandle>,
+    target: Target,
+    params: &[(String, String)],
+) -> Response {
+    let labels = Selector::labels(param(params, "labelSelector").unwrap_or("")).unwrap_or_default();
+    let fields = Selector::fields(param(params, "fieldSelector").unwrap_or("")).unwrap_or_default();
+    let timeout = param(params, "timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or(1800);
+    let bookmarks = param(params, "allowWatchBookmarks") == Some("true");
+    let initial = param(params, "sendInitialEvents") == Some("true");
+    let rv = param(params, "resourceVersion").unwrap_or("");
+    let store = shared
+        .0
+        .store
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut pending = std::collections::VecDeque::new();
+    let t = &store.types[target.resource];
+    let cursor = if rv.is_empty() || rv == "0" || initial {
+        // Current state first, as ADDED events (then a bookmark marking their end).
+        for object in store.list(
+            target.resource,
+            target.namespace.as_deref(),
+            &labels,
+            &fields,
+        ) {
+            pending.push_back(json!({"type": "ADDED", "object": object}));
+        }
+        if initial {
+            pending.push_back(json!({
+                "type": "BOOKMARK",
+                "object": {
+                    "apiVersion": t.api_version(),
+                    "kind": t.kind,
+                    "metadata": {
+                        "resourceVersion": store.resource_version().to_string(),
+                        "annotations": {"k8s.io/initial-events-end": "true"},
+                    },
+                },
+            }));
+        }
+        store.resource_version()
+    } else {
+        match rv.parse::<u64>() {
+            Ok(rv) => {
+                if let Err(e) = store.changes_since(target.resource, rv) {
+                    pending.push_back(json!({"type": "ERROR", "object": e.status()}));
+                }
+                rv
+            }
+            Err(_) => {
+                return error(&ApiError {
+                    code: 400,
+                    reason: "BadRequest",
+                    message: format!("invalid resourceVersion {rv:?}"),
+                });
+            }
+        }
+    };
+    let failed = pending.iter().any(|e| e["type"] == "ERROR");
+    drop(store);
+    let now = tokio::time::Instant::now();
+    let receiver = shared.0.changed.subscribe();
+    let state = WatchState {
+        shared,
+        resource: target.resource,
+        namespace: target.namespace,
+        labels,
+        fields,
+        cursor,
+        pending,
+        bookmarks,
+        deadline: now + Duration::from_secs(timeout),
+        next_bookmark: now + BOOKMARK_EVERY,
+        receiver,
+        failed,
+    };
+    let stream = futures_util::stream::unfold(state, |mut state| async move {
+        loop {
+            if let Some(event) = state.pending.pop_front() {
+                let mut line = event.to_string();
+                line.push('\n');
+                return Some((Ok::<Bytes, Infallible>(Bytes::from(line)), state));
+            }
+            if state.failed {
+                return None;
+            }
+            let now = tokio::time::Instant::now();
+            if now >= state.deadline {
+                return None;
+            }
+            {
+                let store = state
+                    .shared
+                    .0
+                    .store
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                match store.changes_since(state.resource, state.cursor) {
+                    Ok(changes) => {
+                        for change in changes {
+                            state.cursor = change.rv;
+                            let object = &change.object;
+                            let in_namespace = state.namespace.as_deref().is_none_or(|ns| {
+                                object["metadata"]["namespace"].as_str() == Some(ns)
+                            });
+                            if in_namespace
+                                && state.labels.matches_labels(object)
+                                && state.fields.matches_fields(object)
+                            {
+                                state.pending.push_back(
+                                    json!({"type": change.kind.as_str(), "object": object}),
+                                );
+                            }
+                        }
+                        state.cursor = state.cursor.max(store.resource_version());
+                    }
+                    Err(e) => {
+                        state
+                            .pending
+                            .push_back(json!({"type": "ERROR", "object": e.status()}));
+                        state.failed = true;
+                    }
+                }
+                if state.pending.is_empty() && state.bookmarks && now >= state.next_bookmark {
+                    let t = &store.types[state.resource];
+                    state.pending.push_back(json!({
+                        "type": "BOOKMARK",
+                        "object": {
+                            "apiVersion": t.api_version(),
+                            "kind": t.kind,
+                            "metadata": {"resourceVersion": state.cursor.to_string()},
+                        },
+                    }));
+                    state.next_bookmark = now + BOOKMARK_EVERY;
+                }
+            }
+            if !state.pending.is_empty() {
+                continue;
+            }
+            let wake = state.deadline.min(state.next_bookmark);
+            let _ = tokio::time::timeout_at(wake, state.receiver.changed()).await;
+        }
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(stream))
+        .unwrap_or_default()
+}

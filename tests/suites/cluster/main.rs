@@ -1,0 +1,3 @@
+//! The cluster tier: the in-memory API server's own behaviour, then the controller against it.
+
+mod apiserver;
