@@ -530,6 +530,20 @@ impl Store {
                     })?
             }
         };
+        // A resourceVersion in a patch is a precondition too (as in a replace).
+        if !matches!(write, Write::Replace(_))
+            && let Some(given) = meta_str(&proposed, "resourceVersion")
+            && Some(given) != meta_str(&current, "resourceVersion")
+        {
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {}.{} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                    t.plural, t.group
+                ),
+            ));
+        }
         // What each endpoint may change.
         if status {
             let mut object = current.clone();

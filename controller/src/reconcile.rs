@@ -1,0 +1,301 @@
+//! The reconcile shell: observe a Medium and its jobs, ask `plan`, carry the plan out.
+//!
+//! Rules: every write has a timeout; the status and lost-job marks are server-side applies
+//! under the controller's field manager; a job that already exists counts as created; a write
+//! that finds its object gone is not an error (the next reconcile sees the new state). The
+//! order is the plan's: finalizer, failed and released jobs, deletions, creation, status,
+//! events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Resource, ResourceExt};
+use ntt_crds::condition::{AGENT_FINALIZER, FIELD_MANAGER_CONTROLLER, FINALIZER, MEDIUM_UID_LABEL};
+use ntt_crds::{JobState, Medium, MediumJob};
+use serde_json::json;
+
+use crate::metrics::Metrics;
+use crate::plan::{self, Facts, FinalizerAction, Plan, Settings};
+
+/// Each API call gives up after this long.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// A settled Medium is looked at again this often anyway.
+const RESYNC: Duration = Duration::from_mins(5);
+
+/// What a reconcile needs.
+pub struct Context {
+    /// The API client.
+    pub client: kube::Client,
+    /// The plan's settings.
+    pub settings: Settings,
+    /// Records events on Media.
+    pub recorder: Recorder,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// An API call failed.
+    #[error("{action} failed for medium {medium}")]
+    Api {
+        /// What was being done.
+        action: &'static str,
+        /// The Medium.
+        medium: String,
+        /// The error.
+        #[source]
+        source: kube::Error,
+    },
+    /// An API call did not answer in time.
+    #[error("{action} timed out for medium {medium}")]
+    Timeout {
+        /// What was being done.
+        action: &'static str,
+        /// The Medium.
+        medium: String,
+    },
+    /// The Medium has no namespace (the API server always sets one).
+    #[error("medium {0} has no namespace")]
+    NoNamespace(String),
+}
+
+impl ReconcileError {
+    /// A label for metrics and logs.
+    pub const fn category(&self) -> &'static str {
+        match self {
+            Self::Api { .. } => "api",
+            Self::Timeout { .. } => "timeout",
+            Self::NoNamespace(_) => "invalid",
+        }
+    }
+}
+
+async fn call<T>(
+    action: &'static str,
+    medium: &str,
+    future: impl Future<Output = Result<T, kube::Error>>,
+) -> Result<Option<T>, ReconcileError> {
+    match tokio::time::timeout(CALL_TIMEOUT, future).await {
+        Ok(Ok(value)) => Ok(Some(value)),
+        // Gone already, or created already: the next reconcile sees the state as it is.
+        Ok(Err(kube::Error::Api(status)))
+            if status.code == 404 || (status.code == 409 && action == "create job") =>
+        {
+            Ok(None)
+        }
+        Ok(Err(source)) => Err(ReconcileError::Api {
+            action,
+            medium: medium.to_owned(),
+            source,
+        }),
+        Err(_) => Err(ReconcileError::Timeout {
+            action,
+            medium: medium.to_owned(),
+        }),
+    }
+}
+
+/// Reconciles one Medium.
+pub async fn reconcile(medium: Arc<Medium>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let name = medium.name_any();
+    let namespace = medium
+        .namespace()
+        .ok_or_else(|| ReconcileError::NoNamespace(name.clone()))?;
+    ctx.metrics.reconciled();
+    let media: Api<Medium> = Api::namespaced(ctx.client.clone(), &namespace);
+    let jobs_api: Api<MediumJob> = Api::namespaced(ctx.client.clone(), &namespace);
+    let uid = medium.uid().unwrap_or_default();
+    let listed = call(
+        "list jobs",
+        &name,
+        jobs_api.list(&ListParams::default().labels(&format!("{MEDIUM_UID_LABEL}={uid}"))),
+    )
+    .await?
+    .map(|l| l.items)
+    .unwrap_or_default();
+    let plan = plan::plan(
+        Facts {
+            medium: &medium,
+            jobs: &listed,
+            now: Timestamp::now(),
+        },
+        &ctx.settings,
+    );
+    carry_out(&ctx, &medium, &media, &jobs_api, &plan).await?;
+    ctx.metrics.observe_phase(&uid, plan.status.phase);
+    for job in &listed {
+        let state = job.status.as_ref().map(|s| s.state).unwrap_or_default();
+        ctx.metrics
+            .observe_job(&job.uid().unwrap_or_default(), state);
+    }
+    Ok(plan.requeue.map_or_else(
+        || Action::requeue(RESYNC),
+        |after| Action::requeue(after.max(Duration::from_millis(200))),
+    ))
+}
+
+async fn carry_out(
+    ctx: &Context,
+    medium: &Medium,
+    media: &Api<Medium>,
+    jobs: &Api<MediumJob>,
+    plan: &Plan,
+) -> Result<(), ReconcileError> {
+    let name = medium.name_any();
+    if plan.finalizer == FinalizerAction::Add {
+        let mut finalizers = medium.finalizers().to_vec();
+        finalizers.push(FINALIZER.to_owned());
+        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": medium.resource_version()}});
+        call(
+            "add finalizer",
+            &name,
+            media.patch(&name, &PatchParams::default(), &Patch::Merge(patch)),
+        )
+        .await?;
+        // The status and jobs follow on the next reconcile (the patch triggers one).
+        return Ok(());
+    }
+    carry_out_jobs(&name, jobs, plan).await?;
+    if medium.status.as_ref() != Some(&plan.status) {
+        let patch = json!({
+            "apiVersion": "ntt.hrdag.org/v1alpha1",
+            "kind": "Medium",
+            "status": plan.status,
+        });
+        call(
+            "write status",
+            &name,
+            media.patch_status(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER_CONTROLLER).force(),
+                &Patch::Apply(patch),
+            ),
+        )
+        .await?;
+    }
+    if plan.finalizer == FinalizerAction::Remove {
+        let finalizers: Vec<String> = medium
+            .finalizers()
+            .iter()
+            .filter(|f| *f != FINALIZER)
+            .cloned()
+            .collect();
+        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": medium.resource_version()}});
+        call(
+            "remove finalizer",
+            &name,
+            media.patch(&name, &PatchParams::default(), &Patch::Merge(patch)),
+        )
+        .await?;
+    }
+    publish_events(ctx, medium, plan).await;
+    Ok(())
+}
+
+/// Records the plan's events; best effort (a lost event must not stop the reconcile).
+async fn publish_events(ctx: &Context, medium: &Medium, plan: &Plan) {
+    let name = medium.name_any();
+    let reference = medium.object_ref(&());
+    for intent in &plan.events {
+        let event = Event {
+            type_: if intent.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: intent.reason.to_owned(),
+            note: Some(intent.note.chars().take(1000).collect()),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        };
+        match tokio::time::timeout(CALL_TIMEOUT, ctx.recorder.publish(&event, &reference)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(medium = %name, %error, "cannot record an event"),
+            Err(_) => tracing::warn!(medium = %name, "recording an event timed out"),
+        }
+    }
+}
+
+/// The plan's job changes: lost jobs failed, released, deleted, the new one created.
+async fn carry_out_jobs(
+    name: &str,
+    jobs: &Api<MediumJob>,
+    plan: &Plan,
+) -> Result<(), ReconcileError> {
+    if let Some(lost) = &plan.fail {
+        let patch = json!({
+            "apiVersion": "ntt.hrdag.org/v1alpha1",
+            "kind": "MediumJob",
+            "status": {
+                "state": JobState::Failed,
+                "error": lost.error,
+                "finishedAt": lost.at,
+            },
+        });
+        call(
+            "fail lost job",
+            name,
+            jobs.patch_status(
+                &lost.name,
+                &PatchParams::apply(FIELD_MANAGER_CONTROLLER).force(),
+                &Patch::Apply(patch),
+            ),
+        )
+        .await?;
+    }
+    for job in &plan.release {
+        let current = call("get job", name, jobs.get(job)).await?;
+        if let Some(current) = current {
+            let finalizers: Vec<String> = current
+                .finalizers()
+                .iter()
+                .filter(|f| *f != AGENT_FINALIZER)
+                .cloned()
+                .collect();
+            let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": current.resource_version()}});
+            call(
+                "release job",
+                name,
+                jobs.patch(job, &PatchParams::default(), &Patch::Merge(patch)),
+            )
+            .await?;
+        }
+    }
+    for job in &plan.delete {
+        call(
+            "delete job",
+            name,
+            jobs.delete(job, &kube::api::DeleteParams::background()),
+        )
+        .await?;
+    }
+    if let Some(job) = &plan.create {
+        call("create job", name, jobs.create(&PostParams::default(), job)).await?;
+    }
+    Ok(())
+}
+
+/// After a failed reconcile: log, count, try again after a short delay.
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "kube's Controller::run fixes this signature"
+)]
+pub fn error_policy(medium: Arc<Medium>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    tracing::warn!(medium = %medium.name_any(), category = error.category(), error = %error, source = ?std::error::Error::source(error), "reconcile failed");
+    ctx.metrics.failed(error.category());
+    Action::requeue(Duration::from_secs(5))
+}
