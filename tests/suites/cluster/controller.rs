@@ -654,11 +654,11 @@ async fn of_two_replicas_only_the_leader_acts_and_the_other_takes_over() {
 /// `GET path` over a plain TCP connection; the status line and the body.
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(request.as_bytes()).await.expect("send");
     let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
+    stream.read_to_string(&mut response).await.expect("receive");
     let status = response.lines().next().unwrap_or_default().to_owned();
     let body = response
         .split_once("\r\n\r\n")
