@@ -12,13 +12,18 @@ ADMIN_DATABASE_URL ?= postgres://ntt:ntt@localhost:5432/postgres
 CARGO_BIN := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin
 export PATH := $(CARGO_BIN):$(PATH)
 
-.PHONY: setup build fmt fmt-check lint test sqlx-prepare sqlx-check test-database bench bench-imaging bench-enumerate bench-copy bench-ingest
+
+.PHONY: crdgen setup build fmt fmt-check lint test sqlx-prepare sqlx-check test-database bench bench-imaging bench-enumerate bench-copy bench-ingest
 
 setup:
 	scripts/setup
 
 build:
 	cargo build --release --locked --workspace --bins
+
+# Regenerate the CRD YAML in the chart from crds/src; commit the result.
+crdgen:
+	cargo run --locked -q -p ntt-crds --bin crdgen
 
 fmt:
 	cargo fmt --all
