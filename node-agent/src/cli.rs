@@ -1,6 +1,7 @@
 //! The `ntt` command line. Every flag can also be set from the `NTT_*` variable named in
 //! [`crate::env`]; data goes to stdout, logs and errors to stderr.
 
+mod agent;
 mod copy;
 mod damage;
 mod enumerate;
@@ -108,6 +109,8 @@ pub enum Command {
     Verify(copy::VerifyArgs),
     /// Recreate a medium's tree as hard links into the store
     ExportTree(copy::ExportArgs),
+    /// Run as the node agent of a cluster: run the MediumJobs of this node
+    Agent(agent::AgentArgs),
     /// Show every medium in the catalog: stage, health, size
     Status {
         /// Print a JSON array instead of a table
@@ -192,6 +195,21 @@ pub async fn run(args: Args, stdout: &mut impl Write) -> anyhow::Result<ExitCode
             if report.end == crate::imaging::ImageEnd::Cancelled {
                 return Ok(ExitCode::from(EXIT_CANCELLED));
             }
+        }
+        Command::Agent(agent_args) => {
+            let cancel = cancel_on_signals()?;
+            let settings = args.mounts.settings(&args.host)?;
+            let catalog = Catalog::connect(&options).await?;
+            catalog.check_schema().await?;
+            agent::run_agent(
+                catalog,
+                &args.host,
+                settings,
+                &args.store,
+                agent_args,
+                &cancel,
+            )
+            .await?;
         }
         Command::Ingest(ingest_args) => {
             let cancel = cancel_on_signals()?;
