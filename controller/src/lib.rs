@@ -16,6 +16,7 @@
 pub mod leader;
 pub mod metrics;
 pub mod plan;
+pub mod plugin;
 pub mod reconcile;
 
 use std::sync::Arc;

@@ -3,3 +3,4 @@
 mod apiserver;
 mod chart;
 mod controller;
+mod plugin;
