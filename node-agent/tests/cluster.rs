@@ -96,26 +96,35 @@ impl Cluster {
         }
     }
 
-    /// `ntt agent` for the node, as a child process.
-    fn agent(&self, host: &Host, identity: &str) -> Child {
-        host.command(&[
-            "agent",
-            "--node",
-            NODE,
-            "--namespace",
-            NS,
-            "--heartbeat",
-            "1",
-            "--workers",
-            "2",
-        ])
-        .env("KUBECONFIG", &self.kubeconfig)
-        .env("POD_NAME", identity)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
+    /// `ntt agent` for the node, as a child process, with its metrics on a free local port.
+    fn agent(&self, host: &Host, identity: &str) -> (Child, u16) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = host
+            .command(&[
+                "agent",
+                "--node",
+                NODE,
+                "--namespace",
+                NS,
+                "--heartbeat",
+                "1",
+                "--workers",
+                "2",
+                "--metrics-addr",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("POD_NAME", identity)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        (child, port)
     }
 
     async fn apply(&self, manifest: &Value) {
@@ -183,6 +192,19 @@ fn stop_agent(mut agent: Child) {
     let _ = agent.wait();
 }
 
+/// The body of `GET path` on the local port.
+async fn http_get(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
 fn report(host: &Host, medium: &str) -> Value {
     let output = host.run(&["report", medium, "--json"]);
     assert!(output.status.success(), "ntt report {medium}");
@@ -221,7 +243,7 @@ async fn the_example_media_end_copied_on_their_node_and_purge_keeps_registered_i
 ) {
     let host = Host::new(&pool).await;
     let cluster = Cluster::start(&host).await;
-    let agent = cluster.agent(&host, "agent-a");
+    let (agent, port) = cluster.agent(&host, "agent-a");
     // A failing drive (FUSE, EIO on one range) holding an ext4, read through a loop device.
     let content = host.root.join("drive-content");
     std::fs::create_dir_all(&content).unwrap();
@@ -320,6 +342,14 @@ async fn the_example_media_end_copied_on_their_node_and_purge_keeps_registered_i
             Some("agent-a")
         );
     }
+    // The agent's metrics count what it did.
+    let metrics = http_get(port, "/metrics").await;
+    assert!(
+        metrics.contains("ntt_agent_jobs_total{stage=\"copy\",outcome=\"succeeded\"} 3"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("ntt_agent_running_jobs 0"), "{metrics}");
+    assert!(http_get(port, "/healthz").await.contains("ok"));
     // Purge (confirmed in the example): the catalog forgets the medium; the registered image,
     // which is evidence NTT did not write, stays untouched.
     cluster
@@ -363,7 +393,7 @@ async fn the_example_media_end_copied_on_their_node_and_purge_keeps_registered_i
 async fn an_agent_killed_mid_copy_is_replaced_and_nothing_is_lost_or_duplicated(pool: PgPool) {
     let host = Host::new(&pool).await;
     let cluster = Cluster::start(&host).await;
-    let mut first = cluster.agent(&host, "agent-a");
+    let (mut first, _) = cluster.agent(&host, "agent-a");
     let dir = host.root.join("big");
     tree(&dir, 3000);
     cluster
@@ -393,7 +423,7 @@ async fn an_agent_killed_mid_copy_is_replaced_and_nothing_is_lost_or_duplicated(
     first.wait().unwrap();
     // The job goes lost (no heartbeat) or is failed by the next agent at its start; a new
     // attempt completes.
-    let second = cluster.agent(&host, "agent-b");
+    let (second, _) = cluster.agent(&host, "agent-b");
     cluster
         .until("big", "copied after the replacement", 180, |m| {
             phase(m) == Phase::Completed
@@ -434,7 +464,7 @@ async fn an_agent_killed_mid_copy_is_replaced_and_nothing_is_lost_or_duplicated(
 async fn deleting_a_running_medium_cancels_its_job_and_keeps_the_evidence(pool: PgPool) {
     let host = Host::new(&pool).await;
     let cluster = Cluster::start(&host).await;
-    let agent = cluster.agent(&host, "agent-a");
+    let (agent, _) = cluster.agent(&host, "agent-a");
     let dir = host.root.join("deleted");
     tree(&dir, 3000);
     cluster

@@ -13,6 +13,8 @@
 //!   gone: one agent per node), and stale loop devices under the data directory are detached.
 //! - The job status is written by server-side apply as field manager `ntt-agent`.
 
+mod metrics;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -56,6 +58,9 @@ pub struct AgentArgs {
     /// Copy workers per job
     #[arg(long, env = crate::env::WORKERS, default_value_t = 4)]
     pub workers: usize,
+    /// Address of /metrics and /healthz (empty: none)
+    #[arg(long, env = "NTT_METRICS_ADDR", default_value = "0.0.0.0:8081")]
+    pub metrics_addr: String,
 }
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -66,6 +71,7 @@ fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
 
 /// What the agent needs to run a stage.
 struct Stages {
+    metrics: Arc<metrics::AgentMetrics>,
     catalog: Catalog,
     host: HostArgs,
     settings: Settings,
@@ -126,6 +132,36 @@ fn phase_of(stage: Stage) -> Phase {
     }
 }
 
+/// The agent's identity: `--identity` (the pod name) or the host name.
+fn identity_of(args: &AgentArgs) -> String {
+    args.identity.clone().unwrap_or_else(|| {
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "ntt-agent".to_owned())
+    })
+}
+
+/// The metrics, served on `addr` (unless empty) until `cancel`.
+async fn start_metrics(
+    addr: &str,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Arc<metrics::AgentMetrics>> {
+    use anyhow::Context;
+    let agent_metrics = Arc::new(metrics::AgentMetrics::default());
+    if !addr.is_empty() {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        tokio::spawn(metrics::serve(
+            listener,
+            agent_metrics.clone(),
+            cancel.clone(),
+        ));
+    }
+    Ok(agent_metrics)
+}
+
 /// Runs the agent until `cancel`.
 pub(super) async fn run_agent(
     catalog: Catalog,
@@ -139,13 +175,10 @@ pub(super) async fn run_agent(
     let client = kube::Client::try_default()
         .await
         .context("cannot reach the Kubernetes API (in-cluster config or KUBECONFIG)")?;
-    let identity = args.identity.clone().unwrap_or_else(|| {
-        nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_else(|| "ntt-agent".to_owned())
-    });
+    let identity = identity_of(&args);
+    let agent_metrics = start_metrics(&args.metrics_addr, cancel).await?;
     let stages = Arc::new(Stages {
+        metrics: agent_metrics,
         catalog,
         host: host.clone(),
         settings,
@@ -381,9 +414,26 @@ async fn run_job(
         let medium = job.spec.medium.clone();
         let stage = job.spec.stage;
         tokio::spawn(async move {
+            let mut last: Option<(i64, i64)> = None;
             loop {
                 tokio::time::sleep(heartbeat).await;
                 let progress = progress(&stages.catalog, &medium, stage).await;
+                let (files, bytes) = match stage {
+                    Stage::Copy => (
+                        progress.files_copied.unwrap_or(0),
+                        progress.bytes_copied.unwrap_or(0),
+                    ),
+                    Stage::Enumerate => (progress.entries.unwrap_or(0), 0),
+                    Stage::Image | Stage::Purge => (0, 0),
+                };
+                if let Some((f, b)) = last {
+                    stages.metrics.processed(
+                        stage.as_str(),
+                        u64::try_from(files - f).unwrap_or(0),
+                        u64::try_from(bytes - b).unwrap_or(0),
+                    );
+                }
+                last = Some((files, bytes));
                 if let Err(error) = write_status(
                     &api,
                     &name,
@@ -396,8 +446,19 @@ async fn run_job(
             }
         })
     };
+    stages.metrics.started();
     let outcome = run_stage(&stages, &job, &cancel).await;
     beat.abort();
+    match &outcome {
+        Ok(_) => stages
+            .metrics
+            .finished(job.spec.stage.as_str(), "succeeded", None),
+        Err(e) => stages.metrics.finished(
+            job.spec.stage.as_str(),
+            "failed",
+            Some(&format!("{:?}", e.class).to_lowercase()),
+        ),
+    }
     let status = match outcome {
         Ok(result) => {
             json!({"state": JobState::Succeeded, "agent": identity, "finishedAt": now(), "heartbeatAt": now(),
@@ -434,6 +495,11 @@ async fn progress(catalog: &Catalog, medium: &str, stage: Stage) -> Progress {
     let Ok(record) = crate::catalog::media::resolve_medium(catalog.pool(), medium).await else {
         return progress;
     };
+    if stage == Stage::Copy
+        && let Ok(c) = crate::catalog::report::content(catalog.pool(), record.id).await
+    {
+        progress.bytes_copied = Some(c.copied_bytes);
+    }
     if let Ok(a) = crate::catalog::report::accounting(catalog.pool(), record.id).await {
         let files = a.copied + a.failed + a.pending;
         progress.entries = Some(a.entries);
