@@ -421,8 +421,34 @@ async fn an_agent_killed_mid_copy_is_replaced_and_nothing_is_lost_or_duplicated(
     }
     first.kill().unwrap();
     first.wait().unwrap();
-    // The job goes lost (no heartbeat) or is failed by the next agent at its start; a new
-    // attempt completes.
+    // No heartbeat: the controller fails the job as lost; only then does a new agent start,
+    // and a new attempt completes.
+    let deadline = tokio::time::Instant::now() + Duration::from_mins(1);
+    loop {
+        let jobs = cluster
+            .jobs
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items;
+        let lost = jobs.iter().any(|j| {
+            j.spec.stage == Stage::Copy
+                && j.status.as_ref().is_some_and(|s| {
+                    s.state == JobState::Failed
+                        && s.error
+                            .as_ref()
+                            .is_some_and(|e| e.class == ntt_crds::ErrorClass::Lost)
+                })
+        });
+        if lost {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the job was not found lost"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (second, _) = cluster.agent(&host, "agent-b");
     cluster
         .until("big", "copied after the replacement", 180, |m| {
