@@ -461,6 +461,13 @@ pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
 
     match stage_for_work {
         None if !deleting => {
+            // The last stage's final progress (its job's end), not a heartbeat before it.
+            if let Some(last) = wanted.last()
+                && let StageState::Succeeded(job) = stage_state(facts.jobs, *last)
+                && let Some(progress) = job.status.as_ref().and_then(|s| s.progress.clone())
+            {
+                status.new.progress = Some(progress);
+            }
             status.new.phase = Phase::Completed;
             status.new.reason = Some(reason::COMPLETED.to_owned());
             status.new.current_job = None;

@@ -367,10 +367,31 @@ fn the_full_lifecycle_runs_one_job_per_stage_to_copied_and_then_settles() {
     world.run_active();
     let plan = world.reconcile();
     assert_eq!(plan.create.as_ref().unwrap().spec.stage, Stage::Copy);
-    world.run_active();
+    let copy = world.the_job();
+    world.claim(&copy);
+    world.heartbeat(
+        &copy,
+        Some(Progress {
+            percent: Some(90),
+            summary: "copying 90%".to_owned(),
+            ..Progress::default()
+        }),
+    );
+    world.reconcile();
+    world.job_mut(&copy).status.as_mut().unwrap().progress = Some(Progress {
+        percent: Some(100),
+        summary: "21 entries: 21 copied".to_owned(),
+        ..Progress::default()
+    });
+    world.finish(&copy, Ok(JobResult::default()));
     let plan = world.reconcile();
     assert!(plan.create.is_none());
     assert!(plan.events.iter().any(|e| e.reason == "Completed"));
+    assert_eq!(
+        world.status().progress.as_ref().unwrap().summary,
+        "21 entries: 21 copied",
+        "the final progress, not the last heartbeat's"
+    );
     let status = world.status();
     assert_eq!(status.phase, Phase::Completed);
     assert!(status.completed_at.is_some());

@@ -316,6 +316,20 @@ async fn the_example_media_end_copied_on_their_node_and_purge_keeps_registered_i
         b"Minutes of the meeting\n"
     );
     assert_eq!(report(&host, "box-7-carved")["accounting"]["copied"], 21);
+    let carved = cluster
+        .media
+        .get("box-7-carved")
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    let progress = carved.progress.unwrap();
+    assert_eq!(progress.percent, Some(100));
+    assert!(
+        progress.summary.contains("21 copied"),
+        "{}",
+        progress.summary
+    );
     // One job per stage per medium, each succeeded and released by this agent.
     let jobs = cluster
         .jobs

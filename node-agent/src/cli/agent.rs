@@ -461,8 +461,14 @@ async fn run_job(
     }
     let status = match outcome {
         Ok(result) => {
+            // The final progress says how the stage ended.
+            let mut done = progress(&stages.catalog, &job.spec.medium, job.spec.stage).await;
+            done.summary.clone_from(&result.summary);
+            if job.spec.stage == Stage::Copy {
+                done.percent = Some(100);
+            }
             json!({"state": JobState::Succeeded, "agent": identity, "finishedAt": now(), "heartbeatAt": now(),
-                             "result": result, "progress": progress(&stages.catalog, &job.spec.medium, job.spec.stage).await})
+                   "result": result, "progress": done})
         }
         Err(error) => {
             tracing::warn!(job = %name, class = ?error.class, message = %error.message, "job failed");
@@ -598,18 +604,23 @@ async fn run_stage(
         ));
     }
     let report: serde_json::Value = serde_json::from_slice(&out).unwrap_or_default();
-    let accounting = &report["accounting"];
+    let a = &report["accounting"];
+    let health = report["health"].as_str().map(str::to_owned);
+    let summary = match job.spec.stage {
+        Stage::Image => format!("imaged, health {}", health.as_deref().unwrap_or("unknown")),
+        Stage::Enumerate => format!(
+            "{} entries loaded, {} excluded",
+            a["entries"], a["excluded"]
+        ),
+        Stage::Copy | Stage::Purge => format!(
+            "{} entries: {} copied, {} excluded, {} failed, {} not files",
+            a["entries"], a["copied"], a["excluded"], a["failed"], a["not_a_file"]
+        ),
+    };
     Ok(JobResult {
         medium_hash: report["hash"].as_str().map(str::to_owned),
-        health: report["health"].as_str().map(str::to_owned),
-        summary: format!(
-            "{} entries: {} copied, {} excluded, {} failed, {} pending",
-            accounting["entries"],
-            accounting["copied"],
-            accounting["excluded"],
-            accounting["failed"],
-            accounting["pending"]
-        ),
+        health,
+        summary,
     })
 }
 
