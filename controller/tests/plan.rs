@@ -302,6 +302,10 @@ fn a_new_medium_first_gets_the_finalizer_and_nothing_else() {
 }
 
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one medium's whole life, step by step"
+)]
 fn the_full_lifecycle_runs_one_job_per_stage_to_copied_and_then_settles() {
     let mut world = World::new(Target::Copied);
     world.reconcile();
