@@ -48,7 +48,23 @@ point=$("$ntt" mount bench-corpus --json | /usr/bin/python3 -c 'import json,sys;
 data_bytes=$(psql "$NTT_DATABASE_URL" -Atc "select sum(size) from inode where kind = 'file'")
 echo "corpus: $files files, $((data_bytes / 1000000)) MB of file data, mounted at $point"
 
-cold() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+# The disk under the work directory, for settle().
+disk=$(lsblk -no PKNAME "$(df --output=source "$work" | tail -1)" 2>/dev/null || true)
+[ -n "$disk" ] || disk=$(basename "$(df --output=source "$work" | tail -1)")
+# Waits until the disk has been idle (no writes, no discards) for 3 s, at most 5 min: deleting
+# the previous tool's output (gigabytes) goes on in the background and would slow whichever
+# tool runs next, which made results depend on the order of the runs.
+settle() {
+  local before after idle=0 waited=0
+  before=$(awk -v d="$disk" '$3 == d {print $8, $10, $15, $17}' /proc/diskstats)
+  while [ "$idle" -lt 3 ] && [ "$waited" -lt 300 ]; do
+    sleep 1; waited=$((waited + 1))
+    after=$(awk -v d="$disk" '$3 == d {print $8, $10, $15, $17}' /proc/diskstats)
+    if [ "$after" = "$before" ]; then idle=$((idle + 1)); else idle=0; fi
+    before=$after
+  done
+}
+cold() { sync; settle; echo 3 > /proc/sys/vm/drop_caches; }
 timed() { local start; start=$(date +%s.%N); "$@" > /dev/null; echo "$(date +%s.%N) - $start" | bc; }
 declare -A seconds
 

@@ -179,13 +179,27 @@ fn cancel_on_signals() -> anyhow::Result<CancellationToken> {
     Ok(token)
 }
 
+/// The catalog pool for a command: every copy worker holds a connection while it claims or
+/// commits, so a pool smaller than the workers made them time out waiting for one (seen with
+/// `--workers 16` and a pool of 8).
+fn connections_for(command: &Command, default: u32) -> u32 {
+    let workers = match command {
+        Command::Copy(a) => a.workers,
+        Command::Ingest(a) => a.workers,
+        Command::Agent(a) => a.workers.saturating_mul(a.max_jobs.max(1)),
+        _ => 0,
+    };
+    default.max(u32::try_from(workers.min(256)).unwrap_or(256) + 4)
+}
+
 /// Runs one command; the exit code is non-zero on failure.
 #[expect(
     clippy::too_many_lines,
     reason = "one short arm per subcommand: a flat dispatch reads best"
 )]
 pub async fn run(args: Args, stdout: &mut impl Write) -> anyhow::Result<ExitCode> {
-    let options = args.connect_options()?;
+    let mut options = args.connect_options()?;
+    options.max_connections = connections_for(&args.command, options.max_connections);
     match args.command {
         Command::Image(image_args) => {
             let cancel = cancel_on_signals()?;
@@ -364,6 +378,45 @@ pub async fn run(args: Args, stdout: &mut impl Write) -> anyhow::Result<ExitCode
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod pool_tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_has_a_connection_per_copy_worker_and_some_to_spare() {
+        let parse = |argv: &[&str]| Args::try_parse_from(argv).expect("arguments parse").command;
+        assert_eq!(
+            connections_for(&parse(&["ntt", "copy", "m", "--workers", "16"]), 8),
+            20
+        );
+        assert_eq!(
+            connections_for(&parse(&["ntt", "copy", "m", "--workers", "2"]), 8),
+            8
+        );
+        assert_eq!(
+            connections_for(&parse(&["ntt", "ingest", "/dev/sdz", "--workers", "12"]), 8),
+            16
+        );
+        assert_eq!(
+            connections_for(
+                &parse(&[
+                    "ntt",
+                    "agent",
+                    "--node",
+                    "n",
+                    "--workers",
+                    "8",
+                    "--max-jobs",
+                    "2"
+                ]),
+                8
+            ),
+            20
+        );
+        assert_eq!(connections_for(&parse(&["ntt", "status"]), 8), 8);
+    }
 }
 
 #[cfg(test)]
