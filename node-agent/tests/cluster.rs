@@ -134,6 +134,17 @@ impl Cluster {
             .await
             .unwrap();
     }
+    /// Waits until the Medium is gone (its finalizer released).
+    async fn until_gone(&self, name: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_mins(1);
+        while self.media.get_opt(name).await.unwrap().is_some() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "medium {name} stays"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 
     async fn until(
         &self,
@@ -160,6 +171,24 @@ impl Cluster {
                     .collect::<Vec<_>>())
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until a copy job runs.
+    async fn until_copy_runs(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_mins(2);
+        loop {
+            let jobs = self.jobs.list(&ListParams::default()).await.unwrap().items;
+            if jobs.iter().any(|j| {
+                j.spec.stage == Stage::Copy
+                    && j.status
+                        .as_ref()
+                        .is_some_and(|s| s.state == JobState::Running)
+            }) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no copy job ran");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -371,20 +400,7 @@ async fn the_example_media_end_copied_on_their_node_and_purge_keeps_registered_i
         .delete("donor-12-laptop", &DeleteParams::default())
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_mins(1);
-    while cluster
-        .media
-        .get_opt("donor-12-laptop")
-        .await
-        .unwrap()
-        .is_some()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the purge did not finish"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    cluster.until_gone("donor-12-laptop").await;
     let status = host.run(&["status", "--json"]);
     let media: Value = serde_json::from_slice(&status.stdout).unwrap();
     let names: Vec<&str> = media
@@ -414,25 +430,7 @@ async fn an_agent_killed_mid_copy_is_replaced_and_nothing_is_lost_or_duplicated(
         .apply(&manifest("big", &json!({"directory": dir})))
         .await;
     // Wait for the copy job to run, then kill the agent without warning.
-    let deadline = tokio::time::Instant::now() + Duration::from_mins(2);
-    loop {
-        let jobs = cluster
-            .jobs
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items;
-        if jobs.iter().any(|j| {
-            j.spec.stage == Stage::Copy
-                && j.status
-                    .as_ref()
-                    .is_some_and(|s| s.state == JobState::Running)
-        }) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no copy job ran");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    cluster.until_copy_runs().await;
     first.kill().unwrap();
     first.wait().unwrap();
     // No heartbeat: the controller fails the job as lost; only then does a new agent start,
@@ -510,38 +508,13 @@ async fn deleting_a_running_medium_cancels_its_job_and_keeps_the_evidence(pool: 
     cluster
         .apply(&manifest("deleted", &json!({"directory": dir})))
         .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_mins(2);
-    loop {
-        let jobs = cluster
-            .jobs
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items;
-        if jobs.iter().any(|j| {
-            j.spec.stage == Stage::Copy
-                && j.status
-                    .as_ref()
-                    .is_some_and(|s| s.state == JobState::Running)
-        }) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no copy job ran");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    cluster.until_copy_runs().await;
     cluster
         .media
         .delete("deleted", &DeleteParams::default())
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_mins(1);
-    while cluster.media.get_opt("deleted").await.unwrap().is_some() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the medium was not released"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    cluster.until_gone("deleted").await;
     assert!(
         cluster
             .jobs

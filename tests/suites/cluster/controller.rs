@@ -97,6 +97,17 @@ impl Cluster {
             .await
             .expect("medium created")
     }
+    /// Waits until the Medium is gone (its finalizer released).
+    async fn until_gone(&self, name: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.media.get_opt(name).await.expect("get the medium").is_some() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "medium {name} stays"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 
     /// Waits until `check` holds for the Medium.
     async fn until(&self, name: &str, what: &str, check: impl Fn(&Medium) -> bool) -> Medium {
@@ -544,11 +555,7 @@ async fn deleting_a_medium_cancels_its_running_job_and_waits_for_the_agent() {
     );
     // ... until it has released the medium.
     cluster.finish(&image, Some(ErrorClass::Cancelled)).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while cluster.media.get_opt("disk-6").await.unwrap().is_some() {
-        assert!(tokio::time::Instant::now() < deadline, "the medium stays");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    cluster.until_gone("disk-6").await;
     assert!(cluster.jobs.get_opt(&image).await.unwrap().is_none());
     replica.stop().await;
 }
@@ -591,11 +598,7 @@ async fn purge_needs_its_confirmation_and_runs_before_the_medium_goes() {
     );
     cluster.claim(&purge).await;
     cluster.finish(&purge, None).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while cluster.media.get_opt("disk-7").await.unwrap().is_some() {
-        assert!(tokio::time::Instant::now() < deadline, "the medium stays");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    cluster.until_gone("disk-7").await;
     replica.stop().await;
 }
 
