@@ -163,5 +163,14 @@ pub async fn run(
         }
     }
     leading.send_replace(false);
-    release(&api, &settings).await;
+    // Bounded: a shutdown must not hang on an unreachable API server (the lease then expires).
+    if tokio::time::timeout(
+        settings.retry_period.max(Duration::from_secs(2)) * 2,
+        release(&api, &settings),
+    )
+    .await
+    .is_err()
+    {
+        tracing::warn!("giving the lease up timed out; the next leader waits for it to expire");
+    }
 }

@@ -31,7 +31,7 @@ struct Replica {
 impl Replica {
     async fn stop(self) {
         self.stop.cancel();
-        tokio::time::timeout(Duration::from_secs(10), self.task)
+        tokio::time::timeout(Duration::from_secs(30), self.task)
             .await
             .expect("the controller stops")
             .expect("the controller task does not panic");
@@ -100,7 +100,13 @@ impl Cluster {
     /// Waits until the Medium is gone (its finalizer released).
     async fn until_gone(&self, name: &str) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while self.media.get_opt(name).await.expect("get the medium").is_some() {
+        while self
+            .media
+            .get_opt(name)
+            .await
+            .expect("get the medium")
+            .is_some()
+        {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "medium {name} stays"
