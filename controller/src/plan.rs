@@ -154,15 +154,6 @@ fn stage_state(jobs: &[MediumJob], stage: Stage) -> StageState<'_> {
     }
 }
 
-fn phase_of(stage: Stage) -> Phase {
-    match stage {
-        Stage::Image => Phase::Imaging,
-        Stage::Enumerate => Phase::Enumerating,
-        Stage::Copy => Phase::Copying,
-        Stage::Purge => Phase::Deleting,
-    }
-}
-
 fn signed(duration: Duration) -> SignedDuration {
     SignedDuration::try_from(duration).unwrap_or(SignedDuration::MAX)
 }
@@ -501,7 +492,7 @@ pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
                 let job = new_job(medium, stage, attempt);
                 status.new.current_job.clone_from(&job.metadata.name);
                 status.new.attempts += 1;
-                status.new.phase = phase_of(stage);
+                status.new.phase = stage.phase();
                 status.new.reason = Some("JobCreated".to_owned());
                 status.new.next_attempt_at = None;
                 if status.new.started_at.is_none() {
@@ -522,7 +513,7 @@ pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
             match stage_state(facts.jobs, stage) {
                 StageState::NoJob => start(&mut status, &mut plan, ""),
                 StageState::Terminating(job) => {
-                    status.new.phase = phase_of(stage);
+                    status.new.phase = stage.phase();
                     status.new.reason = Some("WaitingForCancel".to_owned());
                     status.new.current_job.clone_from(&job.metadata.name);
                     plan.requeue = Some(Duration::from_secs(10));
@@ -534,7 +525,7 @@ pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
                         .progress
                         .as_ref()
                         .and_then(|p| p.phase)
-                        .unwrap_or_else(|| phase_of(stage));
+                        .unwrap_or_else(|| stage.phase());
                     if job_status.progress.is_some() {
                         status.new.progress.clone_from(&job_status.progress);
                     }
@@ -638,11 +629,7 @@ pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
                         if facts.now >= at {
                             start(&mut status, &mut plan, " (retry after backoff)");
                         } else {
-                            status.new.phase = if paused {
-                                Phase::Paused
-                            } else {
-                                phase_of(stage)
-                            };
+                            status.new.phase = if paused { Phase::Paused } else { stage.phase() };
                             status.new.reason = Some(reason::BACKING_OFF.to_owned());
                             status.new.next_attempt_at = Some(Time(at));
                             plan.requeue = Some(unsigned(at.duration_since(facts.now)));

@@ -91,12 +91,8 @@ async fn call<T>(
 ) -> Result<Option<T>, ReconcileError> {
     match tokio::time::timeout(CALL_TIMEOUT, future).await {
         Ok(Ok(value)) => Ok(Some(value)),
-        // Gone already, or created already: the next reconcile sees the state as it is.
-        Ok(Err(kube::Error::Api(status)))
-            if status.code == 404 || (status.code == 409 && action == "create job") =>
-        {
-            Ok(None)
-        }
+        // Gone already: the next reconcile sees the state as it is.
+        Ok(Err(kube::Error::Api(status))) if status.code == 404 => Ok(None),
         Ok(Err(source)) => Err(ReconcileError::Api {
             action,
             medium: medium.to_owned(),
@@ -284,7 +280,14 @@ async fn carry_out_jobs(
         .await?;
     }
     if let Some(job) = &plan.create {
-        call("create job", name, jobs.create(&PostParams::default(), job)).await?;
+        // Created already (names are deterministic): the next reconcile sees it.
+        let create = async {
+            match jobs.create(&PostParams::default(), job).await {
+                Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
+                other => other.map(Some),
+            }
+        };
+        call("create job", name, create).await?;
     }
     Ok(())
 }

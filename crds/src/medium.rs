@@ -266,6 +266,16 @@ impl Stage {
         }
     }
 
+    /// The phase a Medium is in while a job runs this stage.
+    pub const fn phase(self) -> Phase {
+        match self {
+            Self::Image => Phase::Imaging,
+            Self::Enumerate => Phase::Enumerating,
+            Self::Copy => Phase::Copying,
+            Self::Purge => Phase::Deleting,
+        }
+    }
+
     /// The condition type set when the stage succeeds.
     pub const fn condition(self) -> Option<&'static str> {
         match self {

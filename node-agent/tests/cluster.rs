@@ -30,13 +30,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use host::{Host, MIB, ext4};
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::{CustomResourceExt, ResourceExt};
 use ntt_controller::leader::LeaseSettings;
 use ntt_controller::metrics::Metrics;
 use ntt_controller::plan::Settings;
 use ntt_crds::{JobState, Medium, MediumJob, Phase, Stage};
-use ntt_tests::apiserver::{ApiServer, builtin_types, resource_from_crd};
+use ntt_tests::apiserver::{ApiServer, ntt_types};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -54,12 +54,7 @@ struct Cluster {
 
 impl Cluster {
     async fn start(host: &Host) -> Self {
-        let mut types = vec![
-            resource_from_crd(&Medium::crd()),
-            resource_from_crd(&MediumJob::crd()),
-        ];
-        types.extend(builtin_types());
-        let server = ApiServer::start(types).await.unwrap();
+        let server = ApiServer::start(ntt_types()).await.unwrap();
         let kubeconfig = host.root.join("kubeconfig");
         std::fs::write(
             &kubeconfig,

@@ -107,6 +107,17 @@ pub fn builtin_types() -> Vec<ResourceType> {
     ]
 }
 
+/// Everything NTT's cluster uses: the `Medium` and `MediumJob` CRDs and the built-in types.
+pub fn ntt_types() -> Vec<ResourceType> {
+    use kube::CustomResourceExt;
+    let mut types = vec![
+        resource_from_crd(&ntt_crds::Medium::crd()),
+        resource_from_crd(&ntt_crds::MediumJob::crd()),
+    ];
+    types.extend(builtin_types());
+    types
+}
+
 impl ApiServer {
     /// Starts a server for `types` on a free local port.
     pub async fn start(types: Vec<ResourceType>) -> std::io::Result<Self> {

@@ -25,9 +25,7 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use ntt_crds::condition::{AGENT_FINALIZER, FIELD_MANAGER_AGENT};
-use ntt_crds::{
-    ErrorClass, JobError, JobResult, JobState, MediumJob, Phase, Progress, SourceKind, Stage,
-};
+use ntt_crds::{ErrorClass, JobError, JobResult, JobState, MediumJob, Progress, SourceKind, Stage};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -121,15 +119,6 @@ async fn release(api: &Api<MediumJob>, job: &str) -> anyhow::Result<()> {
 
 fn api_for(client: &kube::Client, job: &MediumJob) -> Api<MediumJob> {
     Api::namespaced(client.clone(), &job.namespace().unwrap_or_default())
-}
-
-fn phase_of(stage: Stage) -> Phase {
-    match stage {
-        Stage::Image => Phase::Imaging,
-        Stage::Enumerate => Phase::Enumerating,
-        Stage::Copy => Phase::Copying,
-        Stage::Purge => Phase::Deleting,
-    }
 }
 
 /// The agent's identity: `--identity` (the pod name) or the host name.
@@ -289,7 +278,7 @@ async fn claim(client: &kube::Client, job: &MediumJob, identity: &str) -> Option
     }
     let progress = Progress {
         stage: Some(job.spec.stage),
-        phase: Some(phase_of(job.spec.stage)),
+        phase: Some(job.spec.stage.phase()),
         summary: format!("{} started", job.spec.stage.as_str()),
         ..Progress::default()
     };
@@ -494,7 +483,7 @@ async fn run_job(
 async fn progress(catalog: &Catalog, medium: &str, stage: Stage) -> Progress {
     let mut progress = Progress {
         stage: Some(stage),
-        phase: Some(phase_of(stage)),
+        phase: Some(stage.phase()),
         summary: format!("{} running", stage.as_str()),
         ..Progress::default()
     };

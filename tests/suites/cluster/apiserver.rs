@@ -4,22 +4,17 @@
 use std::time::Duration;
 
 use futures_util::{StreamExt, TryStreamExt};
+use kube::ResourceExt;
 use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{CustomResourceExt, ResourceExt};
 use ntt_crds::{Medium, MediumJob, MediumJobSpec, MediumSpec, Source, Stage, Target};
-use ntt_tests::apiserver::{ApiServer, builtin_types, resource_from_crd};
+use ntt_tests::apiserver::{ApiServer, ntt_types};
 use serde_json::json;
 
 async fn server() -> ApiServer {
-    let mut types = vec![
-        resource_from_crd(&Medium::crd()),
-        resource_from_crd(&MediumJob::crd()),
-    ];
-    types.extend(builtin_types());
-    ApiServer::start(types).await.expect("server starts")
+    ApiServer::start(ntt_types()).await.expect("server starts")
 }
 
 fn medium(name: &str) -> Medium {

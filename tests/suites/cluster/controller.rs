@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{CustomResourceExt, ResourceExt};
 use ntt_controller::leader::LeaseSettings;
 use ntt_controller::metrics::Metrics;
 use ntt_controller::plan::Settings;
@@ -16,7 +16,7 @@ use ntt_crds::{
     DeletionPolicy, ErrorClass, JobState, Medium, MediumJob, MediumSpec, Phase, Source, Stage,
     Target,
 };
-use ntt_tests::apiserver::{ApiServer, builtin_types, resource_from_crd};
+use ntt_tests::apiserver::{ApiServer, ntt_types};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -46,12 +46,7 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Self {
-        let mut types = vec![
-            resource_from_crd(&Medium::crd()),
-            resource_from_crd(&MediumJob::crd()),
-        ];
-        types.extend(builtin_types());
-        let server = ApiServer::start(types).await.expect("server starts");
+        let server = ApiServer::start(ntt_types()).await.expect("server starts");
         let client = server.client(NS);
         Self {
             media: Api::namespaced(client.clone(), NS),

@@ -1,20 +1,15 @@
 //! `kubectl ntt` against the in-memory API server.
 
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::{CustomResourceExt, ResourceExt};
 use ntt_controller::plugin;
 use ntt_crds::condition::{PAUSED_ANNOTATION, RETRY_ANNOTATION};
-use ntt_crds::{Medium, MediumJob, MediumSpec, Source, Target};
-use ntt_tests::apiserver::{ApiServer, builtin_types, resource_from_crd};
+use ntt_crds::{Medium, MediumSpec, Source, Target};
+use ntt_tests::apiserver::{ApiServer, ntt_types};
 use serde_json::json;
 
 async fn setup() -> (ApiServer, Api<Medium>) {
-    let mut types = vec![
-        resource_from_crd(&Medium::crd()),
-        resource_from_crd(&MediumJob::crd()),
-    ];
-    types.extend(builtin_types());
-    let server = ApiServer::start(types).await.expect("server");
+    let server = ApiServer::start(ntt_types()).await.expect("server");
     let api: Api<Medium> = Api::namespaced(server.client("lab"), "lab");
     let medium = Medium::new(
         "box-7-disk-2",
