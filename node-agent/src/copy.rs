@@ -41,7 +41,7 @@ pub enum CopyStageError {
     Store(#[source] StoreError),
     /// A volume stopped answering.
     #[error(
-        "stopped: volume {volume_no} was lost (its mount stopped answering); run again to remount"
+        "stopped: volume {volume_no} was lost (its mount stopped answering); check the drive and its connection, then run again (nothing copied is lost)"
     )]
     VolumeLost {
         /// The volume.
@@ -258,10 +258,7 @@ pub async fn copy_medium(
         copying::record_problem(pool, medium, "beyond_eof", serde_json::json!(true)).await?;
     }
     if let Some(error) = first_error {
-        if let CopyStageError::VolumeLost { volume_no } = &error {
-            copying::record_problem(pool, medium, "volume_lost", serde_json::json!(volume_no))
-                .await?;
-        }
+        // A lost volume is recorded by the caller, which decides whether to mount it again.
         return Err(error);
     }
     let complete = !cancel.is_cancelled() && copying::finish_if_done(pool, medium).await?;

@@ -560,3 +560,233 @@ async fn awkward_names_copy_cat_and_export_byte_exact(pool: PgPool) {
     );
     report(&host, "names");
 }
+
+/// An NTFS image holding `files`, written through ntfs-3g (read-write, on a mount of this
+/// test's own that is gone, with its driver, before the function returns).
+fn ntfs_with(path: &Path, size: u64, files: &[(String, Vec<u8>)]) {
+    sparse_file(path, size);
+    run(Command::new("mkntfs").args(["-q", "-F", "-Q"]).arg(path));
+    let mnt = path.with_extension("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mut driver = Command::new("ntfs-3g")
+        .args(["-o", "no_detach"])
+        .arg(path)
+        .arg(&mnt)
+        .spawn()
+        .unwrap();
+    let mounted = |mnt: &Path| {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .any(|line| line.split(' ').nth(4) == Some(mnt.to_str().unwrap()))
+    };
+    let started = std::time::Instant::now();
+    while !mounted(&mnt) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "ntfs-3g did not mount"
+        );
+        assert!(driver.try_wait().unwrap().is_none(), "ntfs-3g exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for (name, bytes) in files {
+        std::fs::write(mnt.join(name), bytes).unwrap();
+    }
+    run(Command::new("umount").arg(&mnt));
+    assert!(driver.wait().unwrap().success());
+    std::fs::remove_dir(&mnt).unwrap();
+}
+
+/// The pids of `parent`'s children whose command is `comm`.
+fn children_named(parent: u32, comm: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let ppid = stat[close + 2..]
+            .split(' ')
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if &stat[open + 1..close] == comm && ppid == Some(parent) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Waits until `ntt copy` (the process `copier`) serves the medium through an ntfs-3g driver
+/// other than `not`, and returns that driver's pid.
+fn driver_of(copier: &mut std::process::Child, not: Option<u32>) -> u32 {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(pid) = children_named(copier.id(), "ntfs-3g")
+            .into_iter()
+            .find(|pid| Some(*pid) != not)
+        {
+            return pid;
+        }
+        assert!(
+            copier.try_wait().unwrap().is_none(),
+            "the copier exited first"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no ntfs-3g driver"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+async fn copied_count(pool: &PgPool, medium: &str) -> i64 {
+    sqlx::query_scalar(
+        "select count(*) from inode i join medium m on m.id = i.medium_id
+         where m.name = $1 and i.state = 'copied'",
+    )
+    .bind(medium)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+async fn volume_lost(pool: &PgPool, medium: &str) -> Value {
+    sqlx::query_scalar("select problems -> 'volume_lost' from medium where name = $1")
+        .bind(medium)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn a_lost_volume_is_mounted_again_once_then_the_run_stops(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let files: Vec<(String, Vec<u8>)> = (0..200u64)
+        .map(|f| (format!("file{f:03}.bin"), noise(32 * 1024 + f as usize, f)))
+        .collect();
+    let image = host.root.join("lossy.img");
+    ntfs_with(&image, 48 * MIB, &files);
+    register(&host, &image, "lossy");
+    enumerate(&host, "lossy");
+    let args = [
+        "copy",
+        "lossy",
+        "--json",
+        "--workers",
+        "1",
+        "--batch-files",
+        "1",
+    ];
+
+    // The ntfs-3g driver dies mid-copy: the volume is mounted again and the run completes.
+    let mut copier = host.spawn(&args);
+    let first = driver_of(&mut copier, None);
+    let started = std::time::Instant::now();
+    while copied_count(&pool, "lossy").await < 10 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "nothing copied"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    run(Command::new("kill").args(["-KILL", &first.to_string()]));
+    let output = copier.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("mounting it again (once)"), "{stderr}");
+    let result: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(result["complete"], true, "{result}");
+    assert_eq!(
+        result["failures"], 0,
+        "no file failed because of the loss: {result}"
+    );
+    let states = file_states(&pool, "lossy").await;
+    assert_eq!(states.len(), 200);
+    assert!(
+        states.values().all(|(state, _)| state == "copied"),
+        "{states:?}"
+    );
+    assert_eq!(
+        volume_lost(&pool, "lossy").await,
+        serde_json::json!({"volume_no": 0, "times": 1, "stopped": false})
+    );
+    for (name, bytes) in files.iter().step_by(37) {
+        let cat = host.command(&["cat", "lossy", name]).output().unwrap();
+        assert!(cat.status.success());
+        assert!(cat.stdout == *bytes, "{name} copied intact");
+    }
+    assert!(host.run(&["verify", "--medium", "lossy"]).status.success());
+    report(&host, "lossy");
+
+    // Lost again after the remount: the run stops, its files stay pending (not failed), no lease
+    // is left, and the next run completes.
+    ok_json(&host, &["enumerate", "lossy", "--replace", "--json"]);
+    let mut copier = host.spawn(&args);
+    let first = driver_of(&mut copier, None);
+    while copied_count(&pool, "lossy").await < 5 {
+        assert!(
+            copier.try_wait().unwrap().is_none(),
+            "the copier exited first"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    run(Command::new("kill").args(["-KILL", &first.to_string()]));
+    let before = copied_count(&pool, "lossy").await;
+    let second = driver_of(&mut copier, Some(first));
+    // Killed once it serves files (killed while the volume is being attached, the attach would
+    // fall back to reading the filesystem with The Sleuth Kit, and the run would complete).
+    while copied_count(&pool, "lossy").await < before + 3 {
+        assert!(
+            copier.try_wait().unwrap().is_none(),
+            "the copier exited first"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    run(Command::new("kill").args(["-KILL", &second.to_string()]));
+    let output = copier.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("mounted again once already") && stderr.contains("volume 0 was lost"),
+        "{stderr}"
+    );
+    assert_eq!(
+        volume_lost(&pool, "lossy").await,
+        serde_json::json!({"volume_no": 0, "times": 2, "stopped": true})
+    );
+    let states = file_states(&pool, "lossy").await;
+    let copied = states.values().filter(|(s, _)| s == "copied").count();
+    assert!(copied < 200, "the run stopped before the end");
+    assert!(
+        states
+            .values()
+            .all(|(s, _)| s == "copied" || s == "pending"),
+        "nothing failed: {states:?}"
+    );
+    let (leased, attempted): (i64, i64) = sqlx::query_as(
+        "select count(*) filter (where lease_until is not null),
+                count(*) filter (where attempts > 0) from inode",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (leased, attempted),
+        (0, 0),
+        "no lease left, no attempt counted"
+    );
+    assert!(
+        host::loops_backed_by(&image).is_empty(),
+        "no loop device left"
+    );
+    let last = copy(&host, "lossy", &[]);
+    assert_eq!(last["complete"], true);
+    assert_eq!(last["copied"], 200 - copied, "{last}");
+    report(&host, "lossy");
+}

@@ -132,14 +132,6 @@ pub(super) async fn run_copy(
         medium.name
     );
     let store = open_store(store)?;
-    let Some(attached) = attach(catalog, &medium, settings, args.force, cancel).await? else {
-        return Ok(None);
-    };
-    let readers: BTreeMap<i32, _> = attached
-        .volumes
-        .iter()
-        .map(|v| (v.volume_no, v.reader.clone()))
-        .collect();
     let mut options = CopyOptions {
         workers: args.workers.clamp(1, 64),
         batch_files: args.batch_files.clamp(1, 100_000),
@@ -165,21 +157,14 @@ pub(super) async fn run_copy(
         progress.clone(),
         Some(u64::try_from(pending).unwrap_or(0)),
     );
-    let result = stage::copy_medium(
-        catalog.pool(),
-        medium.id,
-        readers,
-        store,
-        &worker,
-        options,
-        &progress,
-        cancel,
+    let result = copy_remounting_once(
+        catalog, settings, &medium, &store, &worker, options, &progress, args.force, cancel,
     )
     .await;
     ticker.finish().await;
-    let released = attached.release();
-    let report = result.with_context(|| format!("copying {}", medium.name))?;
-    released?;
+    let Some(report) = result? else {
+        return Ok(None);
+    };
     if cancel.is_cancelled() {
         return Ok(None);
     }
@@ -203,6 +188,104 @@ pub(super) async fn run_copy(
         )?;
     }
     Ok(Some(report))
+}
+
+/// Attaches the medium and copies; when a volume is lost (its mount stops answering: a FUSE
+/// driver died, a device went away), releases everything, attaches again and goes on, once. A
+/// second loss stops the run: a medium that keeps dropping out needs a person (and its files
+/// stay pending, not failed). `Ok(None)` when cancelled.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the stage's whole input, as copy_medium takes it, plus how to attach"
+)]
+async fn copy_remounting_once(
+    catalog: &Catalog,
+    settings: &Settings,
+    medium: &MediumRecord,
+    store: &Arc<Store>,
+    worker: &str,
+    options: CopyOptions,
+    progress: &stage::Progress,
+    force: bool,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Option<CopyReport>> {
+    let mut total = CopyReport::default();
+    let mut remounted = false;
+    loop {
+        let Some(attached) = attach(catalog, medium, settings, force, cancel).await? else {
+            return Ok(None);
+        };
+        let readers: BTreeMap<i32, _> = attached
+            .volumes
+            .iter()
+            .map(|v| (v.volume_no, v.reader.clone()))
+            .collect();
+        let result = stage::copy_medium(
+            catalog.pool(),
+            medium.id,
+            readers,
+            store.clone(),
+            worker,
+            options,
+            progress,
+            cancel,
+        )
+        .await;
+        let released = attached.release();
+        if let Err(stage::CopyStageError::VolumeLost { volume_no }) = &result {
+            let detail = serde_json::json!({
+                "volume_no": volume_no,
+                "times": if remounted { 2 } else { 1 },
+                "stopped": remounted,
+            });
+            crate::catalog::copying::record_problem(
+                catalog.pool(),
+                medium.id,
+                "volume_lost",
+                detail,
+            )
+            .await?;
+        }
+        match result {
+            Err(stage::CopyStageError::VolumeLost { volume_no }) if !remounted => {
+                remounted = true;
+                if let Err(error) = released {
+                    // The next attach repairs what is left (a dead FUSE mount is unmounted).
+                    tracing::warn!(error = %error, "releasing the lost volume failed");
+                }
+                tracing::warn!(
+                    medium = %medium.name,
+                    volume = volume_no,
+                    "volume {volume_no} stopped answering: mounting it again (once)"
+                );
+            }
+            result => {
+                let report = result.with_context(|| {
+                    if remounted {
+                        format!(
+                            "copying {} (its volumes were mounted again once already)",
+                            medium.name
+                        )
+                    } else {
+                        format!("copying {}", medium.name)
+                    }
+                })?;
+                released?;
+                if cancel.is_cancelled() {
+                    return Ok(None);
+                }
+                total.copied += report.copied;
+                total.bytes += report.bytes;
+                total.new_blobs += report.new_blobs;
+                total.failures += report.failures;
+                total.complete = report.complete;
+                return Ok(Some(total));
+            }
+        }
+        if cancel.is_cancelled() {
+            return Ok(None);
+        }
+    }
 }
 
 /// `ntt cat`.
