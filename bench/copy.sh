@@ -10,6 +10,11 @@
 # destination on the same disk, and time it. ntt's run gets a fresh store and a fresh load
 # (`enumerate --replace`), so it copies and hashes every file. Prints MB/s of file data and the
 # ratio of ntt to each peer, and ntt's peak resident memory.
+#
+# ROUNDS=N repeats the whole set N times, each round in another order (the first as listed, the
+# second reversed, ...), and reports each tool's best time: the disk of a shared machine changes
+# speed by 2x within an hour, and whichever tool runs last after gigabytes were written and
+# deleted pays for it, so one round in a fixed order favours the tools that run first.
 set -euo pipefail
 
 files=${1:-200000}
@@ -67,27 +72,47 @@ settle() {
 cold() { sync; settle; echo 3 > /proc/sys/vm/drop_caches; }
 timed() { local start; start=$(date +%s.%N); "$@" > /dev/null; echo "$(date +%s.%N) - $start" | bc; }
 declare -A seconds
-
-rm -rf "$out"; mkdir -p "$out"
-cold; seconds[cp]=$(timed cp -a "$point/." "$out/cp/")
-rm -rf "$out"; mkdir -p "$out"
-export RESTIC_PASSWORD=bench
-restic init --repo "$out/restic" >/dev/null
-cold; seconds[restic]=$(timed restic --repo "$out/restic" backup --quiet "$point")
-rm -rf "$out"; mkdir -p "$out"
-borg init --encryption none "$out/borg" >/dev/null 2>&1
-cold; seconds[borg]=$(timed borg create "$out/borg::bench" "$point")
-rm -rf "$out"; mkdir -p "$out"
-cold; seconds[b3sum]=$(timed sh -c "cd '$point' && find . -type f -print0 | xargs -0 -P 2 -n 64 b3sum")
-rm -rf "$out"; mkdir -p "$out"
-"$ntt" enumerate bench-corpus --replace >/dev/null
-cold
-start=$(date +%s.%N)
-rss=$( { /usr/bin/time -f '%M' "$ntt" copy bench-corpus > /dev/null; } 2>&1 | tail -1 )
-seconds[ntt]=$(echo "$(date +%s.%N) - $start" | bc)
+rounds=${ROUNDS:-1}
+run_tool() {
+  local tool=$1 took
+  rm -rf "$out"; mkdir -p "$out"
+  case $tool in
+    cp) cold; took=$(timed cp -a "$point/." "$out/cp/") ;;
+    restic)
+      export RESTIC_PASSWORD=bench
+      restic init --repo "$out/restic" >/dev/null
+      cold; took=$(timed restic --repo "$out/restic" backup --quiet "$point") ;;
+    borg)
+      borg init --encryption none "$out/borg" >/dev/null 2>&1
+      cold; took=$(timed borg create "$out/borg::bench" "$point") ;;
+    b3sum) cold; took=$(timed sh -c "cd '$point' && find . -type f -print0 | xargs -0 -P 2 -n 64 b3sum") ;;
+    ntt)
+      "$ntt" enumerate bench-corpus --replace >/dev/null
+      cold
+      local start; start=$(date +%s.%N)
+      rss=$( { /usr/bin/time -f '%M' "$ntt" copy bench-corpus > /dev/null; } 2>&1 | tail -1 )
+      took=$(echo "$(date +%s.%N) - $start" | bc) ;;
+  esac
+  echo "round $round: $tool $took s" >&2
+  if [ -z "${seconds[$tool]:-}" ] || [ "$(echo "$took < ${seconds[$tool]}" | bc)" -eq 1 ]; then
+    seconds[$tool]=$took
+  fi
+  round_seconds[$tool]=$took
+}
+tools=(cp restic borg b3sum ntt)
+for round in $(seq "$rounds"); do
+  declare -A round_seconds=()
+  order=("${tools[@]}")
+  if [ $((round % 2)) -eq 0 ]; then order=(ntt b3sum borg restic cp); fi
+  if [ $((round % 3)) -eq 0 ]; then order=(b3sum ntt cp borg restic); fi
+  for tool in "${order[@]}"; do run_tool "$tool"; done
+  echo "round $round (${order[*]}): ntt/cp $(echo "${round_seconds[cp]} / ${round_seconds[ntt]}" | bc -l | cut -c1-4)x, ntt/b3sum $(echo "${round_seconds[b3sum]} / ${round_seconds[ntt]}" | bc -l | cut -c1-4)x" >&2
+done
+rm -rf "$out"
 
 echo
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
+echo "best of $rounds round(s):"
 printf '%-30s %10s %10s %14s\n' "tool" "seconds" "MB/s" "ntt speed-up"
 for tool in cp restic borg b3sum ntt; do
   s=${seconds[$tool]}

@@ -70,12 +70,19 @@ pub struct CopyOptions {
 /// Files and bytes copied so far, for progress display.
 pub type Progress = std::sync::Arc<crate::progress::Counter>;
 
+/// Most files per batch by default. Every batch costs two `syncfs` of the store; with 8192
+/// files / 1 GiB (against 2048 / 256 MiB) the benchmark corpus copied 8 % faster, and a killed
+/// run's leases, which hold a batch until they expire, still cover little of a medium.
+pub const DEFAULT_BATCH_FILES: i64 = 8192;
+/// Most MiB per batch by default (a bigger file goes alone).
+pub const DEFAULT_BATCH_MIB: i64 = 1024;
+
 impl Default for CopyOptions {
     fn default() -> Self {
         Self {
             workers: 4,
-            batch_files: 2048,
-            batch_bytes: 256 << 20,
+            batch_files: DEFAULT_BATCH_FILES,
+            batch_bytes: DEFAULT_BATCH_MIB << 20,
             lease: Duration::from_mins(15),
             retry: RetryPolicy {
                 max_attempts: 3,

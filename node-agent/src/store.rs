@@ -322,11 +322,22 @@ impl BlobWriter {
             });
         };
         let id = BlobId::from_bytes(*self.hasher.finalize().as_bytes());
+        // Content the store has already: the temp file goes now, before any sync, so its data
+        // never has to reach the disk (the dirty pages of a file without a name are dropped).
+        // A blob under its final name had its data synced before it was linked; the caller's
+        // sync before its commit makes that link durable if its batch has not yet.
+        let file = if store.contains(&id) {
+            drop(file);
+            self.temp.remove();
+            None
+        } else {
+            Some(file)
+        };
         Ok(StagedBlob {
             id,
             size: self.size,
             mime: content_type(&self.head),
-            file: Some(file),
+            file,
             temp: std::mem::replace(&mut self.temp, Temp::Anonymous),
         })
     }
@@ -480,6 +491,15 @@ mod tests {
             0,
             "no temp file is left"
         );
+        // Content the store has is not staged: its temp file is gone once it is named.
+        let mut writer = store.writer().unwrap();
+        writer
+            .copy_from(store, &mut &b"the same bytes"[..], &mut [0; 7])
+            .unwrap();
+        let staged = writer.finish(store).unwrap();
+        assert!(staged.file.is_none(), "nothing left to sync or link");
+        assert_eq!(fs_err::read_dir(root.join("tmp")).unwrap().count(), 0);
+        assert_eq!(staged.publish(store).unwrap(), Published::Existed);
         let (empty, _) = put(store, b"");
         assert_eq!(empty.size, 0);
         assert!(store.contains(&empty.id), "an empty file is a normal blob");

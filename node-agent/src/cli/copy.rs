@@ -46,10 +46,10 @@ pub struct CopyArgs {
     #[arg(long, env = env::RETRY_DELAY, default_value_t = 2.0)]
     pub retry_delay: f64,
     /// Most files per batch (one claim, one store sync, one catalog commit each)
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = stage::DEFAULT_BATCH_FILES)]
     pub batch_files: i64,
     /// Most MiB per batch (a bigger file goes alone)
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = stage::DEFAULT_BATCH_MIB)]
     pub batch_mib: i64,
     /// Mount even if the medium's health is `failed`
     #[arg(long, env = env::FORCE)]

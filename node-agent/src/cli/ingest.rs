@@ -258,8 +258,8 @@ async fn copy_stage(
         workers: args.workers,
         max_attempts: 3,
         retry_delay: 2.0,
-        batch_files: 2048,
-        batch_mib: 256,
+        batch_files: crate::copy::DEFAULT_BATCH_FILES,
+        batch_mib: crate::copy::DEFAULT_BATCH_MIB,
         force: args.force,
         json: false,
     };
