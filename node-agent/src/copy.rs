@@ -46,6 +46,8 @@ pub enum CopyStageError {
     VolumeLost {
         /// The volume.
         volume_no: i32,
+        /// What the run did before it stopped (its copies are recorded and stay).
+        so_far: Box<CopyReport>,
     },
     /// A worker task died.
     #[error("a copy worker failed")]
@@ -264,18 +266,37 @@ pub async fn copy_medium(
     if totals.beyond_eof.load(Ordering::Relaxed) {
         copying::record_problem(pool, medium, "beyond_eof", serde_json::json!(true)).await?;
     }
-    if let Some(error) = first_error {
-        // A lost volume is recorded by the caller, which decides whether to mount it again.
-        return Err(error);
-    }
-    let complete = !cancel.is_cancelled() && copying::finish_if_done(pool, medium).await?;
-    Ok(CopyReport {
+    let mut report = CopyReport {
         copied: totals.copied.load(Ordering::Relaxed),
         bytes: totals.bytes.load(Ordering::Relaxed),
         new_blobs: totals.new_blobs.load(Ordering::Relaxed),
         failures: totals.failures.load(Ordering::Relaxed),
-        complete,
-    })
+        complete: false,
+    };
+    match first_error {
+        // A lost volume is recorded by the caller, which decides whether to mount it again.
+        Some(CopyStageError::VolumeLost { volume_no, .. }) => Err(CopyStageError::VolumeLost {
+            volume_no,
+            so_far: Box::new(report),
+        }),
+        Some(error) => Err(error),
+        None => {
+            report.complete =
+                !cancel.is_cancelled() && copying::finish_if_done(pool, medium).await?;
+            Ok(report)
+        }
+    }
+}
+
+impl CopyReport {
+    /// Adds what a later attempt of the same run did; its `complete` is the run's.
+    pub fn add(&mut self, later: &Self) {
+        self.copied += later.copied;
+        self.bytes += later.bytes;
+        self.new_blobs += later.new_blobs;
+        self.failures += later.failures;
+        self.complete = later.complete;
+    }
 }
 
 /// What one worker works with.
@@ -344,8 +365,23 @@ async fn run_worker(
                     totals.new_blobs.fetch_add(new_blobs, Ordering::Relaxed);
                     (results, halt)
                 })?;
-        let mut lost = None;
-        for (volume_no, _, outcome) in &results {
+        // Failures on a volume that no longer answers say nothing about the files: the batch is
+        // neither recorded nor counted (its files stay pending, its blobs are found again).
+        let failed_on: std::collections::BTreeSet<i32> = results
+            .iter()
+            .filter(|(_, _, outcome)| matches!(outcome, Outcome::Failed { .. }))
+            .map(|(volume_no, _, _)| *volume_no)
+            .collect();
+        if let Some(volume_no) = failed_on.into_iter().find(|volume_no| {
+            matches!(volumes.get(volume_no), Some(VolumeReader::Mounted { root })
+                if !crate::volume::host::answers(root))
+        }) {
+            return Err(CopyStageError::VolumeLost {
+                volume_no,
+                so_far: Box::default(),
+            });
+        }
+        for (_, _, outcome) in &results {
             match outcome {
                 Outcome::Copied { size, .. } => {
                     totals.copied.fetch_add(1, Ordering::Relaxed);
@@ -358,19 +394,10 @@ async fn run_worker(
                     if *class == ErrorClass::BeyondEof {
                         totals.beyond_eof.store(true, Ordering::Relaxed);
                     }
-                    if let Some(VolumeReader::Mounted { root }) = volumes.get(volume_no)
-                        && !crate::volume::host::answers(root)
-                    {
-                        lost = Some(*volume_no);
-                    }
                 }
             }
         }
         processed += results.len() as u64;
-        if let Some(volume_no) = lost {
-            // Failures on a volume that no longer answers say nothing about the files.
-            return Err(CopyStageError::VolumeLost { volume_no });
-        }
         copying::record(pool, medium, name, &results, options.retry).await?;
         if !warned_rate && processed >= 100 && failed * 10 > processed {
             warned_rate = true;

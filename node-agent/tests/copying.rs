@@ -703,6 +703,7 @@ async fn a_lost_volume_is_mounted_again_once_then_the_run_stops(pool: PgPool) {
         result["failures"], 0,
         "no file failed because of the loss: {result}"
     );
+    assert_eq!(result["copied"], 200, "both attempts counted: {result}");
     let states = file_states(&pool, "lossy").await;
     assert_eq!(states.len(), 200);
     assert!(

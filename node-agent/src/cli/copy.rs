@@ -165,9 +165,6 @@ pub(super) async fn run_copy(
     let Some(report) = result? else {
         return Ok(None);
     };
-    if cancel.is_cancelled() {
-        return Ok(None);
-    }
     if args.json {
         serde_json::to_writer_pretty(&mut *stdout, &report)?;
         writeln!(stdout)?;
@@ -232,56 +229,46 @@ async fn copy_remounting_once(
         )
         .await;
         let released = attached.release();
-        if let Err(stage::CopyStageError::VolumeLost { volume_no }) = &result {
-            let detail = serde_json::json!({
-                "volume_no": volume_no,
-                "times": if remounted { 2 } else { 1 },
-                "stopped": remounted,
-            });
-            crate::catalog::copying::record_problem(
-                catalog.pool(),
-                medium.id,
-                "volume_lost",
-                detail,
-            )
-            .await?;
-        }
-        match result {
-            Err(stage::CopyStageError::VolumeLost { volume_no }) if !remounted => {
-                remounted = true;
-                if let Err(error) = released {
-                    // The next attach repairs what is left (a dead FUSE mount is unmounted).
-                    tracing::warn!(error = %error, "releasing the lost volume failed");
-                }
-                tracing::warn!(
-                    medium = %medium.name,
-                    volume = volume_no,
-                    "volume {volume_no} stopped answering: mounting it again (once)"
-                );
-            }
+        let (volume_no, so_far) = match result {
+            Err(stage::CopyStageError::VolumeLost { volume_no, so_far }) => (volume_no, so_far),
             result => {
-                let report = result.with_context(|| {
-                    if remounted {
-                        format!(
-                            "copying {} (its volumes were mounted again once already)",
-                            medium.name
-                        )
-                    } else {
-                        format!("copying {}", medium.name)
-                    }
-                })?;
+                let report = result.with_context(|| format!("copying {}", medium.name))?;
                 released?;
                 if cancel.is_cancelled() {
                     return Ok(None);
                 }
-                total.copied += report.copied;
-                total.bytes += report.bytes;
-                total.new_blobs += report.new_blobs;
-                total.failures += report.failures;
-                total.complete = report.complete;
+                total.add(&report);
                 return Ok(Some(total));
             }
+        };
+        total.add(&so_far);
+        let detail = serde_json::json!({
+            "volume_no": volume_no,
+            "times": if remounted { 2 } else { 1 },
+            "stopped": remounted,
+        });
+        crate::catalog::copying::record_problem(catalog.pool(), medium.id, "volume_lost", detail)
+            .await?;
+        if let Err(error) = released {
+            // The next attach repairs what is left (a dead FUSE mount is unmounted).
+            tracing::warn!(error = %error, "releasing the lost volume failed");
         }
+        if remounted {
+            return Err(stage::CopyStageError::VolumeLost { volume_no, so_far }).with_context(
+                || {
+                    format!(
+                        "copying {} (its volumes were mounted again once already)",
+                        medium.name
+                    )
+                },
+            );
+        }
+        remounted = true;
+        tracing::warn!(
+            medium = %medium.name,
+            volume = volume_no,
+            "volume {volume_no} stopped answering: mounting it again (once)"
+        );
         if cancel.is_cancelled() {
             return Ok(None);
         }
