@@ -209,12 +209,19 @@ impl VolumeReader {
 
 use std::os::unix::fs::OpenOptionsExt;
 
-/// Directories waiting to be read, and how many readers are busy.
+/// Directories waiting to be read, how many readers are busy and how many wait for work.
 struct Queue {
     pending: Vec<Vec<u8>>,
     busy: usize,
+    waiting: usize,
 }
 
+/// Walks the tree below `root` with `threads` readers sharing a stack of directories.
+///
+/// Each reader gathers the items of the directories it reads into its own batch and hands it
+/// over full ([`BATCH`] items) or when the walk ends, and a reader only wakes the others when
+/// some of them wait: per directory (most hold a dozen entries) a hand-over and a wake-up cost
+/// more than reading it (measured: 49 000 futex calls for 18 000 directories).
 #[expect(
     clippy::disallowed_methods,
     reason = "std::fs keeps the OS error (errno) that entry errors record; the path is recorded beside it"
@@ -237,14 +244,25 @@ fn walk_tree(
     let queue = std::sync::Mutex::new(Queue {
         pending: vec![Vec::new()],
         busy: 0,
+        waiting: 0,
     });
     let ready = std::sync::Condvar::new();
     let worker = || {
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut found = Vec::new();
+        let mut reading = false;
         loop {
             let dir = {
                 let mut state = queue
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if reading {
+                    state.pending.append(&mut found);
+                    state.busy -= 1;
+                    if state.waiting > 0 && (!state.pending.is_empty() || state.busy == 0) {
+                        ready.notify_all();
+                    }
+                }
                 loop {
                     if let Some(dir) = state.pending.pop() {
                         state.busy += 1;
@@ -253,23 +271,21 @@ fn walk_tree(
                     if state.busy == 0 {
                         break None;
                     }
+                    state.waiting += 1;
                     state = ready
                         .wait(state)
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    state.waiting -= 1;
                 }
             };
             let Some(dir) = dir else {
-                ready.notify_all();
-                return;
+                break;
             };
-            let subdirs = read_one_dir(root, &dir, device, visit);
-            let mut state = queue
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            state.pending.extend(subdirs);
-            state.busy -= 1;
-            drop(state);
-            ready.notify_all();
+            read_one_dir(root, &dir, device, &mut batch, &mut found, visit);
+            reading = true;
+        }
+        if !batch.is_empty() {
+            visit(batch);
         }
     };
     std::thread::scope(|scope| {
@@ -281,7 +297,8 @@ fn walk_tree(
     Ok(())
 }
 
-/// Reads one directory: visits its entries and returns its subdirectories on the same device.
+/// Reads one directory: adds its entries to `batch` (handing it to `visit` whenever it is full)
+/// and its subdirectories on the same device to `subdirs`.
 #[expect(
     clippy::disallowed_methods,
     reason = "std::fs keeps the OS error (errno) that entry errors record; the path is recorded beside it"
@@ -290,38 +307,35 @@ fn read_one_dir(
     root: &Path,
     dir: &[u8],
     device: u64,
+    batch: &mut Vec<WalkItem>,
+    subdirs: &mut Vec<Vec<u8>>,
     visit: &(dyn Fn(Vec<WalkItem>) + Sync),
-) -> Vec<Vec<u8>> {
-    let mut subdirs = Vec::new();
-    let mut batch = Vec::new();
-    let emit = |item: WalkItem, batch: &mut Vec<WalkItem>| {
+) {
+    let mut emit = |item: WalkItem| {
         batch.push(item);
         if batch.len() == BATCH {
-            visit(std::mem::take(batch));
+            visit(std::mem::replace(batch, Vec::with_capacity(BATCH)));
         }
     };
     let dir_path = root.join(OsStr::from_bytes(dir));
     let reading = match std::fs::read_dir(&dir_path) {
         Ok(reading) => reading,
         Err(error) => {
-            visit(vec![WalkItem::Error {
+            emit(WalkItem::Error {
                 path: dir.to_vec(),
                 error,
-            }]);
-            return subdirs;
+            });
+            return;
         }
     };
     for item in reading {
         let dirent = match item {
             Ok(dirent) => dirent,
             Err(error) => {
-                emit(
-                    WalkItem::Error {
-                        path: dir.to_vec(),
-                        error,
-                    },
-                    &mut batch,
-                );
+                emit(WalkItem::Error {
+                    path: dir.to_vec(),
+                    error,
+                });
                 continue;
             }
         };
@@ -330,37 +344,34 @@ fn read_one_dir(
             path.push(b'/');
         }
         path.extend_from_slice(dirent.file_name().as_bytes());
-        let full = dirent.path();
         // Relative to the open directory (fstatat), not a lookup of the whole path again.
         let meta = match dirent.metadata() {
             Ok(meta) => meta,
             Err(error) => {
-                emit(WalkItem::Error { path, error }, &mut batch);
+                emit(WalkItem::Error { path, error });
                 continue;
             }
         };
-        match entry_from_metadata(path.clone(), &full, &meta) {
-            Ok(entry) => {
-                // A directory on another device is a mount below the volume: not ours.
-                if entry.kind == EntryKind::Dir && meta.dev() == device {
-                    subdirs.push(path);
+        let target = if meta.file_type().is_symlink() {
+            match std::fs::read_link(dirent.path()) {
+                Ok(target) => Some(target.into_os_string().into_encoded_bytes()),
+                Err(error) => {
+                    emit(WalkItem::Error { path, error });
+                    continue;
                 }
-                emit(WalkItem::Entry(entry), &mut batch);
             }
-            Err(error) => emit(WalkItem::Error { path, error }, &mut batch),
+        } else {
+            None
+        };
+        // A directory on another device is a mount below the volume: not ours.
+        if meta.is_dir() && meta.dev() == device {
+            subdirs.push(path.clone());
         }
+        emit(WalkItem::Entry(entry_from_metadata(path, &meta, target)));
     }
-    if !batch.is_empty() {
-        visit(batch);
-    }
-    subdirs
 }
 
-fn entry_from_metadata(
-    path: Vec<u8>,
-    full: &Path,
-    meta: &std::fs::Metadata,
-) -> std::io::Result<Entry> {
+fn entry_from_metadata(path: Vec<u8>, meta: &std::fs::Metadata, target: Option<Vec<u8>>) -> Entry {
     let file_type = meta.file_type();
     let kind = if file_type.is_file() {
         EntryKind::File
@@ -377,17 +388,8 @@ fn entry_from_metadata(
     } else {
         EntryKind::Socket
     };
-    let target = if kind == EntryKind::Symlink {
-        Some(
-            fs_err::read_link(full)?
-                .into_os_string()
-                .into_encoded_bytes(),
-        )
-    } else {
-        None
-    };
     let nanos = |secs: i64, nsec: i64| secs.checked_mul(1_000_000_000)?.checked_add(nsec);
-    Ok(Entry {
+    Entry {
         path,
         ino: meta.ino(),
         kind,
@@ -405,5 +407,5 @@ fn entry_from_metadata(
             i64::try_from(since.as_nanos()).ok()
         }),
         target,
-    })
+    }
 }
