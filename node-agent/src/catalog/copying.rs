@@ -69,7 +69,8 @@ fn seconds(duration: Duration) -> f64 {
 
 /// Claims up to `max_files` pending inodes of the medium (fewer when their sizes add up to
 /// more than `max_bytes`; the first is always taken, so a big file goes alone), leased to
-/// `worker` for `lease`.
+/// `worker` for `lease`, in inode order (the claim index's order: most filesystems lay files
+/// down in about that order, and the index never holds the inodes already copied).
 pub async fn claim(
     pool: &PgPool,
     medium: MediumId,
@@ -84,12 +85,12 @@ pub async fn claim(
                select medium_id, volume_no, ino, size from inode
                where medium_id = $1 and state = 'pending'
                  and (lease_until is null or lease_until < now())
-               order by volume_no, ino
+               order by ino, volume_no
                limit $2
                for update skip locked
            ), sized as (
-               select *, sum(size) over (order by volume_no, ino) as running,
-                      row_number() over (order by volume_no, ino) as n
+               select *, sum(size) over (order by ino, volume_no) as running,
+                      row_number() over (order by ino, volume_no) as n
                from candidates
            )
            update inode i set lease_worker = $4, lease_until = now() + make_interval(secs => $5)

@@ -527,10 +527,10 @@ impl Loader {
         let id = self.id;
         let mut inode_lane = vec![
             format!(
-                "create unique index inode_m{id}_next_pkey on inode_m{id}_next (medium_id, volume_no, ino)"
+                "create unique index inode_m{id}_next_pkey on inode_m{id}_next (ino, volume_no, medium_id)"
             ),
             format!(
-                "create index on inode_m{id}_next (medium_id, lease_until nulls first) where state = 'pending'"
+                "create index on inode_m{id}_next (ino, volume_no, medium_id) where state = 'pending'"
             ),
             format!(
                 "alter table inode_m{id}_next add constraint inode_m{id}_next_pkey primary key using index inode_m{id}_next_pkey"
@@ -557,7 +557,7 @@ impl Loader {
                 ),
             ],
             vec![
-                format!("create index on path_m{id}_next (medium_id, volume_no, ino)"),
+                format!("create index on path_m{id}_next (ino, volume_no, medium_id)"),
                 format!("analyze path_m{id}_next {PATH_STATISTICS}"),
             ],
         ];

@@ -123,3 +123,78 @@ async fn modified_migration_is_refused(pool: PgPool) {
         "{error:?}"
     );
 }
+
+/// 0006 re-keys the inode tables: a catalog loaded under 0005 keeps every row, and its
+/// per-partition foreign keys (dropped with the old key) are made again and still enforced.
+#[sqlx::test(migrations = false)]
+async fn re_keying_inodes_keeps_a_loaded_catalog_and_its_foreign_keys(pool: PgPool) {
+    let before: Vec<_> = MIGRATOR.iter().filter(|m| m.version <= 5).cloned().collect();
+    sqlx::migrate::Migrator::with_migrations(before)
+        .run(&pool)
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "insert into medium (id, hash, name, kind, source) overriding system value
+             values (7, 'deadbeef00000000000000000000000a', 'old', 'image', '/old.img');
+         insert into volume (medium_id, volume_no, scheme, offset_bytes, length_bytes)
+             values (7, 0, 'none', 0, 1048576);
+         select ensure_medium_partitions(7);
+         insert into inode (medium_id, volume_no, ino, kind, mode, uid, gid, nlink, size, state)
+             values (7, 0, 12, 'file', 33188, 0, 0, 2, 5, 'pending'),
+                    (7, 0, 13, 'file', 33188, 0, 0, 1, 5, 'pending');
+         insert into path (medium_id, volume_no, path, ino)
+             values (7, 0, 'a', 12), (7, 0, 'b', 12), (7, 0, 'c', 13);
+         insert into copy_error (medium_id, volume_no, ino, attempt, class, message)
+             values (7, 0, 13, 1, 'io', 'Input/output error');",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let catalog = Catalog::from_pool(pool.clone());
+    assert_eq!(catalog.migrate().await.unwrap(), MIGRATOR.iter().count() - 5);
+    catalog.check_schema().await.unwrap();
+
+    let key: String = sqlx::query_scalar(
+        "select pg_get_constraintdef(oid) from pg_constraint where conname = 'inode_m7_pkey'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(key, "PRIMARY KEY (ino, volume_no, medium_id)");
+    let rows: (i64, i64, i64) = sqlx::query_as(
+        "select (select count(*) from inode where medium_id = 7),
+                (select count(*) from path where medium_id = 7),
+                (select count(*) from copy_error where medium_id = 7)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rows, (2, 3, 1));
+    let foreign_keys: Vec<String> = sqlx::query_scalar(
+        "select conname::text from pg_constraint
+          where contype = 'f' and confrelid = 'inode_m7'::regclass order by 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(foreign_keys, ["copy_error_m7_inode_fkey", "path_m7_inode_fkey"]);
+    let orphan = sqlx::query("insert into path (medium_id, volume_no, path, ino) values (7, 0, 'd', 99)")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(orphan.to_string().contains("path_m7_inode_fkey"), "{orphan}");
+    // The cascade still goes from an inode to its paths and errors.
+    sqlx::query("delete from inode where medium_id = 7 and ino = 13")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let left: (i64, i64) = sqlx::query_as(
+        "select (select count(*) from path where medium_id = 7),
+                (select count(*) from copy_error where medium_id = 7)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(left, (2, 0));
+}
