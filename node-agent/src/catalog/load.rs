@@ -159,13 +159,17 @@ pub enum LoadError {
         /// What its load holds.
         entries: i64,
     },
-    /// The rows in the new tables do not add up to what was walked.
-    #[error("the load does not reconcile: {walked} entries walked but {loaded} path rows loaded")]
+    /// The rows PostgreSQL took into a new table do not add up to what was walked.
+    #[error(
+        "the load does not reconcile: the walk made {walked} {table} rows but {loaded} were loaded"
+    )]
     Mismatch {
-        /// Entries walked.
+        /// Which table.
+        table: &'static str,
+        /// Rows the walk made for it.
         walked: u64,
-        /// Path rows in the catalog.
-        loaded: i64,
+        /// Rows PostgreSQL reported loading (the sum of its `COPY n` counts).
+        loaded: u64,
     },
     /// The writer task ended without saying why.
     #[error("the load writer stopped")]
@@ -192,11 +196,20 @@ const FLUSH_BYTES: usize = 4 << 20;
 /// Statement timeout for the index builds and checks of a big load.
 const BUILD_TIMEOUT: Duration = Duration::from_mins(30);
 
+/// The tables of a load, in the order of [`Loaded`]'s counts.
+const TABLES: [&str; 3] = ["inode", "path", "entry_error"];
+
+/// Rows PostgreSQL took into each of [`TABLES`] (its `COPY n` counts, summed).
+type Loaded = [u64; 3];
+
+/// What the writer did: seconds spent in `COPY`, and rows loaded per table.
+type Written = (f64, Loaded);
+
 /// The task that sends batches with `COPY` on a connection of its own.
 #[derive(Debug)]
 struct Writer {
-    sender: tokio::sync::mpsc::Sender<(String, Vec<u8>)>,
-    task: tokio::task::JoinHandle<Result<f64, LoadError>>,
+    sender: tokio::sync::mpsc::Sender<(usize, String, Vec<u8>)>,
+    task: tokio::task::JoinHandle<Result<Written, LoadError>>,
 }
 
 impl Writer {
@@ -211,10 +224,11 @@ impl Writer {
             .execute(&mut *conn)
             .await
             .map_err(sql_error("configure the load writer"))?;
-        let (sender, mut receiver) = tokio::sync::mpsc::channel::<(String, Vec<u8>)>(2);
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<(usize, String, Vec<u8>)>(2);
         let task = tokio::spawn(async move {
             let mut busy = 0.0;
-            while let Some((statement, payload)) = receiver.recv().await {
+            let mut loaded: Loaded = [0; 3];
+            while let Some((table, statement, payload)) = receiver.recv().await {
                 let started = std::time::Instant::now();
                 let mut copy = conn
                     .copy_in_raw(&statement)
@@ -224,10 +238,10 @@ impl Writer {
                     let _ = copy.abort("send failed").await;
                     return Err(sql_error("send COPY rows")(error).into());
                 }
-                copy.finish().await.map_err(sql_error("finish a COPY"))?;
+                loaded[table] += copy.finish().await.map_err(sql_error("finish a COPY"))?;
                 busy += started.elapsed().as_secs_f64();
             }
-            Ok(busy)
+            Ok((busy, loaded))
         });
         Ok(Self { sender, task })
     }
@@ -244,6 +258,8 @@ pub struct Loader {
     paths: CopyRows,
     errors: CopyRows,
     counts: LoadCounts,
+    /// Rows PostgreSQL reported loading, once the writer is done.
+    loaded: Loaded,
     /// (volume, inode) of hard-linked files and of every entry of readers without link counts,
     /// so each inode gets one row.
     linked: HashSet<(i32, u64)>,
@@ -290,6 +306,7 @@ impl Loader {
             paths: CopyRows::default(),
             errors: CopyRows::default(),
             counts: LoadCounts::default(),
+            loaded: [0; 3],
             linked: HashSet::new(),
             dedupe_all: HashSet::new(),
         })
@@ -394,7 +411,7 @@ impl Loader {
     pub async fn flush(&mut self) -> Result<(), LoadError> {
         let id = self.id;
         let mut batches = Vec::with_capacity(3);
-        for (rows, statement) in [
+        for (table, (rows, statement)) in [
             (
                 &mut self.inodes,
                 format!(
@@ -417,9 +434,12 @@ impl Loader {
                      from stdin (format binary)"
                 ),
             ),
-        ] {
+        ]
+        .into_iter()
+        .enumerate()
+        {
             if !rows.is_empty() {
-                batches.push((statement, rows.take_payload()));
+                batches.push((table, statement, rows.take_payload()));
             }
         }
         for batch in batches {
@@ -444,8 +464,9 @@ impl Loader {
             return Ok(());
         };
         drop(writer.sender);
-        let seconds = writer.task.await.map_err(|_| LoadError::WriterGone)??;
+        let (seconds, loaded) = writer.task.await.map_err(|_| LoadError::WriterGone)??;
         self.counts.copy_seconds += seconds;
+        self.loaded = loaded;
         Ok(())
     }
 
@@ -473,17 +494,17 @@ impl Loader {
             .execute(&mut *conn)
             .await
             .map_err(sql_error("configure the build"))?;
-        let loaded: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "select count(*) from path_m{id}_next"
-        )))
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(sql_error("count the loaded paths"))?;
-        if u64::try_from(loaded).ok() != Some(self.counts.entries) {
-            return Err(LoadError::Mismatch {
-                walked: self.counts.entries,
-                loaded,
-            });
+        // Every row walked was loaded: PostgreSQL's own counts of what each COPY took (a
+        // count(*) of the new tables would read them again for the same numbers).
+        let walked = [self.counts.inodes, self.counts.entries, self.counts.errors];
+        for ((table, walked), loaded) in TABLES.into_iter().zip(walked).zip(self.loaded) {
+            if walked != loaded {
+                return Err(LoadError::Mismatch {
+                    table,
+                    walked,
+                    loaded,
+                });
+            }
         }
         self.build_lanes().await?;
         let conn = &mut *self.conn;

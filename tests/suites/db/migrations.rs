@@ -128,7 +128,11 @@ async fn modified_migration_is_refused(pool: PgPool) {
 /// per-partition foreign keys (dropped with the old key) are made again and still enforced.
 #[sqlx::test(migrations = false)]
 async fn re_keying_inodes_keeps_a_loaded_catalog_and_its_foreign_keys(pool: PgPool) {
-    let before: Vec<_> = MIGRATOR.iter().filter(|m| m.version <= 5).cloned().collect();
+    let before: Vec<_> = MIGRATOR
+        .iter()
+        .filter(|m| m.version <= 5)
+        .cloned()
+        .collect();
     sqlx::migrate::Migrator::with_migrations(before)
         .run(&pool)
         .await
@@ -152,7 +156,10 @@ async fn re_keying_inodes_keeps_a_loaded_catalog_and_its_foreign_keys(pool: PgPo
     .unwrap();
 
     let catalog = Catalog::from_pool(pool.clone());
-    assert_eq!(catalog.migrate().await.unwrap(), MIGRATOR.iter().count() - 5);
+    assert_eq!(
+        catalog.migrate().await.unwrap(),
+        MIGRATOR.iter().count() - 5
+    );
     catalog.check_schema().await.unwrap();
 
     let key: String = sqlx::query_scalar(
@@ -178,12 +185,19 @@ async fn re_keying_inodes_keeps_a_loaded_catalog_and_its_foreign_keys(pool: PgPo
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert_eq!(foreign_keys, ["copy_error_m7_inode_fkey", "path_m7_inode_fkey"]);
-    let orphan = sqlx::query("insert into path (medium_id, volume_no, path, ino) values (7, 0, 'd', 99)")
-        .execute(&pool)
-        .await
-        .unwrap_err();
-    assert!(orphan.to_string().contains("path_m7_inode_fkey"), "{orphan}");
+    assert_eq!(
+        foreign_keys,
+        ["copy_error_m7_inode_fkey", "path_m7_inode_fkey"]
+    );
+    let orphan =
+        sqlx::query("insert into path (medium_id, volume_no, path, ino) values (7, 0, 'd', 99)")
+            .execute(&pool)
+            .await
+            .unwrap_err();
+    assert!(
+        orphan.to_string().contains("path_m7_inode_fkey"),
+        "{orphan}"
+    );
     // The cascade still goes from an inode to its paths and errors.
     sqlx::query("delete from inode where medium_id = 7 and ino = 13")
         .execute(&pool)
