@@ -199,7 +199,9 @@ pub async fn medium_volumes(
     .map_err(|e| CatalogError::from_sqlx("list the volumes", e))
 }
 
-/// Records that a volume can be read, and how (clears an earlier failure).
+/// Records that a volume can be read, and how (clears an earlier failure). Writes nothing when
+/// that is already recorded: a transaction without changes commits without waiting for the
+/// WAL to reach the disk (40 ms of every `ntt enumerate` that reused a mount).
 pub async fn record_ready(
     executor: impl PgExecutor<'_>,
     medium: MediumId,
@@ -208,7 +210,8 @@ pub async fn record_ready(
 ) -> Result<(), CatalogError> {
     sqlx::query!(
         "update volume set state = 'ready', access = $3, error = null
-         where medium_id = $1 and volume_no = $2",
+         where medium_id = $1 and volume_no = $2
+           and (state <> 'ready' or access is distinct from $3 or error is not null)",
         medium as MediumId,
         volume_no,
         AccessValue::from(method) as AccessValue,
