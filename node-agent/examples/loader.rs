@@ -43,8 +43,11 @@ async fn main() -> anyhow::Result<()> {
     let pool = sqlx::PgPool::connect(&url).await.context("connect")?;
     let mut loader = Loader::begin(&pool, MediumId::new(medium)).await?;
     let started = std::time::Instant::now();
+    let mut encoding = 0.0;
     for entry in &entries {
+        let encode = std::time::Instant::now();
         loader.add_entry(0, entry, None)?;
+        encoding += encode.elapsed().as_secs_f64();
         if loader.wants_flush() {
             loader.flush().await?;
         }
@@ -56,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
         "rows": counts.entries + counts.inodes,
         "load_seconds": load_seconds,
         "publish_seconds": counts.publish_seconds,
+        "encoding_seconds": encoding,
     });
     let mut out = std::io::stdout().lock();
     writeln!(out, "{report}").context("write the report")?;
