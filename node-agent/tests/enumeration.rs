@@ -478,6 +478,30 @@ async fn a_reload_is_refused_replace_swaps_and_a_killed_replace_keeps_the_old_lo
         partitions, 4,
         "inode, path, copy_error and entry_error partitions"
     );
+    // Attaching reused the indexes the load built (none built again beside them), including
+    // the two made without deduplication.
+    let (indexes, attached, parents, undeduplicated): (i64, i64, i64, i64) = sqlx::query_as(
+        "select count(*), count(h.inhparent),
+                (select count(*) from pg_index where indrelid in ('inode'::regclass, 'path'::regclass)),
+                count(*) filter (where c.reloptions @> '{deduplicate_items=off}')
+         from pg_index x
+         join pg_class c on c.oid = x.indexrelid
+         left join pg_inherits h on h.inhrelid = x.indexrelid
+         where x.indrelid::regclass::text in ('inode_m' || $1, 'path_m' || $1)",
+    )
+    .bind(medium_id.to_string())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        indexes, parents,
+        "the partitions have the parent's indexes, no more"
+    );
+    assert_eq!(
+        attached, indexes,
+        "every partition index is attached to the parent's"
+    );
+    assert_eq!(undeduplicated, 2, "the claim and path-to-inode indexes");
 }
 
 /// (path, kind, size) of every entry `fls -r -p -m` lists at `offset` (files' sizes only).
