@@ -556,23 +556,22 @@ impl Loader {
         run_steps(conn, &steps).await
     }
 
-    /// Indexes, keys, checks and statistics of the new tables, on three connections at once.
+    /// Indexes, keys, checks and statistics of the new tables, on four connections at once.
     ///
     /// All of it after the bulk load (building an index from sorted rows is several times
     /// cheaper than maintaining it row by row during COPY), matching the parent's indexes so
     /// that attaching reuses them instead of building again. Index builds take SHARE locks,
     /// which do not conflict with each other; a step that needs more waits for the other
     /// lanes' statement on that table, never for a whole lane (every step is its own
-    /// transaction), so the lanes cannot deadlock. One lane works on the inode table, two on
-    /// the path table, so the two cores stay busy until the end.
+    /// transaction), so the lanes cannot deadlock. Each of the four indexes starts at once on a
+    /// lane of its own (the inode table's two were one after the other on one lane, which then
+    /// finished last), and the checks and statistics follow on the lanes of the table's
+    /// indexes, so the cores stay busy until the end.
     async fn build_lanes(&self) -> Result<(), LoadError> {
         let id = self.id;
         let mut inode_lane = vec![
             format!(
                 "create unique index inode_m{id}_next_pkey on inode_m{id}_next (ino, volume_no, medium_id)"
-            ),
-            format!(
-                "create index on inode_m{id}_next (ino, volume_no, medium_id) {NO_DEDUP} where state = 'pending'"
             ),
             format!(
                 "alter table inode_m{id}_next add constraint inode_m{id}_next_pkey primary key using index inode_m{id}_next_pkey"
@@ -590,6 +589,9 @@ impl Loader {
         }
         let lanes = [
             inode_lane,
+            vec![format!(
+                "create index on inode_m{id}_next (ino, volume_no, medium_id) {NO_DEDUP} where state = 'pending'"
+            )],
             vec![
                 format!(
                     "create unique index path_m{id}_next_pkey on path_m{id}_next (medium_id, volume_no, path)"
