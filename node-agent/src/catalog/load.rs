@@ -748,7 +748,7 @@ const PUBLISH_STATISTICS_TARGET: u32 = 10;
 /// WAL to reach the disk (a dozen flushes of 5-40 ms each on a busy disk): a crash before the
 /// swap leaves only the `_next` tables, which the next load drops, and the swap's own commit,
 /// made after [`BUILD_RESET`], flushes everything written before it. No parallel workers for
-/// the index builds: the three build lanes already keep both cores busy, and a parallel build
+/// the index builds: the four build lanes already keep both cores busy, and a parallel build
 /// sorts into temporary files and merges them (PostgreSQL's CPU per load 1.59-1.69 s with
 /// them, 1.46-1.54 s without: medians of 6-10 alternating runs on the 223 043-entry corpus).
 fn build_settings() -> String {
