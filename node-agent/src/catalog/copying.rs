@@ -207,27 +207,6 @@ async fn record_once(
             recorded += record_failure(&mut transaction, medium, worker, &failure, policy).await?;
         }
     }
-    // A blob copied from a file with unreadable parts holds zeros there: say so on the blob.
-    let (volumes, inodes): (Vec<i32>, Vec<i64>) = results
-        .iter()
-        .filter(|(_, _, outcome)| matches!(outcome, Outcome::Copied { .. }))
-        .map(|(volume_no, ino, _)| (*volume_no, *ino))
-        .unzip();
-    if !inodes.is_empty() {
-        sqlx::query(
-            "update blob set damaged_source = true
-             where not damaged_source
-               and id in (select blob_id from inode
-                          where medium_id = $1 and damaged_ranges is not null
-                            and (volume_no, ino) in (select * from unnest($2::integer[], $3::bigint[])))",
-        )
-        .bind(medium.get())
-        .bind(&volumes)
-        .bind(&inodes)
-        .execute(&mut *transaction)
-        .await
-        .map_err(error("mark blobs from damaged files"))?;
-    }
     transaction
         .commit()
         .await
@@ -278,8 +257,9 @@ async fn record_blobs(
     Ok(())
 }
 
-/// Marks the batch's copied inodes copied (one statement); returns how many changed (only
-/// those still leased to `worker`, or whose lease ran out and nobody took).
+/// Marks the batch's copied inodes copied (one statement), and their blobs as from a damaged
+/// source where the file had unreadable parts; returns how many inodes changed (only those
+/// still leased to `worker`, or whose lease ran out and nobody took).
 async fn record_copies(
     transaction: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     medium: MediumId,
@@ -315,6 +295,20 @@ async fn record_copies(
     .execute(&mut **transaction)
     .await
     .map_err(|e| CatalogError::from_sqlx("record the copies", e))?;
+    // A blob copied from a file with unreadable parts holds zeros there: say so on the blob.
+    sqlx::query(
+        "update blob set damaged_source = true
+         where not damaged_source
+           and id in (select blob_id from inode
+                      where medium_id = $1 and damaged_ranges is not null
+                        and (volume_no, ino) in (select * from unnest($2::integer[], $3::bigint[])))",
+    )
+    .bind(medium.get())
+    .bind(&volumes)
+    .bind(&inodes)
+    .execute(&mut **transaction)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("mark blobs from damaged files", e))?;
     Ok(updated.rows_affected())
 }
 
