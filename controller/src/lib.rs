@@ -29,6 +29,10 @@ use ntt_crds::{Medium, MediumJob};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+/// How long reconciles in flight may finish after the Lease is lost or the controller is told
+/// to stop: the timeout of one API call ([`reconcile`]'s calls each have one).
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How the controller runs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -96,7 +100,7 @@ pub async fn run(
             ),
             None => (Api::all(client.clone()), Api::all(client.clone())),
         };
-        Controller::new(media, watcher::Config::default())
+        let reconciling = Controller::new(media, watcher::Config::default())
             .owns(jobs, watcher::Config::default())
             .graceful_shutdown_on(lost.clone().cancelled_owned())
             .run(
@@ -108,8 +112,20 @@ pub async fn run(
                 if let Err(error) = result {
                     tracing::debug!(%error, "controller event");
                 }
-            })
-            .await;
+            });
+        // The graceful shutdown waits for the reconciles in flight, but not forever: once the
+        // grace is over they are dropped (every write they make is idempotent, and the next
+        // leader reconciles every Medium again). A stop once waited more than 30 s here.
+        let grace_over = async {
+            lost.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
+        tokio::select! {
+            () = reconciling => {}
+            () = grace_over => {
+                tracing::warn!(identity = %config.lease.identity, "reconciles still running after the shutdown grace: dropped");
+            }
+        }
         watch_lost.abort();
         metrics.set_leader(false);
         tracing::info!(identity = %config.lease.identity, "not leading: reconciles stopped");
