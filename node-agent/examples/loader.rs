@@ -41,7 +41,12 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let pool = sqlx::PgPool::connect(&url).await.context("connect")?;
-    let mut loader = Loader::begin(&pool, MediumId::new(medium)).await?;
+    let mut loader = Loader::begin(
+        &pool,
+        MediumId::new(medium),
+        ntt_agent::catalog::load::DEFAULT_SORT_MEMORY_MIB << 20,
+    )
+    .await?;
     let started = std::time::Instant::now();
     let mut encoding = 0.0;
     for entry in &entries {

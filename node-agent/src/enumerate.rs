@@ -66,6 +66,8 @@ pub struct EnumerateOptions {
     pub threads: usize,
     /// Build a new load and swap it in even if one is published.
     pub replace: bool,
+    /// Bytes of rows the load may hold to send them in key order.
+    pub sort_memory: usize,
     /// Entries walked so far, for progress display.
     pub progress: std::sync::Arc<crate::progress::Counter>,
 }
@@ -91,7 +93,7 @@ pub async fn enumerate(
     if !options.replace {
         refuse_if_loaded(pool, medium, medium_name).await?;
     }
-    let mut loader = Loader::begin(pool, medium).await?;
+    let mut loader = Loader::begin(pool, medium, options.sort_memory).await?;
     let mut per_volume = Vec::new();
     for volume in volumes {
         if volume.method == Method::Userspace {

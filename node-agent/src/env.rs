@@ -23,6 +23,8 @@ pub const IGNORE: &str = "NTT_IGNORE";
 pub const IGNORE_PRESET: &str = "NTT_IGNORE_PRESET";
 /// Directory readers per volume during enumeration.
 pub const WALK_THREADS: &str = "NTT_WALK_THREADS";
+/// MiB of rows a load holds to send them in key order.
+pub const SORT_MEMORY: &str = "NTT_SORT_MEMORY";
 /// How far `ntt ingest` takes a medium: imaged, enumerated, copied.
 pub const TARGET: &str = "NTT_TARGET";
 /// Root of the content-addressed store.
@@ -73,6 +75,7 @@ pub const ALL: &[&str] = &[
     IGNORE,
     IGNORE_PRESET,
     WALK_THREADS,
+    SORT_MEMORY,
     TARGET,
     STORE,
     WORKERS,

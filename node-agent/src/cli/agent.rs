@@ -56,6 +56,9 @@ pub struct AgentArgs {
     /// Copy workers per job
     #[arg(long, env = crate::env::WORKERS, default_value_t = 4)]
     pub workers: usize,
+    /// MiB of rows an enumeration may hold to send them in key order
+    #[arg(long, value_name = "MIB", env = crate::env::SORT_MEMORY, default_value_t = crate::catalog::load::DEFAULT_SORT_MEMORY_MIB)]
+    pub sort_memory: usize,
     /// Address of /metrics and /healthz (empty: none)
     #[arg(long, env = "NTT_METRICS_ADDR", default_value = "0.0.0.0:8081")]
     pub metrics_addr: String,
@@ -75,6 +78,7 @@ struct Stages {
     settings: Settings,
     store: StoreArgs,
     workers: usize,
+    sort_memory: usize,
 }
 
 /// Writes the job's status (the agent's fields) by server-side apply.
@@ -173,6 +177,7 @@ pub(super) async fn run_agent(
         settings,
         store: store.clone(),
         workers: args.workers.max(1),
+        sort_memory: args.sort_memory,
     });
     let jobs: Api<MediumJob> = match &args.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -571,6 +576,7 @@ async fn run_stage(
         ignore: job.spec.ignore.patterns.clone(),
         workers: stages.workers,
         threads: 4,
+        sort_memory: stages.sort_memory,
         verify_sample: 100,
         force: false,
     };

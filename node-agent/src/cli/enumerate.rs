@@ -39,6 +39,11 @@ pub struct EnumerateArgs {
     #[arg(long, env = env::WALK_THREADS, default_value_t = 4)]
     pub threads: usize,
 
+    /// MiB of rows the load may hold to send them in key order (cheaper index builds); a
+    /// medium with more rows is sent as walked
+    #[arg(long, value_name = "MIB", env = env::SORT_MEMORY, default_value_t = crate::catalog::load::DEFAULT_SORT_MEMORY_MIB)]
+    pub sort_memory: usize,
+
     /// Mount even if the medium's health is `failed`
     #[arg(long, env = env::FORCE)]
     pub force: bool,
@@ -176,6 +181,7 @@ pub(super) async fn run_enumerate(
     let options = EnumerateOptions {
         threads: args.threads.clamp(1, 64),
         replace: args.replace,
+        sort_memory: args.sort_memory.saturating_mul(1 << 20),
         progress: progress.clone(),
     };
     let ticker = crate::progress::Ticker::start("enumerate", progress, None);

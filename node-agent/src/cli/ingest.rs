@@ -55,6 +55,11 @@ pub struct IngestArgs {
     #[arg(long, env = env::WALK_THREADS, default_value_t = 4)]
     pub threads: usize,
 
+    /// MiB of rows the load may hold to send them in key order (cheaper index builds); a
+    /// medium with more rows is sent as walked
+    #[arg(long, value_name = "MIB", env = env::SORT_MEMORY, default_value_t = crate::catalog::load::DEFAULT_SORT_MEMORY_MIB)]
+    pub sort_memory: usize,
+
     /// Blobs of the medium re-hashed after copying (a sample; `ntt verify` checks all)
     #[arg(long, default_value_t = 100)]
     pub verify_sample: i64,
@@ -209,6 +214,7 @@ async fn enumerate_stage(
             ignore: args.ignore.clone(),
             ignore_preset: args.ignore_preset.clone(),
             threads: args.threads,
+            sort_memory: args.sort_memory,
             force: args.force,
             json: false,
         };

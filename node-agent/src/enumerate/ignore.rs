@@ -179,6 +179,11 @@ impl IgnoreSet {
 
     /// Why `path` is excluded, or `None` when no pattern matches.
     pub fn reason(&self, path: &[u8]) -> Option<String> {
+        // Most paths match nothing: answer that with the cheaper search that stops at the
+        // first match before asking which pattern matched first.
+        if !self.set.is_match(path) {
+            return None;
+        }
         let first = self.set.matches(path).into_iter().next()?;
         let pattern = &self.patterns[first];
         let origin = match &pattern.origin {

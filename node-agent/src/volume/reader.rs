@@ -339,11 +339,13 @@ fn read_one_dir(
                 continue;
             }
         };
-        let mut path = dir.to_vec();
+        let name = dirent.file_name();
+        let mut path = Vec::with_capacity(dir.len() + 1 + name.len());
+        path.extend_from_slice(dir);
         if !path.is_empty() {
             path.push(b'/');
         }
-        path.extend_from_slice(dirent.file_name().as_bytes());
+        path.extend_from_slice(name.as_bytes());
         // Relative to the open directory (fstatat), not a lookup of the whole path again.
         let meta = match dirent.metadata() {
             Ok(meta) => meta,
