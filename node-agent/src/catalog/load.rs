@@ -729,18 +729,34 @@ impl Loader {
         replace: bool,
     ) -> Result<LoadCounts, LoadError> {
         let started = std::time::Instant::now();
-        self.load_and_index().await?;
+        if self.writers.is_some() {
+            self.load_and_index(true).await?;
+        } else {
+            // Everything was sent already ([`Loader::send_all`]).
+            let (inode, path) = tokio::join!(
+                run_lanes(&self.pool, inode_lanes(self.id)),
+                run_lanes(&self.pool, path_lanes(self.id)),
+            );
+            inode?;
+            path?;
+        }
         self.finish_build().await?;
         let mut counts = self.swap(medium_name, replace).await?;
         counts.publish_seconds = started.elapsed().as_secs_f64();
         Ok(counts)
     }
 
-    /// Sends what is held (sorted into key order first, unless the load outgrew
-    /// the sort memory), and indexes each table as soon as its own rows are in: the path table's
-    /// `COPY` is the shorter, so its index builds run while the inode rows are still loading.
-    /// Every row walked must have been loaded ([`LoadError::Mismatch`] otherwise).
-    async fn load_and_index(&mut self) -> Result<(), LoadError> {
+    /// Sends every row and waits until PostgreSQL has them all, without indexing (which
+    /// [`Loader::publish`] then does): for measuring the load alone (`examples/loader.rs`).
+    pub async fn send_all(&mut self) -> Result<(), LoadError> {
+        self.load_and_index(false).await
+    }
+
+    /// Sends what is held (sorted into key order first, unless the load outgrew the sort
+    /// memory), and with `index`, indexes each table as soon as its own rows are in: the path
+    /// table's `COPY` is the shorter, so its index builds run while the inode rows are still
+    /// loading. Every row walked must have been loaded ([`LoadError::Mismatch`] otherwise).
+    async fn load_and_index(&mut self, index: bool) -> Result<(), LoadError> {
         let Some([inode_writer, path_writer]) = self.writers.take() else {
             return Err(LoadError::WriterGone);
         };
@@ -772,7 +788,9 @@ impl Loader {
             .await;
             let (seconds, loaded) = inode_writer.finish(sent).await?;
             reconcile(0, walked.inodes, loaded)?;
-            run_lanes(pool, inode_lanes(id)).await?;
+            if index {
+                run_lanes(pool, inode_lanes(id)).await?;
+            }
             Ok::<_, LoadError>((seconds, sort_seconds))
         };
         let path_side = async move {
@@ -794,7 +812,9 @@ impl Loader {
             let (seconds, loaded) = path_writer.finish(sent).await?;
             reconcile(1, walked.entries, loaded)?;
             reconcile(2, walked.errors, loaded)?;
-            run_lanes(pool, path_lanes(id)).await?;
+            if index {
+                run_lanes(pool, path_lanes(id)).await?;
+            }
             Ok::<_, LoadError>((seconds, sort_seconds))
         };
         // Both sides run to their end, also when one fails: a connection is never dropped in
