@@ -630,66 +630,40 @@ impl Loader {
                     entries = self.counts.entries,
                     "the load outgrew its memory for sorting; sending rows as walked"
                 );
-                self.send_held(held).await?;
+                return self.send_streamed(Some(held)).await;
             }
         }
-        let id = self.id;
-        let mut batches = Vec::with_capacity(3);
-        for (table, rows) in [&mut self.inodes, &mut self.paths, &mut self.errors]
-            .into_iter()
-            .enumerate()
-        {
-            if !rows.is_empty() {
-                batches.push(Job::Copy {
-                    table,
-                    statement: copy_statement(table, id, false),
-                    payload: rows.take_payload(),
-                });
-            }
-        }
-        for batch in batches {
-            let Some(writers) = &self.writers else {
-                return Err(LoadError::WriterGone);
-            };
-            let Job::Copy { table, .. } = batch else {
-                continue;
-            };
-            let writer = &writers[usize::from(table != 0)];
-            if writer.sender.send(batch).await.is_err() {
-                // The writer stopped on an error: report that error.
-                return Err(self
-                    .stop_writer()
-                    .await
-                    .err()
-                    .unwrap_or(LoadError::WriterGone));
-            }
-        }
-        Ok(())
+        self.send_streamed(None).await
     }
 
-    /// Hands the held inode and path rows to their writers in the order of the places, in
-    /// batches of [`FLUSH_BYTES`], both tables at once.
-    async fn send_held(&mut self, held: Held) -> Result<(), LoadError> {
+    /// Hands the rows held to the writers (inode rows to the first, path and error rows to the
+    /// second): in the order of `held`'s places, in batches, or each table as one batch.
+    async fn send_streamed(&mut self, held: Option<Held>) -> Result<(), LoadError> {
         let id = self.id;
         let inodes = std::mem::take(&mut self.inodes);
         let paths = std::mem::take(&mut self.paths);
+        let errors = std::mem::take(&mut self.errors);
         let Some(writers) = &self.writers else {
             return Err(LoadError::WriterGone);
         };
-        let (inode_places, path_places) = held.places();
-        let sent = tokio::join!(
-            send_rows(&writers[0].sender, 0, id, inodes, Some(inode_places), false),
-            send_rows(&writers[1].sender, 1, id, paths, Some(path_places), false),
+        let (inode_places, path_places) = held.map(Held::places).unzip();
+        let (to_inodes, to_paths) = (&writers[0].sender, &writers[1].sender);
+        let (inodes_sent, paths_sent) = tokio::join!(
+            send_rows(to_inodes, 0, id, inodes, inode_places, false),
+            async {
+                send_rows(to_paths, 1, id, paths, path_places, false).await
+                    && send_rows(to_paths, 2, id, errors, None, false).await
+            },
         );
-        if !(sent.0 && sent.1) {
-            // A writer stopped on an error: report that error.
-            return Err(self
-                .stop_writer()
-                .await
-                .err()
-                .unwrap_or(LoadError::WriterGone));
+        if inodes_sent && paths_sent {
+            return Ok(());
         }
-        Ok(())
+        // A writer stopped on an error: report that error.
+        Err(self
+            .stop_writer()
+            .await
+            .err()
+            .unwrap_or(LoadError::WriterGone))
     }
 
     /// Waits for the writers to send everything they were given; records the rows they loaded
