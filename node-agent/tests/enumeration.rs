@@ -614,3 +614,52 @@ async fn third_party_listings_equal_the_sleuth_kits(pool: PgPool) {
         "enumerate releases the mounts it made"
     );
 }
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn a_load_bigger_than_its_sort_memory_streams_the_rest_and_loads_the_same(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let source = host.root.join("many");
+    // 6 000 files with long names: about 1.5 MB of rows, more than 1 MiB of sort memory.
+    for dir in 0..20 {
+        let dir = source.join(format!("a-directory-with-a-long-name-{dir:03}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for file in 0..300 {
+            let name = format!("a-file-with-a-rather-long-name-that-fills-the-rows-{file:04}.txt");
+            std::fs::write(dir.join(name), b"").unwrap();
+        }
+    }
+    let image = host.root.join("many.img");
+    ext4(&image, 64 * MIB, &source);
+    register(&host, &image, "many");
+    let walked = 6000 + 20 + 1; // files, directories, lost+found
+
+    let mut command = host.command(&["enumerate", "many", "--sort-memory", "1", "--json"]);
+    let output = command.env("RUST_LOG", "ntt_agent=debug").output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert!(
+        log.contains("the load outgrew its memory for sorting"),
+        "the walk passed the sort memory: {log}"
+    );
+    let streamed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(streamed["counts"]["entries"], walked);
+    assert_eq!(streamed["counts"]["inodes"], walked);
+    assert_eq!(streamed["counts"]["errors"], 0);
+    let by_volume_path = |r: &Value| (r["volume"].as_i64(), path_bytes(r));
+    let mut first = ls(&host, "many");
+    first.sort_by_key(by_volume_path);
+    assert_eq!(first.len(), walked);
+
+    // Held and sorted (the default memory): the same load.
+    let held = enumerate_ok(&host, &["many", "--replace"]);
+    assert_eq!(held["counts"], {
+        let mut counts = streamed["counts"].clone();
+        for timing in ["copy_seconds", "sort_seconds", "publish_seconds"] {
+            counts[timing] = held["counts"][timing].clone();
+        }
+        counts
+    });
+    let mut again = ls(&host, "many");
+    again.sort_by_key(by_volume_path);
+    assert_eq!(again, first, "the same rows either way");
+}

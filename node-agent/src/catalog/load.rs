@@ -236,32 +236,31 @@ const COPY_MESSAGE_BYTES: usize = 64 << 10;
 /// build from 339 to 172 ms of CPU and each of the three inode-number indexes' from about 150
 /// to 100 ms, for the cost of sorting in this process. The `COPY`s then run after the walk
 /// instead of beside it; on two cores that leaves the total work, and so the time, lower. At
-/// 256 MiB this covers about a million entries; a bigger medium loads unsorted as before.
+/// 256 MiB this covers about 900 000 entries (some 300 bytes each); a bigger medium loads
+/// unsorted as before.
 pub const DEFAULT_SORT_MEMORY_MIB: usize = 256;
 
 /// A held row: the key it is sent in the order of, and where it lies in its table's rows.
 #[derive(Debug, Clone, Copy)]
 struct HeldRow<K> {
     key: K,
-    start: u32,
-    len: u32,
+    start: usize,
+    len: usize,
 }
 
 /// Where a row lies in its table's rows: start and length.
-type Place = (u32, u32);
+type Place = (usize, usize);
 
 /// The inode key's order: inode number (as stored, signed), then volume.
 type InodeKey = (i64, i32);
 /// The path key's order: volume, then the path's bytes (their start and length in the rows).
-type PathKey = (i32, u32, u32);
+type PathKey = (i32, usize, usize);
 
 /// The places of the rows a load holds while the walk lasts.
 #[derive(Debug, Default)]
 struct Held {
     inodes: Vec<HeldRow<InodeKey>>,
     paths: Vec<HeldRow<PathKey>>,
-    /// A row lies beyond what the places can say (4 GiB): send what is held.
-    overflow: bool,
 }
 
 impl Held {
@@ -269,15 +268,6 @@ impl Held {
     fn bytes(&self) -> usize {
         self.inodes.len() * std::mem::size_of::<HeldRow<InodeKey>>()
             + self.paths.len() * std::mem::size_of::<HeldRow<PathKey>>()
-    }
-
-    fn place(&mut self, (start, len): (usize, usize)) -> Option<(u32, u32)> {
-        if let (Ok(start), Ok(len)) = (u32::try_from(start), u32::try_from(len)) {
-            Some((start, len))
-        } else {
-            self.overflow = true;
-            None
-        }
     }
 
     /// Where each row lies (start, length), inode rows and path rows, in the places' order.
@@ -300,7 +290,7 @@ fn sort_inodes(mut rows: Vec<HeldRow<InodeKey>>) -> Vec<Place> {
 /// Path rows in key order: volume, then the path's bytes compared as PostgreSQL compares
 /// `bytea` (bytewise, a prefix first).
 fn sort_paths(paths: &[u8], mut rows: Vec<HeldRow<PathKey>>) -> Vec<Place> {
-    let bytes = |(_, start, len): PathKey| &paths[start as usize..][..len as usize];
+    let bytes = |(_, start, len): PathKey| &paths[start..][..len];
     rows.sort_unstable_by(|a, b| {
         a.key
             .0
@@ -519,14 +509,10 @@ impl Loader {
         self.paths.row(5).int8(self.id).int4(volume_no);
         let path_start = self.paths.len() + 4;
         self.paths.bytea(&entry.path).int8(ino).opt_text(excluded);
-        if let Some(held) = &mut self.held
-            && let (Some((path_start, path_len)), Some((start, len))) = (
-                held.place((path_start, entry.path.len())),
-                held.place(self.paths.last_row()),
-            )
-        {
+        if let Some(held) = &mut self.held {
+            let (start, len) = self.paths.last_row();
             held.paths.push(HeldRow {
-                key: (volume_no, path_start, path_len),
+                key: (volume_no, path_start, entry.path.len()),
                 start,
                 len,
             });
@@ -566,9 +552,8 @@ impl Loader {
             .opt_int8(entry.birth_ns)
             .opt_bytea(entry.target.as_deref())
             .text(state);
-        if let Some(held) = &mut self.held
-            && let Some((start, len)) = held.place(self.inodes.last_row())
-        {
+        if let Some(held) = &mut self.held {
+            let (start, len) = self.inodes.last_row();
             held.inodes.push(HeldRow {
                 key: (ino, volume_no),
                 start,
@@ -600,9 +585,8 @@ impl Loader {
     pub fn wants_flush(&self) -> bool {
         match &self.held {
             Some(held) => {
-                held.overflow
-                    || held.bytes() + self.inodes.len() + self.paths.len() + self.errors.len()
-                        > self.hold_bytes
+                held.bytes() + self.inodes.len() + self.paths.len() + self.errors.len()
+                    > self.hold_bytes
             }
             None => {
                 self.inodes.len() >= FLUSH_BYTES
@@ -960,7 +944,7 @@ async fn send_rows(
     };
     let mut batch = CopyRows::default();
     for (start, len) in places {
-        batch.raw_row(&rows.buf[start as usize..][..len as usize]);
+        batch.raw_row(&rows.buf[start..][..len]);
         if batch.len() >= FLUSH_BYTES && sender.send(job(batch.take_payload())).await.is_err() {
             return false;
         }
