@@ -1,8 +1,10 @@
 //! Loading a walk into the catalog: binary `COPY` into tables built beside the published load,
 //! published by one short swap transaction.
 //!
-//! Rules: rows stream in bounded batches, each its own `COPY` (no transaction spans the walk);
-//! the new load lives in `inode_m<id>_next`, `path_m<id>_next` and `entry_error_m<id>_next`
+//! Rules: rows go in bounded `COPY` batches and no transaction spans the walk. Up to the sort
+//! memory ([`DEFAULT_SORT_MEMORY_MIB`]) they are held during the walk and sent after it in the
+//! order of each table's key, in one transaction per table (so the index builds find them
+//! sorted); beyond it they stream as walked, each batch its own transaction. The new load lives in `inode_m<id>_next`, `path_m<id>_next` and `entry_error_m<id>_next`
 //! until it is complete, indexed, reconciled (paths loaded = entries walked) and analysed; only
 //! then does one transaction drop the old partitions (with `--replace`) and attach the new ones.
 //! A failure or a kill at any point before that leaves the published load untouched; the next
@@ -228,7 +230,7 @@ const COPY_MESSAGE_BYTES: usize = 64 << 10;
 /// MiB of encoded rows (and their places) a load holds in memory, by default, so that it can
 /// send each table in the order of its key once the walk is done (`--sort-memory`); a walk
 /// that makes more sends what it holds, in the order walked, and the rest as it comes (batches
-/// of [`FLUSH_BYTES`]).
+/// of 4 MiB).
 ///
 /// Why: PostgreSQL builds an index from rows it finds already in key order with one pass of
 /// comparisons instead of a full sort (its quicksort checks for sorted input first). Sending
