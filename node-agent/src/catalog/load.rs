@@ -425,8 +425,6 @@ pub struct Loader {
     paths: CopyRows,
     errors: CopyRows,
     counts: LoadCounts,
-    /// Rows PostgreSQL reported loading, once the writer is done.
-    loaded: Loaded,
     /// (volume, inode) of hard-linked files and of every entry of readers without link counts,
     /// so each inode gets one row.
     linked: HashSet<(i32, u64)>,
@@ -481,7 +479,6 @@ impl Loader {
             paths: CopyRows::default(),
             errors: CopyRows::default(),
             counts: LoadCounts::default(),
-            loaded: [0; 3],
             linked: HashSet::new(),
             dedupe_all: HashSet::new(),
             held: Some(Held::default()),
@@ -606,20 +603,18 @@ impl Loader {
     /// Hands the held rows to the writers (one `COPY` per table and batch); waits only when a
     /// writer is two batches behind, so walking and sending overlap.
     pub async fn flush(&mut self) -> Result<(), LoadError> {
-        if self.held.is_some() {
-            if !self.wants_flush() {
-                return Ok(());
-            }
-            // Too many rows to hold: send them in the order walked, the rest as they come.
-            if let Some(held) = self.held.take() {
-                tracing::debug!(
-                    entries = self.counts.entries,
-                    "the load outgrew its memory for sorting; sending rows as walked"
-                );
-                return self.send_streamed(Some(held)).await;
-            }
+        if self.held.is_some() && !self.wants_flush() {
+            return Ok(());
         }
-        self.send_streamed(None).await
+        // Rows held outgrew their memory: send them in the order walked, the rest as they come.
+        let held = self.held.take();
+        if held.is_some() {
+            tracing::debug!(
+                entries = self.counts.entries,
+                "the load outgrew its memory for sorting; sending rows as walked"
+            );
+        }
+        self.send_streamed(held).await
     }
 
     /// Hands the rows held to the writers (inode rows to the first, path and error rows to the
@@ -645,40 +640,13 @@ impl Loader {
             return Ok(());
         }
         // A writer stopped on an error: report that error.
-        Err(self
-            .stop_writer()
-            .await
-            .err()
-            .unwrap_or(LoadError::WriterGone))
-    }
-
-    /// Waits for the writers to send everything they were given; records the rows they loaded
-    /// and the time the busier one spent.
-    async fn stop_writer(&mut self) -> Result<(), LoadError> {
-        let Some(writers) = self.writers.take() else {
-            return Ok(());
-        };
-        let mut busiest = 0.0_f64;
         let mut first_error = None;
-        for writer in writers {
-            drop(writer.sender);
-            match writer.task.await.map_err(|_| LoadError::WriterGone) {
-                Ok(Ok((seconds, loaded))) => {
-                    busiest = busiest.max(seconds);
-                    for (total, rows) in self.loaded.iter_mut().zip(loaded) {
-                        *total += rows;
-                    }
-                }
-                Ok(Err(error)) | Err(error) => {
-                    first_error.get_or_insert(error);
-                }
+        for writer in self.writers.take().into_iter().flatten() {
+            if let Err(error) = writer.finish(true).await {
+                first_error.get_or_insert(error);
             }
         }
-        if let Some(error) = first_error {
-            return Err(error);
-        }
-        self.counts.copy_seconds += busiest;
-        Ok(())
+        Err(first_error.unwrap_or(LoadError::WriterGone))
     }
 
     /// Sends the rest, indexes and checks the new tables, and publishes them: one transaction
