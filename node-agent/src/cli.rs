@@ -361,7 +361,9 @@ pub async fn run(args: Args, stdout: &mut impl Write) -> anyhow::Result<ExitCode
         Command::ExportTree(export_args) => {
             let catalog = Catalog::connect(&options).await?;
             catalog.check_schema().await?;
-            copy::run_export(&catalog, &args.store, export_args, stdout).await?;
+            if !copy::run_export(&catalog, &args.store, export_args, stdout).await? {
+                return Ok(ExitCode::from(1));
+            }
         }
         Command::Status { json } => {
             let catalog = Catalog::connect(&options).await?;

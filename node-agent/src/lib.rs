@@ -18,6 +18,7 @@ pub mod damage;
 pub mod database_url;
 pub mod enumerate;
 pub mod env;
+pub mod export;
 pub mod imaging;
 pub mod lock;
 pub mod progress;

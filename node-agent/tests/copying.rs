@@ -561,6 +561,109 @@ async fn awkward_names_copy_cat_and_export_byte_exact(pool: PgPool) {
     report(&host, "names");
 }
 
+/// Rewrites, in a FAT image, the long-name characters of every entry whose long name is
+/// `placeholder` repeated (as mtools wrote it) into `name`, of the same length: a name no
+/// FAT driver would write, such as `../../x` or `/tmp/x`. The short-name checksum is
+/// untouched, so readers keep taking the long name.
+fn craft_fat_long_name(image: &Path, placeholder: char, name: &str) {
+    let units: Vec<u16> = name.encode_utf16().collect();
+    let mut bytes = std::fs::read(image).unwrap();
+    // Character slots of a long-name entry: 5 at 1, 6 at 14, 2 at 28 (UCS-2, little endian).
+    let slots: Vec<usize> = (0..5)
+        .map(|i| 1 + 2 * i)
+        .chain((0..6).map(|i| 14 + 2 * i))
+        .chain((0..2).map(|i| 28 + 2 * i))
+        .collect();
+    let mut patched = 0;
+    for entry in bytes.chunks_exact_mut(32) {
+        if entry[11] != 0x0F || entry[0] == 0xE5 {
+            continue;
+        }
+        let sequence = usize::from(entry[0] & 0x1F) - 1;
+        for (k, slot) in slots.iter().enumerate() {
+            let index = sequence * 13 + k;
+            let current = u16::from_le_bytes([entry[*slot], entry[slot + 1]]);
+            if index < units.len() && current == placeholder as u16 {
+                entry[*slot..slot + 2].copy_from_slice(&units[index].to_le_bytes());
+                patched += 1;
+            }
+        }
+    }
+    assert_eq!(patched, units.len(), "every character of {name:?} written");
+    std::fs::write(image, bytes).unwrap();
+}
+
+/// Issue 21: a FAT image whose long names climb (`../../x`) or are absolute (`/tmp/.../x`),
+/// read by The Sleuth Kit, must not make `export-tree` (root) write outside its directory.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn export_tree_of_crafted_names_writes_nothing_outside_its_directory(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let climbing = "../../rel-escape";
+    let absolute = format!("{}/abs-escape", host.root.display());
+    let image = host.root.join("crafted.img");
+    sparse_file(&image, 16 * MIB);
+    run(Command::new("mkfs.vfat").args(["-F", "16"]).arg(&image));
+    let scratch = host.root.join("scratch");
+    for (name, content) in [
+        ("q".repeat(climbing.len()), "climbing"),
+        ("j".repeat(absolute.len()), "absolute"),
+        ("plain file.txt".to_owned(), "plain"),
+    ] {
+        std::fs::write(&scratch, content).unwrap();
+        run(Command::new("mcopy")
+            .arg("-i")
+            .arg(&image)
+            .arg(&scratch)
+            .arg(format!("::/{name}")));
+    }
+    craft_fat_long_name(&image, 'q', climbing);
+    craft_fat_long_name(&image, 'j', &absolute);
+    register(&host, &image, "crafted");
+    enumerate(&host, "crafted");
+    let copied = copy(&host, "crafted", &[]);
+    assert_eq!(copied["copied"], 3, "{copied}");
+
+    // DIR two levels down, so that `0/../../rel-escape` would land in `host.root/a`.
+    let export = host.root.join("a").join("b").join("export");
+    let exported = host.run(&["export-tree", "crafted", export.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&exported.stdout);
+    let stderr = String::from_utf8_lossy(&exported.stderr);
+    assert_eq!(exported.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("1 file(s) linked"), "{stdout}");
+    assert!(stdout.contains("2 refused"), "{stdout}");
+    assert!(stderr.contains("not exported"), "{stderr}");
+    assert!(stderr.contains("rel-escape"), "{stderr}");
+    assert_eq!(
+        std::fs::read(export.join("0/plain file.txt")).unwrap(),
+        b"plain"
+    );
+    for escaped in [
+        host.root.join("a/b/rel-escape"),
+        host.root.join("a/rel-escape"),
+        host.root.join("rel-escape"),
+        host.root.join("abs-escape"),
+        PathBuf::from(&absolute),
+    ] {
+        assert!(
+            std::fs::symlink_metadata(&escaped).is_err(),
+            "{} was written",
+            escaped.display()
+        );
+    }
+    // Only `export` is under `a/b`, and only the volume directory under `export`.
+    let names = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    assert_eq!(names(&host.root.join("a/b")), ["export"]);
+    assert_eq!(names(&export), ["0"]);
+    assert_eq!(names(&export.join("0")), ["plain file.txt"]);
+    // The refused files' content is still in the store.
+    report(&host, "crafted");
+}
+
 /// An NTFS image holding `files`, written through ntfs-3g (read-write, on a mount of this
 /// test's own that is gone, with its driver, before the function returns).
 fn ntfs_with(path: &Path, size: u64, files: &[(String, Vec<u8>)]) {

@@ -20,6 +20,7 @@ use crate::catalog::report::{self, Accounting, Content, FailureClass};
 use crate::catalog::volumes::{self, VolumeRow};
 use crate::copy::{self as stage, CopyOptions, CopyReport};
 use crate::env;
+use crate::export::TreeWriter;
 use crate::store::Store;
 use crate::volume::access::Settings;
 
@@ -569,59 +570,80 @@ pub(super) async fn run_verify(
     Ok(good)
 }
 
-/// `ntt export-tree`.
+/// `ntt export-tree`; `false` when some entries were refused (listed on stderr).
 pub(super) async fn run_export(
     catalog: &Catalog,
     store: &StoreArgs,
     args: ExportArgs,
     stdout: &mut impl Write,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let medium = media::resolve_medium(catalog.pool(), &args.medium).await?;
     let store = open_store(store)?;
-    fs_err::create_dir_all(&args.dir)?;
-    anyhow::ensure!(
-        fs_err::read_dir(&args.dir)?.next().is_none(),
-        "{} is not empty",
-        args.dir.display()
-    );
-    let (mut linked, mut skipped) = (0u64, 0u64);
-    let dir = args.dir.clone();
-    report::tree(catalog.pool(), medium.id, &mut |entry| {
-        let target = dir
-            .join(entry.volume_no.to_string())
-            .join(OsStr::from_bytes(&entry.path));
-        if let Some(parent) = target.parent() {
-            fs_err::create_dir_all(parent)?;
-        }
-        match (entry.kind.as_str(), &entry.blob_id, &entry.target) {
-            ("dir", _, _) => fs_err::create_dir_all(&target)?,
+    let mut writer = TreeWriter::create(&args.dir)?;
+    let (mut linked, mut skipped, mut refused) = (0u64, 0u64, 0u64);
+    let mut failure = None;
+    let listed = report::tree(catalog.pool(), medium.id, &mut |entry| {
+        // `<volume>/<path>`: the path's bytes exactly as recorded; the writer refuses any
+        // that would leave the directory.
+        let mut path = entry.volume_no.to_string().into_bytes();
+        path.push(b'/');
+        path.extend_from_slice(&entry.path);
+        let written = match (entry.kind.as_str(), &entry.blob_id, &entry.target) {
+            ("dir", _, _) => writer.dir(&path),
             ("file", Some(blob), _) => {
                 let id = BlobId::try_from(blob.as_slice()).map_err(std::io::Error::other)?;
-                match fs_err::hard_link(store.blob_path(&id), &target) {
-                    Ok(()) => linked += 1,
-                    Err(error) if error.raw_os_error() == Some(nix::libc::EXDEV) || error.to_string().contains("cross-device") => {
-                        return Err(std::io::Error::other(format!(
-                            "{} is not on the store's filesystem ({}): hard links cannot cross filesystems",
-                            dir.display(),
-                            store.root().display()
-                        )));
-                    }
-                    Err(error) => return Err(error),
+                writer.link(&path, &store.blob_path(&id), store.root())
+            }
+            ("symlink", _, Some(link)) => writer.symlink(&path, link),
+            _ => {
+                skipped += 1;
+                return Ok(());
+            }
+        };
+        match written {
+            Ok(Ok(())) => {
+                if entry.kind == "file" {
+                    linked += 1;
                 }
+                Ok(())
             }
-            ("symlink", _, Some(link)) => {
-                std::os::unix::fs::symlink(OsStr::from_bytes(link), &target)?;
+            Ok(Err(refusal)) => {
+                refused += 1;
+                tracing::warn!(
+                    volume = entry.volume_no,
+                    path = %entry.path.escape_ascii(),
+                    "not exported: {refusal}"
+                );
+                Ok(())
             }
-            _ => skipped += 1,
+            Err(error) => {
+                let message = error.to_string();
+                failure = Some(error);
+                Err(std::io::Error::other(message))
+            }
         }
-        Ok(())
     })
-    .await?;
+    .await;
+    if let Err(error) = listed {
+        return Err(match failure {
+            Some(failure) => anyhow::Error::new(failure),
+            None => anyhow::Error::new(error),
+        });
+    }
     writeln!(
         stdout,
-        "{}: {linked} file(s) linked under {}, {skipped} entries without stored content skipped",
+        "{}: {linked} file(s) linked under {}, {skipped} entries without stored content skipped, \
+         {refused} refused",
         medium.name,
         args.dir.display()
     )?;
-    Ok(())
+    if refused > 0 {
+        tracing::error!(
+            "{refused} entries of {} were not exported: their names would leave {} or clash \
+             (listed above); their content is still in the store (`ntt cat`)",
+            medium.name,
+            args.dir.display()
+        );
+    }
+    Ok(refused == 0)
 }
