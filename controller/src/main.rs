@@ -39,9 +39,10 @@ struct Args {
     /// Longest retry delay in seconds
     #[arg(long, env = "NTT_BACKOFF_MAX", default_value_t = 3600)]
     backoff_max: u64,
-    /// Attempts of a stage before a transient failure is terminal
-    #[arg(long, env = "NTT_MAX_ATTEMPTS", default_value_t = 5)]
-    max_attempts: i32,
+    /// Attempts of a stage before a transient failure is terminal (not `ntt copy
+    /// --max-attempts`, which counts the attempts at one file)
+    #[arg(long, env = "NTT_MAX_STAGE_ATTEMPTS", default_value_t = 5)]
+    max_stage_attempts: i32,
 }
 
 #[tokio::main]
@@ -79,7 +80,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             heartbeat_timeout: Duration::from_secs(args.heartbeat_timeout),
             backoff_base: Duration::from_secs(args.backoff_base),
             backoff_max: Duration::from_secs(args.backoff_max),
-            max_attempts: args.max_attempts.max(1),
+            max_attempts: args.max_stage_attempts.max(1),
         },
         lease: leader::LeaseSettings::new(&args.lease_namespace, &identity),
     };

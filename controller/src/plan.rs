@@ -196,8 +196,14 @@ pub fn job_name(medium: &Medium, stage: Stage, attempt: i32) -> String {
 }
 
 /// The job that runs `stage` of `medium`, attempt `attempt`: owned by the Medium (deleted with
-/// it), labelled with its uid and stage, its spec a snapshot of the Medium's.
-pub fn new_job(medium: &Medium, stage: Stage, attempt: i32) -> MediumJob {
+/// it), labelled with its uid and stage, its spec a snapshot of the Medium's, with the catalog
+/// hash the Medium's status records (`medium_hash`, as this plan writes it).
+pub fn new_job(
+    medium: &Medium,
+    medium_hash: Option<String>,
+    stage: Stage,
+    attempt: i32,
+) -> MediumJob {
     let uid = medium.metadata.uid.clone().unwrap_or_default();
     let labels = BTreeMap::from([
         (condition::MEDIUM_UID_LABEL.to_owned(), uid.clone()),
@@ -222,6 +228,7 @@ pub fn new_job(medium: &Medium, stage: Stage, attempt: i32) -> MediumJob {
         },
         spec: MediumJobSpec {
             medium: medium.metadata.name.clone().unwrap_or_default(),
+            medium_hash,
             stage,
             node_name: spec.node_name.clone(),
             attempt,
@@ -397,6 +404,35 @@ pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
         status.condition(type_, value, why, String::new());
     }
 
+    // The drive: free once imaged, since every later stage reads the image.
+    let device = medium.spec.source.device.is_some();
+    let undockable = device && done(Stage::Image);
+    let (why, message) = match (device, undockable) {
+        (true, true) => (
+            reason::IMAGE_COMPLETE,
+            "the image is complete and later stages read it: the drive may be undocked",
+        ),
+        (true, false) => (
+            reason::IMAGING,
+            "imaging has not finished: keep the drive docked",
+        ),
+        (false, _) => (
+            reason::NOT_A_DEVICE,
+            "the source is read in place by every stage: keep it",
+        ),
+    };
+    status.condition(condition::UNDOCKABLE, undockable, why, message.to_owned());
+    if undockable && !old.is_true(condition::UNDOCKABLE) {
+        plan.events.push(EventIntent {
+            warning: false,
+            reason: "MayUndock",
+            note: format!(
+                "the image of {} is complete; the drive may be undocked",
+                medium.spec.source.device.as_deref().unwrap_or_default()
+            ),
+        });
+    }
+
     // The work itself.
     let mut terminal = false;
     let stage_for_work = if deleting {
@@ -489,7 +525,7 @@ pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
                     return;
                 }
                 let attempt = latest_attempt.max(0) + 1;
-                let job = new_job(medium, stage, attempt);
+                let job = new_job(medium, status.new.medium_hash.clone(), stage, attempt);
                 status.new.current_job.clone_from(&job.metadata.name);
                 status.new.attempts += 1;
                 status.new.phase = stage.phase();
@@ -599,6 +635,14 @@ pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
                     if retry_requested {
                         status.new.attempts = 0;
                         start(&mut status, &mut plan, " (retry requested)");
+                    } else if error.class == ErrorClass::Interrupted {
+                        // The agent shut down (upgrade, drain) and released the medium: not a
+                        // failed attempt, so it does not count and is not delayed.
+                        // (`start` counts one; while paused it creates nothing and counts none.)
+                        if !paused || deleting {
+                            status.new.attempts = attempts - 1;
+                        }
+                        start(&mut status, &mut plan, " (the last one was interrupted)");
                     } else if permanent || exhausted {
                         terminal = true;
                         status.new.phase = if deleting {

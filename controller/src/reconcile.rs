@@ -153,9 +153,7 @@ async fn carry_out(
 ) -> Result<(), ReconcileError> {
     let name = medium.name_any();
     if plan.finalizer == FinalizerAction::Add {
-        let mut finalizers = medium.finalizers().to_vec();
-        finalizers.push(FINALIZER.to_owned());
-        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": medium.resource_version()}});
+        let patch = ntt_crds::patch::add_finalizer(medium, FINALIZER);
         call(
             "add finalizer",
             &name,
@@ -167,11 +165,7 @@ async fn carry_out(
     }
     carry_out_jobs(&name, jobs, plan).await?;
     if medium.status.as_ref() != Some(&plan.status) {
-        let patch = json!({
-            "apiVersion": "ntt.hrdag.org/v1alpha1",
-            "kind": "Medium",
-            "status": plan.status,
-        });
+        let patch = ntt_crds::patch::status_apply::<Medium>(&plan.status);
         call(
             "write status",
             &name,
@@ -184,13 +178,7 @@ async fn carry_out(
         .await?;
     }
     if plan.finalizer == FinalizerAction::Remove {
-        let finalizers: Vec<String> = medium
-            .finalizers()
-            .iter()
-            .filter(|f| *f != FINALIZER)
-            .cloned()
-            .collect();
-        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": medium.resource_version()}});
+        let patch = ntt_crds::patch::remove_finalizer(medium, FINALIZER);
         call(
             "remove finalizer",
             &name,
@@ -233,15 +221,11 @@ async fn carry_out_jobs(
     plan: &Plan,
 ) -> Result<(), ReconcileError> {
     if let Some(lost) = &plan.fail {
-        let patch = json!({
-            "apiVersion": "ntt.hrdag.org/v1alpha1",
-            "kind": "MediumJob",
-            "status": {
-                "state": JobState::Failed,
-                "error": lost.error,
-                "finishedAt": lost.at,
-            },
-        });
+        let patch = ntt_crds::patch::status_apply::<MediumJob>(&json!({
+            "state": JobState::Failed,
+            "error": lost.error,
+            "finishedAt": lost.at,
+        }));
         call(
             "fail lost job",
             name,
@@ -256,13 +240,7 @@ async fn carry_out_jobs(
     for job in &plan.release {
         let current = call("get job", name, jobs.get(job)).await?;
         if let Some(current) = current {
-            let finalizers: Vec<String> = current
-                .finalizers()
-                .iter()
-                .filter(|f| *f != AGENT_FINALIZER)
-                .cloned()
-                .collect();
-            let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": current.resource_version()}});
+            let patch = ntt_crds::patch::remove_finalizer(&current, AGENT_FINALIZER);
             call(
                 "release job",
                 name,

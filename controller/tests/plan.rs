@@ -646,6 +646,103 @@ fn a_stale_heartbeat_fails_the_job_as_lost_and_a_new_attempt_follows() {
 }
 
 #[test]
+fn an_interrupted_job_is_replaced_at_once_without_counting_an_attempt() {
+    let mut world = World::new(Target::Imaged);
+    world.reconcile();
+    world.reconcile();
+    let first = world.the_job();
+    world.claim(&first);
+    assert_eq!(world.status().attempts, 1);
+    // The agent shut down (an upgrade, a drain) mid-stage: no backoff, no attempt counted.
+    world.finish(
+        &first,
+        Err(error(ErrorClass::Interrupted, "the agent shut down")),
+    );
+    let plan = world.reconcile();
+    let next = plan.create.as_ref().expect("a new job at once");
+    assert_eq!(next.spec.attempt, 2);
+    assert_eq!(world.status().attempts, 1, "{:?}", world.status());
+    assert!(plan.events.iter().any(|e| e.note.contains("interrupted")));
+    // Interrupted many more times than max_attempts: never Failed.
+    for _ in 0..5 {
+        world.reconcile();
+        let name = world.the_job();
+        world.claim(&name);
+        world.finish(&name, Err(error(ErrorClass::Interrupted, "again")));
+        world.reconcile();
+        assert_ne!(world.status().phase, Phase::Failed);
+        assert_eq!(world.status().attempts, 1);
+    }
+    // Paused meanwhile: nothing starts and nothing is counted, however often it reconciles.
+    world.annotate(PAUSED_ANNOTATION, "true");
+    world.reconcile();
+    let name = world.the_job();
+    world.claim(&name);
+    world.finish(&name, Err(error(ErrorClass::Interrupted, "drain")));
+    for _ in 0..3 {
+        assert!(world.reconcile().create.is_none());
+        assert_eq!(world.status().attempts, 1);
+    }
+    world.annotate(PAUSED_ANNOTATION, "false");
+    world.reconcile();
+    world.run_active();
+    world.reconcile();
+    assert_eq!(world.status().phase, Phase::Completed);
+    assert_eq!(world.status().attempts, 1);
+}
+
+#[test]
+fn a_drive_is_undockable_once_imaged_and_every_later_job_carries_the_hash() {
+    let mut world = World::new(Target::Copied);
+    world.reconcile();
+    world.reconcile();
+    assert_eq!(
+        world.condition(condition::UNDOCKABLE),
+        ("False".to_owned(), "Imaging".to_owned())
+    );
+    world.run_active();
+    let plan = world.reconcile();
+    assert_eq!(
+        world.condition(condition::UNDOCKABLE),
+        ("True".to_owned(), "ImageComplete".to_owned())
+    );
+    assert!(
+        plan.events.iter().any(|e| e.reason == "MayUndock"),
+        "{:?}",
+        plan.events
+    );
+    // The enumeration job, created in the same plan that recorded the hash, carries it.
+    let job = plan.create.as_ref().expect("the enumeration job");
+    assert_eq!(job.spec.stage, Stage::Enumerate);
+    assert_eq!(
+        job.spec.medium_hash.as_deref(),
+        Some("726cdff6dc73e3dd1abe0e4c9762dff5")
+    );
+    world.run_active();
+    let plan = world.reconcile();
+    assert!(!plan.events.iter().any(|e| e.reason == "MayUndock"), "once");
+    assert_eq!(
+        plan.create.as_ref().unwrap().spec.medium_hash.as_deref(),
+        Some("726cdff6dc73e3dd1abe0e4c9762dff5")
+    );
+    // An image file or a directory is read in place by every stage: never undockable.
+    let mut world = World::new(Target::Imaged);
+    world.medium.spec.source = Source {
+        image: Some("/srv/ntt/laptop.E01".to_owned()),
+        ..Source::default()
+    };
+    world.reconcile();
+    world.reconcile();
+    world.run_active();
+    world.reconcile();
+    assert_eq!(
+        world.condition(condition::UNDOCKABLE),
+        ("False".to_owned(), "NotADevice".to_owned())
+    );
+    world.settle();
+}
+
+#[test]
 fn a_pending_job_waits_for_its_agent_without_failing() {
     let mut world = World::new(Target::Imaged);
     world.reconcile();

@@ -14,6 +14,10 @@ pub const COPIED: &str = "Copied";
 pub const READY: &str = "Ready";
 /// A stage failed for good, or the medium could not be read completely.
 pub const DEGRADED: &str = "Degraded";
+/// The source drive may be undocked: the image is complete and every later stage reads the
+/// image, never the drive (device sources only; image files and directories are read in
+/// place and must stay).
+pub const UNDOCKABLE: &str = "Undockable";
 
 /// Condition reasons.
 pub mod reason {
@@ -39,6 +43,12 @@ pub mod reason {
     pub const HEALTHY: &str = "Healthy";
     /// The medium could not be read completely (health other than ok).
     pub const UNREADABLE_AREAS: &str = "UnreadableAreas";
+    /// Imaging finished: the drive is no longer needed.
+    pub const IMAGE_COMPLETE: &str = "ImageComplete";
+    /// Imaging has not finished: the drive must stay docked.
+    pub const IMAGING: &str = "Imaging";
+    /// The source is an image file or a directory, read in place by every stage.
+    pub const NOT_A_DEVICE: &str = "NotADevice";
 }
 
 /// The finalizer the controller keeps on every Medium until its jobs are gone.

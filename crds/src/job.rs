@@ -54,6 +54,12 @@ pub struct MediumJobSpec {
     /// The Medium (in the same namespace) this job works on.
     #[schemars(length(min = 1, max = 253))]
     pub medium: String,
+    /// The medium's hash in the catalog, as the Medium's status recorded it when the job was
+    /// created (absent before the first imaging). Every stage after imaging, and a purge,
+    /// acts on the catalog's medium with exactly this hash, never on one found by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9a-f]{32}$"))]
+    pub medium_hash: Option<String>,
     /// The stage to run.
     pub stage: Stage,
     /// The node that runs it (the Medium's node when the job was created); agents select

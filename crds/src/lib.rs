@@ -6,7 +6,8 @@
 //!     ├── job        MediumJob (spec, status), JobState
 //!     ├── condition  condition types and reasons, labels, annotations, field managers
 //!     ├── id         MediumHash, BlobId
-//!     └── health     Health, HealthThresholds
+//!     ├── health     Health, HealthThresholds
+//!     └── patch      finalizer and status patch bodies
 //!          ▲                       ▲
 //!   ntt-agent (stages, catalog)   ntt-controller (reconcile)
 //! ```
@@ -20,6 +21,7 @@ pub mod health;
 pub mod id;
 pub mod job;
 pub mod medium;
+pub mod patch;
 
 pub use health::{Health, HealthThresholds};
 pub use id::{BlobId, MediumHash, ParseIdError};

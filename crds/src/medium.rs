@@ -144,6 +144,7 @@ impl Source {
 #[derive(
     Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord,
 )]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Target {
     /// Imaged (devices) or registered (image files, directories).
     Imaged,
@@ -167,13 +168,14 @@ pub struct ImagingOptions {
 
 /// ddrescue pass profiles (see the README's Imaging section).
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum ImagingProfile {
-    /// One fast pass, no trimming or scraping.
+    /// One fast pass: what reads easily, in minutes; bad areas stay untrimmed.
     Quick,
-    /// Fast pass, trim, scrape.
+    /// Fast, trim, scrape: every readable sector once.
     #[default]
     Default,
-    /// The default passes, then retries of the bad areas.
+    /// Default, then reverse and small-cluster retries: for media worth hours or days.
     Thorough,
 }
 
@@ -349,6 +351,10 @@ pub enum ErrorClass {
     Lost,
     /// Cancelled (the job or the Medium was deleted).
     Cancelled,
+    /// The agent stopped the stage because it was shutting down (an upgrade, a drain): the
+    /// medium was released and the stage continues in a new job at once, without counting
+    /// an attempt.
+    Interrupted,
 }
 
 /// What the controller observed and decided; written by the controller only.

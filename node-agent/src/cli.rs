@@ -2,13 +2,24 @@
 //! [`crate::env`]; data goes to stdout, logs and errors to stderr.
 
 mod agent;
+mod cat;
 mod copy;
 mod damage;
+mod db;
 mod enumerate;
+mod export;
+mod ignore;
 mod image;
+mod include;
 mod ingest;
+mod ls;
 mod mount;
+mod report;
+mod settings;
 mod status;
+mod text;
+mod unmount;
+mod verify;
 mod volumes;
 
 use std::io::Write;
@@ -19,9 +30,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog::{Catalog, ConnectOptions, media};
+use crate::catalog::{Catalog, ConnectOptions};
 use crate::database_url::DatabaseUrl;
 use crate::env;
+use crate::pipeline::{Class, Host, PipelineError};
 use crate::telemetry::LogFormat;
 
 /// NTT ("No Two Things") ingests storage media into a deduplicated, content-addressed archive
@@ -48,17 +60,9 @@ pub struct Args {
     #[arg(long, global = true, env = env::LOG_FORMAT, value_enum, default_value = "plain")]
     pub log_format: LogFormat,
 
-    /// Host settings
+    /// Host settings: where images, locks, mounts and the store are
     #[command(flatten)]
-    pub host: image::HostArgs,
-
-    /// Mount settings
-    #[command(flatten)]
-    pub mounts: mount::MountSettings,
-
-    /// The store
-    #[command(flatten)]
-    pub store: copy::StoreArgs,
+    pub host: settings::HostArgs,
 
     /// What to do
     #[command(subcommand)]
@@ -84,31 +88,31 @@ pub enum Command {
     /// Attach a medium's filesystems read-only (kernel, FUSE, or The Sleuth Kit) and record how
     Mount(mount::MountArgs),
     /// Unmount a medium's filesystems and release its loop devices
-    Unmount(mount::UnmountArgs),
+    Unmount(unmount::UnmountArgs),
     /// Walk a medium's volumes and load every entry into the catalog
     Enumerate(enumerate::EnumerateArgs),
     /// List a medium's entries from the catalog
-    Ls(enumerate::LsArgs),
+    Ls(ls::LsArgs),
     /// Map the image's unreadable areas onto the medium's files again (after a later rescue)
     Damage(damage::DamageArgs),
     /// Manage ignore patterns (matching paths are loaded and marked excluded, never dropped)
     Ignore {
         /// What to do
         #[command(subcommand)]
-        command: enumerate::IgnoreCommand,
+        command: ignore::IgnoreCommand,
     },
     /// Include excluded paths again (and make their files pending for copying)
-    Include(enumerate::IncludeArgs),
+    Include(include::IncludeArgs),
     /// Copy a medium's pending files into the store (several processes may run at once)
     Copy(copy::CopyArgs),
     /// Print the stored content of a path
-    Cat(copy::CatArgs),
+    Cat(cat::CatArgs),
     /// A medium's accounting: entries, copies, exclusions, failures, dedup, problems
-    Report(copy::ReportArgs),
+    Report(report::ReportArgs),
     /// Re-hash blobs in the store and check the catalog's loads
-    Verify(copy::VerifyArgs),
+    Verify(verify::VerifyArgs),
     /// Recreate a medium's tree as hard links into the store
-    ExportTree(copy::ExportArgs),
+    ExportTree(export::ExportArgs),
     /// Run as the node agent of a cluster: run the MediumJobs of this node
     Agent(agent::AgentArgs),
     /// Show every medium in the catalog: stage, health, size
@@ -140,21 +144,9 @@ impl Args {
     }
 }
 
-/// The error and its causes on one line, each cause once: drivers often repeat their source's
-/// text in their own message, and printing both doubles every line.
+/// The error and its causes on one line, each cause once.
 pub fn error_chain(error: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        if line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
+    crate::error_chain(error.as_ref())
 }
 
 /// Exit code of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
@@ -192,194 +184,90 @@ fn connections_for(command: &Command, default: u32) -> u32 {
     default.max(u32::try_from(workers.min(256)).unwrap_or(256) + 4)
 }
 
+/// Whether the command runs long enough to be stopped by Ctrl-C or SIGTERM (the others end
+/// at the signal, as any command does).
+const fn is_long(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Ingest(_)
+            | Command::Image(_)
+            | Command::Mount(_)
+            | Command::Enumerate(_)
+            | Command::Damage(_)
+            | Command::Copy(_)
+            | Command::Agent(_)
+    )
+}
+
 /// Runs one command; the exit code is non-zero on failure.
-#[expect(
-    clippy::too_many_lines,
-    reason = "one short arm per subcommand: a flat dispatch reads best"
-)]
 pub async fn run(args: Args, stdout: &mut impl Write) -> anyhow::Result<ExitCode> {
     let mut options = args.connect_options()?;
     options.max_connections = connections_for(&args.command, options.max_connections);
-    match args.command {
-        Command::Image(image_args) => {
-            let cancel = cancel_on_signals()?;
-            let catalog = Catalog::connect(&options).await?;
-            catalog.check_schema().await?;
-            let report = image::run(&catalog, &args.host, image_args, &cancel, stdout).await?;
-            if report.end == crate::imaging::ImageEnd::Cancelled {
-                return Ok(ExitCode::from(EXIT_CANCELLED));
-            }
-        }
-        Command::Agent(agent_args) => {
-            let cancel = cancel_on_signals()?;
-            let settings = args.mounts.settings(&args.host)?;
-            let catalog = Catalog::connect(&options).await?;
-            catalog.check_schema().await?;
-            agent::run_agent(
-                catalog,
-                &args.host,
-                settings,
-                &args.store,
-                agent_args,
-                &cancel,
-            )
-            .await?;
-        }
-        Command::Ingest(ingest_args) => {
-            let cancel = cancel_on_signals()?;
-            let settings = args.mounts.settings(&args.host)?;
-            let catalog = Catalog::connect(&options).await?;
-            catalog.check_schema().await?;
-            if !ingest::run_ingest(
-                &catalog,
-                &args.host,
-                &settings,
-                &args.store,
-                ingest_args,
-                &cancel,
-                stdout,
-            )
-            .await?
-            {
-                tracing::warn!("stopped; run the same command again to continue");
-                return Ok(ExitCode::from(EXIT_CANCELLED));
-            }
-        }
-        Command::Db {
-            command: DbCommand::Migrate,
-        } => {
-            let mut options = options;
-            // Migrations may rewrite large tables; they are never cut off by a timeout.
-            options.statement_timeout = None;
-            let catalog = Catalog::connect(&options).await?;
-            let applied = catalog.migrate().await?;
-            writeln!(
-                stdout,
-                "catalog at {} is up to date ({applied} migration(s) applied)",
-                options.url
-            )?;
-        }
-        Command::Db {
-            command: DbCommand::Check,
-        } => {
-            let catalog = Catalog::connect(&options).await?;
-            catalog.check_schema().await?;
-            writeln!(
-                stdout,
-                "catalog at {} is reachable and up to date",
-                options.url
-            )?;
-        }
-        Command::Volumes(volume_args) => {
-            let catalog = Catalog::connect(&options).await?;
-            catalog.check_schema().await?;
-            volumes::run(&catalog, volume_args, stdout).await?;
-        }
-        Command::Mount(mount_args) => {
-            let cancel = cancel_on_signals()?;
-            let settings = args.mounts.settings(&args.host)?;
-            let catalog = Catalog::connect(&options).await?;
-            catalog.check_schema().await?;
-            if !mount::run_mount(&catalog, &settings, mount_args, &cancel, stdout).await? {
-                return Ok(ExitCode::from(EXIT_CANCELLED));
-            }
-        }
-        Command::Unmount(unmount_args) => {
-            let settings = args.mounts.settings(&args.host)?;
-            let catalog = Catalog::connect(&options).await?;
-            catalog.check_schema().await?;
-            mount::run_unmount(&catalog, &settings, unmount_args, stdout).await?;
-        }
-        Command::Enumerate(enumerate_args) => {
-            let cancel = cancel_on_signals()?;
-            let settings = args.mounts.settings(&args.host)?;
-            let catalog = Catalog::connect(&options).await?;
-            catalog.check_schema().await?;
-            if enumerate::run_enumerate(&catalog, &settings, enumerate_args, &cancel, stdout)
-                .await?
-                .is_none()
-            {
-                return Ok(ExitCode::from(EXIT_CANCELLED));
-            }
-        }
-        Command::Damage(damage_args) => {
-            let cancel = cancel_on_signals()?;
-            let settings = args.mounts.settings(&args.host)?;
-            let catalog = Catalog::connect(&options).await?;
-            catalog.check_schema().await?;
-            if damage::run_damage(&catalog, &settings, damage_args, &cancel, stdout)
-                .await?
-                .is_none()
-            {
-                return Ok(ExitCode::from(EXIT_CANCELLED));
-            }
-        }
-        Command::Ls(ls_args) => {
-            let catalog = Catalog::connect(&options).await?;
-            catalog.check_schema().await?;
-            enumerate::run_ls(&catalog, ls_args, stdout).await?;
-        }
-        Command::Ignore { command } => {
-            let catalog = Catalog::connect(&options).await?;
-            catalog.check_schema().await?;
-            enumerate::run_ignore(&catalog, command, stdout).await?;
-        }
-        Command::Include(include_args) => {
-            let catalog = Catalog::connect(&options).await?;
-            catalog.check_schema().await?;
-            enumerate::run_include(&catalog, include_args, stdout).await?;
-        }
-        Command::Copy(copy_args) => {
-            let cancel = cancel_on_signals()?;
-            let settings = args.mounts.settings(&args.host)?;
-            let catalog = Catalog::connect(&options).await?;
-            catalog.check_schema().await?;
-            if copy::run_copy(&catalog, &settings, &args.store, copy_args, &cancel, stdout)
-                .await?
-                .is_none()
-            {
-                return Ok(ExitCode::from(EXIT_CANCELLED));
-            }
-        }
-        Command::Cat(cat_args) => {
-            let catalog = Catalog::connect(&options).await?;
-            catalog.check_schema().await?;
-            copy::run_cat(&catalog, &args.store, cat_args, stdout).await?;
-        }
-        Command::Report(report_args) => {
-            let catalog = Catalog::connect(&options).await?;
-            catalog.check_schema().await?;
-            copy::run_report(&catalog, report_args, stdout).await?;
-        }
-        Command::Verify(verify_args) => {
-            let catalog = Catalog::connect(&options).await?;
-            catalog.check_schema().await?;
-            if !copy::run_verify(&catalog, &args.store, verify_args, stdout).await? {
-                return Ok(ExitCode::from(1));
-            }
-        }
-        Command::ExportTree(export_args) => {
-            let catalog = Catalog::connect(&options).await?;
-            catalog.check_schema().await?;
-            if !copy::run_export(&catalog, &args.store, export_args, stdout).await? {
-                return Ok(ExitCode::from(1));
-            }
-        }
-        Command::Status { json } => {
-            let catalog = Catalog::connect(&options).await?;
-            catalog.check_schema().await?;
-            let media = media::list_media(catalog.pool()).await?;
-            if json {
-                status::write_json(&media, stdout)?;
-            } else {
-                status::write_table(&media, stdout)?;
-                if media.is_empty() {
-                    tracing::info!("no media in the catalog yet");
-                }
-            }
-        }
+    if let Command::Db { command } = &args.command {
+        return db::run(options, command, stdout).await;
     }
-    Ok(ExitCode::SUCCESS)
+    let cancel = if is_long(&args.command) {
+        cancel_on_signals()?
+    } else {
+        CancellationToken::new()
+    };
+    let catalog = Catalog::connect(&options).await?;
+    catalog.check_schema().await?;
+    let host = args.host.host()?;
+    match dispatch(args.command, catalog, &host, &cancel, stdout).await {
+        Ok(true) => Ok(ExitCode::SUCCESS),
+        Ok(false) => Ok(ExitCode::from(1)),
+        Err(error)
+            if matches!(
+                error.downcast_ref::<PipelineError>(),
+                Some(e) if e.class() == Class::Interrupted
+            ) =>
+        {
+            tracing::warn!("stopped; run the same command again to continue");
+            Ok(ExitCode::from(EXIT_CANCELLED))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// One command against the catalog; `false` when it found something wrong (a verification,
+/// an export with refused entries) and must exit 1.
+async fn dispatch(
+    command: Command,
+    catalog: Catalog,
+    host: &Host,
+    cancel: &CancellationToken,
+    stdout: &mut impl Write,
+) -> anyhow::Result<bool> {
+    match command {
+        Command::Db { .. } => unreachable!("handled before connecting"),
+        Command::Ingest(args) => ingest::run(&catalog, host, args, cancel, stdout).await?,
+        Command::Image(args) => {
+            if !image::run(&catalog, host, args, cancel, stdout).await? {
+                return Err(PipelineError::Interrupted.into());
+            }
+        }
+        Command::Volumes(args) => volumes::run(&catalog, args, stdout).await?,
+        Command::Mount(args) => {
+            if !mount::run(&catalog, host, args, cancel, stdout).await? {
+                return Err(PipelineError::Interrupted.into());
+            }
+        }
+        Command::Unmount(args) => unmount::run(&catalog, host, args, stdout).await?,
+        Command::Enumerate(args) => enumerate::run(&catalog, host, args, cancel, stdout).await?,
+        Command::Ls(args) => ls::run(&catalog, args, stdout).await?,
+        Command::Damage(args) => damage::run(&catalog, host, args, cancel, stdout).await?,
+        Command::Ignore { command } => ignore::run(&catalog, command, stdout).await?,
+        Command::Include(args) => include::run(&catalog, args, stdout).await?,
+        Command::Copy(args) => copy::run(&catalog, host, args, cancel, stdout).await?,
+        Command::Cat(args) => cat::run(&catalog, host, args, stdout).await?,
+        Command::Report(args) => report::run(&catalog, args, stdout).await?,
+        Command::Verify(args) => return verify::run(&catalog, host, args, stdout).await,
+        Command::ExportTree(args) => return export::run(&catalog, host, args, stdout).await,
+        Command::Agent(args) => agent::run(catalog, host, args, cancel).await?,
+        Command::Status { json } => status::run(&catalog, json, stdout).await?,
+    }
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -326,7 +326,7 @@ async fn image_device(
         sector_size,
         direct: config.direct,
     };
-    let passes = config.profile.passes(sector_size, config.limits);
+    let passes = passes::passes(config.profile, sector_size, config.limits);
     let before = ddrescue::read_summary(&mapfile_path)?;
     if let Some(summary) = &before {
         tracing::info!(

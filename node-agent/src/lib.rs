@@ -11,6 +11,7 @@
 //! set from an `NTT_*` environment variable, named once in [`env`]; per-file problems are data,
 //! never a reason to stop a stage.
 
+pub mod agent;
 pub mod catalog;
 pub mod cli;
 pub mod copy;
@@ -21,7 +22,35 @@ pub mod env;
 pub mod export;
 pub mod imaging;
 pub mod lock;
+pub mod pipeline;
 pub mod progress;
 pub mod store;
 pub mod telemetry;
 pub mod volume;
+
+/// The error and its causes on one line, each cause once: drivers often repeat their source's
+/// text in their own message, and printing both doubles every line.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = String::new();
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        let text = current.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+        cause = current.source();
+    }
+    line
+}
+
+/// This host's name: the identity of a copy worker, of an agent without a pod name, and of
+/// the store's temp files.
+pub fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "host".to_owned())
+}

@@ -111,3 +111,77 @@ impl Drop for Ticker {
         self.stop.cancel();
     }
 }
+
+/// ddrescue's progress: a bar on a terminal, a log line every 10 s otherwise.
+#[derive(Debug)]
+pub struct ImagingDisplay {
+    bar: Option<ProgressBar>,
+    last_log: Instant,
+    started: Instant,
+}
+
+impl ImagingDisplay {
+    /// Starts showing (nothing is drawn before the first update).
+    pub fn new() -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{msg:>14} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar
+        });
+        Self {
+            bar,
+            last_log: Instant::now(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Shows one ddrescue update.
+    pub fn update(&mut self, progress: &crate::imaging::ddrescue::Progress<'_>) {
+        let s = progress.summary;
+        let message = format!(
+            "{} {}/{}",
+            progress.pass.as_str(),
+            progress.index + 1,
+            progress.count
+        );
+        match &self.bar {
+            Some(bar) => {
+                bar.set_length(s.total);
+                bar.set_position(s.rescued);
+                bar.set_message(message);
+            }
+            None if self.last_log.elapsed() >= Duration::from_secs(10) => {
+                self.last_log = Instant::now();
+                tracing::info!(
+                    pass = %message,
+                    rescued = s.rescued,
+                    total = s.total,
+                    bad = s.bad,
+                    percent = s.percent(),
+                    elapsed_s = self.started.elapsed().as_secs(),
+                    "imaging"
+                );
+            }
+            None => {}
+        }
+    }
+
+    /// Clears the bar.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Default for ImagingDisplay {
+    fn default() -> Self {
+        Self::new()
+    }
+}

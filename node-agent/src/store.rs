@@ -78,13 +78,6 @@ pub struct Store {
 
 static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
 
-fn host_name() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "host".to_owned())
-}
-
 impl Store {
     /// Opens (creating if needed) the store at `root`.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
@@ -160,7 +153,7 @@ impl Store {
         }
         let name = format!(
             "{}-{}-{}.partial",
-            host_name(),
+            crate::host_name(),
             std::process::id(),
             NEXT_TEMP.fetch_add(1, Ordering::Relaxed)
         );
@@ -200,7 +193,7 @@ impl Store {
     /// Removes temp files that writers on this host left when they died (their pid is gone).
     /// Temp files of other hosts sharing the store are theirs to clean. Returns how many went.
     pub fn remove_stale_temp(&self) -> Result<u64, StoreError> {
-        let host = host_name();
+        let host = crate::host_name();
         let entries = fs_err::read_dir(&self.tmp).map_err(|source| StoreError::Io {
             what: "list",
             path: self.tmp.clone(),
@@ -553,9 +546,9 @@ mod tests {
             );
         }
         // A temp file of a dead writer on this host is swept; a live one's is kept.
-        let dead = root
-            .join("tmp")
-            .join(format!("{}-{}-0.partial", host_name(), i32::MAX - 1));
+        let dead =
+            root.join("tmp")
+                .join(format!("{}-{}-0.partial", crate::host_name(), i32::MAX - 1));
         fs_err::write(&dead, b"x").unwrap();
         let live = store.writer().unwrap();
         assert_eq!(store.remove_stale_temp().unwrap(), 1);

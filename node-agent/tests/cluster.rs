@@ -29,13 +29,14 @@ use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use host::{Host, MIB, ext4};
+use host::{Host, MIB, ext4, register};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use ntt_controller::leader::LeaseSettings;
 use ntt_controller::metrics::Metrics;
 use ntt_controller::plan::Settings;
-use ntt_crds::{JobState, Medium, MediumJob, Phase, Stage};
+use ntt_crds::condition;
+use ntt_crds::{ErrorClass, JobState, Medium, MediumJob, Phase, Stage};
 use ntt_tests::apiserver::{ApiServer, ntt_types};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -98,28 +99,26 @@ impl Cluster {
             .local_addr()
             .unwrap()
             .port();
-        let child = host
-            .command(&[
-                "agent",
-                "--node",
-                NODE,
-                "--namespace",
-                NS,
-                "--heartbeat",
-                "1",
-                "--workers",
-                "2",
-                "--metrics-addr",
-                &format!("127.0.0.1:{port}"),
-            ])
+        let mut command = host.command(&[
+            "agent",
+            "--node",
+            NODE,
+            "--namespace",
+            NS,
+            "--heartbeat",
+            "1",
+            "--workers",
+            "2",
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+        ]);
+        command
             .env("KUBECONFIG", &self.kubeconfig)
             .env("POD_NAME", identity)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        (child, port)
+            .stderr(Stdio::inherit());
+        (host.start(&mut command), port)
     }
 
     async fn apply(&self, manifest: &Value) {
@@ -207,13 +206,13 @@ fn phase(m: &Medium) -> Phase {
     m.status.as_ref().map(|s| s.phase).unwrap_or_default()
 }
 
-fn stop_agent(mut agent: Child) {
-    // SIGTERM: the agent cancels its jobs and releases them.
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(agent.id()).unwrap()),
-        nix::sys::signal::Signal::SIGTERM,
+/// SIGTERM: the agent interrupts its jobs, releases them and exits.
+async fn stop_agent(mut agent: Child) {
+    assert!(
+        terminate(&mut agent, Duration::from_mins(1))
+            .await
+            .success()
     );
-    let _ = agent.wait();
 }
 
 /// The body of `GET path` on the local port.
@@ -292,18 +291,53 @@ async fn the_example_media_end_copied_on_their_node_and_purge_keeps_registered_i
     ext4(&image, 16 * MIB, &content);
     let dir = host.root.join("photorec");
     tree(&dir, 20);
-    cluster
-        .apply(&example("device.yaml", &json!({"device": device})))
-        .await;
+    // The drive is imaged first (target Imaged), then undocked: every later stage must work
+    // from the image alone.
+    let mut drive = example("device.yaml", &json!({"device": device}));
+    drive["spec"]["target"] = json!("Imaged");
+    cluster.apply(&drive).await;
     cluster
         .apply(&example("image.yaml", &json!({"image": image})))
         .await;
     cluster
         .apply(&example("directory.yaml", &json!({"directory": dir})))
         .await;
+    let imaged = cluster
+        .until("box-7-disk-2", "imaged", 180, |m| {
+            phase(m) == Phase::Completed
+                && m.status
+                    .as_ref()
+                    .is_some_and(|s| s.is_true(condition::UNDOCKABLE))
+        })
+        .await;
+    let undockable = imaged.status.unwrap();
+    let undockable = undockable.condition(condition::UNDOCKABLE).unwrap();
+    assert!(
+        undockable.message.contains("may be undocked"),
+        "{undockable:?}"
+    );
+    disk.detach();
+    drop(disk);
+    let gone = std::process::Command::new("losetup")
+        .arg(&device)
+        .output()
+        .unwrap();
+    assert!(!gone.status.success(), "the drive is gone");
+    cluster
+        .media
+        .patch(
+            "box-7-disk-2",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"target": "Copied"}})),
+        )
+        .await
+        .unwrap();
     for name in ["box-7-disk-2", "donor-12-laptop", "box-7-carved"] {
         let m = cluster
-            .until(name, "copied", 180, |m| phase(m) == Phase::Completed)
+            .until(name, "copied", 180, |m| {
+                phase(m) == Phase::Completed
+                    && m.status.as_ref().is_some_and(|s| s.is_true("Copied"))
+            })
             .await;
         let status = m.status.unwrap();
         assert!(
@@ -314,7 +348,8 @@ async fn the_example_media_end_copied_on_their_node_and_purge_keeps_registered_i
             status.is_true("Copied") && status.is_true("Ready"),
             "{name}"
         );
-        let report = report(&host, name);
+        // Catalog names are `<namespace>/<name>`.
+        let report = report(&host, &format!("{NS}/{name}"));
         assert_eq!(report["balances"], true, "{report}");
         assert_eq!(report["accounting"]["pending"], 0, "{report}");
     }
@@ -332,14 +367,18 @@ async fn the_example_media_end_copied_on_their_node_and_purge_keeps_registered_i
     );
     assert!(drive.is_true("Degraded"));
     assert_eq!(
-        host.run(&["cat", "box-7-disk-2", "ledger.txt"]).stdout,
+        host.run(&["cat", "lab/box-7-disk-2", "ledger.txt"]).stdout,
         b"accounts 1998\n"
     );
     assert_eq!(
-        host.run(&["cat", "donor-12-laptop", "minutes.txt"]).stdout,
+        host.run(&["cat", "lab/donor-12-laptop", "minutes.txt"])
+            .stdout,
         b"Minutes of the meeting\n"
     );
-    assert_eq!(report(&host, "box-7-carved")["accounting"]["copied"], 21);
+    assert_eq!(
+        report(&host, "lab/box-7-carved")["accounting"]["copied"],
+        21
+    );
     let carved = cluster
         .media
         .get("box-7-carved")
@@ -354,7 +393,8 @@ async fn the_example_media_end_copied_on_their_node_and_purge_keeps_registered_i
         "{}",
         progress.summary
     );
-    // One job per stage per medium, each succeeded and released by this agent.
+    // One job per stage per medium, each succeeded and released by this agent; every job
+    // after imaging carries the hash the Medium recorded.
     let jobs = cluster
         .jobs
         .list(&ListParams::default())
@@ -379,6 +419,20 @@ async fn the_example_media_end_copied_on_their_node_and_purge_keeps_registered_i
             job.status.as_ref().unwrap().agent.as_deref(),
             Some("agent-a")
         );
+        if job.spec.stage != Stage::Image {
+            assert_eq!(
+                job.spec.medium_hash,
+                job.status
+                    .as_ref()
+                    .unwrap()
+                    .result
+                    .as_ref()
+                    .unwrap()
+                    .medium_hash,
+                "{}",
+                job.name_any()
+            );
+        }
     }
     // The agent's metrics count what it did.
     let metrics = http_get(port, "/metrics").await;
@@ -405,12 +459,11 @@ async fn the_example_media_end_copied_on_their_node_and_purge_keeps_registered_i
         .filter_map(|m| m["name"].as_str())
         .collect();
     assert!(
-        !names.contains(&"donor-12-laptop") && names.len() == 2,
+        !names.contains(&"lab/donor-12-laptop") && names.len() == 2,
         "{names:?}"
     );
     assert!(image.exists(), "the registered image is evidence and stays");
-    stop_agent(agent);
-    drop(disk);
+    stop_agent(agent).await;
     cluster.stop().await;
 }
 
@@ -462,7 +515,7 @@ async fn an_agent_killed_mid_copy_is_replaced_and_nothing_is_lost_or_duplicated(
             phase(m) == Phase::Completed
         })
         .await;
-    let report = report(&host, "big");
+    let report = report(&host, "lab/big");
     assert_eq!(report["balances"], true, "{report}");
     assert_eq!(report["accounting"]["copied"], 3001, "{report}");
     assert_eq!(report["accounting"]["failed"], 0, "{report}");
@@ -484,12 +537,12 @@ async fn an_agent_killed_mid_copy_is_replaced_and_nothing_is_lost_or_duplicated(
             )),
         "a later attempt by the new agent finished the copy"
     );
-    let verify = host.run(&["verify", "--medium", "big"]);
+    let verify = host.run(&["verify", "--medium", "lab/big"]);
     assert!(
         verify.status.success(),
         "the store holds what the catalog says"
     );
-    stop_agent(second);
+    stop_agent(second).await;
     cluster.stop().await;
 }
 
@@ -520,11 +573,236 @@ async fn deleting_a_running_medium_cancels_its_job_and_keeps_the_evidence(pool: 
             .is_empty()
     );
     // Retain: the catalog keeps the medium and what was copied; nothing is mounted.
-    let report = report(&host, "deleted");
+    let report = report(&host, "lab/deleted");
     assert_eq!(report["balances"], true, "{report}");
     let status = host.run(&["status", "--json"]);
     let media: Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(media.as_array().unwrap().len(), 1);
-    stop_agent(agent);
+    stop_agent(agent).await;
     cluster.stop().await;
+}
+
+/// An ext4 image holding one file whose content is `word`.
+fn small_image(host: &Host, word: &str) -> std::path::PathBuf {
+    let content = host.root.join(format!("{word}-content"));
+    std::fs::create_dir_all(&content).unwrap();
+    std::fs::write(content.join("note.txt"), word).unwrap();
+    let image = host.root.join(format!("{word}.img"));
+    ext4(&image, 8 * MIB, &content);
+    image
+}
+
+/// Catalog names from `ntt status --json`.
+fn catalog_names(host: &Host) -> Vec<String> {
+    let status = host.run(&["status", "--json"]);
+    let media: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let mut names: Vec<String> = media
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["name"].as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Issue 19: a purge acts on the medium whose hash the Medium's status recorded, never on one
+/// found by name: not the standalone medium called `2024` (a name that also looks like a hash
+/// prefix), not the one a Medium `2024` of another namespace would have.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn a_purge_removes_only_the_medium_whose_hash_the_status_recorded(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let cluster = Cluster::start(&host).await;
+    let (agent, _) = cluster.agent(&host, "agent-a");
+    let bystander = register(&host, &small_image(&host, "bystander"), "2024");
+    let neighbour = register(&host, &small_image(&host, "neighbour"), "other/2024");
+    for name in ["2024", "other/2024"] {
+        let output = host.run(&["enumerate", name, "--json"]);
+        assert!(output.status.success(), "ntt enumerate {name}");
+    }
+    let mut ours = manifest("2024", &json!({"image": small_image(&host, "ours")}));
+    ours["spec"]["target"] = json!("Enumerated");
+    ours["spec"]["deletionPolicy"] = json!("Purge");
+    ours["spec"]["purgeConfirmation"] = json!("purge 2024");
+    cluster.apply(&ours).await;
+    let done = cluster
+        .until("2024", "enumerated", 120, |m| phase(m) == Phase::Completed)
+        .await;
+    let hash = done.status.unwrap().medium_hash.unwrap();
+    assert_ne!(hash, bystander);
+    let entries = |name: &str| report(&host, name)["accounting"]["entries"].clone();
+    let before = (entries("2024"), entries("other/2024"));
+    assert!(before.0.as_i64().unwrap() > 0 && before.1.as_i64().unwrap() > 0);
+    assert_eq!(catalog_names(&host), ["2024", "lab/2024", "other/2024"]);
+    cluster
+        .media
+        .delete("2024", &DeleteParams::default())
+        .await
+        .unwrap();
+    cluster.until_gone("2024").await;
+    assert_eq!(catalog_names(&host), ["2024", "other/2024"]);
+    for (name, hash) in [("2024", &bystander), ("other/2024", &neighbour)] {
+        assert_eq!(report(&host, name)["hash"], json!(hash));
+    }
+    assert_eq!(
+        (entries("2024"), entries("other/2024")),
+        before,
+        "both keep their loads"
+    );
+    stop_agent(agent).await;
+    cluster.stop().await;
+}
+
+/// Seconds of CPU the process has used (user + system).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    #[expect(clippy::cast_precision_loss, reason = "a few seconds of ticks")]
+    let seconds = ticks as f64 / 100.0;
+    seconds
+}
+
+/// SIGTERM, then waits up to `limit` for the exit; its status. Async: the API server the agent
+/// talks to on its way out runs on this test's runtime.
+async fn terminate(agent: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(agent.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = agent.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "the agent did not stop within {limit:?} of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the agent's /healthz answers.
+async fn until_serving(port: u16) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the agent never served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Issue 19: the agent stops on SIGTERM whether idle or running a stage; a stage stopped by
+/// the shutdown ends `Interrupted`, and the controller runs it again at once without counting
+/// an attempt, so a rolling upgrade never fails a Medium.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn sigterm_stops_the_agent_idle_or_mid_stage_and_the_stage_goes_on_uncounted(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let cluster = Cluster::start(&host).await;
+    let (mut idle, port) = cluster.agent(&host, "agent-idle");
+    until_serving(port).await;
+    assert!(
+        terminate(&mut idle, Duration::from_secs(10))
+            .await
+            .success()
+    );
+
+    let (mut first, _) = cluster.agent(&host, "agent-a");
+    let dir = host.root.join("busy");
+    tree(&dir, 3000);
+    cluster
+        .apply(&manifest("busy", &json!({"directory": dir})))
+        .await;
+    cluster.until_copy_runs().await;
+    assert!(
+        terminate(&mut first, Duration::from_secs(30))
+            .await
+            .success()
+    );
+    // The interrupted job is recorded on the Medium, and replaced at once (the controller
+    // deletes a superseded job).
+    let waiting = cluster
+        .until("busy", "the interruption recorded", 30, |m| {
+            m.status
+                .as_ref()
+                .and_then(|s| s.last_error.as_ref())
+                .is_some_and(|e| e.class == ErrorClass::Interrupted)
+        })
+        .await
+        .status
+        .unwrap();
+    assert_eq!(waiting.attempts, 1, "{waiting:?}");
+    assert_eq!(waiting.phase, Phase::Copying, "{waiting:?}");
+    let (second, _) = cluster.agent(&host, "agent-b");
+    let done = cluster
+        .until("busy", "copied by the new agent", 180, |m| {
+            phase(m) == Phase::Completed
+        })
+        .await;
+    assert_eq!(
+        done.status.unwrap().attempts,
+        1,
+        "the interrupted attempt is not counted"
+    );
+    let copies: Vec<MediumJob> = cluster
+        .jobs
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|j| j.spec.stage == Stage::Copy)
+        .collect();
+    let last = copies.iter().max_by_key(|j| j.spec.attempt).unwrap();
+    assert_eq!(last.spec.attempt, 2);
+    assert_eq!(
+        last.status.as_ref().map(|s| (s.state, s.agent.clone())),
+        Some((JobState::Succeeded, Some("agent-b".to_owned())))
+    );
+    let report = report(&host, "lab/busy");
+    assert_eq!(report["balances"], true, "{report}");
+    assert_eq!(report["accounting"]["copied"], 3001, "{report}");
+    stop_agent(second).await;
+    cluster.stop().await;
+}
+
+/// Issue 19: with the API server gone, the agent's watch retries with backoff: it does not
+/// spin, and SIGTERM still stops it.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn without_an_api_server_the_agent_idles_and_still_stops(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let cluster = Cluster::start(&host).await;
+    let (mut agent, port) = cluster.agent(&host, "agent-a");
+    until_serving(port).await;
+    cluster.stop().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = cpu_seconds(agent.id());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let used = cpu_seconds(agent.id()) - before;
+    assert!(
+        used < 0.5,
+        "the agent used {used:.2} s of CPU in 5 s without an API server"
+    );
+    assert!(
+        agent.try_wait().unwrap().is_none(),
+        "the agent keeps running"
+    );
+    assert!(
+        terminate(&mut agent, Duration::from_secs(10))
+            .await
+            .success()
+    );
 }

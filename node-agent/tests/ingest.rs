@@ -360,7 +360,7 @@ async fn kills_during_any_stage_then_a_rerun_ends_like_an_uninterrupted_ingest(p
         command
             .arg(&image)
             .args(["--name", "killed", "--workers", "2"]);
-        let mut child = command.spawn().unwrap();
+        let mut child = host.start(&mut command);
         if round == 0 {
             // The first kill lands in the enumeration: as soon as the volumes are recorded.
             let started = std::time::Instant::now();

@@ -18,6 +18,7 @@
 #[path = "support/db.rs"]
 mod db;
 #[path = "support/faulty_disk.rs"]
+#[allow(dead_code, reason = "this binary never undocks a drive")]
 mod faulty_disk;
 #[path = "support/host.rs"]
 mod host;

@@ -278,6 +278,23 @@ pub async fn find_medium_by_hash(
     .map_err(|e| CatalogError::from_sqlx("look up the medium", e))
 }
 
+/// The medium with exactly this name, if it is in the catalog.
+pub async fn find_medium_by_name(
+    executor: impl PgExecutor<'_>,
+    name: &str,
+) -> Result<Option<MediumRecord>, CatalogError> {
+    sqlx::query_as!(
+        MediumRecord,
+        r#"select id as "id: MediumId", hash, name, kind as "kind: MediumKind", source,
+                  image_path, mapfile_path, imaged_at, health as "health: HealthValue"
+           from medium where name = $1"#,
+        name
+    )
+    .fetch_optional(executor)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("look up the medium", e))
+}
+
 /// The medium a person means by `given`: its name, its hash, or a unique prefix of its hash
 /// (at least 4 hex characters). A name wins over a hash prefix.
 pub async fn resolve_medium(

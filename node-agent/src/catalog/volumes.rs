@@ -139,6 +139,35 @@ fn to_i64(value: u64) -> Result<i64, CatalogError> {
     })
 }
 
+/// Records a discovered layout as the medium's volumes, unless another run recorded them
+/// meanwhile (checked again under the medium's row lock), in one transaction.
+pub async fn record_discovered(
+    pool: &sqlx::PgPool,
+    medium: MediumId,
+    layout: &Layout,
+) -> Result<(), CatalogError> {
+    let error = |operation| move |e| CatalogError::from_sqlx(operation, e);
+    let mut transaction = pool
+        .begin()
+        .await
+        .map_err(error("begin recording volumes"))?;
+    sqlx::query!(
+        "select id from medium where id = $1 for update",
+        medium.get()
+    )
+    .fetch_one(&mut *transaction)
+    .await
+    .map_err(error("lock the medium row"))?;
+    if medium_volumes(&mut *transaction, medium).await?.is_empty() {
+        insert_volumes(&mut transaction, medium, layout).await?;
+        super::media::record_volumes_found(&mut *transaction, medium).await?;
+    }
+    transaction
+        .commit()
+        .await
+        .map_err(error("commit the volumes"))
+}
+
 /// Records a discovered layout as the medium's volumes, numbered from 0 in disk order. Call
 /// inside a transaction together with [`medium_volumes`] to refuse a second recording: volume
 /// rows are never replaced once recorded (inodes hang off them).

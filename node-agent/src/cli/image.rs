@@ -1,19 +1,17 @@
 //! `ntt image SOURCE`: identify and image (or register) one medium, with progress.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
-use ntt_crds::HealthThresholds;
 use tokio_util::sync::CancellationToken;
 
-use super::status::human_bytes;
+use super::text::human_bytes;
 use crate::catalog::Catalog;
 use crate::env;
-use crate::imaging::ddrescue::Progress;
 use crate::imaging::passes::{PassLimits, Profile};
-use crate::imaging::{self, ImageEnd, ImageReport, ImageRequest, ImagingConfig};
+use crate::imaging::{ImageEnd, ImageReport};
+use crate::pipeline::{self, Host, image::ImageOptions};
 
 /// Options of `ntt image`.
 #[derive(Debug, Clone, clap::Args)]
@@ -64,86 +62,42 @@ pub struct ImageArgs {
     pub json: bool,
 }
 
-/// Host settings shared by the stages.
-#[derive(Debug, Clone, clap::Args)]
-pub struct HostArgs {
-    /// Directory for images and mapfiles
-    #[arg(long, global = true, env = env::DATA_DIR, default_value = env::DEFAULT_DATA_DIR)]
-    pub data_dir: PathBuf,
-
-    /// Directory for host locks (one ddrescue per device, one mount per medium)
-    #[arg(long, global = true, env = env::LOCK_DIR, default_value = env::DEFAULT_LOCK_DIR)]
-    pub lock_dir: PathBuf,
-
-    /// Lowest rescued percentage that is still health "incomplete"
-    #[arg(long, global = true, env = env::HEALTH_INCOMPLETE, default_value_t = 95.0)]
-    pub health_incomplete: f64,
-
-    /// Lowest rescued percentage that is still health "corrupt" (below: "failed")
-    #[arg(long, global = true, env = env::HEALTH_CORRUPT, default_value_t = 50.0)]
-    pub health_corrupt: f64,
-}
-
-impl HostArgs {
-    /// The thresholds, validated.
-    pub fn thresholds(&self) -> anyhow::Result<HealthThresholds> {
-        let valid = |p: f64| (0.0..=100.0).contains(&p);
-        anyhow::ensure!(
-            valid(self.health_incomplete)
-                && valid(self.health_corrupt)
-                && self.health_corrupt <= self.health_incomplete,
-            "health thresholds must satisfy 0 <= corrupt ({}) <= incomplete ({}) <= 100",
-            self.health_corrupt,
-            self.health_incomplete
-        );
-        Ok(HealthThresholds {
-            incomplete_percent: self.health_incomplete,
-            corrupt_percent: self.health_corrupt,
-        })
+impl ImageArgs {
+    /// The pipeline's imaging options.
+    pub fn options(&self) -> ImageOptions {
+        ImageOptions {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            profile: self.profile,
+            limits: PassLimits {
+                retries: self.retries,
+                stall_timeout: self.stall_timeout.map(Duration::from_secs),
+                max_pass_duration: self.max_pass_time.map(Duration::from_secs),
+            },
+            sector_size: self.sector_size.as_deref().and_then(|s| s.parse().ok()),
+            buffered: self.buffered,
+            mapfile: self.mapfile.clone(),
+        }
     }
 }
 
-/// Runs `ntt image`; returns the report, or `None` when cancelled.
+/// `ntt image`; `false` when cancelled (the mapfile is saved; the same command resumes).
 pub(super) async fn run(
     catalog: &Catalog,
-    host: &HostArgs,
+    host: &Host,
     args: ImageArgs,
     cancel: &CancellationToken,
     stdout: &mut impl Write,
-) -> anyhow::Result<ImageReport> {
-    let config = ImagingConfig {
-        data_dir: host.data_dir.clone(),
-        lock_dir: host.lock_dir.clone(),
-        profile: args.profile,
-        limits: PassLimits {
-            retries: args.retries,
-            stall_timeout: args.stall_timeout.map(Duration::from_secs),
-            max_pass_duration: args.max_pass_time.map(Duration::from_secs),
-        },
-        thresholds: host.thresholds()?,
-        sector_size: args.sector_size.as_deref().map(str::parse).transpose()?,
-        direct: !args.buffered,
-    };
-    let request = ImageRequest {
-        source: args.source,
-        name: args.name,
-        description: args.description,
-        mapfile: args.mapfile,
-    };
-    let mut display = ProgressDisplay::new();
-    let report = imaging::image(catalog, &config, &request, cancel, &mut |p| {
-        display.update(p);
-    })
-    .await;
-    display.finish();
-    let report = report?;
+) -> anyhow::Result<bool> {
+    let report =
+        pipeline::image::image(catalog, host, &args.source, &args.options(), cancel).await?;
     if args.json {
         serde_json::to_writer_pretty(&mut *stdout, &report)?;
         writeln!(stdout)?;
     } else {
         write_report(&report, stdout)?;
     }
-    Ok(report)
+    Ok(report.end != ImageEnd::Cancelled)
 }
 
 fn write_report(report: &ImageReport, out: &mut impl Write) -> std::io::Result<()> {
@@ -206,68 +160,4 @@ fn write_report(report: &ImageReport, out: &mut impl Write) -> std::io::Result<(
         writeln!(out, "digest   blake3:{digest}")?;
     }
     writeln!(out, "state    {state}")
-}
-
-/// A progress bar on a terminal; a log line every 10 s otherwise.
-struct ProgressDisplay {
-    bar: Option<ProgressBar>,
-    last_log: Instant,
-    started: Instant,
-}
-
-impl ProgressDisplay {
-    fn new() -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(0);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{msg:>14} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                )
-                .expect("invariant: the template is valid")
-                .progress_chars("=> "),
-            );
-            bar
-        });
-        Self {
-            bar,
-            last_log: Instant::now(),
-            started: Instant::now(),
-        }
-    }
-
-    fn update(&mut self, progress: &Progress<'_>) {
-        let s = progress.summary;
-        let message = format!(
-            "{} {}/{}",
-            progress.pass.as_str(),
-            progress.index + 1,
-            progress.count
-        );
-        match &self.bar {
-            Some(bar) => {
-                bar.set_length(s.total);
-                bar.set_position(s.rescued);
-                bar.set_message(message);
-            }
-            None if self.last_log.elapsed() >= Duration::from_secs(10) => {
-                self.last_log = Instant::now();
-                tracing::info!(
-                    pass = %message,
-                    rescued = s.rescued,
-                    total = s.total,
-                    bad = s.bad,
-                    percent = s.percent(),
-                    elapsed_s = self.started.elapsed().as_secs(),
-                    "imaging"
-                );
-            }
-            None => {}
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-    }
 }

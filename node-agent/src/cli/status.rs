@@ -3,7 +3,27 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use crate::catalog::media::MediumSummary;
+use super::text::human_bytes;
+use crate::catalog::Catalog;
+use crate::catalog::media::{self, MediumSummary};
+
+/// `ntt status`.
+pub(super) async fn run(
+    catalog: &Catalog,
+    json: bool,
+    stdout: &mut impl Write,
+) -> anyhow::Result<()> {
+    let media = media::list_media(catalog.pool()).await?;
+    if json {
+        write_json(&media, stdout)?;
+    } else {
+        write_table(&media, stdout)?;
+        if media.is_empty() {
+            tracing::info!("no media in the catalog yet");
+        }
+    }
+    Ok(())
+}
 
 /// Writes one JSON array of media.
 pub(super) fn write_json(media: &[MediumSummary], out: &mut impl Write) -> io::Result<()> {
@@ -88,23 +108,6 @@ fn rescued_percent(rescued: Option<i64>, size: Option<i64>) -> String {
     }
 }
 
-/// 1536 -> "1.5 KiB".
-pub(crate) fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut unit = 0;
-    #[expect(clippy::cast_precision_loss, reason = "a displayed size")]
-    let mut value = bytes as f64;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,14 +132,6 @@ mod tests {
             pending_files: 0,
             failed_files: 0,
         }
-    }
-
-    #[test]
-    fn human_bytes_uses_binary_units() {
-        assert_eq!(human_bytes(0), "0 B");
-        assert_eq!(human_bytes(1023), "1023 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(4 * 1024 * 1024 * 1024), "4.0 GiB");
     }
 
     #[test]

@@ -2,14 +2,12 @@
 
 use std::io::Write;
 
-use anyhow::Context;
-
-use super::status::human_bytes;
+use super::text::human_bytes;
 use crate::catalog::Catalog;
 use crate::catalog::media;
-use crate::catalog::volumes::{self, VolumeRow};
+use crate::catalog::volumes::VolumeRow;
 use crate::env;
-use crate::volume::partitions;
+use crate::pipeline;
 
 /// Options of `ntt volumes`.
 #[derive(Debug, clap::Args)]
@@ -29,7 +27,7 @@ pub(super) async fn run(
     stdout: &mut impl Write,
 ) -> anyhow::Result<()> {
     let medium = media::resolve_medium(catalog.pool(), &args.medium).await?;
-    let rows = ensure_volumes(catalog, &medium).await?;
+    let rows = pipeline::attach::ensure_volumes(catalog, &medium).await?;
     if args.json {
         serde_json::to_writer_pretty(&mut *stdout, &rows)?;
         writeln!(stdout)?;
@@ -37,50 +35,6 @@ pub(super) async fn run(
         write_table(&rows, stdout)?;
     }
     Ok(())
-}
-
-/// The medium's volume rows, discovering and recording them first if this is the first time.
-pub(super) async fn ensure_volumes(
-    catalog: &Catalog,
-    medium: &media::MediumRecord,
-) -> anyhow::Result<Vec<VolumeRow>> {
-    let rows = volumes::medium_volumes(catalog.pool(), medium.id).await?;
-    if !rows.is_empty() {
-        return Ok(rows);
-    }
-    let image = medium.image_path.clone().with_context(|| {
-        format!(
-            "medium {} has no image yet: run `ntt image` first",
-            medium.name
-        )
-    })?;
-    // Discovery reads the image (slow on big media): outside any transaction.
-    let path = std::path::PathBuf::from(&image);
-    let layout = tokio::task::spawn_blocking(move || partitions::discover(&path))
-        .await?
-        .with_context(|| format!("cannot find the volumes of {image}"))?;
-    let mut transaction = catalog
-        .pool()
-        .begin()
-        .await
-        .context("begin a catalog transaction")?;
-    // Check again under the medium's row lock: another run may have recorded them meanwhile.
-    sqlx::query!(
-        "select id from medium where id = $1 for update",
-        medium.id.get()
-    )
-    .fetch_one(&mut *transaction)
-    .await
-    .context("lock the medium row")?;
-    if volumes::medium_volumes(&mut *transaction, medium.id)
-        .await?
-        .is_empty()
-    {
-        volumes::insert_volumes(&mut transaction, medium.id, &layout).await?;
-        media::record_volumes_found(&mut *transaction, medium.id).await?;
-    }
-    transaction.commit().await.context("commit the volumes")?;
-    Ok(volumes::medium_volumes(catalog.pool(), medium.id).await?)
 }
 
 fn write_table(rows: &[VolumeRow], out: &mut impl Write) -> std::io::Result<()> {

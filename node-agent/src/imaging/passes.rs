@@ -127,17 +127,9 @@ pub struct Input<'a> {
     pub direct: bool,
 }
 
-/// A named sequence of passes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Profile {
-    /// One fast pass: what reads easily, in minutes; bad areas stay untrimmed.
-    Quick,
-    /// Fast, trim, scrape: every readable sector once.
-    Default,
-    /// Default, then reverse and small-cluster retries: for media worth hours or days.
-    Thorough,
-}
+/// A named sequence of passes: the API's profile, one definition for the command line and
+/// the `Medium` resource.
+pub use ntt_crds::ImagingProfile as Profile;
 
 /// Limits that apply to every pass of a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -150,36 +142,32 @@ pub struct PassLimits {
     pub max_pass_duration: Option<Duration>,
 }
 
-impl Profile {
-    /// The passes of this profile for a medium with `sector_size`-byte sectors.
-    pub fn passes(self, sector_size: u32, limits: PassLimits) -> Vec<Pass> {
-        // Large clusters for the fast pass: 1 MiB per read whatever the sector size, the size at
-        // which this kernel's reads are cheapest (design.md section 8).
-        let fast_cluster = (1 << 20) / sector_size.max(1);
-        let mut passes = vec![Pass::new(PassKind::Fast, fast_cluster, 0)];
-        if matches!(self, Self::Default | Self::Thorough) {
-            passes.push(Pass::new(PassKind::Trim, 16, 0));
-            passes.push(Pass::new(PassKind::Scrape, 16, 0));
-        }
-        if self == Self::Thorough {
-            passes.push(Pass::new(
-                PassKind::Reverse,
-                16,
-                limits.retries.unwrap_or(2),
-            ));
-            passes.push(Pass::new(PassKind::Retry, 1, limits.retries.unwrap_or(4)));
-        }
-        for pass in &mut passes {
-            if let (Some(retries), PassKind::Reverse | PassKind::Retry) =
-                (limits.retries, pass.kind)
-            {
-                pass.retries = retries;
-            }
-            pass.stall_timeout = limits.stall_timeout;
-            pass.max_duration = limits.max_pass_duration;
-        }
-        passes
+/// The passes of `profile` for a medium with `sector_size`-byte sectors (pure).
+pub fn passes(profile: Profile, sector_size: u32, limits: PassLimits) -> Vec<Pass> {
+    // Large clusters for the fast pass: 1 MiB per read whatever the sector size, the size at
+    // which this kernel's reads are cheapest (design.md section 8).
+    let fast_cluster = (1 << 20) / sector_size.max(1);
+    let mut passes = vec![Pass::new(PassKind::Fast, fast_cluster, 0)];
+    if matches!(profile, Profile::Default | Profile::Thorough) {
+        passes.push(Pass::new(PassKind::Trim, 16, 0));
+        passes.push(Pass::new(PassKind::Scrape, 16, 0));
     }
+    if profile == Profile::Thorough {
+        passes.push(Pass::new(
+            PassKind::Reverse,
+            16,
+            limits.retries.unwrap_or(2),
+        ));
+        passes.push(Pass::new(PassKind::Retry, 1, limits.retries.unwrap_or(4)));
+    }
+    for pass in &mut passes {
+        if let (Some(retries), PassKind::Reverse | PassKind::Retry) = (limits.retries, pass.kind) {
+            pass.retries = retries;
+        }
+        pass.stall_timeout = limits.stall_timeout;
+        pass.max_duration = limits.max_pass_duration;
+    }
+    passes
 }
 
 #[cfg(test)]
@@ -195,7 +183,7 @@ mod tests {
     #[test]
     fn profiles_grow_by_passes() {
         let kinds = |p: Profile| {
-            p.passes(512, PassLimits::default())
+            passes(p, 512, PassLimits::default())
                 .iter()
                 .map(|p| p.kind)
                 .collect::<Vec<_>>()
@@ -220,18 +208,18 @@ mod tests {
     #[test]
     fn fast_pass_reads_one_mebibyte_clusters_for_any_sector_size() {
         assert_eq!(
-            Profile::Quick.passes(512, PassLimits::default())[0].cluster_sectors,
+            passes(Profile::Quick, 512, PassLimits::default())[0].cluster_sectors,
             2048
         );
         assert_eq!(
-            Profile::Quick.passes(2048, PassLimits::default())[0].cluster_sectors,
+            passes(Profile::Quick, 2048, PassLimits::default())[0].cluster_sectors,
             512
         );
     }
 
     #[test]
     fn arguments_of_an_optical_fast_pass() {
-        let pass = &Profile::Quick.passes(2048, PassLimits::default())[0];
+        let pass = &passes(Profile::Quick, 2048, PassLimits::default())[0];
         let input = Input {
             path: Path::new("/dev/sr0"),
             sector_size: 2048,
@@ -260,7 +248,7 @@ mod tests {
             stall_timeout: Some(Duration::from_mins(10)),
             max_pass_duration: Some(Duration::from_hours(1)),
         };
-        let passes = Profile::Thorough.passes(512, limits);
+        let passes = passes(Profile::Thorough, 512, limits);
         for pass in &passes {
             assert_eq!(pass.stall_timeout, limits.stall_timeout);
             assert_eq!(pass.max_duration, limits.max_pass_duration);
@@ -294,7 +282,7 @@ mod tests {
             bad_areas: Vec::new(),
             finished_prefix: 0,
         };
-        let passes = Profile::Thorough.passes(512, PassLimits::default());
+        let passes = passes(Profile::Thorough, 512, PassLimits::default());
         let work = |s: &RescueSummary| {
             passes
                 .iter()

@@ -298,6 +298,15 @@ impl FaultyDisk {
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
+impl FaultyDisk {
+    /// Detaches the loop device (the drive is undocked); the FUSE file stays until dropped.
+    pub(crate) fn detach(&mut self) {
+        if let Some(device) = self.loop_device.take() {
+            detach(&device);
+        }
+    }
+}
+
 impl Drop for FaultyDisk {
     fn drop(&mut self) {
         if let Some(device) = self.loop_device.take() {

@@ -18,10 +18,13 @@ use sqlx::PgPool;
 
 pub const MIB: u64 = 1 << 20;
 
-/// A scratch data and lock directory, removed afterwards.
+/// A scratch data and lock directory, removed afterwards. Every `ntt` it starts leads a
+/// process group of its own (with its ddrescue, FUSE drivers, ...), and every group it spawned
+/// is killed when it is dropped: a failed test leaves no process behind.
 pub struct Host {
     pub root: PathBuf,
     pub url: String,
+    spawned: std::sync::Mutex<Vec<i32>>,
 }
 
 impl Host {
@@ -32,11 +35,13 @@ impl Host {
         Self {
             root,
             url: super::db::url_of(pool).await,
+            spawned: std::sync::Mutex::new(Vec::new()),
         }
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_ntt"));
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         command
             .args(args)
             .env("NTT_DATABASE_URL", &self.url)
@@ -72,11 +77,19 @@ impl Host {
     }
 
     pub fn spawn(&self, args: &[&str]) -> Child {
-        self.command(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
+        let mut command = self.command(args);
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        self.start(&mut command)
+    }
+
+    /// Starts a command made by [`Host::command`]; its process group dies with this host.
+    pub fn start(&self, command: &mut Command) -> Child {
+        let child = command.spawn().unwrap();
+        self.spawned
+            .lock()
             .unwrap()
+            .push(i32::try_from(child.id()).unwrap());
+        child
     }
 
     pub fn mapfile(&self, report_or_hash: &str) -> PathBuf {
@@ -90,6 +103,18 @@ impl Drop for Host {
     /// Takes down whatever a failed test left under this host's root (mounts first, then the
     /// loop devices backed by its files: only ours), so one failure does not leak into the next.
     fn drop(&mut self) {
+        for group in self
+            .spawned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain(..)
+        {
+            // Gone already (the usual case) answers ESRCH.
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(group),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         let root = self.root.display().to_string();
         if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
             let mut points: Vec<String> = info

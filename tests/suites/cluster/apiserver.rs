@@ -41,6 +41,7 @@ fn job(name: &str, node: &str, owner: &Medium) -> MediumJob {
         name,
         MediumJobSpec {
             medium: owner.name_any(),
+            medium_hash: None,
             stage: Stage::Image,
             node_name: node.to_owned(),
             attempt: 1,

@@ -1,0 +1,449 @@
+//! One claimed job: its stage through the pipeline, heartbeats meanwhile, its end recorded,
+//! then its release.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use kube::api::Api;
+use ntt_crds::{
+    ErrorClass, JobError, JobResult, JobState, MediumHash, MediumJob, Progress, SourceKind, Stage,
+    Target,
+};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::metrics::AgentMetrics;
+use super::{now, release, write_status};
+use crate::catalog::Catalog;
+use crate::catalog::media::{self, MediumId, MediumRecord};
+use crate::pipeline::copy::CopyOptions;
+use crate::pipeline::enumerate::EnumerateOptions;
+use crate::pipeline::image::ImageOptions;
+use crate::pipeline::ingest::IngestOptions;
+use crate::pipeline::{self, Class, Host, PipelineError};
+
+/// What every job of this agent shares.
+#[derive(Debug)]
+pub(super) struct Context {
+    pub(super) metrics: Arc<AgentMetrics>,
+    pub(super) catalog: Catalog,
+    pub(super) host: Host,
+    pub(super) workers: usize,
+    pub(super) sort_memory_mib: usize,
+    /// Cancelled when the agent shuts down (its jobs end `Interrupted`, not `Cancelled`).
+    pub(super) shutdown: CancellationToken,
+}
+
+/// Who claimed the job, and when.
+#[derive(Debug, Clone)]
+pub(super) struct Claim {
+    pub(super) identity: String,
+    pub(super) started_at: Time,
+}
+
+/// The longest message a job's error may carry (the CRD's `maxLength`).
+const MESSAGE_MAX: usize = 4096;
+
+/// The catalog name of a `Medium`: `<namespace>/<name>`, unique in the cluster (a name alone
+/// is only unique in its namespace).
+pub(super) fn catalog_name(job: &MediumJob) -> String {
+    format!(
+        "{}/{}",
+        job.namespace().unwrap_or_default(),
+        job.spec.medium
+    )
+}
+
+/// The status of a running job: every field the agent owns while it runs (server-side apply
+/// removes the fields an apply leaves out, so a heartbeat carries them all).
+pub(super) fn running_status(
+    identity: &str,
+    started_at: &Time,
+    progress: &Progress,
+) -> serde_json::Value {
+    json!({
+        "state": JobState::Running,
+        "agent": identity,
+        "startedAt": started_at,
+        "heartbeatAt": now(),
+        "progress": progress,
+    })
+}
+
+/// The progress of a stage that has just started.
+pub(super) fn starting_progress(job: &MediumJob) -> Progress {
+    Progress {
+        stage: Some(job.spec.stage),
+        phase: Some(job.spec.stage.phase()),
+        summary: format!("{} started", job.spec.stage.as_str()),
+        ..Progress::default()
+    }
+}
+
+/// `message`, cut to what the job's status accepts.
+fn bounded(message: String) -> String {
+    if message.len() <= MESSAGE_MAX {
+        return message;
+    }
+    let mut end = MESSAGE_MAX - 3;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &message[..end])
+}
+
+/// Runs one claimed job to its end: the stage, heartbeats meanwhile, the final status, the
+/// release.
+pub(super) async fn run(
+    context: Arc<Context>,
+    api: Api<MediumJob>,
+    job: MediumJob,
+    claim: Claim,
+    heartbeat: Duration,
+    cancel: CancellationToken,
+) {
+    let name = job.name_any();
+    let beat = tokio::spawn(heartbeats(
+        context.clone(),
+        api.clone(),
+        job.clone(),
+        claim.clone(),
+        heartbeat,
+    ));
+    context.metrics.started();
+    let outcome = run_stage(&context, &job, &cancel).await;
+    beat.abort();
+    let stage = job.spec.stage;
+    match &outcome {
+        Ok(_) => context.metrics.finished(stage.as_str(), "succeeded", None),
+        Err(e) => context.metrics.finished(
+            stage.as_str(),
+            "failed",
+            Some(&format!("{:?}", e.class).to_lowercase()),
+        ),
+    }
+    let status = match outcome {
+        Ok(result) => {
+            // The final progress says how the stage ended.
+            let medium = medium_of(&context.catalog, &job, result.medium_hash.as_deref()).await;
+            let mut done = progress(&context.catalog, medium.as_ref().map(|m| m.id), stage).await;
+            done.summary.clone_from(&result.summary);
+            if stage == Stage::Copy {
+                done.percent = Some(100);
+            }
+            json!({"state": JobState::Succeeded, "agent": claim.identity, "startedAt": claim.started_at,
+                   "finishedAt": now(), "heartbeatAt": now(), "result": result, "progress": done})
+        }
+        Err(error) => {
+            tracing::warn!(job = %name, class = ?error.class, message = %error.message, "job ended without success");
+            json!({"state": JobState::Failed, "agent": claim.identity, "startedAt": claim.started_at,
+                   "finishedAt": now(), "heartbeatAt": now(), "error": error})
+        }
+    };
+    // The final word: retried a few times, since losing it would make the job look lost.
+    for attempt in 0..5 {
+        match write_status(&api, &name, status.clone()).await {
+            Ok(()) => break,
+            Err(error) if attempt == 4 => {
+                tracing::error!(job = %name, %error, "cannot record the job's end");
+            }
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    }
+    if let Err(error) = release(&api, &name).await {
+        tracing::error!(job = %name, %error, "cannot release the job");
+    }
+}
+
+/// Writes a heartbeat with the stage's progress every `every`, until aborted.
+async fn heartbeats(
+    context: Arc<Context>,
+    api: Api<MediumJob>,
+    job: MediumJob,
+    claim: Claim,
+    every: Duration,
+) {
+    let name = job.name_any();
+    let stage = job.spec.stage;
+    let mut last: Option<(i64, i64)> = None;
+    loop {
+        tokio::time::sleep(every).await;
+        let medium = medium_of(&context.catalog, &job, None).await;
+        let progress = progress(&context.catalog, medium.as_ref().map(|m| m.id), stage).await;
+        let (files, bytes) = match stage {
+            Stage::Copy => (
+                progress.files_copied.unwrap_or(0),
+                progress.bytes_copied.unwrap_or(0),
+            ),
+            Stage::Enumerate => (progress.entries.unwrap_or(0), 0),
+            Stage::Image | Stage::Purge => (0, 0),
+        };
+        if let Some((f, b)) = last {
+            context.metrics.processed(
+                stage.as_str(),
+                u64::try_from(files - f).unwrap_or(0),
+                u64::try_from(bytes - b).unwrap_or(0),
+            );
+        }
+        last = Some((files, bytes));
+        let status = running_status(&claim.identity, &claim.started_at, &progress);
+        if let Err(error) = write_status(&api, &name, status).await {
+            tracing::warn!(job = %name, %error, "heartbeat failed");
+        }
+    }
+}
+
+/// The catalog's medium of a job: by the hash the job (or its result) carries, else, before
+/// the first imaging recorded one, by its catalog name. `None` when not in the catalog.
+async fn medium_of(catalog: &Catalog, job: &MediumJob, hash: Option<&str>) -> Option<MediumRecord> {
+    match hash.or(job.spec.medium_hash.as_deref()) {
+        Some(hash) => {
+            let hash: MediumHash = hash.parse().ok()?;
+            media::find_medium_by_hash(catalog.pool(), &hash)
+                .await
+                .ok()
+                .flatten()
+        }
+        None => media::find_medium_by_name(catalog.pool(), &catalog_name(job))
+            .await
+            .ok()
+            .flatten(),
+    }
+}
+
+/// The stage's progress from the catalog.
+async fn progress(catalog: &Catalog, medium: Option<MediumId>, stage: Stage) -> Progress {
+    let mut progress = Progress {
+        stage: Some(stage),
+        phase: Some(stage.phase()),
+        summary: format!("{} running", stage.as_str()),
+        ..Progress::default()
+    };
+    let Some(medium) = medium else {
+        return progress;
+    };
+    if stage == Stage::Copy
+        && let Ok(c) = crate::catalog::report::content(catalog.pool(), medium).await
+    {
+        progress.bytes_copied = Some(c.copied_bytes);
+    }
+    if let Ok(a) = crate::catalog::report::accounting(catalog.pool(), medium).await {
+        let files = a.copied + a.failed + a.pending;
+        progress.entries = Some(a.entries);
+        progress.files_copied = Some(a.copied);
+        progress.errors = Some(a.failed);
+        if stage == Stage::Copy && files > 0 {
+            let percent = (a.copied + a.failed) * 100 / files;
+            progress.percent = i32::try_from(percent).ok();
+            progress.summary = format!(
+                "copying: {} of {files} files ({percent}%)",
+                a.copied + a.failed
+            );
+        } else if stage == Stage::Enumerate && a.entries > 0 {
+            progress.summary = format!("{} entries loaded", a.entries);
+        }
+    }
+    progress
+}
+
+fn error(class: ErrorClass, message: impl Into<String>) -> JobError {
+    JobError {
+        class,
+        message: bounded(message.into()),
+    }
+}
+
+/// The job's error for a pipeline failure: its class, and whether the stop came from the
+/// agent's shutdown (`Interrupted`: retried at once) or the job's deletion (`Cancelled`).
+fn job_error(context: &Context, failure: &PipelineError) -> JobError {
+    let class = match failure.class() {
+        Class::Permanent => ErrorClass::Permanent,
+        Class::Transient => ErrorClass::Transient,
+        Class::Interrupted if context.shutdown.is_cancelled() => ErrorClass::Interrupted,
+        Class::Interrupted => ErrorClass::Cancelled,
+    };
+    let message = match class {
+        ErrorClass::Interrupted => {
+            "the agent shut down; the medium was released and the stage continues in a new job"
+                .to_owned()
+        }
+        ErrorClass::Cancelled => {
+            "cancelled; the medium was released and the stage can continue later".to_owned()
+        }
+        _ => crate::error_chain(failure),
+    };
+    error(class, message)
+}
+
+/// The pipeline's options for this job.
+fn options(context: &Context, job: &MediumJob, target: Target) -> IngestOptions {
+    IngestOptions {
+        image: ImageOptions {
+            name: Some(catalog_name(job)),
+            description: job.spec.description.clone(),
+            profile: job.spec.imaging.profile,
+            ..ImageOptions::default()
+        },
+        target,
+        enumerate: EnumerateOptions {
+            ignore: job.spec.ignore.patterns.clone(),
+            ignore_preset: job.spec.ignore.preset.clone(),
+            sort_memory_mib: context.sort_memory_mib,
+            ..EnumerateOptions::default()
+        },
+        copy: CopyOptions {
+            workers: context.workers,
+            ..CopyOptions::default()
+        },
+        verify_sample: 100,
+    }
+}
+
+/// Runs the stage of `job` through the pipeline (or purges its medium).
+async fn run_stage(
+    context: &Context,
+    job: &MediumJob,
+    cancel: &CancellationToken,
+) -> Result<JobResult, JobError> {
+    match job.spec.stage {
+        Stage::Purge => purge(context, job).await,
+        Stage::Image => image(context, job, cancel).await,
+        Stage::Enumerate => advance(context, job, Target::Enumerated, cancel).await,
+        Stage::Copy => advance(context, job, Target::Copied, cancel).await,
+    }
+}
+
+/// Purge: only the medium whose hash the `Medium` recorded, never one found by name.
+async fn purge(context: &Context, job: &MediumJob) -> Result<JobResult, JobError> {
+    let Some(hash) = job.spec.medium_hash.as_deref() else {
+        return Ok(JobResult {
+            summary: "nothing to purge: the Medium recorded no medium hash (it was never imaged)"
+                .to_owned(),
+            ..JobResult::default()
+        });
+    };
+    let hash: MediumHash = hash
+        .parse()
+        .map_err(|e| error(ErrorClass::Permanent, format!("the job's medium hash: {e}")))?;
+    let purged = pipeline::purge::purge(&context.catalog, &context.host, &hash)
+        .await
+        .map_err(|failure| job_error(context, &failure))?;
+    Ok(JobResult {
+        medium_hash: Some(hash.to_string()),
+        health: None,
+        summary: if purged.found {
+            format!(
+                "catalog rows and {} image file(s) removed; blobs kept",
+                purged.files.len()
+            )
+        } else {
+            "nothing to purge: the medium is not in the catalog".to_owned()
+        },
+    })
+}
+
+/// Imaging: the only stage that reads the source.
+async fn image(
+    context: &Context,
+    job: &MediumJob,
+    cancel: &CancellationToken,
+) -> Result<JobResult, JobError> {
+    let source = match job.spec.source.kind() {
+        Some(SourceKind::Device(p) | SourceKind::Image(p) | SourceKind::Directory(p)) => {
+            PathBuf::from(p)
+        }
+        None => return Err(error(ErrorClass::Permanent, "the job has no single source")),
+    };
+    if !source.exists() {
+        return Err(error(
+            ErrorClass::Permanent,
+            format!("{} does not exist on this node", source.display()),
+        ));
+    }
+    let options = options(context, job, Target::Imaged);
+    let (medium, image) = pipeline::ingest::image_stage(
+        &context.catalog,
+        &context.host,
+        &source,
+        &options.image,
+        cancel,
+    )
+    .await
+    .map_err(|failure| job_error(context, &failure))?;
+    let health = medium.health.map(|h| format!("{h:?}").to_lowercase());
+    let summary = match (&image, &health) {
+        (None, _) => "registered (directory)".to_owned(),
+        (Some(_), Some(health)) => format!("imaged, health {health}"),
+        (Some(_), None) => "registered (image file)".to_owned(),
+    };
+    Ok(JobResult {
+        medium_hash: Some(medium.hash.clone()),
+        health,
+        summary,
+    })
+}
+
+/// The stages after imaging, from the recorded image (the drive may be gone).
+async fn advance(
+    context: &Context,
+    job: &MediumJob,
+    target: Target,
+    cancel: &CancellationToken,
+) -> Result<JobResult, JobError> {
+    let catalog = &context.catalog;
+    let fail = |failure: PipelineError| job_error(context, &failure);
+    let Some(medium) = medium_of(catalog, job, None).await else {
+        return Err(error(
+            ErrorClass::Permanent,
+            format!(
+                "the medium {} is not in the catalog (hash {}): it must be imaged first",
+                catalog_name(job),
+                job.spec.medium_hash.as_deref().unwrap_or("not recorded")
+            ),
+        ));
+    };
+    let options = options(context, job, target);
+    pipeline::ingest::advance(catalog, &context.host, &medium, &options, cancel)
+        .await
+        .map_err(fail)?;
+    if cancel.is_cancelled() {
+        return Err(fail(PipelineError::Interrupted));
+    }
+    let report = pipeline::report::report(catalog, &medium)
+        .await
+        .map_err(fail)?;
+    let a = &report.accounting;
+    let summary = if target == Target::Copied {
+        format!(
+            "{} entries: {} copied, {} excluded, {} failed, {} not files",
+            a.entries, a.copied, a.excluded, a.failed, a.not_a_file
+        )
+    } else {
+        format!("{} entries loaded, {} excluded", a.entries, a.excluded)
+    };
+    Ok(JobResult {
+        medium_hash: Some(medium.hash.clone()),
+        health: report.health,
+        summary,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_cut_to_what_the_status_accepts() {
+        assert_eq!(bounded("short".into()), "short");
+        let long = "é".repeat(3000);
+        let cut = bounded(long);
+        assert!(
+            cut.len() <= MESSAGE_MAX && cut.ends_with("..."),
+            "{}",
+            cut.len()
+        );
+    }
+}

@@ -1,0 +1,368 @@
+//! The pipeline room: the stages of one medium in order, with typed options, reports and
+//! errors. The standalone command line ([`crate::cli`]) and the node agent ([`crate::agent`])
+//! are its two users, and hold no stage logic of their own.
+//!
+//! ```text
+//!     cli/ (parse, call, print)           agent/ (claim, heartbeat, job status)
+//!                  └──────────────┬──────────────┘
+//!   pipeline/  image · volumes · attach · enumerate · damage · copy · verify · report · ingest · purge
+//!                                 │
+//!   stages     imaging · volume · enumerate · damage · copy · store · catalog (all SQL)
+//! ```
+//!
+//! Rules of this room:
+//! - A medium is resolved once, by its caller, into a [`MediumRecord`]; every function here
+//!   takes that record (the agent finds it by the hash the `Medium` recorded, never by a name).
+//!   Only imaging reads a source device; every later stage reads the recorded image.
+//! - Options are plain structs (no command-line types); results are typed reports.
+//! - Every error says what kind it is ([`PipelineError::class`]): permanent (the same input
+//!   fails the same way), transient (try again later), or an interruption (cancelled; what was
+//!   attached is released and the stage continues where it stopped when run again).
+
+pub mod attach;
+pub mod copy;
+pub mod damage;
+pub mod enumerate;
+pub mod export;
+pub mod image;
+pub mod ingest;
+pub mod purge;
+pub mod report;
+pub mod verify;
+
+use std::path::PathBuf;
+
+use ntt_crds::{HealthThresholds, MediumHash};
+
+use crate::catalog::media::MediumRecord;
+use crate::catalog::{Catalog, CatalogError};
+use crate::volume::access::Settings;
+
+/// What this host provides to every stage.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// Where images and mapfiles are written.
+    pub data_dir: PathBuf,
+    /// Where host locks live.
+    pub lock_dir: PathBuf,
+    /// Health thresholds.
+    pub thresholds: HealthThresholds,
+    /// How volumes are attached (mount directory, timeouts, drivers).
+    pub volumes: Settings,
+    /// The content-addressed store's root.
+    pub store: PathBuf,
+}
+
+/// How a failure should be treated by whoever runs the stage again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// The same input fails the same way (a missing source, a medium with no readable
+    /// filesystem, a name taken): a person must change something first.
+    Permanent,
+    /// May succeed later (the database or the drive was busy or away, the store was full).
+    Transient,
+    /// Stopped by a signal or a cancelled job; nothing is lost and a rerun continues.
+    Interrupted,
+}
+
+/// Why a pipeline step did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// Cancelled; everything attached was released.
+    #[error("stopped before the end; run it again to continue where it stopped")]
+    Interrupted,
+    /// The catalog failed or refused.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// A load could not be read or made.
+    #[error(transparent)]
+    Load(#[from] crate::catalog::load::LoadError),
+    /// Imaging failed.
+    #[error(transparent)]
+    Imaging(#[from] crate::imaging::ImagingError),
+    /// The medium has no image yet.
+    #[error("medium {medium} has no image yet: run `ntt image` first")]
+    NotImaged {
+        /// The medium's name.
+        medium: String,
+    },
+    /// The medium's health says its filesystems are mostly unreadable.
+    #[error(
+        "medium {medium} has health `failed` (less than half of it could be rescued): its \
+         filesystems are mostly unreadable and mounting them can hang or mislead; image it \
+         again with `--profile thorough`, or pass --force to mount anyway"
+    )]
+    HealthFailed {
+        /// The medium's name.
+        medium: String,
+    },
+    /// A directory medium's directory is gone.
+    #[error("medium {medium} is the directory {path}, which is not there any more")]
+    DirectoryGone {
+        /// The medium's name.
+        medium: String,
+        /// The directory.
+        path: PathBuf,
+    },
+    /// Partition discovery failed.
+    #[error("cannot find the volumes of {image}")]
+    Discover {
+        /// The image.
+        image: String,
+        /// Why.
+        #[source]
+        source: crate::volume::partitions::DiscoverError,
+    },
+    /// The medium has volumes, but none is a filesystem.
+    #[error(
+        "medium {medium} has no filesystem to read: its {volumes} volume(s) are all \
+         containers, swap or unrecognised (see `ntt volumes {medium}`)"
+    )]
+    NoFilesystem {
+        /// The medium's name.
+        medium: String,
+        /// How many volumes it has.
+        volumes: usize,
+    },
+    /// Attaching failed as a whole (lock, loop devices, host state).
+    #[error("cannot attach the volumes of {medium}")]
+    Attach {
+        /// The medium's name.
+        medium: String,
+        /// Why.
+        #[source]
+        source: crate::volume::access::AccessError,
+    },
+    /// Releasing what was attached failed.
+    #[error("cannot release the volumes of {medium}")]
+    Release {
+        /// The medium's name.
+        medium: String,
+        /// Why.
+        #[source]
+        source: crate::volume::access::AccessError,
+    },
+    /// Every filesystem volume failed to attach.
+    #[error("no volume of medium {medium} could be read: {reasons}")]
+    NoVolumeReadable {
+        /// The medium's name.
+        medium: String,
+        /// Each volume's failure.
+        reasons: String,
+    },
+    /// The medium is not enumerated yet.
+    #[error("medium {medium} is not enumerated yet: run `ntt enumerate {medium}` first")]
+    NotEnumerated {
+        /// The medium's name.
+        medium: String,
+    },
+    /// An ignore pattern is not a valid regular expression, or names no preset.
+    #[error(transparent)]
+    Ignore(#[from] crate::enumerate::ignore::PatternError),
+    /// Enumeration failed (the published load is untouched).
+    #[error("cannot enumerate {medium}")]
+    Enumerate {
+        /// The medium's name.
+        medium: String,
+        /// Why.
+        #[source]
+        source: crate::enumerate::EnumerateError,
+    },
+    /// Mapping unreadable areas onto files failed.
+    #[error("cannot map the damage of {medium}")]
+    Damage {
+        /// The medium's name.
+        medium: String,
+        /// Why.
+        #[source]
+        source: crate::damage::DamageError,
+    },
+    /// The store could not be opened.
+    #[error("cannot open the store at {path}")]
+    Store {
+        /// The store root.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: crate::store::StoreError,
+    },
+    /// Copying stopped.
+    #[error("copying {medium}{detail}")]
+    Copy {
+        /// The medium's name.
+        medium: String,
+        /// More about the circumstances (a second lost volume).
+        detail: &'static str,
+        /// Why.
+        #[source]
+        source: Box<crate::copy::CopyStageError>,
+    },
+    /// Writing an export failed (not an entry's refusal: those are in its report).
+    #[error(transparent)]
+    Export(crate::export::ExportError),
+    /// A blob could not be re-hashed.
+    #[error("cannot read blob {path}")]
+    ReadBlob {
+        /// The blob file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A blob id in the catalog is not 32 bytes.
+    #[error("a blob id in the catalog is malformed: {id}")]
+    MalformedBlob {
+        /// The id, in hex.
+        id: String,
+    },
+    /// Re-hashing found blobs that are wrong or missing.
+    #[error("verification of the stored blobs failed: {0}")]
+    Verification(verify::Verification),
+    /// Removing a purged medium's files failed.
+    #[error("cannot remove {path}")]
+    Remove {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A blocking task died.
+    #[error("internal error: a worker thread failed")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// The pipeline's result type.
+pub type Result<T, E = PipelineError> = std::result::Result<T, E>;
+
+impl PipelineError {
+    /// How whoever runs the stage again should treat this failure.
+    pub fn class(&self) -> Class {
+        use crate::catalog::load::LoadError;
+        use crate::enumerate::EnumerateError;
+        use crate::imaging::ImagingError;
+        match self {
+            Self::Interrupted
+            | Self::Enumerate {
+                source: EnumerateError::Cancelled,
+                ..
+            } => Class::Interrupted,
+            Self::Catalog(error)
+            | Self::Imaging(ImagingError::Catalog(error))
+            | Self::Load(LoadError::Catalog(error))
+            | Self::Enumerate {
+                source: EnumerateError::Load(LoadError::Catalog(error)),
+                ..
+            } => catalog_class(error),
+            Self::Imaging(
+                ImagingError::Source(_)
+                | ImagingError::NameTaken { .. }
+                | ImagingError::Identify(_),
+            )
+            | Self::NotImaged { .. }
+            | Self::HealthFailed { .. }
+            | Self::DirectoryGone { .. }
+            | Self::NoFilesystem { .. }
+            | Self::NoVolumeReadable { .. }
+            | Self::NotEnumerated { .. }
+            | Self::Ignore(_)
+            | Self::Load(LoadError::AlreadyLoaded { .. })
+            | Self::Enumerate {
+                source: EnumerateError::Load(LoadError::AlreadyLoaded { .. }),
+                ..
+            }
+            | Self::MalformedBlob { .. }
+            | Self::Verification(_) => Class::Permanent,
+            Self::Imaging(_)
+            | Self::Load(_)
+            | Self::Discover { .. }
+            | Self::Attach { .. }
+            | Self::Release { .. }
+            | Self::Enumerate { .. }
+            | Self::Damage { .. }
+            | Self::Store { .. }
+            | Self::Copy { .. }
+            | Self::ReadBlob { .. }
+            | Self::Remove { .. }
+            | Self::Export(_)
+            | Self::Join(_) => Class::Transient,
+        }
+    }
+}
+
+/// A catalog failure's class: the schema and the data refuse the same way every time; the
+/// database being away or slow passes.
+fn catalog_class(error: &CatalogError) -> Class {
+    match error {
+        CatalogError::Connect { .. }
+        | CatalogError::Timeout { .. }
+        | CatalogError::Query { .. } => Class::Transient,
+        CatalogError::NotMigrated { .. }
+        | CatalogError::SchemaTooNew { .. }
+        | CatalogError::SchemaMismatch { .. }
+        | CatalogError::Migrate { .. }
+        | CatalogError::Violation { .. }
+        | CatalogError::InvalidValue { .. }
+        | CatalogError::MediumNotFound { .. }
+        | CatalogError::MediumAmbiguous { .. } => Class::Permanent,
+    }
+}
+
+/// The medium with exactly this hash.
+pub async fn medium_by_hash(catalog: &Catalog, hash: &MediumHash) -> Result<MediumRecord> {
+    crate::catalog::media::find_medium_by_hash(catalog.pool(), hash)
+        .await?
+        .ok_or_else(|| {
+            CatalogError::MediumNotFound {
+                given: hash.to_string(),
+            }
+            .into()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interruptions_and_medium_problems_are_told_apart_from_passing_trouble() {
+        assert_eq!(PipelineError::Interrupted.class(), Class::Interrupted);
+        assert_eq!(
+            PipelineError::Enumerate {
+                medium: "m".into(),
+                source: crate::enumerate::EnumerateError::Cancelled
+            }
+            .class(),
+            Class::Interrupted
+        );
+        assert_eq!(
+            PipelineError::HealthFailed { medium: "m".into() }.class(),
+            Class::Permanent
+        );
+        assert_eq!(
+            PipelineError::Catalog(CatalogError::NotMigrated { pending: 1 }).class(),
+            Class::Permanent
+        );
+        assert_eq!(
+            PipelineError::Catalog(CatalogError::Query {
+                operation: "x",
+                source: sqlx::Error::PoolTimedOut
+            })
+            .class(),
+            Class::Transient
+        );
+        assert_eq!(
+            PipelineError::Enumerate {
+                medium: "m".into(),
+                source: crate::enumerate::EnumerateError::Load(
+                    crate::catalog::load::LoadError::AlreadyLoaded {
+                        medium: "m".into(),
+                        entries: 3
+                    }
+                )
+            }
+            .class(),
+            Class::Permanent
+        );
+    }
+}

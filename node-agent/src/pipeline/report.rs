@@ -1,0 +1,55 @@
+//! A medium's report: its accounting, content, failures, problems and damage.
+
+use serde::Serialize;
+
+use super::Result;
+use crate::catalog::Catalog;
+use crate::catalog::media::MediumRecord;
+use crate::catalog::report::{self, Accounting, Content, FailureClass};
+use crate::catalog::volumes::{self, VolumeRow};
+
+/// The report of one medium.
+#[derive(Debug, Clone, Serialize)]
+pub struct MediumReport {
+    /// Catalog name.
+    pub name: String,
+    /// Identity.
+    pub hash: String,
+    /// Health from the last rescue.
+    pub health: Option<String>,
+    /// Its volumes.
+    pub volumes: Vec<VolumeRow>,
+    /// Entries and what became of them.
+    pub accounting: Accounting,
+    /// Whether the accounting adds up.
+    pub balances: bool,
+    /// Files, bytes and blobs.
+    pub content: Content,
+    /// Failed files by class.
+    pub failures: Vec<FailureClass>,
+    /// Entries the walk could not read.
+    pub entry_errors: i64,
+    /// Medium-level problems (lost volumes, reads beyond the end, ...).
+    pub problems: serde_json::Value,
+    /// Files on unreadable sectors.
+    pub damage: crate::catalog::damage::DamageSummary,
+}
+
+/// The medium's report, from the catalog.
+pub async fn report(catalog: &Catalog, medium: &MediumRecord) -> Result<MediumReport> {
+    let pool = catalog.pool();
+    let accounting = report::accounting(pool, medium.id).await?;
+    Ok(MediumReport {
+        name: medium.name.clone(),
+        hash: medium.hash.clone(),
+        health: medium.health.map(|h| format!("{h:?}").to_lowercase()),
+        volumes: volumes::medium_volumes(pool, medium.id).await?,
+        balances: accounting.balances(),
+        accounting,
+        content: report::content(pool, medium.id).await?,
+        failures: report::failures(pool, medium.id).await?,
+        entry_errors: report::entry_errors(pool, medium.id).await?,
+        problems: report::problems(pool, medium.id).await?,
+        damage: crate::catalog::damage::summary(pool, medium.id).await?,
+    })
+}
