@@ -37,56 +37,24 @@ const MAX_UNITS: u64 = 1 << 20;
 /// Structure lines kept per volume.
 const MAX_METADATA_LINES: usize = 200;
 
-/// How a volume's damage was mapped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DamageMethod {
-    /// FIEMAP extents of a kernel mount.
-    Fiemap,
-    /// The Sleuth Kit's block maps.
-    Sleuthkit,
-    /// No block map: the bytes are counted, their owners unknown.
-    None,
-}
+pub use crate::catalog::damage::{DamageMethod, FileDamage};
 
-impl DamageMethod {
-    /// The catalog's `damage_method` label.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Fiemap => "fiemap",
-            Self::Sleuthkit => "sleuthkit",
-            Self::None => "none",
-        }
+/// How to map the damage of a volume of `fs_type` read with a kernel mount (`kernel`) or not
+/// (pure).
+pub const fn method_for(fs_type: FsType, kernel: bool) -> DamageMethod {
+    // FIEMAP's physical offsets are device offsets on these; btrfs reports addresses in
+    // its own logical space, which would need its chunk tree.
+    let device_offsets = matches!(
+        fs_type,
+        FsType::Ext2 | FsType::Ext3 | FsType::Ext4 | FsType::Xfs
+    );
+    if kernel && device_offsets {
+        DamageMethod::Fiemap
+    } else if crate::volume::tsk::tsk_type(fs_type).is_some() {
+        DamageMethod::Sleuthkit
+    } else {
+        DamageMethod::None
     }
-
-    /// The method for a volume of `fs_type` read with a kernel mount (`kernel`) or not.
-    pub const fn choose(fs_type: FsType, kernel: bool) -> Self {
-        // FIEMAP's physical offsets are device offsets on these; btrfs reports addresses in
-        // its own logical space, which would need its chunk tree.
-        let device_offsets = matches!(
-            fs_type,
-            FsType::Ext2 | FsType::Ext3 | FsType::Ext4 | FsType::Xfs
-        );
-        if kernel && device_offsets {
-            Self::Fiemap
-        } else if crate::volume::tsk::tsk_type(fs_type).is_some() {
-            Self::Sleuthkit
-        } else {
-            Self::None
-        }
-    }
-}
-
-/// Damage found in one file's content.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileDamage {
-    /// The file's inode in the catalog.
-    pub ino: i64,
-    /// Damaged byte ranges of its content (file offsets, sorted, merged; not yet clipped to
-    /// its size).
-    pub ranges: Vec<Range<u64>>,
-    /// Unreadable bytes of the volume inside its extents.
-    pub bad_bytes: u64,
 }
 
 /// An entry The Sleuth Kit named as the owner of unreadable units, before the catalog says
@@ -535,7 +503,7 @@ async fn map_volume(
     let attached = volume.attached;
     let volume_no = attached.volume_no;
     let kernel = attached.method == Method::Kernel;
-    let method = DamageMethod::choose(attached.fs_type, kernel);
+    let method = method_for(attached.fs_type, kernel);
     let mut map = VolumeMap {
         bad_bytes: total(&bad),
         ..VolumeMap::default()
@@ -806,29 +774,11 @@ mod tests {
 
     #[test]
     fn methods_follow_access_and_type() {
-        assert_eq!(
-            DamageMethod::choose(FsType::Ext4, true),
-            DamageMethod::Fiemap
-        );
-        assert_eq!(
-            DamageMethod::choose(FsType::Xfs, true),
-            DamageMethod::Fiemap
-        );
-        assert_eq!(
-            DamageMethod::choose(FsType::Ext4, false),
-            DamageMethod::Sleuthkit
-        );
-        assert_eq!(
-            DamageMethod::choose(FsType::Fat32, true),
-            DamageMethod::Sleuthkit
-        );
-        assert_eq!(
-            DamageMethod::choose(FsType::Btrfs, true),
-            DamageMethod::None
-        );
-        assert_eq!(
-            DamageMethod::choose(FsType::Squashfs, false),
-            DamageMethod::None
-        );
+        assert_eq!(method_for(FsType::Ext4, true), DamageMethod::Fiemap);
+        assert_eq!(method_for(FsType::Xfs, true), DamageMethod::Fiemap);
+        assert_eq!(method_for(FsType::Ext4, false), DamageMethod::Sleuthkit);
+        assert_eq!(method_for(FsType::Fat32, true), DamageMethod::Sleuthkit);
+        assert_eq!(method_for(FsType::Btrfs, true), DamageMethod::None);
+        assert_eq!(method_for(FsType::Squashfs, false), DamageMethod::None);
     }
 }

@@ -17,6 +17,7 @@
 
 pub mod access;
 pub mod attach;
+pub mod entry;
 pub mod fuse;
 pub mod host;
 pub mod partitions;

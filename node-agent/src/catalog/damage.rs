@@ -7,7 +7,41 @@ use sqlx::{PgExecutor, PgPool};
 
 use super::CatalogError;
 use super::media::MediumId;
-use crate::damage::{DamageMethod, FileDamage};
+
+/// How a volume's damage was mapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DamageMethod {
+    /// FIEMAP extents of a kernel mount.
+    Fiemap,
+    /// The Sleuth Kit's block maps.
+    Sleuthkit,
+    /// No block map: the bytes are counted, their owners unknown.
+    None,
+}
+
+impl DamageMethod {
+    /// The catalog's `damage_method` label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Fiemap => "fiemap",
+            Self::Sleuthkit => "sleuthkit",
+            Self::None => "none",
+        }
+    }
+}
+
+/// Damage found in one file's content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileDamage {
+    /// The file's inode in the catalog.
+    pub ino: i64,
+    /// Damaged byte ranges of its content (file offsets, sorted, merged; not yet clipped to
+    /// its size).
+    pub ranges: Vec<Range<u64>>,
+    /// Unreadable bytes of the volume inside its extents.
+    pub bad_bytes: u64,
+}
 
 fn error(what: &'static str) -> impl Fn(sqlx::Error) -> CatalogError {
     move |e| CatalogError::from_sqlx(what, e)

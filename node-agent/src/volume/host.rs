@@ -8,7 +8,92 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::attach::AttachError;
+/// Why attaching or mounting failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    /// A tool could not be run.
+    #[error("cannot run {tool}")]
+    Spawn {
+        /// The tool.
+        tool: &'static str,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// losetup failed.
+    #[error("cannot attach {image} (offset {offset}, {length} bytes) to a loop device: {stderr}")]
+    Attach {
+        /// The image.
+        image: PathBuf,
+        /// Byte offset of the volume.
+        offset: u64,
+        /// Its length.
+        length: u64,
+        /// What losetup said.
+        stderr: String,
+    },
+    /// The list of loop devices could not be read.
+    #[error("cannot list loop devices: {reason}")]
+    List {
+        /// What went wrong.
+        reason: String,
+    },
+    /// losetup -d failed.
+    #[error("cannot detach {device}: {stderr}")]
+    Detach {
+        /// The loop device.
+        device: PathBuf,
+        /// What losetup said.
+        stderr: String,
+    },
+    /// The kernel has no driver for this filesystem type.
+    #[error("this kernel cannot mount {fs_type} (not in /proc/filesystems)")]
+    NoKernelDriver {
+        /// The type.
+        fs_type: &'static str,
+    },
+    /// The mount point could not be created.
+    #[error("cannot create mount point {path}")]
+    MountPoint {
+        /// The directory.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// mount failed.
+    #[error("cannot mount {device} ({fs_type}) on {target}: {stderr}")]
+    Mount {
+        /// The loop device.
+        device: PathBuf,
+        /// The kernel type.
+        fs_type: String,
+        /// The mount point.
+        target: PathBuf,
+        /// What mount said.
+        stderr: String,
+    },
+    /// mount did not return in time (the kernel may be stuck on a corrupt filesystem).
+    #[error(
+        "mounting {device} on {target} did not finish within {timeout:?}; the filesystem is probably damaged"
+    )]
+    MountTimeout {
+        /// The loop device.
+        device: PathBuf,
+        /// The mount point.
+        target: PathBuf,
+        /// The deadline.
+        timeout: Duration,
+    },
+    /// umount failed.
+    #[error("cannot unmount {target}: {stderr}")]
+    Unmount {
+        /// The mount point.
+        target: PathBuf,
+        /// What umount said.
+        stderr: String,
+    },
+}
 
 /// One line of `/proc/self/mountinfo`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,8 +14,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 
+use super::entry::{Entry, EntryKind};
 use super::probe::FsType;
-use super::reader::{Entry, EntryKind};
 
 /// Why The Sleuth Kit could not read.
 #[derive(Debug, thiserror::Error)]
