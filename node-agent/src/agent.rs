@@ -251,14 +251,10 @@ pub async fn run_with_client(
                 running.insert(uid.clone(), started);
             }
         }
-        tokio::select! {
-            () = cancel.cancelled() => break Ok(()),
-            watched = changed.changed() => {
-                if watched.is_err() {
-                    break Err(AgentError::WatchEnded);
-                }
-            }
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        match next_wake(&mut changed, cancel).await {
+            Ok(true) => {}
+            Ok(false) => break Ok(()),
+            Err(error) => break Err(error),
         }
     };
     tracing::info!("stopping: interrupting running jobs and releasing their media");
@@ -302,6 +298,21 @@ async fn start(
         cancel: token,
         task,
     })
+}
+
+/// Waits for the next reason to look at the jobs again: a change the watch saw, or a second
+/// passing. `Ok(false)` when the agent stops; [`AgentError::WatchEnded`] when the watch is
+/// gone (its sender dropped), rather than taking the closed channel for a change and looping
+/// at full speed.
+async fn next_wake(
+    changed: &mut tokio::sync::watch::Receiver<()>,
+    cancel: &CancellationToken,
+) -> Result<bool, AgentError> {
+    tokio::select! {
+        () = cancel.cancelled() => Ok(false),
+        watched = changed.changed() => watched.map(|()| true).map_err(|_| AgentError::WatchEnded),
+        () = tokio::time::sleep(Duration::from_secs(1)) => Ok(true),
+    }
 }
 
 /// What the claim decision needs of a job.
@@ -432,4 +443,36 @@ async fn sweep(
         Err(error) => tracing::warn!(%error, "cannot sweep stale loop devices"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_watch_that_ends_stops_the_agent_instead_of_spinning() {
+        let cancel = CancellationToken::new();
+        let (sender, mut changed) = tokio::sync::watch::channel(());
+        sender.send_replace(());
+        assert!(next_wake(&mut changed, &cancel).await.unwrap(), "a change");
+        drop(sender);
+        let started = std::time::Instant::now();
+        assert!(matches!(
+            next_wake(&mut changed, &cancel).await,
+            Err(AgentError::WatchEnded)
+        ));
+        assert!(started.elapsed() < Duration::from_millis(500), "at once");
+        let (_sender, mut changed) = tokio::sync::watch::channel(());
+        cancel.cancel();
+        assert!(!next_wake(&mut changed, &cancel).await.unwrap(), "a stop");
+    }
+
+    #[tokio::test]
+    async fn without_changes_the_agent_looks_again_after_a_second() {
+        let cancel = CancellationToken::new();
+        let (_sender, mut changed) = tokio::sync::watch::channel(());
+        let started = std::time::Instant::now();
+        assert!(next_wake(&mut changed, &cancel).await.unwrap());
+        assert!(started.elapsed() >= Duration::from_millis(990));
+    }
 }
