@@ -568,7 +568,15 @@ pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
                     if status.new.started_at.is_none() {
                         status.new.started_at = Some(Time(facts.now));
                     }
-                    if job_status.state == JobState::Pending {
+                    // A claimed job (an agent's finalizer on it) has a lost-agent deadline
+                    // whatever its state says: an agent can die between its claim and its
+                    // first status write.
+                    let claimed = job
+                        .metadata
+                        .finalizers
+                        .as_ref()
+                        .is_some_and(|f| f.iter().any(|f| f == condition::AGENT_FINALIZER));
+                    if job_status.state == JobState::Pending && !claimed {
                         status.new.reason = Some("WaitingForAgent".to_owned());
                     } else {
                         status.new.reason = Some(reason::IN_PROGRESS.to_owned());
@@ -755,12 +763,21 @@ fn meta_time(job: &MediumJob) -> Option<Time> {
 }
 
 /// When the agent running `job` was last heard of.
+/// When the job's agent was last heard of: its heartbeat, its start, its claim (the
+/// annotation set with the claim's finalizer), else the job's creation.
 fn last_seen(job: &MediumJob) -> Option<Timestamp> {
     let status = job.status.as_ref();
+    let claimed = job
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(condition::CLAIMED_AT_ANNOTATION))
+        .and_then(|t| t.parse::<Timestamp>().ok());
     status
         .and_then(|s| s.heartbeat_at.clone().or_else(|| s.started_at.clone()))
-        .or_else(|| meta_time(job))
         .map(|t| t.0)
+        .or(claimed)
+        .or_else(|| meta_time(job).map(|t| t.0))
 }
 
 fn heartbeat_stale(job: &MediumJob, now: Timestamp, settings: &Settings) -> bool {

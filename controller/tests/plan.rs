@@ -743,6 +743,36 @@ fn a_drive_is_undockable_once_imaged_and_every_later_job_carries_the_hash() {
 }
 
 #[test]
+fn a_claimed_job_is_failed_as_lost_whatever_its_state_says() {
+    let mut world = World::new(Target::Imaged);
+    world.reconcile();
+    world.reconcile();
+    let name = world.the_job();
+    // Queued for an hour, then claimed: the agent put its finalizer (and the claim's time) on
+    // the job and died before writing `Running`. The deadline counts from the claim.
+    world.advance(3600);
+    let claimed_at = world.now.to_string();
+    let job = world.job_mut(&name);
+    job.metadata
+        .finalizers
+        .get_or_insert_default()
+        .push(AGENT_FINALIZER.to_owned());
+    job.metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(condition::CLAIMED_AT_ANNOTATION.to_owned(), claimed_at);
+    assert!(world.reconcile().fail.is_none(), "not lost at the claim");
+    world.advance(59);
+    assert!(world.reconcile().fail.is_none(), "not yet");
+    world.advance(2);
+    let plan = world.reconcile();
+    assert_eq!(
+        plan.fail.as_ref().map(|f| f.error.class),
+        Some(ErrorClass::Lost)
+    );
+}
+
+#[test]
 fn a_pending_job_waits_for_its_agent_without_failing() {
     let mut world = World::new(Target::Imaged);
     world.reconcile();

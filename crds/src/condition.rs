@@ -55,6 +55,9 @@ pub mod reason {
 pub const FINALIZER: &str = "ntt.hrdag.org/cleanup";
 /// The finalizer an agent keeps on a MediumJob it runs, until it has released the medium.
 pub const AGENT_FINALIZER: &str = "ntt.hrdag.org/agent";
+/// On a MediumJob: when an agent claimed it (RFC 3339), set with the claim's finalizer; the
+/// lost-agent deadline counts from it until the agent's first heartbeat.
+pub const CLAIMED_AT_ANNOTATION: &str = "ntt.hrdag.org/claimed-at";
 /// Change its value to retry a medium whose stage failed for good.
 pub const RETRY_ANNOTATION: &str = "ntt.hrdag.org/retry";
 /// `"true"` stops new jobs (a running one finishes; deletion still proceeds).

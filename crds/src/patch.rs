@@ -28,6 +28,18 @@ pub fn remove_finalizer(object: &impl Resource, finalizer: &str) -> Value {
     finalizers_patch(object, &finalizers)
 }
 
+/// [`add_finalizer`], also setting the annotation `key` to `value` in the same patch.
+pub fn add_finalizer_annotated(
+    object: &impl Resource,
+    finalizer: &str,
+    key: &str,
+    value: &str,
+) -> Value {
+    let mut patch = add_finalizer(object, finalizer);
+    patch["metadata"]["annotations"] = json!({ key: value });
+    patch
+}
+
 fn finalizers_patch(object: &impl Resource, finalizers: &[String]) -> Value {
     json!({"metadata": {"finalizers": finalizers, "resourceVersion": object.resource_version()}})
 }

@@ -126,7 +126,9 @@ async fn call<T>(
     }
 }
 
-/// Writes the job's status (the agent's fields) by server-side apply.
+/// Writes the job's status (the agent's fields) by server-side apply, never forced: once the
+/// controller has decided a job's end (failed it as lost), the agent's write conflicts (409)
+/// instead of overwriting that decision; see [`is_conflict`].
 async fn write_status(
     api: &Api<MediumJob>,
     job: &str,
@@ -137,12 +139,23 @@ async fn write_status(
         "write the job's status",
         api.patch_status(
             job,
-            &PatchParams::apply(FIELD_MANAGER_AGENT).force(),
+            &PatchParams::apply(FIELD_MANAGER_AGENT),
             &Patch::Apply(patch),
         ),
     )
     .await?;
     Ok(())
+}
+
+/// Whether a write failed because someone else (the controller) owns what it would change.
+fn is_conflict(error: &AgentError) -> bool {
+    matches!(
+        error,
+        AgentError::Api {
+            source: kube::Error::Api(status),
+            ..
+        } if status.code == 409
+    )
 }
 
 /// Removes the agent's finalizer (the medium is released).
@@ -341,7 +354,13 @@ async fn claim(
 )> {
     let api = api_for(client, job);
     let name = job.name_any();
-    let patch = ntt_crds::patch::add_finalizer(job, AGENT_FINALIZER);
+    let claimed_at = now();
+    let patch = ntt_crds::patch::add_finalizer_annotated(
+        job,
+        AGENT_FINALIZER,
+        ntt_crds::condition::CLAIMED_AT_ANNOTATION,
+        &claimed_at.0.to_string(),
+    );
     match call(
         "claim the job",
         api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)),
@@ -358,7 +377,7 @@ async fn claim(
             return None;
         }
     }
-    let started_at = now();
+    let started_at = claimed_at;
     let running = job::running_status(identity, &started_at, &job::starting_progress(job));
     if let Err(error) = write_status(&api, &name, running).await {
         tracing::warn!(job = %name, %error, "cannot mark the job running; releasing it");
@@ -432,7 +451,12 @@ async fn sweep(
         tracing::warn!(job = %name, agent = ?status.agent, "failing a job its agent left behind");
         let failed = json!({"state": JobState::Failed, "agent": identity, "finishedAt": now(),
                             "error": JobError { class: ErrorClass::Transient, message: format!("the agent running it ({}) stopped; the job is retried", status.agent.as_deref().unwrap_or("?")) }});
-        write_status(&api, &name, failed).await?;
+        match write_status(&api, &name, failed).await {
+            Ok(()) => {}
+            // The controller failed it as lost already.
+            Err(error) if is_conflict(&error) => {}
+            Err(error) => return Err(error),
+        }
         release(&api, &name).await?;
     }
     match crate::volume::sweep::sweep_deleted_images(&context.host.data_dir) {

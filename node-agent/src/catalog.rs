@@ -118,6 +118,12 @@ pub enum CatalogError {
         /// What was given.
         given: String,
     },
+    /// A copy run's name is in use by a live run (names are unique per process start).
+    #[error("the copy run {run} is running already")]
+    RunTaken {
+        /// The run's name.
+        run: String,
+    },
     /// A hash prefix matches several media.
     #[error("{given:?} matches several media ({candidates}): give more of the hash")]
     MediumAmbiguous {

@@ -152,6 +152,10 @@ pub fn error_chain(error: &anyhow::Error) -> String {
 /// Exit code of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
 const EXIT_CANCELLED: u8 = 130;
 
+/// Exit code of a copy (`ntt copy`, `ntt ingest`) that ended with files still pending: nothing
+/// is lost and running it again continues (sysexits' `EX_TEMPFAIL`).
+const EXIT_PENDING: u8 = 75;
+
 /// A token cancelled on the first SIGINT or SIGTERM. Later signals change nothing: what is
 /// running (ddrescue saving its mapfile) is always waited for.
 fn cancel_on_signals() -> anyhow::Result<CancellationToken> {
@@ -225,6 +229,15 @@ pub async fn run(args: Args, stdout: &mut impl Write) -> anyhow::Result<ExitCode
         {
             tracing::warn!("stopped; run the same command again to continue");
             Ok(ExitCode::from(EXIT_CANCELLED))
+        }
+        Err(error)
+            if matches!(
+                error.downcast_ref::<PipelineError>(),
+                Some(PipelineError::Pending { .. })
+            ) =>
+        {
+            let _ = writeln!(std::io::stderr(), "error: {}", error_chain(&error));
+            Ok(ExitCode::from(EXIT_PENDING))
         }
         Err(error) => Err(error),
     }

@@ -223,6 +223,34 @@ pub async fn copy_medium(
     if swept > 0 {
         tracing::info!(files = swept, "removed temp files of dead writers");
     }
+    // The run's lock: while it is held, no one takes this run's leases; if this process dies,
+    // the database drops it and every lease of the run is free at once.
+    let run = copying::begin_run(pool, worker).await?;
+    let result = run_workers(
+        pool, medium, volumes, store, worker, options, progress, cancel,
+    )
+    .await;
+    if let Err(error) = run.end().await {
+        tracing::warn!(%error, "ending the copy run's lock (its session was closed instead)");
+    }
+    result
+}
+
+/// The workers of one run, and what they did together.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the stage's whole input, as copy_medium takes it"
+)]
+async fn run_workers(
+    pool: &PgPool,
+    medium: MediumId,
+    volumes: BTreeMap<i32, VolumeReader>,
+    store: Arc<Store>,
+    worker: &str,
+    options: CopyOptions,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<CopyReport, CopyStageError> {
     let volumes = Arc::new(volumes);
     let totals = Arc::new(Totals::default());
     let stop = CancellationToken::new();
@@ -299,6 +327,40 @@ impl CopyReport {
     }
 }
 
+/// Looks at a queue that has pending files but none claimable and none held, before a worker
+/// gives up (a claim racing another can see an empty batch once; this is not that).
+const MAX_IDLE_LOOKS: u32 = 20;
+
+/// How long a worker that found nothing claimable waits before it looks again, `None` when it
+/// is done. Done when nothing is pending; else it waits: for retries due later, and for files
+/// a live run (a sibling worker, another process or host) is copying, whose leases are never
+/// skipped (a dead run's leases were claimable).
+async fn wait_for_work(
+    pool: &PgPool,
+    medium: MediumId,
+    idle: u32,
+) -> Result<Option<Duration>, CopyStageError> {
+    let pending = copying::pending(pool, medium).await?;
+    if pending.total == 0 {
+        return Ok(None);
+    }
+    if pending.held == 0 && pending.retrying == 0 && idle > MAX_IDLE_LOOKS {
+        // Pending but neither claimable nor held: the caller reports them.
+        return Ok(None);
+    }
+    let wait = if pending.held == 0 && pending.retrying > 0 {
+        copying::next_retry(pool, medium)
+            .await?
+            .and_then(|due| (due - chrono::Utc::now()).to_std().ok())
+            .unwrap_or_default()
+    } else {
+        Duration::from_millis(if pending.held > 0 { 500 } else { 50 })
+    };
+    Ok(Some(
+        wait.clamp(Duration::from_millis(50), Duration::from_secs(5)),
+    ))
+}
+
 /// What one worker works with.
 struct Worker<'a> {
     pool: &'a PgPool,
@@ -328,6 +390,7 @@ async fn run_worker(
     let mut processed = 0u64;
     let mut failed = 0u64;
     let mut warned_rate = false;
+    let mut idle = 0u32;
     loop {
         if stop.is_cancelled() || cancel.is_cancelled() {
             return Ok(());
@@ -342,21 +405,17 @@ async fn run_worker(
         )
         .await?;
         if batch.is_empty() {
-            // Nothing claimable: wait for retries that are due later, else this worker is done.
-            let Some(due) = copying::next_retry(pool, medium).await? else {
+            idle += 1;
+            let Some(wait) = wait_for_work(pool, medium, idle).await? else {
                 return Ok(());
             };
-            let wait = (due - chrono::Utc::now())
-                .to_std()
-                .unwrap_or_default()
-                .min(Duration::from_secs(5))
-                .max(Duration::from_millis(50));
             tokio::select! {
                 () = tokio::time::sleep(wait) => continue,
                 () = stop.cancelled() => return Ok(()),
                 () = cancel.cancelled() => return Ok(()),
             }
         }
+        idle = 0;
         let (store2, volumes2) = (store.clone(), volumes.clone());
         let (results, halt) =
             tokio::task::spawn_blocking(move || copy_batch(&store2, &volumes2, &batch))

@@ -200,6 +200,21 @@ pub enum PipelineError {
     /// Writing an export failed (not an entry's refusal: those are in its report).
     #[error(transparent)]
     Export(crate::export::ExportError),
+    /// A copy run ended with files still pending (none is lost: run it again).
+    #[error(
+        "copying {medium} ended with {} file(s) pending ({} held by copy runs still going, {} \
+         waiting for a retry, {} neither): run it again to copy them",
+        pending.total,
+        pending.held,
+        pending.retrying,
+        pending.total - pending.held - pending.retrying
+    )]
+    Pending {
+        /// The medium's name.
+        medium: String,
+        /// Who holds them.
+        pending: crate::catalog::copying::Pending,
+    },
     /// A blob could not be re-hashed.
     #[error("cannot read blob {path}")]
     ReadBlob {
@@ -285,6 +300,7 @@ impl PipelineError {
             | Self::ReadBlob { .. }
             | Self::Remove { .. }
             | Self::Export(_)
+            | Self::Pending { .. }
             | Self::Join(_) => Class::Transient,
         }
     }
@@ -304,6 +320,7 @@ fn catalog_class(error: &CatalogError) -> Class {
         | CatalogError::Violation { .. }
         | CatalogError::InvalidValue { .. }
         | CatalogError::MediumNotFound { .. }
+        | CatalogError::RunTaken { .. }
         | CatalogError::MediumAmbiguous { .. } => Class::Permanent,
     }
 }

@@ -19,7 +19,7 @@
 #[path = "support/db.rs"]
 mod db;
 #[path = "support/faulty_disk.rs"]
-#[allow(dead_code, reason = "this binary does not slow the disk down")]
+#[allow(dead_code, reason = "this binary never lets a disk fail")]
 mod faulty_disk;
 #[path = "support/host.rs"]
 mod host;
@@ -805,4 +805,118 @@ async fn without_an_api_server_the_agent_idles_and_still_stops(pool: PgPool) {
             .await
             .success()
     );
+}
+
+/// Issue 20: an agent killed (SIGKILL) mid-copy after several heartbeats. Every heartbeat keeps the
+/// job `Running` (it carries all the agent's fields; server-side apply drops the ones left
+/// out), so the controller's lost-agent deadline applies and a new agent finishes the copy,
+/// taking over the dead run's leases at once: every file copied exactly once.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn an_agent_killed_after_several_heartbeats_is_found_lost_and_replaced(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let cluster = Cluster::start(&host).await;
+    let (mut first, _) = cluster.agent(&host, "agent-a");
+    let content = host.root.join("slow-content");
+    std::fs::create_dir_all(&content).unwrap();
+    for f in 0..300u64 {
+        std::fs::write(
+            content.join(format!("f{f:03}.bin")),
+            faulty_disk::disk_content(64 * 1024, f),
+        )
+        .unwrap();
+    }
+    let image = host.root.join("slow.img");
+    ext4(&image, 32 * MIB, &content);
+    let mut slow = manifest("slow", &json!({"image": image}));
+    slow["spec"]["target"] = json!("Enumerated");
+    cluster.apply(&slow).await;
+    cluster
+        .until("slow", "enumerated", 120, |m| {
+            phase(m) == Phase::Completed
+                && m.status.as_ref().is_some_and(|s| s.is_true("Enumerated"))
+        })
+        .await;
+    // From now on the image sits on a slow disk (every read waits), so the copy outlasts
+    // several heartbeats.
+    let disk = faulty_disk::FaultyDisk::start(
+        std::fs::read(&image).unwrap(),
+        faulty_disk::Faults::default(),
+    );
+    disk.set_delay(Duration::from_millis(40));
+    sqlx::query("update medium set image_path = $1 where name = 'lab/slow'")
+        .bind(disk.file().to_str().unwrap())
+        .execute(&pool)
+        .await
+        .unwrap();
+    cluster
+        .media
+        .patch(
+            "slow",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"target": "Copied"}})),
+        )
+        .await
+        .unwrap();
+    let copy_job = |jobs: Vec<MediumJob>| {
+        jobs.into_iter()
+            .filter(|j| j.spec.stage == Stage::Copy)
+            .max_by_key(|j| j.spec.attempt)
+    };
+    let mut beats = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_mins(1);
+    while beats.len() < 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no heartbeats: {beats:?}"
+        );
+        if let Some(job) = copy_job(
+            cluster
+                .jobs
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items,
+        ) && let Some(status) = job.status
+            && let Some(beat) = status.heartbeat_at
+        {
+            assert_eq!(
+                status.state,
+                JobState::Running,
+                "after {} heartbeats",
+                beats.len()
+            );
+            beats.insert(beat.0);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    cluster
+        .until("slow", "the job found lost", 60, |m| {
+            m.status
+                .as_ref()
+                .and_then(|s| s.last_error.as_ref())
+                .is_some_and(|e| e.class == ErrorClass::Lost)
+        })
+        .await;
+    disk.set_delay(Duration::ZERO);
+    let (second, _) = cluster.agent(&host, "agent-b");
+    cluster
+        .until("slow", "copied by the new agent", 180, |m| {
+            phase(m) == Phase::Completed && m.status.as_ref().is_some_and(|s| s.is_true("Copied"))
+        })
+        .await;
+    let report = report(&host, "lab/slow");
+    assert_eq!(report["balances"], true, "{report}");
+    assert_eq!(report["accounting"]["copied"], 300, "{report}");
+    assert_eq!(report["accounting"]["pending"], 0, "{report}");
+    assert_eq!(report["content"]["distinct_blobs"], 300, "{report}");
+    assert!(
+        host.run(&["verify", "--medium", "lab/slow"])
+            .status
+            .success()
+    );
+    stop_agent(second).await;
+    drop(disk);
+    cluster.stop().await;
 }

@@ -279,13 +279,8 @@ async fn kills_at_random_moments_end_like_an_uninterrupted_run(pool: PgPool) {
         partial.values().filter(|(s, _)| s == "copied").count(),
         partial.len()
     );
-    // Leases of killed workers expire; a short lease makes the test quick.
-    sqlx::query(
-        "update inode set lease_until = now() - interval '1 second' where lease_until is not null",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    // Issue 20: the killed runs' leases (15 minutes each) are free at once: their runs' locks
+    // died with their sessions. Nothing is expired by hand.
     let last = copy(&host, "mixed", &[]);
     assert_eq!(last["complete"], true);
     assert_eq!(
@@ -559,6 +554,139 @@ async fn awkward_names_copy_cat_and_export_byte_exact(pool: PgPool) {
         b"Icon\r"
     );
     report(&host, "names");
+}
+
+/// Issue 20: a lease is bound to its run's liveness. While a run lives, its leases are waited
+/// for, never taken; when its session ends (a killed process, a dead host), they are free at
+/// once, long before they expire.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn a_dead_runs_leases_are_free_at_once_and_a_live_runs_are_not(pool: PgPool) {
+    use ntt_agent::catalog::copying;
+    let host = Host::new(&pool).await;
+    let source = host.root.join("leased");
+    std::fs::create_dir_all(&source).unwrap();
+    for f in 0..20 {
+        std::fs::write(source.join(format!("f{f}")), format!("{f}\n")).unwrap();
+    }
+    let image = host.root.join("leased.img");
+    ext4(&image, 8 * MIB, &source);
+    register(&host, &image, "leased");
+    enumerate(&host, "leased");
+    let medium = ntt_agent::catalog::media::resolve_medium(&pool, "leased")
+        .await
+        .unwrap()
+        .id;
+    let lease = Duration::from_mins(15);
+    let first = copying::begin_run(&pool, "dock-1:100:a").await.unwrap();
+    let taken = copying::claim(&pool, medium, "dock-1:100:a/0", 1000, i64::MAX, lease)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 20);
+    let second = copying::begin_run(&pool, "dock-2:200:b").await.unwrap();
+    let none = copying::claim(&pool, medium, "dock-2:200:b/0", 1000, i64::MAX, lease)
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "a live run's leases are not taken");
+    let pending = copying::pending(&pool, medium).await.unwrap();
+    assert_eq!((pending.total, pending.held), (20, 20));
+    // The first run's session ends without a word, as a killed process's does.
+    drop(first);
+    let started = std::time::Instant::now();
+    let again = loop {
+        let again = copying::claim(&pool, medium, "dock-2:200:b/0", 1000, i64::MAX, lease)
+            .await
+            .unwrap();
+        if !again.is_empty() || started.elapsed() > Duration::from_secs(10) {
+            break again;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(again.len(), 20, "taken over at once, not after 15 minutes");
+    let pending = copying::pending(&pool, medium).await.unwrap();
+    assert_eq!(
+        (pending.total, pending.held),
+        (20, 20),
+        "now held by the second"
+    );
+    second.end().await.unwrap();
+    let pending = copying::pending(&pool, medium).await.unwrap();
+    assert_eq!(pending.held, 0, "an ended run holds nothing");
+}
+
+/// Issue 20: a copy that ends with files pending says so and exits 75, never 0.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn a_copy_that_leaves_files_pending_fails_with_its_own_exit_code(pool: PgPool) {
+    use ntt_agent::catalog::copying;
+    let host = Host::new(&pool).await;
+    let source = host.root.join("stuck");
+    std::fs::create_dir_all(&source).unwrap();
+    for f in 0..5 {
+        std::fs::write(source.join(format!("f{f}")), format!("{f}\n")).unwrap();
+    }
+    let image = host.root.join("stuck.img");
+    ext4(&image, 8 * MIB, &source);
+    register(&host, &image, "stuck");
+    enumerate(&host, "stuck");
+    let medium = ntt_agent::catalog::media::resolve_medium(&pool, "stuck")
+        .await
+        .unwrap()
+        .id;
+    // A live run holds every file and never finishes; the copy waits for it, then is stopped
+    // by its leases' expiry being far away: give it a short deadline with SIGINT.
+    let holder = copying::begin_run(&pool, "elsewhere:1:x").await.unwrap();
+    copying::claim(
+        &pool,
+        medium,
+        "elsewhere:1:x/0",
+        100,
+        i64::MAX,
+        Duration::from_mins(15),
+    )
+    .await
+    .unwrap();
+    let mut copier = host.spawn(&["copy", "stuck", "--json"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        copier.try_wait().unwrap().is_none(),
+        "a live run's files are waited for"
+    );
+    // The holder dies: the waiting copy takes its files over and finishes them.
+    drop(holder);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = copier.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "the copy never ended");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    let states = file_states(&pool, "stuck").await;
+    assert!(states.values().all(|(s, _)| s == "copied"), "{states:?}");
+
+    // Files still pending at the end (here: their rows locked by a long transaction of
+    // someone else, so no claim can take them) make the copy fail with exit code 75 and say
+    // how many; nothing is taken for done.
+    sqlx::query(
+        "update inode set state = 'pending', blob_id = null where medium_id = $1 and kind = 'file'",
+    )
+    .bind(medium.get())
+    .execute(&pool)
+    .await
+    .unwrap();
+    let mut blocker = pool.begin().await.unwrap();
+    sqlx::query("select 1 from inode where medium_id = $1 and state = 'pending' for update")
+        .bind(medium.get())
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let output = host.run(&["copy", "stuck"]);
+    blocker.rollback().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(75), "{stderr}");
+    assert!(stderr.contains("5 file(s) pending"), "{stderr}");
+    let last = copy(&host, "stuck", &[]);
+    assert_eq!(last["copied"], 5, "{last}");
 }
 
 /// Rewrites, in a FAT image, the long-name characters of every entry whose long name is

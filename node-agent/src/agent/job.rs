@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::metrics::AgentMetrics;
-use super::{now, release, write_status};
+use super::{is_conflict, now, release, write_status};
 use crate::catalog::Catalog;
 use crate::catalog::media::{self, MediumId, MediumRecord};
 use crate::pipeline::copy::CopyOptions;
@@ -112,6 +112,7 @@ pub(super) async fn run(
         job.clone(),
         claim.clone(),
         heartbeat,
+        cancel.clone(),
     ));
     context.metrics.started();
     let outcome = run_stage(&context, &job, &cancel).await;
@@ -143,10 +144,15 @@ pub(super) async fn run(
                    "finishedAt": now(), "heartbeatAt": now(), "error": error})
         }
     };
-    // The final word: retried a few times, since losing it would make the job look lost.
+    // The final word: retried a few times, since losing it would make the job look lost; never
+    // over the controller's own decision (it failed the job as lost meanwhile).
     for attempt in 0..5 {
         match write_status(&api, &name, status.clone()).await {
             Ok(()) => break,
+            Err(error) if is_conflict(&error) => {
+                tracing::warn!(job = %name, "the controller ended this job already; its decision stands");
+                break;
+            }
             Err(error) if attempt == 4 => {
                 tracing::error!(job = %name, %error, "cannot record the job's end");
             }
@@ -158,13 +164,15 @@ pub(super) async fn run(
     }
 }
 
-/// Writes a heartbeat with the stage's progress every `every`, until aborted.
+/// Writes a heartbeat with the stage's progress every `every`, until aborted; cancels the job
+/// when the controller has ended it (the write conflicts with its decision).
 async fn heartbeats(
     context: Arc<Context>,
     api: Api<MediumJob>,
     job: MediumJob,
     claim: Claim,
     every: Duration,
+    cancel: CancellationToken,
 ) {
     let name = job.name_any();
     let stage = job.spec.stage;
@@ -190,8 +198,14 @@ async fn heartbeats(
         }
         last = Some((files, bytes));
         let status = running_status(&claim.identity, &claim.started_at, &progress);
-        if let Err(error) = write_status(&api, &name, status).await {
-            tracing::warn!(job = %name, %error, "heartbeat failed");
+        match write_status(&api, &name, status).await {
+            Ok(()) => {}
+            Err(error) if is_conflict(&error) => {
+                tracing::warn!(job = %name, "the controller ended this job: cancelling it");
+                cancel.cancel();
+                return;
+            }
+            Err(error) => tracing::warn!(job = %name, %error, "heartbeat failed"),
         }
     }
 }

@@ -3,8 +3,12 @@
 //!
 //! Rules: a claim is one short transaction (`FOR UPDATE SKIP LOCKED` plus a lease: worker and
 //! expiry), so workers in several processes or hosts never take the same inode while its lease
-//! runs, and an expired lease is taken over; results are committed per batch in one short
-//! transaction. Every failure raises the inode's persistent attempt counter and adds to its
+//! runs; results are committed per batch in one short transaction. A lease is bound to the
+//! liveness of its run: every copy run holds a PostgreSQL advisory lock (keyed by its run name,
+//! the part of its workers' lease names before `/`) on a connection of its own for as long as
+//! it runs, and a lease whose run's lock is not held (the process was killed, its host died:
+//! the database ends the session and the lock with it) is free at once, on any host. An expired
+//! lease is free too. A lease held by a live run is waited for, never skipped. Every failure raises the inode's persistent attempt counter and adds to its
 //! (capped) error history; a transient failure goes back to pending after a backoff (a lease
 //! held by `backoff`), a permanent one or the last attempt ends `failed` with its class.
 
@@ -81,10 +85,17 @@ pub async fn claim(
 ) -> Result<Vec<Claimed>, CatalogError> {
     sqlx::query_as!(
         Claimed,
-        r#"with candidates as (
+        r#"with live as (
+               select (l.classid::bigint << 32) | l.objid::bigint as key
+               from pg_locks l
+               where l.locktype = 'advisory' and l.granted and l.objsubid = 1
+           ), candidates as (
                select medium_id, volume_no, ino, size from inode
                where medium_id = $1 and state = 'pending'
-                 and (lease_until is null or lease_until < now())
+                 and (lease_until is null or lease_until < now()
+                      or (lease_worker <> 'backoff'
+                          and hashtextextended(split_part(lease_worker, '/', 1), 0)
+                              not in (select key from live)))
                order by ino, volume_no
                limit $2
                for update skip locked
@@ -111,6 +122,112 @@ pub async fn claim(
     .fetch_all(pool)
     .await
     .map_err(|e| CatalogError::from_sqlx("claim files to copy", e))
+}
+
+/// A copy run's hold on its leases: an advisory lock, keyed by the run's name, on a connection
+/// of its own. While it is held, the leases of the run's workers (`<run>/<n>`) are taken by no
+/// one before they expire; once the session ends (the run ends, is killed, or its host dies),
+/// they are free at once.
+#[derive(Debug)]
+pub struct RunLock {
+    /// `None` once ended.
+    connection: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+    run: String,
+}
+
+/// Starts a copy run named `run` (unique: host, process and start time): takes its lock.
+pub async fn begin_run(pool: &PgPool, run: &str) -> Result<RunLock, CatalogError> {
+    let mut connection = pool
+        .acquire()
+        .await
+        .map_err(|e| CatalogError::from_sqlx("open the copy run's connection", e))?;
+    let taken = sqlx::query_scalar!(
+        r#"select pg_try_advisory_lock(hashtextextended($1, 0)) as "taken!""#,
+        run
+    )
+    .fetch_one(&mut *connection)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("lock the copy run", e))?;
+    if !taken {
+        return Err(CatalogError::RunTaken {
+            run: run.to_owned(),
+        });
+    }
+    Ok(RunLock {
+        connection: Some(connection),
+        run: run.to_owned(),
+    })
+}
+
+impl RunLock {
+    /// Ends the run: the lock is given up and the connection goes back to the pool (closed
+    /// instead when the unlock fails, so no pooled session keeps holding it).
+    pub async fn end(mut self) -> Result<(), CatalogError> {
+        let Some(mut connection) = self.connection.take() else {
+            return Ok(());
+        };
+        let unlocked = sqlx::query_scalar!(
+            r#"select pg_advisory_unlock(hashtextextended($1, 0)) as "unlocked!""#,
+            self.run
+        )
+        .fetch_one(&mut *connection)
+        .await;
+        match unlocked {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                drop(connection.detach());
+                Err(CatalogError::from_sqlx("unlock the copy run", error))
+            }
+        }
+    }
+}
+
+impl Drop for RunLock {
+    /// A run dropped without [`RunLock::end`] (a panic, a cancelled future) closes its
+    /// session, which ends the lock: it must never go back to the pool still holding it.
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            drop(connection.detach());
+        }
+    }
+}
+
+/// Pending inodes of the medium by who holds them, for waiting and for saying why a run ended
+/// with files pending.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Pending {
+    /// Pending inodes in all.
+    pub total: i64,
+    /// Leased by a live run (this one or another process or host).
+    pub held: i64,
+    /// Waiting for a retry after a transient failure.
+    pub retrying: i64,
+}
+
+/// Who holds the medium's pending inodes.
+pub async fn pending(pool: &PgPool, medium: MediumId) -> Result<Pending, CatalogError> {
+    let row = sqlx::query!(
+        r#"with live as (
+               select (l.classid::bigint << 32) | l.objid::bigint as key
+               from pg_locks l
+               where l.locktype = 'advisory' and l.granted and l.objsubid = 1
+           )
+           select count(*) as "total!",
+                  count(*) filter (where lease_worker <> 'backoff' and lease_until >= now()
+                                     and hashtextextended(split_part(lease_worker, '/', 1), 0)
+                                         in (select key from live)) as "held!",
+                  count(*) filter (where lease_worker = 'backoff') as "retrying!"
+           from inode where medium_id = $1 and state = 'pending'"#,
+        medium as MediumId,
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("count the pending files", e))?;
+    Ok(Pending {
+        total: row.total,
+        held: row.held,
+        retrying: row.retrying,
+    })
 }
 
 /// What became of one claimed inode.

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Host, PipelineError, Result};
 use crate::catalog::Catalog;
 use crate::catalog::media::MediumRecord;
-use crate::catalog::report;
+use crate::catalog::{copying, report};
 use crate::copy::{self as stage, CopyReport, CopyStageError};
 use crate::store::Store;
 
@@ -82,7 +82,13 @@ pub async fn copy(
     };
     stage_options.retry.max_attempts = options.max_attempts.max(1);
     stage_options.retry.backoff = options.retry_delay.min(Duration::from_hours(1));
-    let worker = format!("{}:{}", crate::host_name(), std::process::id());
+    // The run's name: host, process and start time, so that a later process with the same pid
+    // is another run (a dead run's leases are free; a live run's are waited for).
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let worker = format!("{}:{}:{started:x}", crate::host_name(), std::process::id());
     let pending = report::content(catalog.pool(), medium.id)
         .await?
         .pending_bytes;
@@ -105,7 +111,16 @@ pub async fn copy(
     };
     let result = run.remounting_once().await;
     ticker.finish().await;
-    result
+    let report = result?;
+    // Success means nothing is pending: whatever is left is said, never taken for done.
+    let pending = copying::pending(catalog.pool(), medium.id).await?;
+    if pending.total > 0 {
+        return Err(PipelineError::Pending {
+            medium: medium.name.clone(),
+            pending,
+        });
+    }
+    Ok(report)
 }
 
 /// One copy run's whole input.
