@@ -71,6 +71,7 @@ pub async fn run(
             },
         ),
         metrics: metrics.clone(),
+        lease_namespace: config.lease.namespace.clone(),
     });
     loop {
         // Follow until leading (or stopped).

@@ -43,6 +43,9 @@ struct Args {
     /// --max-attempts`, which counts the attempts at one file)
     #[arg(long, env = "NTT_MAX_STAGE_ATTEMPTS", default_value_t = 5)]
     max_stage_attempts: i32,
+    /// Seconds a job may wait for an agent to claim it before a Warning event says so
+    #[arg(long, env = "NTT_UNCLAIMED_WARNING", default_value_t = 300)]
+    unclaimed_warning: u64,
 }
 
 #[tokio::main]
@@ -81,6 +84,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             backoff_base: Duration::from_secs(args.backoff_base),
             backoff_max: Duration::from_secs(args.backoff_max),
             max_attempts: args.max_stage_attempts.max(1),
+            unclaimed_warning: Duration::from_secs(args.unclaimed_warning),
         },
         lease: leader::LeaseSettings::new(&args.lease_namespace, &identity),
     };

@@ -37,6 +37,8 @@ pub struct Settings {
     pub backoff_max: Duration,
     /// Attempts of one stage before a transient failure becomes terminal.
     pub max_attempts: i32,
+    /// A job no agent claimed for this long gets a Warning event (once).
+    pub unclaimed_warning: Duration,
 }
 
 impl Default for Settings {
@@ -46,6 +48,7 @@ impl Default for Settings {
             backoff_base: Duration::from_secs(30),
             backoff_max: Duration::from_hours(1),
             max_attempts: 5,
+            unclaimed_warning: Duration::from_mins(5),
         }
     }
 }
@@ -113,8 +116,70 @@ pub struct Facts<'a> {
     pub medium: &'a Medium,
     /// The MediumJobs it owns.
     pub jobs: &'a [MediumJob],
+    /// The agent of the Medium's node, from its Lease (`None`: it never announced itself).
+    pub agent: Option<&'a AgentFacts>,
     /// The time now.
     pub now: Timestamp,
+}
+
+/// What the agent of a node says of itself in its Lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentFacts {
+    /// Its identity (the pod name).
+    pub identity: String,
+    /// When it last renewed the Lease.
+    pub renewed: Timestamp,
+    /// How long a renewal holds.
+    pub valid_for: Duration,
+    /// Jobs it runs now.
+    pub running: u32,
+    /// Jobs it runs at most.
+    pub max_jobs: u32,
+}
+
+/// Why a job that waits for an agent waits (a `Scheduled` reason and a message), and whether
+/// it has waited so long that people should hear of it (pure).
+fn waiting_for(
+    job: &MediumJob,
+    agent: Option<&AgentFacts>,
+    node: &str,
+    now: Timestamp,
+    settings: &Settings,
+) -> (&'static str, String, bool) {
+    let waited = meta_time(job).map_or(Duration::ZERO, |t| {
+        unsigned(now.duration_since(t.0).max(SignedDuration::ZERO))
+    });
+    let overdue = waited >= settings.unclaimed_warning;
+    let (reason, message) = match agent {
+        None => (
+            reason::NO_AGENT,
+            format!(
+                "no ntt agent has announced itself on node {node}: is the agent DaemonSet scheduled there (nodeSelector, tolerations)?"
+            ),
+        ),
+        Some(a) if now >= a.renewed + signed(a.valid_for) => (
+            reason::AGENT_LOST,
+            format!(
+                "the agent on node {node} ({}) was last heard of at {}",
+                a.identity, a.renewed
+            ),
+        ),
+        Some(a) if a.running >= a.max_jobs => (
+            reason::QUEUED,
+            format!(
+                "queued: the agent on node {node} runs {} job(s), its limit",
+                a.running
+            ),
+        ),
+        Some(a) => (
+            reason::UNCLAIMED,
+            format!(
+                "the agent on node {node} ({}) has room and has not claimed it yet",
+                a.identity
+            ),
+        ),
+    };
+    (reason, message, overdue)
 }
 
 /// What the jobs of one stage say.
@@ -241,6 +306,9 @@ pub fn new_job(
         status: None,
     }
 }
+
+/// How a `Scheduled` message starts once the job has waited past the warning time.
+const UNCLAIMED_WARNING: &str = "not claimed in time";
 
 /// Builds the status step by step, carrying timestamps over from the observed one.
 struct StatusBuilder<'a> {
@@ -577,8 +645,49 @@ pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
                         .as_ref()
                         .is_some_and(|f| f.iter().any(|f| f == condition::AGENT_FINALIZER));
                     if job_status.state == JobState::Pending && !claimed {
+                        let (why, message, overdue) = waiting_for(
+                            job,
+                            facts.agent,
+                            &medium.spec.node_name,
+                            facts.now,
+                            settings,
+                        );
                         status.new.reason = Some("WaitingForAgent".to_owned());
+                        let warned = old.condition(condition::SCHEDULED).is_some_and(|c| {
+                            c.status == "False" && c.message.starts_with(UNCLAIMED_WARNING)
+                        });
+                        let message = if overdue {
+                            format!("{UNCLAIMED_WARNING}: {message}")
+                        } else {
+                            message
+                        };
+                        status.condition(condition::SCHEDULED, false, why, message.clone());
+                        if overdue {
+                            if !warned {
+                                plan.events.push(EventIntent {
+                                    warning: true,
+                                    reason: "JobUnclaimed",
+                                    note: format!(
+                                        "{}: {message}",
+                                        job.metadata.name.as_deref().unwrap_or_default()
+                                    ),
+                                });
+                            }
+                        } else {
+                            let created = meta_time(job).map_or(facts.now, |t| t.0);
+                            let at = created + signed(settings.unclaimed_warning);
+                            plan.requeue = Some(unsigned(at.duration_since(facts.now)));
+                        }
                     } else {
+                        status.condition(
+                            condition::SCHEDULED,
+                            true,
+                            reason::CLAIMED,
+                            format!(
+                                "agent {} runs it",
+                                job_status.agent.as_deref().unwrap_or("?")
+                            ),
+                        );
                         status.new.reason = Some(reason::IN_PROGRESS.to_owned());
                         let seen = last_seen(job).unwrap_or(facts.now);
                         let deadline = seen + signed(settings.heartbeat_timeout);

@@ -19,7 +19,7 @@ use ntt_crds::{JobState, Medium, MediumJob};
 use serde_json::json;
 
 use crate::metrics::Metrics;
-use crate::plan::{self, Facts, FinalizerAction, Plan, Settings};
+use crate::plan::{self, AgentFacts, Facts, FinalizerAction, Plan, Settings};
 
 /// Each API call gives up after this long.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,6 +36,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Where the agents' Leases are (the release namespace).
+    pub lease_namespace: String,
 }
 
 impl std::fmt::Debug for Context {
@@ -123,10 +125,12 @@ pub async fn reconcile(medium: Arc<Medium>, ctx: Arc<Context>) -> Result<Action,
     .await?
     .map(|l| l.items)
     .unwrap_or_default();
+    let agent = agent_of(&ctx, &medium.spec.node_name, &name).await?;
     let plan = plan::plan(
         Facts {
             medium: &medium,
             jobs: &listed,
+            agent: agent.as_ref(),
             now: Timestamp::now(),
         },
         &ctx.settings,
@@ -142,6 +146,44 @@ pub async fn reconcile(medium: Arc<Medium>, ctx: Arc<Context>) -> Result<Action,
         || Action::requeue(RESYNC),
         |after| Action::requeue(after.max(Duration::from_millis(200))),
     ))
+}
+
+/// What the agent of `node` says of itself in its Lease (`None`: no Lease).
+async fn agent_of(
+    ctx: &Context,
+    node: &str,
+    medium: &str,
+) -> Result<Option<AgentFacts>, ReconcileError> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use ntt_crds::condition::{MAX_JOBS_ANNOTATION, RUNNING_JOBS_ANNOTATION, agent_lease_name};
+    let leases: Api<Lease> = Api::namespaced(ctx.client.clone(), &ctx.lease_namespace);
+    let Some(lease) = call(
+        "read the agent's Lease",
+        medium,
+        leases.get_opt(&agent_lease_name(node)),
+    )
+    .await?
+    .flatten() else {
+        return Ok(None);
+    };
+    let number = |key: &str| {
+        lease
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(key))
+            .and_then(|v| v.parse::<u32>().ok())
+    };
+    let spec = lease.spec.clone().unwrap_or_default();
+    Ok(spec.renew_time.map(|renewed| AgentFacts {
+        identity: spec.holder_identity.clone().unwrap_or_default(),
+        renewed: renewed.0,
+        valid_for: Duration::from_secs(
+            u64::try_from(spec.lease_duration_seconds.unwrap_or(30)).unwrap_or(30),
+        ),
+        running: number(RUNNING_JOBS_ANNOTATION).unwrap_or(0),
+        max_jobs: number(MAX_JOBS_ANNOTATION).unwrap_or(1),
+    }))
 }
 
 async fn carry_out(

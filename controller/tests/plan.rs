@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use ntt_controller::plan::{Facts, FinalizerAction, Plan, Settings, backoff, job_name, plan};
+use ntt_controller::plan::{
+    AgentFacts, Facts, FinalizerAction, Plan, Settings, backoff, job_name, plan,
+};
 use ntt_crds::condition::{self, AGENT_FINALIZER, FINALIZER, PAUSED_ANNOTATION, RETRY_ANNOTATION};
 use ntt_crds::{
     DeletionPolicy, ErrorClass, JobError, JobResult, JobState, Medium, MediumJob, MediumJobStatus,
@@ -22,6 +24,7 @@ fn settings() -> Settings {
         backoff_base: Duration::from_secs(10),
         backoff_max: Duration::from_secs(100),
         max_attempts: 3,
+        unclaimed_warning: Duration::from_mins(2),
     }
 }
 
@@ -29,6 +32,7 @@ fn settings() -> Settings {
 struct World {
     medium: Medium,
     jobs: Vec<MediumJob>,
+    agent: Option<AgentFacts>,
     now: Timestamp,
     settings: Settings,
     gone: bool,
@@ -58,6 +62,7 @@ impl World {
         Self {
             medium,
             jobs: Vec::new(),
+            agent: None,
             now: "2026-12-01T12:00:00Z".parse().unwrap(),
             settings: settings(),
             gone: false,
@@ -69,6 +74,7 @@ impl World {
             Facts {
                 medium: &self.medium,
                 jobs: &self.jobs,
+                agent: self.agent.as_ref(),
                 now: self.now,
             },
             &self.settings,
@@ -769,6 +775,73 @@ fn a_claimed_job_is_failed_as_lost_whatever_its_state_says() {
     assert_eq!(
         plan.fail.as_ref().map(|f| f.error.class),
         Some(ErrorClass::Lost)
+    );
+}
+
+#[test]
+fn a_waiting_job_says_why_it_waits_and_warns_once_when_it_waits_too_long() {
+    let mut world = World::new(Target::Imaged);
+    world.reconcile();
+    world.reconcile();
+    // The job's creation brings the next reconcile, which sees it wait.
+    world.reconcile();
+    let scheduled = |world: &World| world.condition(condition::SCHEDULED).1;
+    assert_eq!(
+        scheduled(&world),
+        "NoAgent",
+        "no agent ever announced itself"
+    );
+    let agent = |world: &World, running| AgentFacts {
+        identity: "ntt-agent-x7".to_owned(),
+        renewed: world.now,
+        valid_for: Duration::from_secs(30),
+        running,
+        max_jobs: 1,
+    };
+    world.agent = Some(agent(&world, 1));
+    world.reconcile();
+    assert_eq!(scheduled(&world), "Queued", "{:?}", world.status());
+    world.agent = Some(agent(&world, 0));
+    world.reconcile();
+    assert_eq!(scheduled(&world), "Unclaimed");
+    world.advance(31);
+    world.reconcile();
+    assert_eq!(scheduled(&world), "AgentLost", "its Lease ran out");
+    world.settle();
+    // Past the warning time (2 minutes after the job's creation): one Warning event.
+    world.advance(90);
+    let plan = world.reconcile();
+    assert!(
+        plan.events
+            .iter()
+            .any(|e| e.reason == "JobUnclaimed" && e.warning),
+        "{:?}",
+        plan.events
+    );
+    assert!(
+        world
+            .status()
+            .condition(condition::SCHEDULED)
+            .unwrap()
+            .message
+            .contains("not claimed in time")
+    );
+    world.settle();
+    world.advance(600);
+    assert!(world.reconcile().events.is_empty(), "warned once");
+    // Claimed at last.
+    let name = world.the_job();
+    world.claim(&name);
+    world.reconcile();
+    assert_eq!(
+        world.condition(condition::SCHEDULED),
+        ("True".to_owned(), "Claimed".to_owned())
+    );
+    world.run_active();
+    world.reconcile();
+    assert!(
+        world.status().condition(condition::SCHEDULED).is_none(),
+        "no job, no Scheduled"
     );
 }
 

@@ -14,6 +14,10 @@ pub const COPIED: &str = "Copied";
 pub const READY: &str = "Ready";
 /// A stage failed for good, or the medium could not be read completely.
 pub const DEGRADED: &str = "Degraded";
+/// Whether the job that waits has an agent to run it: True once claimed; False with why it
+/// waits (no agent on the node, the agent lost, queued behind the node's limit, not claimed
+/// yet). Present only while the Medium has a job.
+pub const SCHEDULED: &str = "Scheduled";
 /// The source drive may be undocked: the image is complete and every later stage reads the
 /// image, never the drive (device sources only; image files and directories are read in
 /// place and must stay).
@@ -43,6 +47,16 @@ pub mod reason {
     pub const HEALTHY: &str = "Healthy";
     /// The medium could not be read completely (health other than ok).
     pub const UNREADABLE_AREAS: &str = "UnreadableAreas";
+    /// An agent claimed the job and runs it.
+    pub const CLAIMED: &str = "Claimed";
+    /// No agent has ever announced itself on the Medium's node.
+    pub const NO_AGENT: &str = "NoAgent";
+    /// The node's agent stopped renewing its Lease.
+    pub const AGENT_LOST: &str = "AgentLost";
+    /// The node's agent runs as many jobs as it may; this one waits its turn.
+    pub const QUEUED: &str = "Queued";
+    /// The node's agent is alive with room, and has not claimed the job yet.
+    pub const UNCLAIMED: &str = "Unclaimed";
     /// Imaging finished: the drive is no longer needed.
     pub const IMAGE_COMPLETE: &str = "ImageComplete";
     /// Imaging has not finished: the drive must stay docked.
@@ -58,6 +72,17 @@ pub const AGENT_FINALIZER: &str = "ntt.hrdag.org/agent";
 /// On a MediumJob: when an agent claimed it (RFC 3339), set with the claim's finalizer; the
 /// lost-agent deadline counts from it until the agent's first heartbeat.
 pub const CLAIMED_AT_ANNOTATION: &str = "ntt.hrdag.org/claimed-at";
+/// On an agent's Lease: how many jobs it runs now.
+pub const RUNNING_JOBS_ANNOTATION: &str = "ntt.hrdag.org/running-jobs";
+/// On an agent's Lease: how many jobs it runs at most.
+pub const MAX_JOBS_ANNOTATION: &str = "ntt.hrdag.org/max-jobs";
+
+/// The name of the `coordination.k8s.io` Lease by which the agent of `node` says it is alive
+/// (in the namespace of the chart's release).
+pub fn agent_lease_name(node: &str) -> String {
+    format!("ntt-agent-{node}")
+}
+
 /// Change its value to retry a medium whose stage failed for good.
 pub const RETRY_ANNOTATION: &str = "ntt.hrdag.org/retry";
 /// `"true"` stops new jobs (a running one finishes; deletion still proceeds).

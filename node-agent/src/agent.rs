@@ -69,6 +69,9 @@ pub struct AgentConfig {
     pub sort_memory_mib: usize,
     /// Address of `/metrics` and `/healthz` (empty: none).
     pub metrics_addr: String,
+    /// Where the agent announces itself with its node's Lease (`ntt-agent-<node>`), read by
+    /// the controller to tell why a job waits; none: no Lease.
+    pub lease_namespace: Option<String>,
 }
 
 /// Why the agent stopped.
@@ -228,9 +231,19 @@ pub async fn run_with_client(
     }
     let (reader, mut changed, watch_task) = watch_jobs(jobs, &selector);
     tracing::info!(node = %config.node, identity = %config.identity, "agent running");
+    let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let announcing = config.lease_namespace.as_ref().map(|namespace| {
+        tokio::spawn(announce(
+            Api::namespaced(client.clone(), namespace),
+            config.clone(),
+            busy.clone(),
+            cancel.clone(),
+        ))
+    });
     let mut running: HashMap<String, Running> = HashMap::new();
     let ended = loop {
         running.retain(|_, r| !r.task.is_finished());
+        busy.store(running.len(), std::sync::atomic::Ordering::Relaxed);
         let snapshot: Vec<Arc<MediumJob>> = reader.state();
         let decision = decide(
             &snapshot.iter().map(|j| facts(j)).collect::<Vec<_>>(),
@@ -278,7 +291,62 @@ pub async fn run_with_client(
         let _ = job.task.await;
     }
     watch_task.abort();
+    if let Some(announcing) = announcing {
+        announcing.abort();
+    }
     ended
+}
+
+/// Announces this agent on its node until `cancel`: the Lease `ntt-agent-<node>`, renewed at
+/// every heartbeat, valid for three, with the jobs it runs and may run. The controller reads it
+/// to tell a job that waits for a dead or missing agent from one queued behind the limit.
+async fn announce(
+    leases: Api<k8s_openapi::api::coordination::v1::Lease>,
+    config: AgentConfig,
+    busy: Arc<std::sync::atomic::AtomicUsize>,
+    cancel: CancellationToken,
+) {
+    use ntt_crds::condition::{MAX_JOBS_ANNOTATION, RUNNING_JOBS_ANNOTATION, agent_lease_name};
+    let name = agent_lease_name(&config.node);
+    let every = config.heartbeat.max(Duration::from_secs(1));
+    let valid = i32::try_from(every.as_secs().saturating_mul(3).max(10)).unwrap_or(i32::MAX);
+    loop {
+        let running = busy.load(std::sync::atomic::Ordering::Relaxed);
+        let lease = json!({
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {
+                "name": name,
+                "annotations": {
+                    RUNNING_JOBS_ANNOTATION: running.to_string(),
+                    MAX_JOBS_ANNOTATION: config.max_jobs.max(1).to_string(),
+                },
+            },
+            "spec": {
+                "holderIdentity": config.identity,
+                "leaseDurationSeconds": valid,
+                "renewTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+                    k8s_openapi::jiff::Timestamp::now()
+                ),
+            },
+        });
+        if let Err(error) = call(
+            "renew the agent's Lease",
+            leases.patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER_AGENT).force(),
+                &Patch::Apply(lease),
+            ),
+        )
+        .await
+        {
+            tracing::warn!(%error, lease = %name, "cannot announce the agent");
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 /// Claims `job` and starts running it; `None` when another agent was faster.

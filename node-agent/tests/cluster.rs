@@ -72,6 +72,7 @@ impl Cluster {
                 backoff_base: Duration::from_millis(500),
                 backoff_max: Duration::from_secs(2),
                 max_attempts: 4,
+                unclaimed_warning: Duration::from_secs(20),
             },
             lease: LeaseSettings::new(NS, "controller-0"),
         };
@@ -918,5 +919,58 @@ async fn an_agent_killed_after_several_heartbeats_is_found_lost_and_replaced(poo
     );
     stop_agent(second).await;
     drop(disk);
+    cluster.stop().await;
+}
+
+/// Issue 20: a job that waits says why. With no agent on the node the Medium's `Scheduled`
+/// condition says `NoAgent` (and a Warning event follows once the wait is long); once an agent
+/// announces itself (its node Lease) and claims the job, `Scheduled` is True.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn a_waiting_job_says_why_it_waits(pool: PgPool) {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let host = Host::new(&pool).await;
+    let cluster = Cluster::start(&host).await;
+    let image = small_image(&host, "waiting");
+    cluster
+        .apply(&manifest("waiting", &json!({"image": image})))
+        .await;
+    let waiting = cluster
+        .until("waiting", "waiting for an agent", 30, |m| {
+            m.status
+                .as_ref()
+                .and_then(|s| s.condition(condition::SCHEDULED))
+                .is_some_and(|c| c.status == "False" && c.reason == condition::reason::NO_AGENT)
+        })
+        .await;
+    let message = waiting
+        .status
+        .unwrap()
+        .condition(condition::SCHEDULED)
+        .unwrap()
+        .message
+        .clone();
+    assert!(message.contains("dock-1"), "{message}");
+    let (agent, _) = cluster.agent(&host, "agent-a");
+    cluster
+        .until("waiting", "copied", 120, |m| {
+            phase(m) == Phase::Completed && m.status.as_ref().is_some_and(|s| s.is_true("Copied"))
+        })
+        .await;
+    let leases: Api<Lease> = Api::namespaced(cluster.server.client(NS), NS);
+    let lease = leases
+        .get(&condition::agent_lease_name(NODE))
+        .await
+        .unwrap();
+    let spec = lease.spec.unwrap();
+    assert_eq!(spec.holder_identity.as_deref(), Some("agent-a"));
+    assert!(spec.renew_time.is_some());
+    let annotations = lease.metadata.annotations.unwrap();
+    assert_eq!(
+        annotations
+            .get(condition::MAX_JOBS_ANNOTATION)
+            .map(String::as_str),
+        Some("1")
+    );
+    stop_agent(agent).await;
     cluster.stop().await;
 }

@@ -35,6 +35,10 @@ pub struct AgentArgs {
     /// Address of /metrics and /healthz (empty: none)
     #[arg(long, env = "NTT_METRICS_ADDR", default_value = "0.0.0.0:8081")]
     pub metrics_addr: String,
+    /// Namespace of the node's Lease `ntt-agent-<node>` by which the agent announces itself
+    /// (the chart's release namespace) [default: --namespace, else none]
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
 }
 
 /// `ntt agent`: runs until SIGTERM or SIGINT.
@@ -47,12 +51,13 @@ pub(super) async fn run(
     let config = AgentConfig {
         node: args.node,
         identity: args.identity.unwrap_or_else(crate::host_name),
-        namespace: args.namespace,
+        namespace: args.namespace.clone(),
         max_jobs: args.max_jobs,
         heartbeat: Duration::from_secs(args.heartbeat.max(1)),
         workers: args.workers,
         sort_memory_mib: args.sort_memory,
         metrics_addr: args.metrics_addr,
+        lease_namespace: args.lease_namespace.or_else(|| args.namespace.clone()),
     };
     agent::run(catalog, host.clone(), config, cancel).await?;
     Ok(())

@@ -141,6 +141,8 @@ fn default_values_render_valid_manifests_with_least_privilege() {
             "Deployment",
             "Job",
             "Role",
+            "Role",
+            "RoleBinding",
             "RoleBinding",
             "Service",
             "ServiceAccount",
@@ -176,6 +178,12 @@ fn default_values_render_valid_manifests_with_least_privilege() {
                 .iter()
                 .all(|x| x.as_str().unwrap().starts_with("mediumjobs"))),
         "{agent}"
+    );
+    // In its own namespace the agent only announces itself: its node Lease.
+    let leases = find(&documents, "Role", "-agent");
+    assert_eq!(
+        leases["rules"],
+        serde_json::json!([{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "patch"]}]),
     );
     // CRDs are kept on uninstall.
     for crd in documents

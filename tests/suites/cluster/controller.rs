@@ -63,6 +63,7 @@ impl Cluster {
                 backoff_base: Duration::from_millis(300),
                 backoff_max: Duration::from_secs(2),
                 max_attempts: 2,
+                unclaimed_warning: Duration::from_mins(5),
             },
             lease: LeaseSettings {
                 duration: Duration::from_secs(2),
