@@ -11,12 +11,14 @@
 //! with resourceVersion and bookmarks, initial events on watch, generation, the status
 //! subresource, 409 on stale writes and apply conflicts, no-op writes, finalizers and
 //! deletionTimestamp, ownerReference garbage collection, merge / JSON / server-side-apply
-//! patches with field managers, label and field selectors (with CRD selectable fields), CEL
-//! validation from the CRD schema. Not modelled: authentication, admission webhooks,
+//! patches with field managers, label and field selectors (with CRD selectable fields), the
+//! CRD's structural schema (pruning, defaulting, types, required, enums, lengths, patterns,
+//! ranges: `schema`) and its CEL rules. Not modelled: authentication, admission webhooks,
 //! pagination (lists return everything), foreground deletion, strategic merge (treated as a
-//! merge patch), `OpenAPI` schema checks other than CEL.
+//! merge patch).
 
 pub mod fields;
+pub mod schema;
 pub mod select;
 pub mod store;
 

@@ -14,6 +14,9 @@
 //!   propagation).
 //! - Every change is kept in a history that watches replay from a resourceVersion; a
 //!   resourceVersion older than the compacted history is 410 Gone.
+//! - A custom resource's write is pruned to its schema, defaulted, then validated (the
+//!   structural rules, then CEL); a violation is 422 Invalid and nothing is stored.
+//! - Marking an object for deletion (`deletionTimestamp`) bumps its `generation`.
 
 use std::collections::BTreeMap;
 
@@ -323,6 +326,28 @@ impl Store {
         Ok(())
     }
 
+    /// Prunes, defaults and checks `object` against its type's structural schema.
+    fn structural(&self, resource: usize, object: &mut Value) -> Result<(), ApiError> {
+        let Some(schema) = &self.types[resource].schema else {
+            return Ok(());
+        };
+        super::schema::prune_and_default(schema, object);
+        let errors = super::schema::validate(schema, object);
+        if errors.is_empty() {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            422,
+            "Invalid",
+            format!(
+                "{} \"{}\" is invalid: {}",
+                self.types[resource].kind,
+                meta_str(object, "name").unwrap_or_default(),
+                errors.join("; ")
+            ),
+        ))
+    }
+
     fn validate(
         &self,
         resource: usize,
@@ -400,6 +425,7 @@ impl Store {
         {
             map.remove("status");
         }
+        self.structural(resource, &mut object)?;
         self.validate(resource, &object, None)?;
         self.rv += 1;
         self.uid += 1;
@@ -611,6 +637,7 @@ impl Store {
                 ));
             }
         }
+        self.structural(resource, &mut proposed)?;
         if without_volatile(&proposed) == without_volatile(&current) {
             // A no-op: nothing changes, not even the resourceVersion (apply ownership may).
             if let Some(stored) = self.objects.get_mut(&key) {
@@ -668,8 +695,12 @@ impl Store {
                 self.rv += 1;
                 let timestamp = Self::timestamp();
                 if let Some(stored) = self.objects.get_mut(&key) {
+                    let generation = stored.object["metadata"]["generation"]
+                        .as_i64()
+                        .unwrap_or(1);
                     stored.object["metadata"]["deletionTimestamp"] = json!(timestamp);
                     stored.object["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+                    stored.object["metadata"]["generation"] = json!(generation + 1);
                     stored.object["metadata"]["resourceVersion"] = json!(self.rv.to_string());
                 }
                 let rendered = self.render(&key).unwrap_or_default();

@@ -334,9 +334,15 @@ async fn finalizers_hold_a_deletion_and_owners_take_their_dependents_along() {
         .await
         .unwrap();
 
+    let generation = media.get("a").await.unwrap().metadata.generation;
     let deleting = media.delete("a", &DeleteParams::default()).await.unwrap();
     let deleting = deleting.left().expect("still there, held by its finalizer");
     assert!(deleting.metadata.deletion_timestamp.is_some());
+    assert_eq!(
+        deleting.metadata.generation,
+        generation.map(|g| g + 1),
+        "marking for deletion bumps the generation"
+    );
     assert_eq!(
         media.get("a").await.unwrap().metadata.deletion_timestamp,
         deleting.metadata.deletion_timestamp
@@ -548,6 +554,89 @@ async fn the_crd_cel_rules_refuse_bad_media() {
         .unwrap_err();
     assert_eq!(code(&moved), 422);
     assert!(moved.to_string().contains("source is immutable"), "{moved}");
+}
+
+/// Issue 20: the CRD's structural schema as a real API server applies it: unknown fields
+/// pruned, defaults filled, types, enums and lengths refused with 422 (the in-memory server
+/// used to take anything the CEL rules allowed).
+#[tokio::test]
+async fn the_crd_schema_prunes_defaults_and_refuses_like_the_real_server() {
+    let server = server().await;
+    let client = server.client("lab");
+    let media: Api<Medium> = Api::namespaced(client.clone(), "lab");
+    let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "lab",
+        &kube::api::ApiResource::erase::<Medium>(&()),
+    );
+    let mut manifest = serde_json::to_value(medium("pruned")).unwrap();
+    manifest["spec"]["unknownField"] = json!("dropped");
+    manifest["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("deletionPolicy");
+    manifest["spec"].as_object_mut().unwrap().remove("target");
+    let object: kube::api::DynamicObject = serde_json::from_value(manifest).unwrap();
+    let created = raw.create(&PostParams::default(), &object).await.unwrap();
+    assert!(created.data["spec"].get("unknownField").is_none(), "pruned");
+    assert_eq!(
+        created.data["spec"]["deletionPolicy"], "Retain",
+        "defaulted"
+    );
+    assert_eq!(created.data["spec"]["target"], "Copied", "defaulted");
+
+    let mut bad = serde_json::to_value(medium("bad-target")).unwrap();
+    bad["spec"]["target"] = json!("Sometimes");
+    let object: kube::api::DynamicObject = serde_json::from_value(bad).unwrap();
+    let refused = raw
+        .create(&PostParams::default(), &object)
+        .await
+        .unwrap_err();
+    assert_eq!(code(&refused), 422);
+    assert!(
+        refused
+            .to_string()
+            .contains("spec.target: Unsupported value"),
+        "{refused}"
+    );
+
+    // A status over the schema's limits is refused too (a job message past 4096 characters).
+    let owner = media.get("pruned").await.unwrap();
+    let jobs: Api<MediumJob> = Api::namespaced(client, "lab");
+    jobs.create(
+        &PostParams::default(),
+        &job("pruned-image-1", "dock-1", &owner),
+    )
+    .await
+    .unwrap();
+    let long = json!({"apiVersion": "ntt.hrdag.org/v1alpha1", "kind": "MediumJob",
+                      "status": {"state": "Failed", "error": {"class": "Transient", "message": "x".repeat(5000)}}});
+    let refused = jobs
+        .patch_status(
+            "pruned-image-1",
+            &PatchParams::apply("ntt-agent"),
+            &Patch::Apply(long),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&refused), 422);
+    assert!(
+        refused
+            .to_string()
+            .contains("status.error.message: Too long"),
+        "{refused}"
+    );
+    let wrong_state = json!({"apiVersion": "ntt.hrdag.org/v1alpha1", "kind": "MediumJob",
+                             "status": {"state": "Sleeping"}});
+    let refused = jobs
+        .patch_status(
+            "pruned-image-1",
+            &PatchParams::apply("ntt-agent"),
+            &Patch::Apply(wrong_state),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&refused), 422);
 }
 
 #[tokio::test]
