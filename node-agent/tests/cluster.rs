@@ -44,6 +44,10 @@ use tokio_util::sync::CancellationToken;
 
 const NS: &str = "lab";
 const NODE: &str = "dock-1";
+/// Who the controller and the agents are to the API server: the chart's service accounts
+/// (the chart rendered into `NS`), so their requests are checked against its RBAC.
+const CONTROLLER_USER: &str = "system:serviceaccount:lab:ntt-controller";
+const AGENT_USER: &str = "system:serviceaccount:lab:ntt-agent";
 
 struct Cluster {
     server: ApiServer,
@@ -57,14 +61,7 @@ impl Cluster {
     async fn start(host: &Host) -> Self {
         let server = ApiServer::start(ntt_types()).await.unwrap();
         let kubeconfig = host.root.join("kubeconfig");
-        std::fs::write(
-            &kubeconfig,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\nusers:\n- name: test\n  user: {{}}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n    namespace: {NS}\ncurrent-context: test\n",
-                server.url()
-            ),
-        )
-        .unwrap();
+        std::fs::write(&kubeconfig, server.kubeconfig(NS, AGENT_USER)).unwrap();
         let config = ntt_controller::Config {
             namespace: Some(NS.to_owned()),
             settings: Settings {
@@ -78,7 +75,7 @@ impl Cluster {
         };
         let stop = CancellationToken::new();
         let task = tokio::spawn(ntt_controller::run(
-            server.client(NS),
+            server.client_as(NS, CONTROLLER_USER).await,
             config,
             Arc::new(Metrics::default()),
             stop.clone(),
@@ -184,6 +181,26 @@ impl Cluster {
             }
             assert!(tokio::time::Instant::now() < deadline, "no copy job ran");
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Every request the controller and the agents made is one the chart's RBAC allows (a
+    /// real API server would have refused the others with 403).
+    fn assert_rbac(&self) {
+        let documents = ntt_tests::rbac::render_chart(NS);
+        let requests = self.server.requests();
+        for account in ["ntt-controller", "ntt-agent"] {
+            let grants = ntt_tests::rbac::Grants::of(&documents, NS, account);
+            assert!(
+                requests.iter().any(|r| r.user == grants.user),
+                "{account} made requests as {}",
+                grants.user
+            );
+            let refused = grants.refused(&requests);
+            assert!(
+                refused.is_empty(),
+                "{account} made requests its RBAC refuses: {refused:#?}"
+            );
         }
     }
 
@@ -465,6 +482,7 @@ async fn the_example_media_end_copied_on_their_node_and_purge_keeps_registered_i
     );
     assert!(image.exists(), "the registered image is evidence and stays");
     stop_agent(agent).await;
+    cluster.assert_rbac();
     cluster.stop().await;
 }
 
@@ -544,6 +562,7 @@ async fn an_agent_killed_mid_copy_is_replaced_and_nothing_is_lost_or_duplicated(
         "the store holds what the catalog says"
     );
     stop_agent(second).await;
+    cluster.assert_rbac();
     cluster.stop().await;
 }
 
@@ -580,6 +599,7 @@ async fn deleting_a_running_medium_cancels_its_job_and_keeps_the_evidence(pool: 
     let media: Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(media.as_array().unwrap().len(), 1);
     stop_agent(agent).await;
+    cluster.assert_rbac();
     cluster.stop().await;
 }
 
@@ -651,6 +671,7 @@ async fn a_purge_removes_only_the_medium_whose_hash_the_status_recorded(pool: Pg
         "both keep their loads"
     );
     stop_agent(agent).await;
+    cluster.assert_rbac();
     cluster.stop().await;
 }
 
@@ -777,6 +798,7 @@ async fn sigterm_stops_the_agent_idle_or_mid_stage_and_the_stage_goes_on_uncount
     assert_eq!(report["balances"], true, "{report}");
     assert_eq!(report["accounting"]["copied"], 3001, "{report}");
     stop_agent(second).await;
+    cluster.assert_rbac();
     cluster.stop().await;
 }
 
@@ -972,5 +994,53 @@ async fn a_waiting_job_says_why_it_waits(pool: PgPool) {
         Some("1")
     );
     stop_agent(agent).await;
+    cluster.assert_rbac();
+    cluster.stop().await;
+}
+
+/// Issue 20: an API server that refuses writes now and then, drops every watch midway and
+/// delivers events late slows a Medium down but never breaks it: the agent's claim, heartbeat
+/// and final status writes and the controller's status writes are refused a few times each,
+/// and the Medium still ends `Copied` with every file once.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn api_server_faults_slow_a_medium_down_but_never_break_it(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let cluster = Cluster::start(&host).await;
+    cluster.server.delay_events(Duration::from_millis(100));
+    cluster.server.refuse("patch", "mediumjobs/status", 3);
+    cluster.server.refuse("patch", "media/status", 3);
+    cluster.server.refuse("create", "mediumjobs", 1);
+    let (agent, _) = cluster.agent(&host, "agent-a");
+    let dir = host.root.join("faulty");
+    tree(&dir, 500);
+    cluster
+        .apply(&manifest("faulty", &json!({"directory": dir})))
+        .await;
+    cluster
+        .until("faulty", "enumerated", 120, |m| {
+            m.status.as_ref().is_some_and(|s| s.is_true("Enumerated"))
+        })
+        .await;
+    cluster.server.drop_watches();
+    cluster.server.refuse("patch", "mediumjobs/status", 2);
+    let done = cluster
+        .until("faulty", "copied despite the faults", 180, |m| {
+            phase(m) == Phase::Completed && m.status.as_ref().is_some_and(|s| s.is_true("Copied"))
+        })
+        .await;
+    let status = done.status.unwrap();
+    assert_eq!(status.attempts, 1, "no attempt was lost to a fault: {status:?}");
+    let report = report(&host, "lab/faulty");
+    assert_eq!(report["balances"], true, "{report}");
+    assert_eq!(report["accounting"]["copied"], 501, "{report}");
+    let refused = cluster
+        .server
+        .requests()
+        .iter()
+        .filter(|r| r.resource == "mediumjobs/status" && r.verb == "patch")
+        .count();
+    assert!(refused > 5, "the status writes went on: {refused}");
+    stop_agent(agent).await;
+    cluster.assert_rbac();
     cluster.stop().await;
 }

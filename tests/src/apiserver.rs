@@ -43,6 +43,34 @@ const BOOKMARK_EVERY: Duration = Duration::from_millis(500);
 struct Shared {
     store: Mutex<Store>,
     changed: watch::Sender<u64>,
+    requests: Mutex<Vec<Request>>,
+    faults: Mutex<Faults>,
+}
+
+/// Faults a test asks for, to see its clients survive what real API servers do at times.
+#[derive(Debug, Default)]
+struct Faults {
+    /// `(verb, resource, times)`: the next `times` such requests fail with 500.
+    refuse: Vec<(String, String, u32)>,
+    /// Bumped to end every open watch (as an API server restart or a load balancer does).
+    watch_epoch: u64,
+    /// Each watch event waits this long before it is sent.
+    event_delay: Duration,
+}
+
+/// One request as RBAC sees it: who asked, the verb, and the resource.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Request {
+    /// The user: the bearer token a client sends (`anonymous` without one).
+    pub user: String,
+    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, `deletecollection`.
+    pub verb: String,
+    /// API group (`""` for the core group).
+    pub group: String,
+    /// Plural, with `/status` for the status subresource.
+    pub resource: String,
+    /// The namespace (none for cluster-wide requests).
+    pub namespace: Option<String>,
 }
 
 /// A running in-memory API server; stops when dropped.
@@ -129,6 +157,8 @@ impl ApiServer {
         let shared = Arc::new(SharedHandle(Shared {
             store: Mutex::new(Store::new(types)),
             changed,
+            requests: Mutex::new(Vec::new()),
+            faults: Mutex::new(Faults::default()),
         }));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let state = shared.clone();
@@ -165,6 +195,65 @@ impl ApiServer {
         kube::Client::try_from(config).expect("a client for the local server")
     }
 
+    /// A client that authenticates as `user` (a bearer token the server takes as the user's
+    /// name), so that its requests can be checked against RBAC ([`ApiServer::requests`]).
+    pub async fn client_as(&self, namespace: &str, user: &str) -> kube::Client {
+        let kubeconfig = kube::config::Kubeconfig::from_yaml(&self.kubeconfig(namespace, user))
+            .expect("the kubeconfig parses");
+        let config = kube::Config::from_custom_kubeconfig(
+            kubeconfig,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .expect("a client config");
+        kube::Client::try_from(config).expect("a client for the local server")
+    }
+
+    /// A kubeconfig for the server, as `user` (its bearer token), in `namespace`.
+    pub fn kubeconfig(&self, namespace: &str, user: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\nusers:\n- name: test\n  user:\n    token: {user}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n    namespace: {namespace}\ncurrent-context: test\n",
+            self.url()
+        )
+    }
+
+    /// Fails the next `times` requests with `verb` on `resource` (a plural, or `plural/status`)
+    /// with 500 Internal Server Error, as an overloaded or restarting API server does.
+    pub fn refuse(&self, verb: &str, resource: &str, times: u32) {
+        self.faults()
+            .refuse
+            .push((verb.to_owned(), resource.to_owned(), times));
+    }
+
+    /// Ends every open watch at once (clients must watch again from their resourceVersion).
+    pub fn drop_watches(&self) {
+        self.faults().watch_epoch += 1;
+        self.shared.0.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Delays every watch event by `delay` from now on.
+    pub fn delay_events(&self, delay: Duration) {
+        self.faults().event_delay = delay;
+    }
+
+    fn faults(&self) -> MutexGuard<'_, Faults> {
+        self.shared
+            .0
+            .faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Every request so far that a resource was named in, in order.
+    pub fn requests(&self) -> Vec<Request> {
+        self.shared
+            .0
+            .requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// The storage, for inspection.
     pub fn store(&self) -> MutexGuard<'_, Store> {
         self.shared
@@ -186,6 +275,96 @@ impl Drop for ApiServer {
             let _ = stop.send(());
         }
     }
+}
+
+/// Records who asked for what, as RBAC names it.
+fn record(
+    shared: &Shared,
+    store: &Store,
+    method: &Method,
+    target: &Target,
+    params: &[(String, String)],
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Option<ApiError> {
+    let user = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("anonymous")
+        .to_owned();
+    let watch = param(params, "watch").is_some_and(|w| w == "true" || w == "1");
+    let verb = match (method.as_str(), target.name.is_some()) {
+        ("GET", true) => "get",
+        ("GET", false) if watch => "watch",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        (other, _) => other,
+    };
+    let t = &store.types[target.resource];
+    let resource = if target.status {
+        format!("{}/status", t.plural)
+    } else {
+        t.plural.clone()
+    };
+    let mut requests = shared
+        .requests
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // OwnerReferencesPermissionEnforcement: setting `blockOwnerDeletion` on a reference needs
+    // `update` on the owner's `finalizers` subresource.
+    if matches!(verb, "create" | "update" | "patch")
+        && let Ok(object) = serde_json::from_slice::<Value>(body)
+    {
+        for owner in object["metadata"]["ownerReferences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|o| o["blockOwnerDeletion"] == true)
+        {
+            let api_version = owner["apiVersion"].as_str().unwrap_or_default();
+            let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+            if let Some(owner_type) = store
+                .types
+                .iter()
+                .find(|o| o.group == group && Some(o.kind.as_str()) == owner["kind"].as_str())
+            {
+                requests.push(Request {
+                    user: user.clone(),
+                    verb: "update".to_owned(),
+                    group: owner_type.group.clone(),
+                    resource: format!("{}/finalizers", owner_type.plural),
+                    namespace: target.namespace.clone(),
+                });
+            }
+        }
+    }
+    let mut faults = shared
+        .faults
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let refused = faults
+        .refuse
+        .iter_mut()
+        .find(|(v, r, times)| v == verb && *r == resource && *times > 0)
+        .map(|(_, _, times)| *times -= 1)
+        .map(|()| ApiError {
+            code: 500,
+            reason: "InternalError",
+            message: format!("{verb} {resource}: refused (a fault the test asked for)"),
+        });
+    requests.push(Request {
+        user,
+        verb: verb.to_owned(),
+        group: t.group.clone(),
+        resource,
+        namespace: target.namespace.clone(),
+    });
+    refused
 }
 
 /// The parts of a request path.
@@ -297,6 +476,9 @@ fn handle(
             ),
         });
     };
+    if let Some(refused) = record(shared, &store, method, &target, &params, headers, body) {
+        return error(&refused);
+    }
     let namespace = target.namespace.clone().unwrap_or_default();
     let before = store.resource_version();
     let result: Result<(u16, Value), ApiError> =
@@ -431,6 +613,8 @@ struct WatchState {
     next_bookmark: tokio::time::Instant,
     receiver: watch::Receiver<u64>,
     failed: bool,
+    /// The fault epoch the watch started in; a later one ends it.
+    epoch: u64,
 }
 
 #[expect(
@@ -502,7 +686,14 @@ fn watch_response(
     drop(store);
     let now = tokio::time::Instant::now();
     let receiver = shared.0.changed.subscribe();
+    let epoch = shared
+        .0
+        .faults
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .watch_epoch;
     let state = WatchState {
+        epoch,
         shared,
         resource: target.resource,
         namespace: target.namespace,
@@ -518,7 +709,22 @@ fn watch_response(
     };
     let stream = futures_util::stream::unfold(state, |mut state| async move {
         loop {
+            let (epoch, delay) = {
+                let faults = state
+                    .shared
+                    .0
+                    .faults
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                (faults.watch_epoch, faults.event_delay)
+            };
+            if epoch != state.epoch {
+                return None;
+            }
             if let Some(event) = state.pending.pop_front() {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
                 let mut line = event.to_string();
                 line.push('\n');
                 return Some((Ok::<Bytes, Infallible>(Bytes::from(line)), state));

@@ -1,0 +1,136 @@
+//! RBAC as the Helm chart grants it, to check the requests a component really made (recorded
+//! by the in-memory API server) against what the chart lets it do. `helm` must be installed
+//! (`scripts/setup` does).
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::apiserver::Request;
+
+/// One rule of a `Role` or `ClusterRole`, where it applies.
+#[derive(Debug, Clone)]
+struct Grant {
+    /// The Role's namespace; `None` for a `ClusterRole` bound cluster-wide.
+    namespace: Option<String>,
+    groups: Vec<String>,
+    resources: Vec<String>,
+    verbs: Vec<String>,
+}
+
+/// What the chart lets one service account do.
+#[derive(Debug, Clone)]
+pub struct Grants {
+    /// The user the API server sees: `system:serviceaccount:<namespace>:<name>`.
+    pub user: String,
+    grants: Vec<Grant>,
+}
+
+/// The chart's manifests rendered by `helm template ntt` into `namespace`.
+///
+/// # Panics
+///
+/// When helm is missing or the chart does not render.
+pub fn render_chart(namespace: &str) -> Vec<Value> {
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/ntt");
+    let output = Command::new("helm")
+        .args(["template", "ntt"])
+        .arg(chart)
+        .args(["--namespace", namespace])
+        .output()
+        .expect("helm runs (scripts/setup installs it)");
+    assert!(
+        output.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).expect("YAML is UTF-8");
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .filter_map(|d| {
+            let value: Value = serde::Deserialize::deserialize(d).ok()?;
+            (!value.is_null()).then_some(value)
+        })
+        .collect()
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Grants {
+    /// What the chart, rendered into `namespace`, grants the service account `account`
+    /// (`ntt-agent`, `ntt-controller`) through its `RoleBindings` and `ClusterRoleBindings`.
+    pub fn of(documents: &[Value], namespace: &str, account: &str) -> Self {
+        let mut grants = Vec::new();
+        for binding in documents.iter().filter(|d| {
+            matches!(
+                d["kind"].as_str(),
+                Some("RoleBinding" | "ClusterRoleBinding")
+            ) && d["subjects"].as_array().is_some_and(|subjects| {
+                subjects.iter().any(|s| {
+                    s["kind"] == "ServiceAccount"
+                        && s["name"] == account
+                        && s["namespace"] == namespace
+                })
+            })
+        }) {
+            let cluster_wide = binding["kind"] == "ClusterRoleBinding";
+            let role = &binding["roleRef"];
+            let Some(found) = documents
+                .iter()
+                .find(|d| d["kind"] == role["kind"] && d["metadata"]["name"] == role["name"])
+            else {
+                continue;
+            };
+            let scope = (!cluster_wide).then(|| {
+                binding["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or(namespace)
+                    .to_owned()
+            });
+            for rule in found["rules"].as_array().into_iter().flatten() {
+                grants.push(Grant {
+                    namespace: scope.clone(),
+                    groups: strings(&rule["apiGroups"]),
+                    resources: strings(&rule["resources"]),
+                    verbs: strings(&rule["verbs"]),
+                });
+            }
+        }
+        Self {
+            user: format!("system:serviceaccount:{namespace}:{account}"),
+            grants,
+        }
+    }
+
+    /// Whether a request is allowed.
+    pub fn allows(&self, request: &Request) -> bool {
+        self.grants.iter().any(|g| {
+            g.namespace
+                .as_ref()
+                .is_none_or(|ns| request.namespace.as_ref() == Some(ns))
+                && g.groups.contains(&request.group)
+                && g.resources.contains(&request.resource)
+                && g.verbs.contains(&request.verb)
+        })
+    }
+
+    /// The requests of this account that the chart does not allow.
+    pub fn refused<'a>(&self, requests: &'a [Request]) -> Vec<&'a Request> {
+        let mut refused: Vec<&Request> = requests
+            .iter()
+            .filter(|r| r.user == self.user && !self.allows(r))
+            .collect();
+        refused.sort();
+        refused.dedup();
+        refused
+    }
+}
