@@ -830,7 +830,7 @@ async fn without_an_api_server_the_agent_idles_and_still_stops(pool: PgPool) {
     );
 }
 
-/// Issue 20: an agent killed (SIGKILL) mid-copy after several heartbeats. Every heartbeat keeps the
+/// Issue 20: an agent killed (SIGKILL) mid-copy after several heartbeats, twice in a row. Every heartbeat keeps the
 /// job `Running` (it carries all the agent's fields; server-side apply drops the ones left
 /// out), so the controller's lost-agent deadline applies and a new agent finishes the copy,
 /// taking over the dead run's leases at once: every file copied exactly once.
@@ -838,7 +838,7 @@ async fn without_an_api_server_the_agent_idles_and_still_stops(pool: PgPool) {
 async fn an_agent_killed_after_several_heartbeats_is_found_lost_and_replaced(pool: PgPool) {
     let host = Host::new(&pool).await;
     let cluster = Cluster::start(&host).await;
-    let (mut first, _) = cluster.agent(&host, "agent-a");
+    let (first, _) = cluster.agent(&host, "agent-a");
     let content = host.root.join("slow-content");
     std::fs::create_dir_all(&content).unwrap();
     for f in 0..300u64 {
@@ -885,47 +885,60 @@ async fn an_agent_killed_after_several_heartbeats_is_found_lost_and_replaced(poo
             .filter(|j| j.spec.stage == Stage::Copy)
             .max_by_key(|j| j.spec.attempt)
     };
-    let mut beats = std::collections::BTreeSet::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_mins(1);
-    while beats.len() < 4 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no heartbeats: {beats:?}"
-        );
-        if let Some(job) = copy_job(
-            cluster
-                .jobs
-                .list(&ListParams::default())
-                .await
-                .unwrap()
-                .items,
-        ) && let Some(status) = job.status
-            && let Some(beat) = status.heartbeat_at
-        {
-            assert_eq!(
-                status.state,
-                JobState::Running,
-                "after {} heartbeats",
-                beats.len()
+    // Two kills in a row: each agent is killed after several heartbeats of its copy attempt,
+    // each attempt is found lost, the next agent takes the next attempt.
+    let mut agent = first;
+    for attempt in 1..=2 {
+        let mut beats = std::collections::BTreeSet::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_mins(1);
+        while beats.len() < 3 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "attempt {attempt}: no heartbeats: {beats:?}"
             );
-            beats.insert(beat.0);
+            if let Some(job) = copy_job(
+                cluster
+                    .jobs
+                    .list(&ListParams::default())
+                    .await
+                    .unwrap()
+                    .items,
+            ) && job.spec.attempt == attempt
+                && let Some(status) = job.status
+                && let Some(beat) = status.heartbeat_at
+            {
+                assert_eq!(
+                    status.state,
+                    JobState::Running,
+                    "attempt {attempt} after {} heartbeats",
+                    beats.len()
+                );
+                beats.insert(beat.0);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        agent.kill().unwrap();
+        agent.wait().unwrap();
+        cluster
+            .until("slow", "the job found lost and retried", 60, |m| {
+                m.status.as_ref().is_some_and(|s| {
+                    s.last_error
+                        .as_ref()
+                        .is_some_and(|e| e.class == ErrorClass::Lost)
+                        && s.current_job
+                            .as_deref()
+                            .is_some_and(|j| j.ends_with(&format!("-copy-{}", attempt + 1)))
+                })
+            })
+            .await;
+        if attempt == 1 {
+            agent = cluster.agent(&host, "agent-b").0;
+        }
     }
-    first.kill().unwrap();
-    first.wait().unwrap();
-    cluster
-        .until("slow", "the job found lost", 60, |m| {
-            m.status
-                .as_ref()
-                .and_then(|s| s.last_error.as_ref())
-                .is_some_and(|e| e.class == ErrorClass::Lost)
-        })
-        .await;
     disk.set_delay(Duration::ZERO);
-    let (second, _) = cluster.agent(&host, "agent-b");
+    let (second, _) = cluster.agent(&host, "agent-c");
     cluster
-        .until("slow", "copied by the new agent", 180, |m| {
+        .until("slow", "copied by the third agent", 180, |m| {
             phase(m) == Phase::Completed && m.status.as_ref().is_some_and(|s| s.is_true("Copied"))
         })
         .await;
@@ -1029,7 +1042,10 @@ async fn api_server_faults_slow_a_medium_down_but_never_break_it(pool: PgPool) {
         })
         .await;
     let status = done.status.unwrap();
-    assert_eq!(status.attempts, 1, "no attempt was lost to a fault: {status:?}");
+    assert_eq!(
+        status.attempts, 1,
+        "no attempt was lost to a fault: {status:?}"
+    );
     let report = report(&host, "lab/faulty");
     assert_eq!(report["balances"], true, "{report}");
     assert_eq!(report["accounting"]["copied"], 501, "{report}");

@@ -666,3 +666,51 @@ async fn leases_and_events_are_served() {
         1
     );
 }
+
+/// Faults on demand (issue 20): a refused write fails with 500 the number of times asked, a
+/// dropped watch ends the stream at once, delayed events arrive late but in order.
+#[tokio::test]
+async fn faults_refuse_writes_drop_watches_and_delay_events() {
+    let server = server().await;
+    let media: Api<Medium> = Api::namespaced(server.client("lab"), "lab");
+    server.refuse("create", "media", 2);
+    for _ in 0..2 {
+        let refused = media
+            .create(&PostParams::default(), &medium("a"))
+            .await
+            .unwrap_err();
+        assert_eq!(code(&refused), 500);
+    }
+    media
+        .create(&PostParams::default(), &medium("a"))
+        .await
+        .unwrap();
+
+    let mut events = media
+        .watch(&WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
+    let first = tokio::time::timeout(Duration::from_secs(5), events.try_next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(first, Some(WatchEvent::Added(_))), "{first:?}");
+    server.drop_watches();
+    let ended = tokio::time::timeout(Duration::from_secs(5), events.try_next())
+        .await
+        .expect("the dropped watch ends at once")
+        .unwrap();
+    assert!(ended.is_none(), "{ended:?}");
+
+    server.delay_events(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let mut events = media
+        .watch(&WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
+    let first = events.try_next().await.unwrap();
+    assert!(matches!(first, Some(WatchEvent::Added(_))));
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
