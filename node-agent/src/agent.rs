@@ -25,8 +25,10 @@
 //!   controller retries at once without counting an attempt; a deleted job ends `Cancelled`.
 //! - The job watch retries with backoff; if it ends, the agent exits with an error (its pod
 //!   restarts) rather than spin.
-//! - At start-up, jobs of this node that another agent was running are failed (that agent is
-//!   gone: one agent per node), and stale loop devices under the data directory are detached.
+//! - At start-up, jobs of this node that an earlier agent was running or had claimed are failed
+//!   and released (that agent is gone: one agent per node, and this one runs nothing yet, even
+//!   if it has the same name after a container restart), and stale loop devices under the
+//!   data directory are detached.
 
 mod claim;
 mod job;
@@ -495,8 +497,8 @@ struct Running {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// Fails the jobs of this node that another agent was running (it is gone), and detaches
-/// loop devices of deleted images under the data directory.
+/// Fails the jobs of this node that an earlier agent was running (it is gone, whatever its
+/// name), releases them, and detaches loop devices of deleted images under the data directory.
 async fn sweep(
     client: &kube::Client,
     jobs: &Api<MediumJob>,
@@ -509,11 +511,18 @@ async fn sweep(
         jobs.list(&kube::api::ListParams::default().fields(selector)),
     )
     .await?;
+    // This process runs nothing yet: every job of the node that is running, or claimed and
+    // not yet running, was left by an agent that is gone, a previous life of this one (a
+    // container restart keeps the pod name) included.
     for job in listed.items {
-        let Some(status) = &job.status else { continue };
-        if status.state != JobState::Running || status.agent.as_deref() == Some(identity) {
+        let status = job.status.clone().unwrap_or_default();
+        let claimed = job.finalizers().iter().any(|f| f == AGENT_FINALIZER);
+        let left =
+            status.state == JobState::Running || (status.state == JobState::Pending && claimed);
+        if !left {
             continue;
         }
+        let status = &status;
         let api = api_for(client, &job);
         let name = job.name_any();
         tracing::warn!(job = %name, agent = ?status.agent, "failing a job its agent left behind");

@@ -830,15 +830,10 @@ async fn without_an_api_server_the_agent_idles_and_still_stops(pool: PgPool) {
     );
 }
 
-/// Issue 20: an agent killed (SIGKILL) mid-copy after several heartbeats, twice in a row. Every heartbeat keeps the
-/// job `Running` (it carries all the agent's fields; server-side apply drops the ones left
-/// out), so the controller's lost-agent deadline applies and a new agent finishes the copy,
-/// taking over the dead run's leases at once: every file copied exactly once.
-#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
-async fn an_agent_killed_after_several_heartbeats_is_found_lost_and_replaced(pool: PgPool) {
-    let host = Host::new(&pool).await;
-    let cluster = Cluster::start(&host).await;
-    let (first, _) = cluster.agent(&host, "agent-a");
+/// The Medium `slow`: 300 files of 64 KiB on an ext4 image, enumerated, then moved onto a
+/// slow disk (every read waits 40 ms) and taken on to `Copied`, so its copy outlasts several
+/// heartbeats. Needs an agent running.
+async fn slow_medium(host: &Host, cluster: &Cluster, pool: &PgPool) -> faulty_disk::FaultyDisk {
     let content = host.root.join("slow-content");
     std::fs::create_dir_all(&content).unwrap();
     for f in 0..300u64 {
@@ -859,8 +854,6 @@ async fn an_agent_killed_after_several_heartbeats_is_found_lost_and_replaced(poo
                 && m.status.as_ref().is_some_and(|s| s.is_true("Enumerated"))
         })
         .await;
-    // From now on the image sits on a slow disk (every read waits), so the copy outlasts
-    // several heartbeats.
     let disk = faulty_disk::FaultyDisk::start(
         std::fs::read(&image).unwrap(),
         faulty_disk::Faults::default(),
@@ -868,7 +861,7 @@ async fn an_agent_killed_after_several_heartbeats_is_found_lost_and_replaced(poo
     disk.set_delay(Duration::from_millis(40));
     sqlx::query("update medium set image_path = $1 where name = 'lab/slow'")
         .bind(disk.file().to_str().unwrap())
-        .execute(&pool)
+        .execute(pool)
         .await
         .unwrap();
     cluster
@@ -880,6 +873,137 @@ async fn an_agent_killed_after_several_heartbeats_is_found_lost_and_replaced(poo
         )
         .await
         .unwrap();
+    disk
+}
+
+/// Waits until the copy job of `slow` runs and has heartbeated at least twice.
+async fn until_copy_beats(cluster: &Cluster) {
+    let mut beats = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_mins(1);
+    while beats.len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no heartbeats");
+        for job in cluster
+            .jobs
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+        {
+            if job.spec.stage == Stage::Copy
+                && let Some(status) = job.status
+                && status.state == JobState::Running
+                && let Some(beat) = status.heartbeat_at
+            {
+                beats.insert(beat.0);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Issue 20: an agent restarted with the same name (a container restart keeps the pod name)
+/// fails and releases the job its previous life left running at once, instead of leaving it
+/// to the controller's lost-agent deadline; the copy then completes.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn an_agent_restarted_under_the_same_name_sweeps_its_own_leftovers(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let cluster = Cluster::start(&host).await;
+    let (first, _) = cluster.agent(&host, "agent-a");
+    let disk = slow_medium(&host, &cluster, &pool).await;
+    until_copy_beats(&cluster).await;
+    let mut first = first;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let (again, _) = cluster.agent(&host, "agent-a");
+    let swept = cluster
+        .until("slow", "the leftover failed by the sweep", 30, |m| {
+            m.status
+                .as_ref()
+                .and_then(|s| s.last_error.as_ref())
+                .is_some_and(|e| e.class == ErrorClass::Transient && e.message.contains("stopped"))
+        })
+        .await;
+    assert_eq!(
+        swept.status.unwrap().last_error.unwrap().message,
+        "the agent running it (agent-a) stopped; the job is retried"
+    );
+    disk.set_delay(Duration::ZERO);
+    cluster
+        .until("slow", "copied", 180, |m| {
+            phase(m) == Phase::Completed && m.status.as_ref().is_some_and(|s| s.is_true("Copied"))
+        })
+        .await;
+    let report = report(&host, "lab/slow");
+    assert_eq!(report["accounting"]["copied"], 300, "{report}");
+    stop_agent(again).await;
+    drop(disk);
+    cluster.assert_rbac();
+    cluster.stop().await;
+}
+
+/// Issue 20: a node whose agent never comes back. The lost attempt is retried, and the new
+/// job waits saying why (`Scheduled`: `AgentLost`, once the agent's Lease ran out), with one
+/// Warning event once it has waited past `--unclaimed-warning`; nothing is failed for it.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn a_node_whose_agent_never_comes_back_says_so_and_fails_nothing(pool: PgPool) {
+    use k8s_openapi::api::events::v1::Event;
+    let host = Host::new(&pool).await;
+    let cluster = Cluster::start(&host).await;
+    let (first, _) = cluster.agent(&host, "agent-a");
+    let disk = slow_medium(&host, &cluster, &pool).await;
+    until_copy_beats(&cluster).await;
+    let mut first = first;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let waiting = cluster
+        .until("slow", "waiting for a lost agent", 60, |m| {
+            m.status
+                .as_ref()
+                .and_then(|s| s.condition(condition::SCHEDULED))
+                .is_some_and(|c| c.reason == condition::reason::AGENT_LOST)
+        })
+        .await;
+    let status = waiting.status.unwrap();
+    assert_ne!(status.phase, Phase::Failed, "{status:?}");
+    assert_eq!(status.last_error.map(|e| e.class), Some(ErrorClass::Lost));
+    let events: Api<Event> = Api::namespaced(cluster.server.client(NS), NS);
+    let deadline = tokio::time::Instant::now() + Duration::from_mins(1);
+    loop {
+        let warned = events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("JobUnclaimed"))
+            .count();
+        if warned > 0 {
+            assert_eq!(warned, 1, "warned once");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no JobUnclaimed event"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let medium = cluster.media.get("slow").await.unwrap().status.unwrap();
+    assert_ne!(medium.phase, Phase::Failed);
+    drop(disk);
+    cluster.assert_rbac();
+    cluster.stop().await;
+}
+
+/// Issue 20: an agent killed (SIGKILL) mid-copy after several heartbeats, twice in a row. Every heartbeat keeps the
+/// job `Running` (it carries all the agent's fields; server-side apply drops the ones left
+/// out), so the controller's lost-agent deadline applies and a new agent finishes the copy,
+/// taking over the dead run's leases at once: every file copied exactly once.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn an_agent_killed_after_several_heartbeats_is_found_lost_and_replaced(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let cluster = Cluster::start(&host).await;
+    let (first, _) = cluster.agent(&host, "agent-a");
+    let disk = slow_medium(&host, &cluster, &pool).await;
     let copy_job = |jobs: Vec<MediumJob>| {
         jobs.into_iter()
             .filter(|j| j.spec.stage == Stage::Copy)
