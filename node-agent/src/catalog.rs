@@ -11,6 +11,7 @@
 mod constraint;
 pub mod copying;
 pub mod damage;
+pub mod entry;
 pub mod listing;
 pub mod load;
 pub mod media;

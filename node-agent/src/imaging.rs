@@ -355,7 +355,7 @@ async fn image_device(
     let outcome = outcome?;
     let summary = outcome.summary.clone().unwrap_or_default();
     let health = config.thresholds.classify(summary.rescued, summary.total);
-    media::record_rescue(catalog.pool(), medium_id, &summary, health).await?;
+    media::record_rescue(catalog.pool(), medium_id, &(&summary).into(), health).await?;
 
     let end = match outcome.end {
         RescueEnd::Complete => ImageEnd::Complete,
@@ -417,7 +417,7 @@ impl ProgressRecorder {
                 if let Some(summary) = latest {
                     let health = thresholds.classify(summary.rescued, summary.total);
                     if let Err(error) =
-                        media::record_rescue(&pool, medium_id, &summary, health).await
+                        media::record_rescue(&pool, medium_id, &(&summary).into(), health).await
                     {
                         tracing::warn!(
                             error = &error as &dyn std::error::Error,
@@ -634,7 +634,7 @@ async fn register(
     )
     .await?;
     let health = config.thresholds.classify(rescue.rescued, rescue.total);
-    media::record_rescue(catalog.pool(), medium_id, &rescue, health).await?;
+    media::record_rescue(catalog.pool(), medium_id, &(&rescue).into(), health).await?;
     let stored = if known {
         media::image_digest(catalog.pool(), &identity.hash).await?
     } else {

@@ -17,8 +17,8 @@ use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
 
 use super::CatalogError;
+use super::entry::{Entry, EntryKind};
 use super::media::MediumId;
-use crate::volume::entry::{Entry, EntryKind};
 
 /// The binary `COPY` header: signature, flags, length of the header extension.
 const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";

@@ -6,8 +6,6 @@ use serde::Serialize;
 use sqlx::PgExecutor;
 
 use super::CatalogError;
-use crate::imaging::mapfile::RescueSummary;
-use crate::imaging::source::SourceFormat;
 
 /// A medium's surrogate id in the catalog. Partitions are named from it; it is never shown as
 /// the medium's identity (that is the [`MediumHash`]).
@@ -375,6 +373,48 @@ pub async fn name_is_taken(
     .map_err(|e| CatalogError::from_sqlx("look up the medium name", e))
 }
 
+/// The format of a source, as recorded on the medium.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, sqlx::Type)]
+#[sqlx(type_name = "source_format", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum SourceFormat {
+    /// A block device, imaged with ddrescue.
+    Device,
+    /// A raw (dd) image, used in place.
+    Raw,
+    /// Raw segments `.000`, `.001`, ... concatenated in order.
+    SplitRaw,
+    /// QEMU copy-on-write v2/v3.
+    Qcow2,
+    /// `VMware` disk.
+    Vmdk,
+    /// Virtual PC / Hyper-V VHD.
+    Vhd,
+    /// Hyper-V VHDX.
+    Vhdx,
+    /// Apple disk image (UDIF).
+    Dmg,
+    /// Expert Witness (`EnCase`) E01.
+    Ewf,
+}
+
+/// How much of a medium is rescued, as the catalog records it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RescueCounts {
+    /// Bytes of the medium.
+    pub total: u64,
+    /// Bytes rescued.
+    pub rescued: u64,
+    /// Bytes found unreadable.
+    pub bad: u64,
+    /// Unreadable areas.
+    pub bad_areas: usize,
+    /// Bytes not tried yet.
+    pub non_tried: u64,
+    /// Bytes not finished (not tried, trimmed or scraped yet).
+    pub unfinished: u64,
+}
+
 /// Where a medium's image is and how it was read.
 #[derive(Debug, Clone)]
 pub struct ImageLocation<'a> {
@@ -422,11 +462,11 @@ pub async fn record_image_location(
 pub async fn record_rescue(
     executor: impl PgExecutor<'_>,
     id: MediumId,
-    summary: &RescueSummary,
+    summary: &RescueCounts,
     health: Option<Health>,
 ) -> Result<(), CatalogError> {
     const OPERATION: &str = "record the rescue progress";
-    let bad_areas = i32::try_from(summary.bad_areas.len()).unwrap_or(i32::MAX);
+    let bad_areas = i32::try_from(summary.bad_areas).unwrap_or(i32::MAX);
     sqlx::query!(
         "update medium set size_bytes = $2, rescued_bytes = $3, bad_bytes = $4, bad_areas = $5,
                 non_tried_bytes = $6, unfinished_bytes = $7, health = $8
@@ -437,10 +477,7 @@ pub async fn record_rescue(
         to_i64(OPERATION, summary.bad)?,
         bad_areas,
         to_i64(OPERATION, summary.non_tried)?,
-        to_i64(
-            OPERATION,
-            summary.non_tried + summary.non_trimmed + summary.non_scraped
-        )?,
+        to_i64(OPERATION, summary.unfinished)?,
         health.map(HealthValue::from) as Option<HealthValue>,
     )
     .execute(executor)

@@ -5,8 +5,6 @@ use sqlx::PgExecutor;
 
 use super::CatalogError;
 use super::media::MediumId;
-use crate::volume::access::Method;
-use crate::volume::partitions::{Layout, Role, Scheme};
 
 /// The catalog's `partition_scheme` enum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
@@ -25,18 +23,6 @@ pub enum SchemeValue {
     Zip,
 }
 
-impl From<Scheme> for SchemeValue {
-    fn from(value: Scheme) -> Self {
-        match value {
-            Scheme::None => Self::None,
-            Scheme::Mbr => Self::Mbr,
-            Scheme::Gpt => Self::Gpt,
-            Scheme::Apm => Self::Apm,
-            Scheme::Zip => Self::Zip,
-        }
-    }
-}
-
 /// The catalog's `volume_role` enum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
 #[sqlx(type_name = "volume_role", rename_all = "snake_case")]
@@ -50,17 +36,6 @@ pub enum RoleValue {
     Swap,
     /// See [`Role::Unknown`].
     Unknown,
-}
-
-impl From<Role> for RoleValue {
-    fn from(value: Role) -> Self {
-        match value {
-            Role::Filesystem => Self::Filesystem,
-            Role::ExtendedContainer => Self::ExtendedContainer,
-            Role::Swap => Self::Swap,
-            Role::Unknown => Self::Unknown,
-        }
-    }
 }
 
 /// The catalog's `volume_state` enum.
@@ -89,16 +64,6 @@ pub enum AccessValue {
     Fuse,
     /// See [`Method::Userspace`].
     Userspace,
-}
-
-impl From<Method> for AccessValue {
-    fn from(value: Method) -> Self {
-        match value {
-            Method::Kernel => Self::Kernel,
-            Method::Fuse => Self::Fuse,
-            Method::Userspace => Self::Userspace,
-        }
-    }
 }
 
 /// One volume row.
@@ -139,12 +104,34 @@ fn to_i64(value: u64) -> Result<i64, CatalogError> {
     })
 }
 
-/// Records a discovered layout as the medium's volumes, unless another run recorded them
-/// meanwhile (checked again under the medium's row lock), in one transaction.
+/// A volume found on a medium, to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewVolume {
+    /// Position in the partition table (`None`: whole disk or Zip offset).
+    pub partition_index: Option<u32>,
+    /// Byte offset in the image.
+    pub offset: u64,
+    /// Length in bytes.
+    pub length: u64,
+    /// The partition's type or name from the table.
+    pub partition_type: Option<String>,
+    /// The probed filesystem type's name.
+    pub fs_type: String,
+    /// Its label.
+    pub label: Option<String>,
+    /// Its UUID.
+    pub uuid: Option<String>,
+    /// What it is.
+    pub role: RoleValue,
+}
+
+/// Records the volumes found on a medium (divided by `scheme`), unless another run recorded
+/// them meanwhile (checked again under the medium's row lock), in one transaction.
 pub async fn record_discovered(
     pool: &sqlx::PgPool,
     medium: MediumId,
-    layout: &Layout,
+    scheme: SchemeValue,
+    volumes: &[NewVolume],
 ) -> Result<(), CatalogError> {
     let error = |operation| move |e| CatalogError::from_sqlx(operation, e);
     let mut transaction = pool
@@ -159,7 +146,7 @@ pub async fn record_discovered(
     .await
     .map_err(error("lock the medium row"))?;
     if medium_volumes(&mut *transaction, medium).await?.is_empty() {
-        insert_volumes(&mut transaction, medium, layout).await?;
+        insert_volumes(&mut transaction, medium, scheme, volumes).await?;
         super::media::record_volumes_found(&mut *transaction, medium).await?;
     }
     transaction
@@ -168,16 +155,17 @@ pub async fn record_discovered(
         .map_err(error("commit the volumes"))
 }
 
-/// Records a discovered layout as the medium's volumes, numbered from 0 in disk order. Call
-/// inside a transaction together with [`medium_volumes`] to refuse a second recording: volume
-/// rows are never replaced once recorded (inodes hang off them).
+/// Records the volumes found on a medium, numbered from 0 in disk order. Call inside a
+/// transaction together with [`medium_volumes`] to refuse a second recording: volume rows are
+/// never replaced once recorded (inodes hang off them).
 pub async fn insert_volumes(
     transaction: &mut sqlx::PgConnection,
     medium: MediumId,
-    layout: &Layout,
+    scheme: SchemeValue,
+    volumes: &[NewVolume],
 ) -> Result<(), CatalogError> {
-    for (number, volume) in layout.volumes.iter().enumerate() {
-        let state = if volume.role == Role::Filesystem {
+    for (number, volume) in volumes.iter().enumerate() {
+        let state = if volume.role == RoleValue::Filesystem {
             VolumeState::Pending
         } else {
             VolumeState::Skipped
@@ -192,15 +180,15 @@ pub async fn insert_volumes(
              values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             medium as MediumId,
             volume_no,
-            SchemeValue::from(layout.scheme) as SchemeValue,
+            scheme as SchemeValue,
             volume.partition_index.and_then(|i| i32::try_from(i).ok()),
             to_i64(volume.offset)?,
             to_i64(volume.length)?,
             volume.partition_type,
-            volume.probe.fs_type.as_str(),
-            volume.probe.label,
-            volume.probe.uuid,
-            RoleValue::from(volume.role) as RoleValue,
+            volume.fs_type,
+            volume.label,
+            volume.uuid,
+            volume.role as RoleValue,
             state as VolumeState,
         )
         .execute(&mut *transaction)
@@ -235,7 +223,7 @@ pub async fn record_ready(
     executor: impl PgExecutor<'_>,
     medium: MediumId,
     volume_no: i32,
-    method: Method,
+    access: AccessValue,
 ) -> Result<(), CatalogError> {
     sqlx::query!(
         "update volume set state = 'ready', access = $3, error = null
@@ -243,7 +231,7 @@ pub async fn record_ready(
            and (state <> 'ready' or access is distinct from $3 or error is not null)",
         medium as MediumId,
         volume_no,
-        AccessValue::from(method) as AccessValue,
+        access as AccessValue,
     )
     .execute(executor)
     .await

@@ -316,6 +316,19 @@ impl RescueSummary {
     }
 }
 
+impl From<&RescueSummary> for crate::catalog::media::RescueCounts {
+    fn from(summary: &RescueSummary) -> Self {
+        Self {
+            total: summary.total,
+            rescued: summary.rescued,
+            bad: summary.bad,
+            bad_areas: summary.bad_areas.len(),
+            non_tried: summary.non_tried,
+            unfinished: summary.non_tried + summary.non_trimmed + summary.non_scraped,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

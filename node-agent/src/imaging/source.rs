@@ -11,30 +11,7 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The format of a source, as recorded on the medium.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, sqlx::Type)]
-#[sqlx(type_name = "source_format", rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
-pub enum SourceFormat {
-    /// A block device, imaged with ddrescue.
-    Device,
-    /// A raw (dd) image, used in place.
-    Raw,
-    /// Raw segments `.000`, `.001`, ... concatenated in order.
-    SplitRaw,
-    /// QEMU copy-on-write v2/v3.
-    Qcow2,
-    /// `VMware` disk.
-    Vmdk,
-    /// Virtual PC / Hyper-V VHD.
-    Vhd,
-    /// Hyper-V VHDX.
-    Vhdx,
-    /// Apple disk image (UDIF).
-    Dmg,
-    /// Expert Witness (`EnCase`) E01.
-    Ewf,
-}
+pub use crate::catalog::media::SourceFormat;
 
 impl SourceFormat {
     /// The name recorded in the catalog.

@@ -39,7 +39,12 @@ pub async fn ensure_volumes(catalog: &Catalog, medium: &MediumRecord) -> Result<
             image: image.display().to_string(),
             source,
         })?;
-    volumes::record_discovered(catalog.pool(), medium.id, &layout).await?;
+    let found: Vec<volumes::NewVolume> = layout
+        .volumes
+        .iter()
+        .map(crate::volume::partitions::FoundVolume::to_new_volume)
+        .collect();
+    volumes::record_discovered(catalog.pool(), medium.id, layout.scheme.into(), &found).await?;
     Ok(volumes::medium_volumes(catalog.pool(), medium.id).await?)
 }
 
@@ -99,7 +104,13 @@ pub async fn attach(
         })?
         .ok_or(PipelineError::Interrupted)?;
     for volume in &attached.volumes {
-        volumes::record_ready(catalog.pool(), medium.id, volume.volume_no, volume.method).await?;
+        volumes::record_ready(
+            catalog.pool(),
+            medium.id,
+            volume.volume_no,
+            volume.method.into(),
+        )
+        .await?;
     }
     for failure in &attached.failures {
         volumes::record_failed(catalog.pool(), medium.id, failure.volume_no, &failure.error)

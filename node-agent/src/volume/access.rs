@@ -647,6 +647,16 @@ fn release_blocking(image: &Path, dir: &Path, what: &str) -> Result<Released, Ac
     Ok(released)
 }
 
+impl From<Method> for crate::catalog::volumes::AccessValue {
+    fn from(value: Method) -> Self {
+        match value {
+            Method::Kernel => Self::Kernel,
+            Method::Fuse => Self::Fuse,
+            Method::Userspace => Self::Userspace,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

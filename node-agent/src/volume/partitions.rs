@@ -294,6 +294,45 @@ fn volume(
     }
 }
 
+impl From<Scheme> for crate::catalog::volumes::SchemeValue {
+    fn from(value: Scheme) -> Self {
+        match value {
+            Scheme::None => Self::None,
+            Scheme::Mbr => Self::Mbr,
+            Scheme::Gpt => Self::Gpt,
+            Scheme::Apm => Self::Apm,
+            Scheme::Zip => Self::Zip,
+        }
+    }
+}
+
+impl From<Role> for crate::catalog::volumes::RoleValue {
+    fn from(value: Role) -> Self {
+        match value {
+            Role::Filesystem => Self::Filesystem,
+            Role::ExtendedContainer => Self::ExtendedContainer,
+            Role::Swap => Self::Swap,
+            Role::Unknown => Self::Unknown,
+        }
+    }
+}
+
+impl FoundVolume {
+    /// The volume as the catalog records it.
+    pub fn to_new_volume(&self) -> crate::catalog::volumes::NewVolume {
+        crate::catalog::volumes::NewVolume {
+            partition_index: self.partition_index,
+            offset: self.offset,
+            length: self.length,
+            partition_type: self.partition_type.clone(),
+            fs_type: self.probe.fs_type.as_str().to_owned(),
+            label: self.probe.label.clone(),
+            uuid: self.probe.uuid.clone(),
+            role: self.role.into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
