@@ -156,22 +156,70 @@ const EXIT_CANCELLED: u8 = 130;
 /// is lost and running it again continues (sysexits' `EX_TEMPFAIL`).
 const EXIT_PENDING: u8 = 75;
 
-/// A token cancelled on the first SIGINT or SIGTERM. Later signals change nothing: what is
-/// running (ddrescue saving its mapfile) is always waited for.
+/// A token cancelled on the first SIGINT or SIGTERM: what is running (ddrescue saving its
+/// mapfile, a copy batch, releasing mounts) finishes so the next run resumes cleanly. A second
+/// signal exits at once (a hung driver must not keep the person at the terminal waiting); the
+/// next run repairs whatever that leaves attached.
 fn cancel_on_signals() -> anyhow::Result<CancellationToken> {
     use tokio::signal::unix::{SignalKind, signal};
     let token = CancellationToken::new();
-    let mut interrupt = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
-    let mut terminate = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
     let cancel = token.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-        tracing::warn!("stopping: finishing what is running so it can be resumed");
-        cancel.cancel();
-    });
+    // On a thread and a runtime of their own: a read hanging in a FUSE driver or on a dying
+    // device can hold every worker of the main runtime, and the signals must still be heard.
+    let (ready, installed) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    std::thread::Builder::new()
+        .name("ntt-signals".to_owned())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    let _ = ready.send(Err(anyhow::Error::new(error)));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let handlers = signal(SignalKind::interrupt())
+                    .context("install the SIGINT handler")
+                    .and_then(|interrupt| {
+                        signal(SignalKind::terminate())
+                            .context("install the SIGTERM handler")
+                            .map(|terminate| (interrupt, terminate))
+                    });
+                let (mut interrupt, mut terminate) = match handlers {
+                    Ok(handlers) => {
+                        let _ = ready.send(Ok(()));
+                        handlers
+                    }
+                    Err(error) => {
+                        let _ = ready.send(Err(error));
+                        return;
+                    }
+                };
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
+                tracing::warn!(
+                    "stopping: finishing what is running so it can be resumed (a second Ctrl-C exits at once)"
+                );
+                cancel.cancel();
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
+                tracing::error!(
+                    "second signal: exiting now; the next run repairs what is left attached"
+                );
+                std::process::exit(i32::from(EXIT_CANCELLED));
+            });
+        })
+        .context("start the signal thread")?;
+    installed
+        .recv()
+        .context("the signal thread ended before installing its handlers")??;
     Ok(token)
 }
 
@@ -204,7 +252,7 @@ const fn is_long(command: &Command) -> bool {
 }
 
 /// Runs one command; the exit code is non-zero on failure.
-pub async fn run(args: Args, stdout: &mut impl Write) -> anyhow::Result<ExitCode> {
+pub async fn run(args: Args, stdout: &mut (impl Write + Send)) -> anyhow::Result<ExitCode> {
     let mut options = args.connect_options()?;
     options.max_connections = connections_for(&args.command, options.max_connections);
     if let Command::Db { command } = &args.command {
@@ -250,7 +298,7 @@ async fn dispatch(
     catalog: Catalog,
     host: &Host,
     cancel: &CancellationToken,
-    stdout: &mut impl Write,
+    stdout: &mut (impl Write + Send),
 ) -> anyhow::Result<bool> {
     match command {
         Command::Db { .. } => unreachable!("handled before connecting"),

@@ -41,20 +41,31 @@ impl DatabaseUrl {
     }
 }
 
-/// `scheme://user:secret@host/db` becomes `scheme://user:***@host/db`; other forms are unchanged.
+/// The URL for people: parsed, its password (in the user info or a `password` parameter)
+/// replaced by `***`; a URL that does not parse is not shown at all (its password could be
+/// anywhere in it, a `/` in an unencoded password makes the parser see a path).
 fn redact(raw: &str) -> String {
-    let Some((scheme, rest)) = raw.split_once("://") else {
-        return raw.to_owned();
+    let Ok(mut url) = url::Url::parse(raw) else {
+        return "<a URL that does not parse (not shown: it may hold a password)>".to_owned();
     };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => raw.to_owned(),
-        },
-        None => raw.to_owned(),
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
     }
+    if url.query_pairs().any(|(key, _)| key == "password") {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if key == "password" {
+                    "***".to_owned()
+                } else {
+                    value.into_owned()
+                };
+                (key.into_owned(), value)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
 }
 
 impl FromStr for DatabaseUrl {
@@ -115,7 +126,24 @@ mod tests {
 
     #[test]
     fn password_containing_at_sign_is_hidden() {
-        assert_eq!(redact("postgres://u:p@ss@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u:p%40ss@h/db"), "postgres://u:***@h/db");
+        assert!(!redact("postgres://u:p@ss@h/db").contains("ss"));
+    }
+
+    /// Issue 21: a password parameter, or a `/` in an unencoded password, leaked.
+    #[test]
+    fn a_password_parameter_or_a_slash_never_shows() {
+        let shown = redact("postgres://ntt@db/ntt?sslmode=disable&password=hunter2");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("password=***") || shown.contains("password=%2A%2A%2A"),
+            "{shown}"
+        );
+        assert!(shown.contains("sslmode=disable"), "{shown}");
+        let shown = redact("postgres://ntt:hun/ter2@db/ntt");
+        assert!(!shown.contains("hun") && !shown.contains("ter2"), "{shown}");
+        let shown = redact("not a url hunter2");
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 
     #[test]

@@ -175,9 +175,11 @@ pub async fn image(
     on_progress: &mut (dyn FnMut(&Progress<'_>) + Send),
 ) -> Result<ImageReport, ImagingError> {
     let source = source::classify(&request.source)?;
-    fs_err::create_dir_all(&config.data_dir).map_err(|e| ImagingError::DataDir {
-        path: config.data_dir.clone(),
-        source: e,
+    crate::private_dir::ensure_private_dir(&config.data_dir).map_err(|e| {
+        ImagingError::DataDir {
+            path: config.data_dir.clone(),
+            source: e,
+        }
     })?;
     let lock = lock_source(config, &source)?;
     let report = match &source {
@@ -465,11 +467,12 @@ pub async fn digest_file(path: &Path) -> Result<[u8; 32], ImagingError> {
     })
 }
 
-/// Images we made are evidence too: mode 0444 once finished. (A later, more thorough ddrescue
-/// run still writes to it: it runs as root.)
+/// Images we made are evidence too: mode 0440 once finished, readable by root and the data
+/// directory's group only. (A later, more thorough ddrescue run still writes to it: it runs
+/// as root.)
 fn make_read_only(image: &Path) -> Result<(), ImagingError> {
     use std::os::unix::fs::PermissionsExt;
-    fs_err::set_permissions(image, std::fs::Permissions::from_mode(0o444)).map_err(|e| {
+    fs_err::set_permissions(image, std::fs::Permissions::from_mode(0o440)).map_err(|e| {
         ImagingError::DataDir {
             path: image.to_owned(),
             source: e,

@@ -23,6 +23,7 @@ pub mod export;
 pub mod imaging;
 pub mod lock;
 pub mod pipeline;
+pub mod private_dir;
 pub mod progress;
 pub mod store;
 pub mod telemetry;

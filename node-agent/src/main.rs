@@ -10,8 +10,14 @@ use ntt_agent::{cli, telemetry};
 async fn main() -> ExitCode {
     let args = cli::Args::parse();
     telemetry::init(args.log_format);
-    let mut stdout = std::io::stdout().lock();
-    match cli::run(args, &mut stdout).await {
+    // The command runs on a worker thread and the main thread only waits: a signal sent to the
+    // process goes to the main thread first, which must never be the one stuck in a hung read.
+    let command = tokio::spawn(async move { cli::run(args, &mut std::io::stdout()).await });
+    let outcome = match command.await {
+        Ok(outcome) => outcome,
+        Err(error) => Err(anyhow::Error::new(error).context("the command's task failed")),
+    };
+    match outcome {
         Ok(code) => code,
         Err(error) => {
             // The whole cause chain on one line, for the person at the terminal.

@@ -82,11 +82,13 @@ impl Store {
     /// Opens (creating if needed) the store at `root`.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
         let tmp = root.join("tmp");
-        fs_err::create_dir_all(&tmp).map_err(|source| StoreError::Io {
-            what: "create the store directory",
-            path: tmp.clone(),
-            source,
-        })?;
+        crate::private_dir::ensure_private_dir(root)
+            .and_then(|()| fs_err::create_dir_all(&tmp))
+            .map_err(|source| StoreError::Io {
+                what: "create the store directory",
+                path: tmp.clone(),
+                source,
+            })?;
         let root_dir = File::open(root).map_err(|source| StoreError::Io {
             what: "open the store root",
             path: root.to_owned(),
@@ -131,7 +133,7 @@ impl Store {
         if self.anonymous.load(Ordering::Relaxed) {
             match fs_err::OpenOptions::new()
                 .write(true)
-                .mode(0o444)
+                .mode(0o440)
                 .custom_flags(nix::libc::O_TMPFILE)
                 .open(&self.tmp)
             {
@@ -161,7 +163,7 @@ impl Store {
         let file = fs_err::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o444)
+            .mode(0o440)
             .open(&path)
             .map_err(|source| self.classify("create a temp file", &path, source))?;
         Ok(BlobWriter::new(file, Temp::Named(path)))
@@ -472,7 +474,7 @@ mod tests {
         assert_eq!(fs_err::read(&path).unwrap(), b"the same bytes");
         assert_eq!(
             fs_err::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o444
+            0o440
         );
         assert_eq!(
             fs_err::metadata(&path).unwrap().nlink(),

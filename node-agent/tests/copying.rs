@@ -152,6 +152,16 @@ async fn content_is_stored_once_across_paths_and_media(pool: PgPool) {
     assert_eq!(blobs, 3);
     let shared = blake3::hash(b"shared content\n").to_hex().to_string();
     assert!(store_blobs(&store).contains(&shared));
+    // Issue 21: evidence is nobody else's: the store root 0700, blobs 0440.
+    let mode = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    };
+    assert_eq!(mode(&store), 0o700);
+    assert_eq!(
+        mode(&store.join(&shared[..2]).join(&shared[2..4]).join(&shared)),
+        0o440
+    );
     let mime: String = sqlx::query_scalar("select mime_type from blob where id = $1")
         .bind(hex::decode(&shared).unwrap())
         .fetch_one(&pool)
@@ -1018,4 +1028,52 @@ async fn a_lost_volume_is_mounted_again_once_then_the_run_stops(pool: PgPool) {
     assert_eq!(last["complete"], true);
     assert_eq!(last["copied"], 200 - copied, "{last}");
     report(&host, "lossy");
+}
+
+/// Issue 21: a second Ctrl-C exits at once, even while reads hang (here: registering an image
+/// on a disk whose every read takes 6 s, which would take minutes); the first only asks what
+/// runs to finish. (The kernel lets a thread go only when its FUSE read is answered: the exit
+/// comes when the read in flight ends, not after the whole registration.)
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn a_second_interrupt_exits_at_once_while_a_read_hangs(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let disk = FaultyDisk::start(noise(4 * MIB as usize, 7), Faults::default());
+    disk.set_delay(Duration::from_secs(6));
+    let mut imaging = host.spawn(&["image", disk.file().to_str().unwrap(), "--name", "hung"]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(imaging.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    if let Some(status) = imaging.try_wait().unwrap() {
+        let output = imaging.wait_with_output().unwrap();
+        panic!(
+            "the first interrupt must wait for the hung read: {status:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let exited = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = imaging.try_wait().unwrap() {
+            break status;
+        }
+        if exited.elapsed() > Duration::from_secs(10) {
+            let _ = imaging.kill();
+            let output = imaging.wait_with_output().unwrap();
+            panic!(
+                "the second interrupt did not exit: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(130));
+    let output = imaging.wait_with_output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("second signal"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    disk.set_delay(Duration::ZERO);
+    drop(disk);
 }

@@ -233,6 +233,16 @@ async fn gpt_volumes_are_each_read_by_the_first_method_that_works_here(pool: PgP
     let hash = register(&host, &disk, "gpt");
 
     let report = mount(&host, "gpt");
+    // Issue 21: what is mounted is reachable only through the mount root, which is root's.
+    let root_mode = {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(host.root.join("mnt"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(root_mode, 0o700);
     // This kernel mounts ext4, has no vfat (The Sleuth Kit reads FAT) and no NTFS (ntfs-3g).
     assert_eq!(
         methods(&report),

@@ -111,7 +111,17 @@ async fn bad_ranges_on_a_failing_device_become_exactly_the_mapfiles_bad_areas(po
     assert_eq!(image.len() as u64, 16 * MIB);
     assert_eq!(
         mode_of(Path::new(report["image_path"].as_str().unwrap())),
-        0o444
+        0o440,
+        "images are evidence: read-only, for root and the data directory's group"
+    );
+    assert_eq!(
+        mode_of(
+            Path::new(report["image_path"].as_str().unwrap())
+                .parent()
+                .unwrap()
+        ),
+        0o700,
+        "the data directory is nobody else's"
     );
     assert!(
         image == expected_image(&content, &bad),
@@ -435,7 +445,7 @@ async fn third_party_containers_register_as_the_same_bytes_as_their_raw_equivale
     assert!(image == raw);
     assert_eq!(
         mode_of(Path::new(image_path)),
-        0o444,
+        0o440,
         "converted images are read-only"
     );
     let after: Vec<String> = sources.iter().map(|s| sha256(&fixture(s))).collect();

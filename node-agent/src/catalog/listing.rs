@@ -53,7 +53,7 @@ pub async fn list_paths(
     volume: Option<i32>,
     prefix: Option<&[u8]>,
     damaged_only: bool,
-    visit: &mut dyn FnMut(Listed) -> std::io::Result<()>,
+    visit: &mut (dyn FnMut(Listed) -> std::io::Result<()> + Send),
 ) -> Result<u64, CatalogError> {
     let (exact, low, high) = match prefix {
         Some(prefix) if !prefix.is_empty() => {

@@ -219,7 +219,7 @@ pub struct TreeEntry {
 pub async fn tree(
     pool: &PgPool,
     medium: MediumId,
-    visit: &mut dyn FnMut(TreeEntry) -> std::io::Result<()>,
+    visit: &mut (dyn FnMut(TreeEntry) -> std::io::Result<()> + Send),
 ) -> Result<u64, CatalogError> {
     let mut rows = sqlx::query_as!(
         TreeEntry,

@@ -29,7 +29,7 @@ pub(super) async fn run(
     catalog: &Catalog,
     host: &Host,
     args: CatArgs,
-    stdout: &mut impl Write,
+    stdout: &mut (impl Write + Send),
 ) -> anyhow::Result<()> {
     let medium = media::resolve_medium(catalog.pool(), &args.medium).await?;
     let bytes = args.path.as_bytes();

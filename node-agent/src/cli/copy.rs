@@ -46,7 +46,7 @@ pub(super) async fn run(
     host: &Host,
     args: CopyArgs,
     cancel: &CancellationToken,
-    stdout: &mut impl Write,
+    stdout: &mut (impl Write + Send),
 ) -> anyhow::Result<()> {
     let medium = media::resolve_medium(catalog.pool(), &args.medium).await?;
     let options = CopyOptions {

@@ -28,7 +28,7 @@ pub(super) async fn run(
     host: &Host,
     args: DamageArgs,
     cancel: &CancellationToken,
-    stdout: &mut impl Write,
+    stdout: &mut (impl Write + Send),
 ) -> anyhow::Result<()> {
     let medium = media::resolve_medium(catalog.pool(), &args.medium).await?;
     let reports = pipeline::damage::damage(catalog, host, &medium, args.force, cancel).await?;
@@ -40,7 +40,7 @@ pub(super) fn print(
     name: &str,
     reports: &[VolumeReport],
     json: bool,
-    stdout: &mut impl Write,
+    stdout: &mut (impl Write + Send),
 ) -> anyhow::Result<()> {
     if json {
         serde_json::to_writer_pretty(&mut *stdout, reports)?;

@@ -10,7 +10,7 @@ use crate::catalog::{Catalog, ConnectOptions};
 pub(super) async fn run(
     mut options: ConnectOptions,
     command: &DbCommand,
-    stdout: &mut impl Write,
+    stdout: &mut (impl Write + Send),
 ) -> anyhow::Result<ExitCode> {
     match command {
         DbCommand::Migrate => {

@@ -51,7 +51,7 @@ pub(super) async fn run(
     host: &Host,
     args: EnumerateArgs,
     cancel: &CancellationToken,
-    stdout: &mut impl Write,
+    stdout: &mut (impl Write + Send),
 ) -> anyhow::Result<()> {
     let medium = media::resolve_medium(catalog.pool(), &args.medium).await?;
     let options = EnumerateOptions {

@@ -23,7 +23,7 @@ pub(super) async fn run(
     catalog: &Catalog,
     host: &Host,
     args: ExportArgs,
-    stdout: &mut impl Write,
+    stdout: &mut (impl Write + Send),
 ) -> anyhow::Result<bool> {
     let medium = media::resolve_medium(catalog.pool(), &args.medium).await?;
     let done = pipeline::export::export_tree(catalog, host, &medium, &args.dir).await?;

@@ -48,7 +48,7 @@ async fn medium_id(catalog: &Catalog, given: Option<&str>) -> anyhow::Result<Opt
 pub(super) async fn run(
     catalog: &Catalog,
     command: IgnoreCommand,
-    stdout: &mut impl Write,
+    stdout: &mut (impl Write + Send),
 ) -> anyhow::Result<()> {
     match command {
         IgnoreCommand::List { medium } => {

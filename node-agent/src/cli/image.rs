@@ -87,7 +87,7 @@ pub(super) async fn run(
     host: &Host,
     args: ImageArgs,
     cancel: &CancellationToken,
-    stdout: &mut impl Write,
+    stdout: &mut (impl Write + Send),
 ) -> anyhow::Result<bool> {
     let report =
         pipeline::image::image(catalog, host, &args.source, &args.options(), cancel).await?;
@@ -100,7 +100,7 @@ pub(super) async fn run(
     Ok(report.end != ImageEnd::Cancelled)
 }
 
-fn write_report(report: &ImageReport, out: &mut impl Write) -> std::io::Result<()> {
+fn write_report(report: &ImageReport, out: &mut (impl Write + Send)) -> std::io::Result<()> {
     let state = match report.end {
         ImageEnd::Complete => "complete",
         ImageEnd::PassesExhausted => "finished with unreadable areas",

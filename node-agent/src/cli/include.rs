@@ -22,7 +22,7 @@ pub struct IncludeArgs {
 pub(super) async fn run(
     catalog: &Catalog,
     args: IncludeArgs,
-    stdout: &mut impl Write,
+    stdout: &mut (impl Write + Send),
 ) -> anyhow::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let medium = media::resolve_medium(catalog.pool(), &args.medium).await?;

@@ -87,7 +87,7 @@ pub(super) async fn run(
     host: &Host,
     args: IngestArgs,
     cancel: &CancellationToken,
-    stdout: &mut impl Write,
+    stdout: &mut (impl Write + Send),
 ) -> anyhow::Result<()> {
     let ingested =
         pipeline::ingest::ingest(catalog, host, &args.image.source, &args.options(), cancel)

@@ -37,7 +37,7 @@ pub struct LsArgs {
 pub(super) async fn run(
     catalog: &Catalog,
     args: LsArgs,
-    stdout: &mut impl Write,
+    stdout: &mut (impl Write + Send),
 ) -> anyhow::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let medium = media::resolve_medium(catalog.pool(), &args.medium).await?;
@@ -111,7 +111,7 @@ fn parse_ranges(text: &str) -> Vec<[u64; 2]> {
         .collect()
 }
 
-fn write_line(out: &mut impl Write, row: &Listed) -> std::io::Result<()> {
+fn write_line(out: &mut (impl Write + Send), row: &Listed) -> std::io::Result<()> {
     let mtime = row
         .mtime_ns
         .and_then(|ns| {

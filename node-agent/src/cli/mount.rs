@@ -44,7 +44,7 @@ pub(super) async fn run(
     host: &Host,
     args: MountArgs,
     cancel: &CancellationToken,
-    stdout: &mut impl Write,
+    stdout: &mut (impl Write + Send),
 ) -> anyhow::Result<bool> {
     let medium = media::resolve_medium(catalog.pool(), &args.medium).await?;
     let attached = match pipeline::attach::attach(catalog, host, &medium, args.force, cancel).await

@@ -22,7 +22,7 @@ pub struct ReportArgs {
 pub(super) async fn run(
     catalog: &Catalog,
     args: ReportArgs,
-    stdout: &mut impl Write,
+    stdout: &mut (impl Write + Send),
 ) -> anyhow::Result<()> {
     let medium = media::resolve_medium(catalog.pool(), &args.medium).await?;
     let report = pipeline::report::report(catalog, &medium).await?;
@@ -33,7 +33,7 @@ pub(super) async fn run(
 pub(super) fn print(
     report: &MediumReport,
     json: bool,
-    stdout: &mut impl Write,
+    stdout: &mut (impl Write + Send),
 ) -> anyhow::Result<()> {
     if json {
         serde_json::to_writer_pretty(&mut *stdout, report)?;
@@ -110,7 +110,7 @@ pub(super) fn print(
 }
 
 /// The damage lines of `ntt report`.
-fn write_damage(report: &MediumReport, stdout: &mut impl Write) -> anyhow::Result<()> {
+fn write_damage(report: &MediumReport, stdout: &mut (impl Write + Send)) -> anyhow::Result<()> {
     let d = &report.damage;
     if d.files > 0 {
         writeln!(

@@ -11,7 +11,7 @@ use crate::catalog::media::{self, MediumSummary};
 pub(super) async fn run(
     catalog: &Catalog,
     json: bool,
-    stdout: &mut impl Write,
+    stdout: &mut (impl Write + Send),
 ) -> anyhow::Result<()> {
     let media = media::list_media(catalog.pool()).await?;
     if json {
@@ -26,13 +26,16 @@ pub(super) async fn run(
 }
 
 /// Writes one JSON array of media.
-pub(super) fn write_json(media: &[MediumSummary], out: &mut impl Write) -> io::Result<()> {
+pub(super) fn write_json(media: &[MediumSummary], out: &mut (impl Write + Send)) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, media)?;
     writeln!(out)
 }
 
 /// Writes an aligned table with a header line.
-pub(super) fn write_table(media: &[MediumSummary], out: &mut impl Write) -> io::Result<()> {
+pub(super) fn write_table(
+    media: &[MediumSummary],
+    out: &mut (impl Write + Send),
+) -> io::Result<()> {
     let header = [
         "NAME", "HASH", "KIND", "STAGE", "HEALTH", "SIZE", "RESCUED", "ENTRIES", "PENDING",
         "FAILED", "ADDED",
@@ -70,7 +73,11 @@ pub(super) fn write_table(media: &[MediumSummary], out: &mut impl Write) -> io::
     Ok(())
 }
 
-fn write_row(out: &mut impl Write, cells: &[String; 11], widths: &[usize; 11]) -> io::Result<()> {
+fn write_row(
+    out: &mut (impl Write + Send),
+    cells: &[String; 11],
+    widths: &[usize; 11],
+) -> io::Result<()> {
     let mut line = String::new();
     for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
         if i + 1 == cells.len() {

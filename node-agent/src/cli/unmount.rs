@@ -18,7 +18,7 @@ pub(super) async fn run(
     catalog: &Catalog,
     host: &Host,
     args: UnmountArgs,
-    stdout: &mut impl Write,
+    stdout: &mut (impl Write + Send),
 ) -> anyhow::Result<()> {
     let medium = media::resolve_medium(catalog.pool(), &args.medium).await?;
     let released = pipeline::attach::unmount(host, &medium).await?;

@@ -29,7 +29,7 @@ pub(super) async fn run(
     catalog: &Catalog,
     host: &Host,
     args: VerifyArgs,
-    stdout: &mut impl Write,
+    stdout: &mut (impl Write + Send),
 ) -> anyhow::Result<bool> {
     anyhow::ensure!(
         (args.medium.is_some() || args.all || args.sample.is_some())

@@ -24,7 +24,7 @@ pub struct VolumesArgs {
 pub(super) async fn run(
     catalog: &Catalog,
     args: VolumesArgs,
-    stdout: &mut impl Write,
+    stdout: &mut (impl Write + Send),
 ) -> anyhow::Result<()> {
     let medium = media::resolve_medium(catalog.pool(), &args.medium).await?;
     let rows = pipeline::attach::ensure_volumes(catalog, &medium).await?;
@@ -37,7 +37,7 @@ pub(super) async fn run(
     Ok(())
 }
 
-fn write_table(rows: &[VolumeRow], out: &mut impl Write) -> std::io::Result<()> {
+fn write_table(rows: &[VolumeRow], out: &mut (impl Write + Send)) -> std::io::Result<()> {
     writeln!(
         out,
         "{:<3} {:<6} {:>12} {:>10}  {:<10} {:<18} {:<8} {:<9} {:<24} TYPE",

@@ -109,6 +109,8 @@ impl Pass {
         if let Some(timeout) = self.stall_timeout {
             args.push(format!("--timeout={}s", timeout.as_secs().max(1)).into());
         }
+        // The paths are never options, whatever they start with.
+        args.push("--".into());
         args.push(source.path.as_os_str().to_owned());
         args.push(image.as_os_str().to_owned());
         args.push(mapfile.as_os_str().to_owned());
@@ -234,6 +236,7 @@ mod tests {
                 "--idirect",
                 "--no-trim",
                 "--no-scrape",
+                "--",
                 "/dev/sr0",
                 "/d/h.img",
                 "/d/h.map"

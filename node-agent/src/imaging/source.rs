@@ -296,6 +296,7 @@ pub fn convert_to_raw(source: &Source, target: &Path) -> Result<Option<[u8; 32]>
                 Command::new("ewfexport")
                     .args(["-q", "-u", "-f", "raw", "-t"])
                     .arg(&stem)
+                    .arg("--")
                     .arg(path),
             )?;
             let produced = stem.with_extension("ewfexport.raw");
@@ -314,7 +315,7 @@ pub fn convert_to_raw(source: &Source, target: &Path) -> Result<Option<[u8; 32]>
                 "qemu-img",
                 path,
                 Command::new("qemu-img")
-                    .args(["convert", "-q", "-f", qemu_format, "-O", "raw"])
+                    .args(["convert", "-q", "-f", qemu_format, "-O", "raw", "--"])
                     .arg(path)
                     .arg(&partial),
             )?;

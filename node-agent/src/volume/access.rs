@@ -269,6 +269,13 @@ pub async fn attach_medium(
     cancel: &CancellationToken,
 ) -> Result<Option<AttachedMedium>, AccessError> {
     let lock = take_lock(settings, hash, "attaching volumes").await?;
+    // Mounted media are reachable only through this root: nobody else's.
+    crate::private_dir::ensure_private_dir(&settings.mount_root).map_err(|source| {
+        AccessError::Host {
+            what: "make the mount directory private",
+            source,
+        }
+    })?;
     let (data_dir, lock_dir) = (settings.data_dir.clone(), settings.lock_dir.clone());
     tokio::task::spawn_blocking(move || {
         sweep::sweep_deleted_images(&data_dir)?;

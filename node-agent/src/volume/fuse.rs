@@ -71,6 +71,7 @@ pub enum FuseError {
 }
 
 /// The FUSE driver command for a type (pure): program and arguments, device and target last.
+/// Every driver mounts read-only, `nodev,nosuid,noexec` (a medium may be crafted).
 pub fn fuse_driver(
     fs_type: FsType,
     device: &Path,
@@ -80,10 +81,11 @@ pub fn fuse_driver(
         FsType::Ntfs => ("ntfs-3g", vec!["-o", "ro,no_detach,nodev,nosuid,noexec"]),
         // -n: no ~/.mtab.fuseiso bookkeeping; -f: foreground.
         FsType::Iso9660 => ("fuseiso", vec!["-n"]),
-        FsType::Squashfs => ("squashfuse", vec!["-f", "-o", "ro"]),
-        FsType::Ext2 | FsType::Ext3 | FsType::Ext4 => {
-            ("fuse2fs", vec!["-f", "-o", "ro,fakeroot,norecovery"])
-        }
+        FsType::Squashfs => ("squashfuse", vec!["-f", "-o", "ro,nodev,nosuid,noexec"]),
+        FsType::Ext2 | FsType::Ext3 | FsType::Ext4 => (
+            "fuse2fs",
+            vec!["-f", "-o", "ro,fakeroot,norecovery,nodev,nosuid,noexec"],
+        ),
         // exfat-fuse has no foreground switch but debug; it daemonizes (see `daemonizes`).
         FsType::Exfat => ("mount.exfat-fuse", vec!["-o", "ro,nodev,nosuid,noexec"]),
         _ => return None,
@@ -93,7 +95,7 @@ pub fn fuse_driver(
     all.push(target.display().to_string());
     if program == "fuseiso" {
         // fuseiso takes the FUSE options after the mount point.
-        all.extend(["-f", "-o", "ro"].map(str::to_owned));
+        all.extend(["-f", "-o", "ro,nodev,nosuid,noexec"].map(str::to_owned));
     }
     Some((program, all))
 }
@@ -278,7 +280,38 @@ mod tests {
         let (program, args) =
             fuse_driver(FsType::Iso9660, Path::new("/dev/loop3"), Path::new("/m")).unwrap();
         assert_eq!(program, "fuseiso");
-        assert_eq!(args, ["-n", "/dev/loop3", "/m", "-f", "-o", "ro"]);
+        assert_eq!(
+            args,
+            [
+                "-n",
+                "/dev/loop3",
+                "/m",
+                "-f",
+                "-o",
+                "ro,nodev,nosuid,noexec"
+            ]
+        );
+        // Every driver mounts read-only without devices, set-id bits or execution.
+        for fs_type in [
+            FsType::Ntfs,
+            FsType::Iso9660,
+            FsType::Squashfs,
+            FsType::Ext4,
+            FsType::Exfat,
+        ] {
+            let (_, args) = fuse_driver(fs_type, Path::new("/dev/loop3"), Path::new("/m")).unwrap();
+            let options = args
+                .iter()
+                .skip_while(|a| *a != "-o")
+                .nth(1)
+                .unwrap_or_else(|| panic!("{fs_type:?}: no -o"));
+            for option in ["ro", "nodev", "nosuid", "noexec"] {
+                assert!(
+                    options.split(',').any(|o| o == option),
+                    "{fs_type:?}: {options}"
+                );
+            }
+        }
         assert!(fuse_driver(FsType::Hfsplus, Path::new("/d"), Path::new("/m")).is_none());
     }
 
