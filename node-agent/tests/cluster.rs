@@ -994,9 +994,9 @@ async fn a_node_whose_agent_never_comes_back_says_so_and_fails_nothing(pool: PgP
     cluster.stop().await;
 }
 
-/// Issue 20: an agent killed (SIGKILL) mid-copy after several heartbeats, twice in a row. Every heartbeat keeps the
-/// job `Running` (it carries all the agent's fields; server-side apply drops the ones left
-/// out), so the controller's lost-agent deadline applies and a new agent finishes the copy,
+/// Issue 20: an agent killed (SIGKILL) mid-copy after several heartbeats, twice in a row.
+/// Every heartbeat keeps the job `Running` (it carries all the agent's fields; server-side
+/// apply drops the ones left out), so the controller's lost-agent deadline applies and a new agent finishes the copy,
 /// taking over the dead run's leases at once: every file copied exactly once.
 #[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
 async fn an_agent_killed_after_several_heartbeats_is_found_lost_and_replaced(pool: PgPool) {
