@@ -936,6 +936,8 @@ async fn an_agent_restarted_under_the_same_name_sweeps_its_own_leftovers(pool: P
     let report = report(&host, "lab/slow");
     assert_eq!(report["accounting"]["copied"], 300, "{report}");
     stop_agent(again).await;
+    // What the killed agents left attached goes first, then the disk.
+    assert!(host.run(&["unmount", "lab/slow"]).status.success());
     drop(disk);
     cluster.assert_rbac();
     cluster.stop().await;
@@ -989,6 +991,8 @@ async fn a_node_whose_agent_never_comes_back_says_so_and_fails_nothing(pool: PgP
     }
     let medium = cluster.media.get("slow").await.unwrap().status.unwrap();
     assert_ne!(medium.phase, Phase::Failed);
+    // What the killed agents left attached goes first, then the disk.
+    assert!(host.run(&["unmount", "lab/slow"]).status.success());
     drop(disk);
     cluster.assert_rbac();
     cluster.stop().await;

@@ -308,12 +308,16 @@ impl FaultyDisk {
 }
 
 impl Drop for FaultyDisk {
+    /// Takes the disk down; when something still holds its file (a loop device a killed
+    /// process left), it is unmounted lazily, so that no mount outlives the test.
     fn drop(&mut self) {
         if let Some(device) = self.loop_device.take() {
             detach(&device);
         }
-        if let Some(session) = self.session.take() {
-            let _ = session.umount_and_join();
+        if let Some(session) = self.session.take()
+            && session.umount_and_join().is_err()
+        {
+            let _ = Command::new("umount").arg("--lazy").arg(&self.dir).status();
         }
         let _ = std::fs::remove_dir(&self.dir);
     }
