@@ -166,7 +166,7 @@ pub struct ImagingOptions {
     pub profile: ImagingProfile,
 }
 
-/// ddrescue pass profiles (see the README's Imaging section).
+/// ddrescue pass profiles (see docs/imaging.md).
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum ImagingProfile {

@@ -200,7 +200,8 @@ fn store_stop(error: StoreError) -> FileResult {
 }
 
 /// Copies the pending files of `medium` from `volumes` into `store` with `options.workers`
-/// workers named after `worker`.
+/// workers named after the run, whose lock (`run`) the caller holds for as long as it runs:
+/// it is what keeps other runs off this run's leases.
 #[expect(
     clippy::too_many_arguments,
     reason = "the stage's whole input; a struct for one call site would only move the list"
@@ -210,11 +211,12 @@ pub async fn copy_medium(
     medium: MediumId,
     volumes: BTreeMap<i32, VolumeReader>,
     store: Arc<Store>,
-    worker: &str,
+    run: &copying::RunLock,
     options: CopyOptions,
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> Result<CopyReport, CopyStageError> {
+    let worker = run.name();
     let swept = {
         let store = store.clone();
         tokio::task::spawn_blocking(move || store.remove_stale_temp()).await?
@@ -223,34 +225,6 @@ pub async fn copy_medium(
     if swept > 0 {
         tracing::info!(files = swept, "removed temp files of dead writers");
     }
-    // The run's lock: while it is held, no one takes this run's leases; if this process dies,
-    // the database drops it and every lease of the run is free at once.
-    let run = copying::begin_run(pool, worker).await?;
-    let result = run_workers(
-        pool, medium, volumes, store, worker, options, progress, cancel,
-    )
-    .await;
-    if let Err(error) = run.end().await {
-        tracing::warn!(%error, "ending the copy run's lock (its session was closed instead)");
-    }
-    result
-}
-
-/// The workers of one run, and what they did together.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the stage's whole input, as copy_medium takes it"
-)]
-async fn run_workers(
-    pool: &PgPool,
-    medium: MediumId,
-    volumes: BTreeMap<i32, VolumeReader>,
-    store: Arc<Store>,
-    worker: &str,
-    options: CopyOptions,
-    progress: &Progress,
-    cancel: &CancellationToken,
-) -> Result<CopyReport, CopyStageError> {
     let volumes = Arc::new(volumes);
     let totals = Arc::new(Totals::default());
     let stop = CancellationToken::new();

@@ -160,6 +160,11 @@ pub async fn begin_run(pool: &PgPool, run: &str) -> Result<RunLock, CatalogError
 }
 
 impl RunLock {
+    /// The run's name: its workers lease as `<name>/<n>`.
+    pub fn name(&self) -> &str {
+        &self.run
+    }
+
     /// Ends the run: the lock is given up and the connection goes back to the pool (closed
     /// instead when the unlock fails, so no pooled session keeps holding it).
     pub async fn end(mut self) -> Result<(), CatalogError> {

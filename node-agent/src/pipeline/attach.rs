@@ -201,14 +201,3 @@ pub async fn with_attached<T>(
         }
     }
 }
-
-/// The medium's record again (after a stage changed it).
-pub async fn reload(catalog: &Catalog, medium: &MediumRecord) -> Result<MediumRecord> {
-    let hash = medium
-        .hash
-        .parse()
-        .map_err(|_| crate::catalog::CatalogError::MediumNotFound {
-            given: medium.hash.clone(),
-        })?;
-    super::medium_by_hash(catalog, &hash).await
-}

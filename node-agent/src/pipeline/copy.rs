@@ -88,7 +88,10 @@ pub async fn copy(
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_nanos();
-    let worker = format!("{}:{}:{started:x}", crate::host_name(), std::process::id());
+    let name = format!("{}:{}:{started:x}", crate::host_name(), std::process::id());
+    // The run's lock, held across a remount: while it is held no one takes this run's leases;
+    // if this process dies, the database drops it and every lease of the run is free at once.
+    let lock = copying::begin_run(catalog.pool(), &name).await?;
     let pending = report::content(catalog.pool(), medium.id)
         .await?
         .pending_bytes;
@@ -103,7 +106,7 @@ pub async fn copy(
         host,
         medium,
         store: &store,
-        worker: &worker,
+        lock: &lock,
         options: stage_options,
         progress: &progress,
         force: options.force,
@@ -111,6 +114,9 @@ pub async fn copy(
     };
     let result = run.remounting_once().await;
     ticker.finish().await;
+    if let Err(error) = lock.end().await {
+        tracing::warn!(%error, "ending the copy run's lock (its session was closed instead)");
+    }
     let report = result?;
     // Success means nothing is pending: whatever is left is said, never taken for done.
     let pending = copying::pending(catalog.pool(), medium.id).await?;
@@ -129,7 +135,7 @@ struct Run<'a> {
     host: &'a Host,
     medium: &'a MediumRecord,
     store: &'a Arc<Store>,
-    worker: &'a str,
+    lock: &'a copying::RunLock,
     options: stage::CopyOptions,
     progress: &'a stage::Progress,
     force: bool,
@@ -160,7 +166,7 @@ impl Run<'_> {
                 medium.id,
                 readers,
                 self.store.clone(),
-                self.worker,
+                self.lock,
                 self.options,
                 self.progress,
                 self.cancel,

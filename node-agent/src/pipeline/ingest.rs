@@ -11,7 +11,7 @@ use super::copy::CopyOptions;
 use super::enumerate::EnumerateOptions;
 use super::image::ImageOptions;
 use super::report::MediumReport;
-use super::verify::{Verification, VerifyScope};
+use super::verify::VerifyScope;
 use super::{Host, PipelineError, Result};
 use crate::catalog::Catalog;
 use crate::catalog::load;
@@ -149,7 +149,7 @@ async fn copy_stage(
     medium: &MediumRecord,
     options: &IngestOptions,
     cancel: &CancellationToken,
-) -> Result<Verification> {
+) -> Result<()> {
     tracing::info!(medium = %medium.name, "stage 4/5: copy");
     super::copy::copy(catalog, host, medium, &options.copy, cancel).await?;
     let sample = options.verify_sample.max(1);
@@ -166,5 +166,5 @@ async fn copy_stage(
     if !verification.is_good() {
         return Err(PipelineError::Verification(verification));
     }
-    Ok(verification)
+    Ok(())
 }

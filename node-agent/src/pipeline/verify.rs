@@ -13,7 +13,7 @@ use crate::catalog::report;
 pub struct VerifyScope<'a> {
     /// Only the blobs of this medium (all media when `None`).
     pub medium: Option<&'a MediumRecord>,
-    /// Only a random sample of this many (least recently verified first are not preferred).
+    /// Only a random sample of this many.
     pub sample: Option<i64>,
 }
 
