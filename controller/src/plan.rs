@@ -614,6 +614,14 @@ pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
                 });
                 plan.create = Some(job);
             };
+            // An active job of this stage that the status does not name was created by a
+            // reconcile whose status write was then refused or lost: its attempt is counted now
+            // (a failed one is counted at least once below).
+            if let StageState::Active(job) = stage_state(facts.jobs, stage)
+                && old.current_job != job.metadata.name
+            {
+                status.new.attempts += 1;
+            }
             match stage_state(facts.jobs, stage) {
                 StageState::NoJob => start(&mut status, &mut plan, ""),
                 StageState::Terminating(job) => {

@@ -142,6 +142,15 @@ impl World {
         plan
     }
 
+    /// Carries a plan out except its status write, which the API server refused (or the
+    /// controller died before it): the job exists, the Medium's status does not know it.
+    fn reconcile_status_lost(&mut self) -> Plan {
+        let before = self.medium.status.clone();
+        let plan = self.reconcile();
+        self.medium.status = before;
+        plan
+    }
+
     fn job_mut(&mut self, name: &str) -> &mut MediumJob {
         self.jobs
             .iter_mut()
@@ -423,6 +432,42 @@ fn the_full_lifecycle_runs_one_job_per_stage_to_copied_and_then_settles() {
     assert_eq!(world.jobs.len(), 3, "one job per stage, kept as history");
     world.advance(3600);
     world.settle();
+}
+
+#[test]
+fn a_job_whose_status_write_was_lost_still_counts_as_an_attempt() {
+    let mut world = World::new(Target::Copied);
+    world.reconcile();
+    world.reconcile();
+    world.run_active();
+    // The reconcile that creates the enumerate job cannot record it (status refused).
+    let plan = world.reconcile_status_lost();
+    let job = plan.create.as_ref().unwrap().metadata.name.clone().unwrap();
+    assert_eq!(
+        world.status().stage,
+        Some(Stage::Image),
+        "the write was lost"
+    );
+    world.claim(&job);
+    let plan = world.reconcile();
+    assert!(plan.create.is_none(), "the job is found, not made twice");
+    assert_eq!(world.status().stage, Some(Stage::Enumerate));
+    assert_eq!(world.status().current_job.as_deref(), Some(job.as_str()));
+    assert_eq!(world.status().attempts, 1, "its attempt counts");
+    world.reconcile();
+    assert_eq!(world.status().attempts, 1, "and only once");
+    // Within a stage too: a transient failure, then the retry's status write is lost.
+    world.finish(&job, Err(error(ErrorClass::Transient, "bus reset")));
+    world.advance(3600);
+    let plan = world.reconcile_status_lost();
+    let retry = plan.create.as_ref().unwrap().metadata.name.clone().unwrap();
+    assert_eq!(world.status().attempts, 1);
+    world.reconcile();
+    assert_eq!(world.status().current_job.as_deref(), Some(retry.as_str()));
+    assert_eq!(world.status().attempts, 2, "the retry counts");
+    world.claim(&retry);
+    world.settle();
+    assert_eq!(world.status().attempts, 2);
 }
 
 #[test]
@@ -1009,6 +1054,7 @@ mod properties {
     #[derive(Debug, Clone)]
     enum Event {
         Reconcile,
+        ReconcileStatusLost,
         Advance(i64),
         Claim,
         Heartbeat,
@@ -1023,6 +1069,7 @@ mod properties {
     fn event() -> impl Strategy<Value = Event> {
         prop_oneof![
             6 => Just(Event::Reconcile),
+            1 => Just(Event::ReconcileStatusLost),
             2 => (1_i64..200).prop_map(Event::Advance),
             2 => Just(Event::Claim),
             1 => Just(Event::Heartbeat),
@@ -1082,6 +1129,12 @@ mod properties {
                         if plan.finalizer == FinalizerAction::Remove {
                             prop_assert!(world.active().is_empty());
                         }
+                        if !world.active().is_empty() {
+                            prop_assert!(world.status().attempts >= 1, "an active job is an attempt");
+                        }
+                    }
+                    Event::ReconcileStatusLost => {
+                        world.reconcile_status_lost();
                     }
                     Event::Advance(s) => world.advance(s),
                     Event::Claim => if let Some(name) = active.filter(|_| !claimed) { world.claim(&name) },
