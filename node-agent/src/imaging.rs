@@ -161,6 +161,18 @@ pub enum ImagingError {
         /// The name asked for.
         name: String,
     },
+    /// The machine a directory source is on cannot be told.
+    #[error(
+        "cannot read the machine id {path}: a directory source is identified by the machine it \
+         is on (run systemd-machine-id-setup; in the cluster the chart mounts the node's)"
+    )]
+    MachineId {
+        /// The machine id file.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
     /// A blocking task died.
     #[error("internal error: a worker thread failed")]
     Join(#[from] tokio::task::JoinError),

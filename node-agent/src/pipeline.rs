@@ -272,6 +272,7 @@ impl PipelineError {
             Self::Imaging(
                 ImagingError::Source(_)
                 | ImagingError::NameTaken { .. }
+                | ImagingError::MachineId { .. }
                 | ImagingError::Identify(_),
             )
             | Self::NotImaged { .. }

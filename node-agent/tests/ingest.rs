@@ -180,6 +180,40 @@ async fn a_directory_with_odd_names_ingests_without_imaging(pool: PgPool) {
     // Again: everything is done, nothing changes.
     let again = ingest(&host, &tree, &[]);
     assert_eq!(again["accounting"], report["accounting"]);
+    // Again under another host name (an agent pod restarted under a new name): the same
+    // medium, found by the machine's id, not registered anew.
+    let renamed = renamed_host(&host, "renamed-pod-7", &["ingest", "--json"], &tree);
+    assert!(
+        renamed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&renamed.stderr)
+    );
+    let renamed: Value = serde_json::from_slice(&renamed.stdout).unwrap();
+    assert_eq!(renamed["hash"], report["hash"], "{renamed}");
+    assert_eq!(renamed["accounting"], report["accounting"]);
+    let media: i64 = sqlx::query_scalar("select count(*) from medium")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(media, 1);
+}
+
+/// `ntt ARGS SOURCE` in a UTS namespace of its own whose host name is `name`.
+fn renamed_host(host: &Host, name: &str, args: &[&str], source: &Path) -> std::process::Output {
+    let ntt = host.command(args);
+    let mut command = Command::new("unshare");
+    command
+        .args(["--uts", "sh", "-c", "hostname \"$0\" && exec \"$@\"", name])
+        .arg(ntt.get_program())
+        .args(ntt.get_args())
+        .arg(source);
+    for (key, value) in ntt.get_envs() {
+        match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
+    }
+    command.output().unwrap()
 }
 
 /// A GPT disk with an ext4 (files `good.txt`, `hit.bin`, `shared.txt`) and a FAT32 partition;

@@ -65,8 +65,51 @@ pub async fn image(
     Ok(report?)
 }
 
-/// The identity of a directory medium: the host and the canonical path (pure).
-pub fn directory_hash(host: &str, canonical: &Path) -> String {
+/// Where the machine's identity is read: systemd's machine id, which survives host renames and
+/// reboots; the chart mounts the node's into the agent pod, whose host name changes with every
+/// restart.
+pub const MACHINE_ID: &str = "/etc/machine-id";
+
+/// The machine's id from `path` (trimmed; an empty file is an error).
+///
+/// # Errors
+///
+/// [`imaging::ImagingError::MachineId`] when it cannot be read or is empty.
+pub fn machine_id(path: &Path) -> Result<String> {
+    let error = |source| {
+        PipelineError::Imaging(imaging::ImagingError::MachineId {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let text = fs_err::read_to_string(path).map_err(error)?;
+    let id = text.trim();
+    if id.is_empty() {
+        return Err(error(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the file is empty",
+        )));
+    }
+    Ok(id.to_owned())
+}
+
+/// The identity of a directory medium: the machine and the canonical path (pure). The machine
+/// is its id, not its host name (a pod's name changes with every restart); catalogs written
+/// before this was so are found by the host name (`legacy_directory_hash`).
+pub fn directory_hash(machine: &str, canonical: &Path) -> String {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"DIRECTORY|machine-id|");
+    hasher.update(machine.as_bytes());
+    hasher.update(b"|");
+    hasher.update(std::os::unix::ffi::OsStrExt::as_bytes(
+        canonical.as_os_str(),
+    ));
+    hasher.update(b"|");
+    hasher.finalize().to_hex()[..32].to_owned()
+}
+
+/// The identity older versions gave a directory: the host name and the canonical path (pure).
+fn legacy_directory_hash(host: &str, canonical: &Path) -> String {
     let mut hasher = blake3::Hasher::new();
     hasher.update(b"DIRECTORY|");
     hasher.update(host.as_bytes());
@@ -112,11 +155,19 @@ pub async fn register_directory(
             },
         ))
     })?;
-    let hash: MediumHash = directory_hash(&crate::host_name(), &canonical)
-        .parse()
-        .expect("invariant: a directory hash is 32 lowercase hex characters");
+    let parse = |hash: String| -> MediumHash {
+        hash.parse()
+            .expect("invariant: a directory hash is 32 lowercase hex characters")
+    };
+    let hash = parse(directory_hash(
+        &machine_id(Path::new(MACHINE_ID))?,
+        &canonical,
+    ));
+    let legacy = parse(legacy_directory_hash(&crate::host_name(), &canonical));
     let pool = catalog.pool();
     let medium = if let Some(known) = media::find_medium_by_hash(pool, &hash).await? {
+        known
+    } else if let Some(known) = media::find_medium_by_hash(pool, &legacy).await? {
         known
     } else {
         let name = options.name.clone().unwrap_or_else(|| {
@@ -157,12 +208,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_directory_is_identified_by_host_and_path() {
-        let a = directory_hash("lab1", Path::new("/mnt/photorec/out"));
+    fn a_directory_is_identified_by_machine_and_path() {
+        let a = directory_hash("3d1219c7", Path::new("/mnt/photorec/out"));
         assert_eq!(a.len(), 32);
         assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert_eq!(a, directory_hash("lab1", Path::new("/mnt/photorec/out")));
-        assert_ne!(a, directory_hash("lab2", Path::new("/mnt/photorec/out")));
-        assert_ne!(a, directory_hash("lab1", Path::new("/mnt/photorec/out2")));
+        assert_eq!(
+            a,
+            directory_hash("3d1219c7", Path::new("/mnt/photorec/out"))
+        );
+        assert_ne!(
+            a,
+            directory_hash("9a00e1f2", Path::new("/mnt/photorec/out"))
+        );
+        assert_ne!(
+            a,
+            directory_hash("3d1219c7", Path::new("/mnt/photorec/out2"))
+        );
+        assert_ne!(
+            a,
+            legacy_directory_hash("3d1219c7", Path::new("/mnt/photorec/out")),
+            "the machine id cannot pass for a host name"
+        );
+    }
+
+    #[test]
+    fn the_machine_id_is_read_trimmed_and_an_empty_or_missing_one_is_refused() {
+        let dir = std::env::temp_dir().join(format!("ntt-machine-id-{}", std::process::id()));
+        fs_err::create_dir_all(&dir).unwrap();
+        let path = dir.join("machine-id");
+        fs_err::write(&path, "3d1219c7c4c5404aaa1f6d2a48adfda4\n").unwrap();
+        assert_eq!(
+            machine_id(&path).unwrap(),
+            "3d1219c7c4c5404aaa1f6d2a48adfda4"
+        );
+        fs_err::write(&path, "\n").unwrap();
+        let empty = machine_id(&path).unwrap_err().to_string();
+        assert!(empty.contains("machine id"), "{empty}");
+        let missing = machine_id(&dir.join("none")).unwrap_err().to_string();
+        assert!(missing.contains("systemd-machine-id-setup"), "{missing}");
+        fs_err::remove_dir_all(&dir).unwrap();
     }
 }

@@ -230,6 +230,16 @@ fn default_values_render_valid_manifests_with_least_privilege() {
     assert_eq!(url["valueFrom"]["secretKeyRef"]["name"], "ntt-database");
     let volumes = pod["volumes"].as_array().unwrap();
     assert!(volumes.iter().any(|v| v["hostPath"]["path"] == "/dev"));
+    // The node's machine id, read-only: a directory source's identity survives pod restarts.
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v["name"] == "machine-id" && v["hostPath"]["path"] == "/etc/machine-id")
+    );
+    let mounts = container["volumeMounts"].as_array().unwrap();
+    let machine = mounts.iter().find(|m| m["name"] == "machine-id").unwrap();
+    assert_eq!(machine["mountPath"], "/etc/machine-id");
+    assert_eq!(machine["readOnly"], true);
     assert!(
         volumes
             .iter()
@@ -255,6 +265,7 @@ fn other_values_switch_parts_and_storage_on_and_off() {
         "migration.enabled=false",
         "s:agent.nodeSelector.ntt/dock=yes",
         "database.existingSecret=catalog",
+        "agent.sourcePaths={/srv/evidence,/mnt/partner share}",
     ]);
     validate(&text, &["ServiceMonitor"]);
     let kinds = kinds(&documents);
@@ -270,6 +281,24 @@ fn other_values_switch_parts_and_storage_on_and_off() {
     assert!(volumes.iter().any(|v| v["name"] == "store" && v["persistentVolumeClaim"]["claimName"] == "ntt-store"));
     assert!(volumes.iter().any(|v| v["name"] == "data" && v["persistentVolumeClaim"]["claimName"] == "ntt-images"));
     assert_eq!(pod["nodeSelector"]["ntt/dock"], "yes");
+    // Source paths: read-only at the node's own path, so a Medium names what the node sees.
+    for (i, path) in ["/srv/evidence", "/mnt/partner share"].iter().enumerate() {
+        let name = format!("source-{i}");
+        assert!(
+            volumes
+                .iter()
+                .any(|v| v["name"] == name.as_str() && v["hostPath"]["path"] == *path),
+            "{name}"
+        );
+        let mount = pod["containers"][0]["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name.as_str())
+            .unwrap();
+        assert_eq!(mount["mountPath"], *path);
+        assert_eq!(mount["readOnly"], true);
+    }
     let args = &find(&documents, "Deployment", "-controller")["spec"]["template"]["spec"]["containers"]
         [0]["args"];
     assert!(
