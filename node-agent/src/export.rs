@@ -24,8 +24,9 @@ use nix::unistd::{linkat, symlinkat};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     /// The path has an empty, `.` or `..` component, or is empty: following it could leave
-    /// the target directory.
-    #[error("its path has an empty, '.' or '..' component")]
+    /// the target directory; or it holds a NUL byte (which no name can: the catalog lists a
+    /// second entry of one name so).
+    #[error("its path has an empty, '.' or '..' component, or a NUL byte")]
     UnsafeName,
     /// A parent of the entry is, on the export, a symlink or a file (both can come from a
     /// medium whose names contain '/'); it is never followed.
@@ -87,12 +88,13 @@ pub struct TreeWriter {
     parent: Option<(Vec<Vec<u8>>, OwnedFd)>,
 }
 
-/// The components of `path`, or `None` when one of them is empty, `.` or `..` (pure).
+/// The components of `path`, or `None` when one of them is empty, `.` or `..` or holds a NUL
+/// byte (pure).
 pub fn components(path: &[u8]) -> Option<Vec<&[u8]>> {
     let parts: Vec<&[u8]> = path.split(|&b| b == b'/').collect();
     parts
         .iter()
-        .all(|part| !matches!(*part, b"" | b"." | b".."))
+        .all(|part| !matches!(*part, b"" | b"." | b"..") && !part.contains(&0))
         .then_some(parts)
 }
 
@@ -263,7 +265,7 @@ mod tests {
     }
 
     #[test]
-    fn components_refuse_empty_dot_and_dot_dot() {
+    fn components_refuse_empty_dot_dot_dot_and_nul() {
         assert_eq!(components(b"a/b"), Some(vec![&b"a"[..], b"b"]));
         assert_eq!(
             components(b"new\nline/\xff"),
@@ -279,6 +281,8 @@ mod tests {
             b"..",
             b"../../x",
             b"a/..",
+            b"dup name.txt\0duplicate 2",
+            b"a\0/b",
         ] {
             assert_eq!(components(bad), None, "{}", bad.escape_ascii());
         }

@@ -26,7 +26,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use host::{Host, MIB, ext4, fixture, partition, place, register, run, sparse_file};
+use host::{
+    Host, MIB, craft_fat_long_name, ext4, fixture, partition, place, register, run, sparse_file,
+};
 use serde_json::Value;
 use sqlx::PgPool;
 
@@ -353,6 +355,149 @@ async fn an_unreadable_entry_is_recorded_while_its_siblings_load(pool: PgPool) {
     assert_eq!(path, b"d/b");
     assert_eq!(errno, Some(nix::libc::EUCLEAN));
     assert!(message.contains("Structure needs cleaning"), "{message}");
+}
+
+/// Issue 21: a damaged or crafted filesystem's duplicates are problems of their entries, never a
+/// failed load. An ext2 inode given a second name without its link count (`debugfs ln`, read
+/// through the kernel) is loaded once under both names; a FAT directory with two entries of one
+/// name (read by The Sleuth Kit) keeps the first under the name and lists the second under the
+/// name, a NUL byte and `duplicate 2`. Each is an entry error with the exact name; every file is
+/// copied and the accounting balances.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn duplicate_inodes_and_names_are_problems_of_their_entries_and_the_rest_loads(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let source = host.root.join("src");
+    std::fs::create_dir_all(&source).unwrap();
+    std::fs::write(source.join("a.txt"), b"alpha").unwrap();
+    std::fs::write(source.join("c.txt"), b"gamma").unwrap();
+    let linked = host.root.join("linked.img");
+    sparse_file(&linked, 8 * MIB);
+    run(Command::new("mkfs.ext2")
+        .args(["-q", "-F", "-d"])
+        .arg(&source)
+        .arg(&linked));
+    run(Command::new("debugfs")
+        .args(["-w", "-R", "ln a.txt b.txt"])
+        .arg(&linked));
+    register(&host, &linked, "linked");
+    let report = enumerate_ok(&host, &["linked"]);
+    assert_eq!(report["counts"]["errors"], 2, "{report}");
+    let rows = ls(&host, "linked");
+    let ino = |name: &str| {
+        rows.iter()
+            .find(|r| r["path"] == name)
+            .unwrap_or_else(|| panic!("{name} listed: {rows:?}"))["inode"]
+            .clone()
+    };
+    assert_eq!(ino("a.txt"), ino("b.txt"));
+    assert_ne!(ino("a.txt"), ino("c.txt"));
+    let noted: Vec<(Vec<u8>, String)> =
+        sqlx::query_as("select path, message from entry_error order by path")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        noted.iter().map(|n| n.0.as_slice()).collect::<Vec<_>>(),
+        [&b"a.txt"[..], b"b.txt"]
+    );
+    assert!(
+        noted[0].1.contains("2 names") && noted[0].1.contains("link count is 1"),
+        "{noted:?}"
+    );
+    let (inodes, errors): (Option<i64>, Option<i64>) =
+        sqlx::query_as("select inodes_loaded, entry_errors from medium where name = 'linked'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let rows_loaded: i64 = sqlx::query_scalar("select count(*) from inode")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!((inodes, errors), (Some(rows_loaded), Some(2)));
+    copied_and_balanced(&host, "linked", 2);
+    let cat = host.run(&["cat", "linked", "b.txt"]);
+    assert_eq!(cat.stdout, b"alpha");
+
+    let twins = host.root.join("twins.img");
+    sparse_file(&twins, 16 * MIB);
+    run(Command::new("mkfs.vfat").args(["-F", "16"]).arg(&twins));
+    let scratch = host.root.join("scratch");
+    for (name, content) in [("q", "first"), ("j", "second"), ("o", "other")] {
+        std::fs::write(&scratch, content).unwrap();
+        run(Command::new("mcopy")
+            .arg("-i")
+            .arg(&twins)
+            .arg(&scratch)
+            .arg(format!("::/{}", name.repeat(12))));
+    }
+    craft_fat_long_name(&twins, 'q', "dup name.txt");
+    craft_fat_long_name(&twins, 'j', "dup name.txt");
+    register(&host, &twins, "twins");
+    let report = enumerate_ok(&host, &["twins"]);
+    assert_eq!(report["counts"]["errors"], 1, "{report}");
+    let paths: BTreeSet<Vec<u8>> = ls(&host, "twins").iter().map(path_bytes).collect();
+    assert!(paths.contains(&b"dup name.txt"[..]), "{paths:?}");
+    assert!(
+        paths.contains(&b"dup name.txt\0duplicate 2"[..]),
+        "{paths:?}"
+    );
+    let (path, message): (Vec<u8>, String) = sqlx::query_as(
+        "select e.path, e.message from entry_error e join medium m on m.id = e.medium_id
+          where m.name = 'twins'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(path, b"dup name.txt");
+    assert!(message.contains("same name"), "{message}");
+    copied_and_balanced(&host, "twins", 3);
+    let contents: BTreeSet<Vec<u8>> = sqlx::query_scalar(
+        "select i.blob_id from inode i join medium m on m.id = i.medium_id
+          where m.name = 'twins' and i.blob_id is not null",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    let expected: BTreeSet<Vec<u8>> = ["first", "second", "other"]
+        .iter()
+        .map(|c| blake3::hash(c.as_bytes()).as_bytes().to_vec())
+        .collect();
+    assert_eq!(contents, expected, "both twins' contents are stored");
+    // The second twin's listed name cannot be made on a filesystem: export-tree says so and
+    // exports the rest.
+    let export = host.root.join("twins-export");
+    let exported = host.run(&["export-tree", "twins", export.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&exported.stdout);
+    assert_eq!(exported.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("2 file(s) linked") && stdout.contains("1 refused"),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read(export.join("0/dup name.txt")).unwrap(),
+        b"first"
+    );
+    assert_eq!(
+        std::fs::read(export.join("0/oooooooooooo")).unwrap(),
+        b"other"
+    );
+}
+
+/// `ntt copy MEDIUM`, then its report: `files` copied, nothing pending, balanced.
+fn copied_and_balanced(host: &Host, medium: &str, files: i64) {
+    let copy = host.run(&["copy", medium]);
+    assert!(
+        copy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copy.stderr)
+    );
+    let report = host.run(&["report", medium, "--json"]);
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["balances"], true, "{report}");
+    assert_eq!(report["accounting"]["pending"], 0, "{report}");
+    assert_eq!(report["content"]["copied_files"], files, "{report}");
 }
 
 #[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]

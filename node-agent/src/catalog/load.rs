@@ -432,6 +432,8 @@ pub struct Loader {
     /// Rows held to be sent in key order, until they outgrow `hold_bytes`.
     held: Option<Held>,
     hold_bytes: usize,
+    /// What the index builds found duplicated and repaired.
+    repaired: Repaired,
 }
 
 /// The inode number as stored: the same 64 bits, as `bigint`.
@@ -483,6 +485,7 @@ impl Loader {
             dedupe_all: HashSet::new(),
             held: Some(Held::default()),
             hold_bytes,
+            repaired: Repaired::default(),
         })
     }
 
@@ -665,8 +668,8 @@ impl Loader {
                 run_lanes(&self.pool, inode_lanes(self.id)),
                 run_lanes(&self.pool, path_lanes(self.id)),
             );
-            inode?;
-            path?;
+            self.repaired.merge(inode?);
+            self.repaired.merge(path?);
         }
         self.finish_build().await?;
         let mut counts = self.swap(medium_name, replace).await?;
@@ -716,10 +719,12 @@ impl Loader {
             .await;
             let (seconds, loaded) = inode_writer.finish(sent).await?;
             reconcile(0, walked.inodes, loaded)?;
-            if index {
-                run_lanes(pool, inode_lanes(id)).await?;
-            }
-            Ok::<_, LoadError>((seconds, sort_seconds))
+            let repaired = if index {
+                run_lanes(pool, inode_lanes(id)).await?
+            } else {
+                Repaired::default()
+            };
+            Ok::<_, LoadError>((seconds, sort_seconds, repaired))
         };
         let path_side = async move {
             // Let the inode side queue its first batches.
@@ -740,15 +745,20 @@ impl Loader {
             let (seconds, loaded) = path_writer.finish(sent).await?;
             reconcile(1, walked.entries, loaded)?;
             reconcile(2, walked.errors, loaded)?;
-            if index {
-                run_lanes(pool, path_lanes(id)).await?;
-            }
-            Ok::<_, LoadError>((seconds, sort_seconds))
+            let repaired = if index {
+                run_lanes(pool, path_lanes(id)).await?
+            } else {
+                Repaired::default()
+            };
+            Ok::<_, LoadError>((seconds, sort_seconds, repaired))
         };
         // Both sides run to their end, also when one fails: a connection is never dropped in
         // the middle of a statement.
         let (inode_side, path_side) = tokio::join!(inode_side, path_side);
-        let ((inode_copy, inode_sort), (path_copy, path_sort)) = (inode_side?, path_side?);
+        let ((inode_copy, inode_sort, inode_repaired), (path_copy, path_sort, path_repaired)) =
+            (inode_side?, path_side?);
+        self.repaired.merge(inode_repaired);
+        self.repaired.merge(path_repaired);
         self.counts.copy_seconds += inode_copy.max(path_copy);
         self.counts.sort_seconds = inode_sort + path_sort;
         Ok(())
@@ -783,7 +793,30 @@ impl Loader {
             steps.push(format!("analyze inode_m{id}_next {INODE_STATISTICS}"));
         }
         steps.push(BUILD_RESET.to_owned());
-        run_steps(conn, &steps).await
+        run_steps(conn, &steps).await?;
+        self.counts.errors += self.repaired.errors;
+        self.counts.inodes = self.counts.inodes.saturating_sub(self.repaired.merged);
+        if !self.repaired.inodes.is_empty() {
+            let (volumes, inodes): (Vec<i32>, Vec<i64>) = std::mem::take(&mut self.repaired.inodes)
+                .into_iter()
+                .unzip();
+            let noted = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "insert into entry_error_m{id}_next (medium_id, volume_no, path, errno, message)
+                 select {id}, p.volume_no, p.path, null,
+                        format('inode %s was walked under %s names but its link count is %s: its metadata is loaded once',
+                               p.ino, count(*) over (partition by p.volume_no, p.ino), i.nlink)
+                   from unnest($1::int[], $2::bigint[]) as d (volume_no, ino)
+                   join path_m{id}_next p on p.volume_no = d.volume_no and p.ino = d.ino
+                   join inode_m{id}_next i on i.volume_no = d.volume_no and i.ino = d.ino"
+            )))
+            .bind(volumes)
+            .bind(inodes)
+            .execute(&mut *conn)
+            .await
+            .map_err(sql_error("note inodes walked more than once"))?;
+            self.counts.errors += noted.rows_affected();
+        }
+        Ok(())
     }
 
     /// Drops the old load (only when `replace`) and attaches the new one, in one transaction.
@@ -948,6 +981,113 @@ fn reconcile(table: usize, walked: u64, loaded: Loaded) -> Result<(), LoadError>
     })
 }
 
+/// One connection's steps, in order; `repair` runs when the first step (a key's unique index)
+/// finds duplicate keys, and the step is then tried once more.
+struct Lane {
+    steps: Vec<String>,
+    repair: Option<Repair>,
+}
+
+impl Lane {
+    fn plain(steps: Vec<String>) -> Self {
+        Self {
+            steps,
+            repair: None,
+        }
+    }
+}
+
+/// How a key's duplicates are made unique, each a problem of its entries (never a failed load).
+#[derive(Debug, Clone, Copy)]
+enum Repair {
+    /// One inode walked under several names without a link count that says so (a damaged or
+    /// crafted filesystem: `debugfs ln`): one row stays; the paths are noted by
+    /// [`Loader::finish_build`], once both tables are complete.
+    Inodes(i64),
+    /// Two entries with one name in one directory (a damaged or crafted directory): the first
+    /// keeps the name, each other one is listed under the name, a NUL byte (which no name can
+    /// hold) and `duplicate N`, and an entry error with the exact name says so.
+    Paths(i64),
+}
+
+/// What the repairs changed: inodes loaded more than once (volume, inode), the surplus rows
+/// removed, and entry errors added.
+#[derive(Debug, Default)]
+struct Repaired {
+    inodes: Vec<(i32, i64)>,
+    merged: u64,
+    errors: u64,
+}
+
+impl Repaired {
+    fn merge(&mut self, other: Self) {
+        self.inodes.extend(other.inodes);
+        self.merged += other.merged;
+        self.errors += other.errors;
+    }
+}
+
+impl Repair {
+    async fn run(self, conn: &mut sqlx::PgConnection) -> Result<Repaired, LoadError> {
+        match self {
+            Self::Inodes(id) => {
+                let rows: Vec<(i32, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "with extra as (
+                         delete from inode_m{id}_next i
+                          using (select ctid, row_number() over (partition by volume_no, ino order by ctid) as n
+                                   from inode_m{id}_next) d
+                          where i.ctid = d.ctid and d.n > 1
+                      returning i.volume_no, i.ino)
+                     select volume_no, ino, count(*) from extra group by volume_no, ino"
+                )))
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(sql_error("merge inodes walked more than once"))?;
+                tracing::warn!(
+                    inodes = rows.len(),
+                    "inodes walked under several names without a link count that says so: loaded once each"
+                );
+                Ok(Repaired {
+                    merged: rows.iter().map(|r| u64::try_from(r.2).unwrap_or(0)).sum(),
+                    inodes: rows.into_iter().map(|(v, i, _)| (v, i)).collect(),
+                    errors: 0,
+                })
+            }
+            Self::Paths(id) => {
+                let noted: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "with d as (
+                         select ctid, path, row_number() over (partition by volume_no, path order by ctid) as n
+                           from path_m{id}_next),
+                     moved as (
+                         update path_m{id}_next p
+                            set path = p.path || '\\x00'::bytea || convert_to('duplicate ' || d.n, 'UTF8')
+                           from d
+                          where p.ctid = d.ctid and d.n > 1
+                      returning p.volume_no, p.ino, d.n, d.path as name),
+                     noted as (
+                         insert into entry_error_m{id}_next (medium_id, volume_no, path, errno, message)
+                         select {id}, volume_no, name, null,
+                                format('another entry of its directory has the same name: this one (inode %s) is listed under the name, a NUL byte and ''duplicate %s''', ino, n)
+                           from moved
+                      returning 1)
+                     select count(*) from noted"
+                )))
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(sql_error("rename entries that repeat a name"))?;
+                tracing::warn!(
+                    entries = noted,
+                    "entries repeating a name in their directory: listed under a suffixed name"
+                );
+                Ok(Repaired {
+                    errors: u64::try_from(noted).unwrap_or(0),
+                    ..Repaired::default()
+                })
+            }
+        }
+    }
+}
+
 /// The inode table's index builds, keys, checks and statistics, on two lanes: the key (then
 /// the foreign keys and statistics) and the claim index.
 ///
@@ -957,7 +1097,7 @@ fn reconcile(table: usize, walked: u64, loaded: Loaded) -> Result<(), LoadError>
 /// not conflict with each other; a step that needs more waits for the other lanes' statement on
 /// that table, never for a whole lane (every step is its own transaction), so the lanes cannot
 /// deadlock. Each index starts at once on a lane of its own, so the cores stay busy.
-fn inode_lanes(id: i64) -> Vec<Vec<String>> {
+fn inode_lanes(id: i64) -> Vec<Lane> {
     let key_lane = vec![
         format!(
             "create unique index inode_m{id}_next_pkey on inode_m{id}_next (ino, volume_no, medium_id)"
@@ -978,46 +1118,82 @@ fn inode_lanes(id: i64) -> Vec<Vec<String>> {
         ),
     ];
     vec![
-        key_lane,
-        vec![format!(
+        Lane {
+            steps: key_lane,
+            repair: Some(Repair::Inodes(id)),
+        },
+        Lane::plain(vec![format!(
             "create index on inode_m{id}_next (ino, volume_no, medium_id) {NO_DEDUP} where state = 'pending'"
-        )],
+        )]),
     ]
 }
 
 /// The path table's: the key, and the path -> inode index then the statistics.
-fn path_lanes(id: i64) -> Vec<Vec<String>> {
+fn path_lanes(id: i64) -> Vec<Lane> {
     vec![
-        vec![
-            format!(
-                "create unique index path_m{id}_next_pkey on path_m{id}_next (medium_id, volume_no, path)"
-            ),
-            format!(
-                "alter table path_m{id}_next add constraint path_m{id}_next_pkey primary key using index path_m{id}_next_pkey"
-            ),
-        ],
-        vec![
+        Lane {
+            steps: vec![
+                format!(
+                    "create unique index path_m{id}_next_pkey on path_m{id}_next (medium_id, volume_no, path)"
+                ),
+                format!(
+                    "alter table path_m{id}_next add constraint path_m{id}_next_pkey primary key using index path_m{id}_next_pkey"
+                ),
+            ],
+            repair: Some(Repair::Paths(id)),
+        },
+        Lane::plain(vec![
             format!("create index on path_m{id}_next (ino, volume_no, medium_id) {NO_DEDUP}"),
             format!("analyze path_m{id}_next {PATH_STATISTICS}"),
-        ],
+        ]),
     ]
 }
 
-/// Runs each lane's steps on a connection of its own, all lanes at once.
-async fn run_lanes(pool: &PgPool, lanes: Vec<Vec<String>>) -> Result<(), LoadError> {
-    let runs = lanes.into_iter().map(|steps| async move {
-        let mut lane = pool
+/// Runs each lane's steps on a connection of its own, all lanes at once; what the repairs
+/// changed.
+async fn run_lanes(pool: &PgPool, lanes: Vec<Lane>) -> Result<Repaired, LoadError> {
+    let runs = lanes.into_iter().map(|lane| async move {
+        let mut conn = pool
             .acquire()
             .await
             .map_err(sql_error("connect an index builder"))?;
-        run_steps(&mut lane, &[build_settings()]).await?;
-        run_steps(&mut lane, &steps).await?;
-        run_steps(&mut lane, &[BUILD_RESET.to_owned()]).await
+        run_steps(&mut conn, &[build_settings()]).await?;
+        let mut repaired = Repaired::default();
+        if let Some((first, rest)) = lane.steps.split_first() {
+            match (
+                run_steps(&mut conn, std::slice::from_ref(first)).await,
+                lane.repair,
+            ) {
+                (Err(error), Some(repair)) if is_unique_violation(&error) => {
+                    repaired = repair.run(&mut conn).await?;
+                    run_steps(&mut conn, std::slice::from_ref(first)).await?;
+                }
+                (result, _) => result?,
+            }
+            run_steps(&mut conn, rest).await?;
+        }
+        run_steps(&mut conn, &[BUILD_RESET.to_owned()]).await?;
+        Ok::<_, LoadError>(repaired)
     });
+    let mut repaired = Repaired::default();
     for result in futures_util::future::join_all(runs).await {
-        result?;
+        repaired.merge(result?);
     }
-    Ok(())
+    Ok(repaired)
+}
+
+/// Whether a build step failed on a duplicate key (SQLSTATE 23505).
+fn is_unique_violation(error: &LoadError) -> bool {
+    let LoadError::Catalog(
+        CatalogError::Query { source, .. } | CatalogError::Violation { source, .. },
+    ) = error
+    else {
+        return false;
+    };
+    source
+        .as_database_error()
+        .and_then(sqlx::error::DatabaseError::code)
+        .is_some_and(|code| code == "23505")
 }
 
 /// The entries of the medium's published load, or `None` when it has none.

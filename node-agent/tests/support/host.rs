@@ -264,3 +264,35 @@ pub fn register(host: &Host, image: &Path, name: &str) -> String {
     let report = host.image(&[image.to_str().unwrap(), "--name", name]);
     report["hash"].as_str().unwrap().to_owned()
 }
+
+/// Rewrites, in a FAT image, the long-name characters of every entry whose long name is
+/// `placeholder` repeated (as mtools wrote it) into `name`, of the same length: a name no
+/// FAT driver would write, such as `../../x` or `/tmp/x`. The short-name checksum is
+/// untouched, so readers keep taking the long name.
+pub fn craft_fat_long_name(image: &Path, placeholder: char, name: &str) {
+    let units: Vec<u16> = name.encode_utf16().collect();
+    let mut bytes = std::fs::read(image).unwrap();
+    // Character slots of a long-name entry: 5 at 1, 6 at 14, 2 at 28 (UCS-2, little endian).
+    let slots: Vec<usize> = (0..5)
+        .map(|i| 1 + 2 * i)
+        .chain((0..6).map(|i| 14 + 2 * i))
+        .chain((0..2).map(|i| 28 + 2 * i))
+        .collect();
+    let mut patched = 0;
+    for entry in bytes.chunks_exact_mut(32) {
+        if entry[11] != 0x0F || entry[0] == 0xE5 {
+            continue;
+        }
+        let sequence = usize::from(entry[0] & 0x1F) - 1;
+        for (k, slot) in slots.iter().enumerate() {
+            let index = sequence * 13 + k;
+            let current = u16::from_le_bytes([entry[*slot], entry[slot + 1]]);
+            if index < units.len() && current == placeholder as u16 {
+                entry[*slot..slot + 2].copy_from_slice(&units[index].to_le_bytes());
+                patched += 1;
+            }
+        }
+    }
+    assert_eq!(patched, units.len(), "every character of {name:?} written");
+    std::fs::write(image, bytes).unwrap();
+}
