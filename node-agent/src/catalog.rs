@@ -17,6 +17,7 @@ pub mod load;
 pub mod media;
 pub mod partitions;
 pub mod report;
+pub mod states;
 pub mod volumes;
 
 use std::time::Duration;

@@ -556,6 +556,81 @@ async fn ignore_patterns_mark_paths_and_can_be_undone(pool: PgPool) {
     assert!(blob["excluded_reason"].is_null());
 }
 
+/// Issue 21: one definition of excluded and pending. A file with two names, both excluded, then
+/// one included again: its content is wanted, so the copy takes it, and the copy, the report
+/// and `ntt status` agree that nothing is pending. And the accounting can fail: the entries are
+/// the load's own count, so a path row lost afterwards shows as an imbalance.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn excluded_and_pending_mean_one_thing_everywhere_and_a_lost_row_unbalances(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let source = host.root.join("src");
+    std::fs::create_dir_all(source.join("home")).unwrap();
+    std::fs::write(source.join("home/link-a.tmp"), b"linked").unwrap();
+    std::fs::hard_link(
+        source.join("home/link-a.tmp"),
+        source.join("home/link-b.tmp"),
+    )
+    .unwrap();
+    std::fs::write(source.join("home/notes.txt"), b"notes").unwrap();
+    let image = host.root.join("links.img");
+    ext4(&image, 8 * MIB, &source);
+    register(&host, &image, "links");
+    assert!(host.run(&["ignore", "add", r"\.tmp$"]).status.success());
+    let report = enumerate_ok(&host, &["links"]);
+    assert_eq!(report["counts"]["excluded"], 2, "{report}");
+    let included = host.run(&["include", "links", "home/link-a.tmp"]);
+    assert!(included.status.success());
+    let copy = host.run(&["copy", "links", "--json"]);
+    assert!(
+        copy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copy.stderr)
+    );
+    let report = host.run(&["report", "links", "--json"]);
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["balances"], true, "{report}");
+    assert_eq!(report["accounting"]["pending"], 0, "{report}");
+    assert_eq!(
+        report["accounting"]["excluded"], 1,
+        "link-b stays excluded: {report}"
+    );
+    assert_eq!(report["content"]["copied_files"], 2, "{report}");
+    let rows = ls(&host, "links");
+    let state = |name: &str| {
+        rows.iter()
+            .find(|r| r["path"] == name)
+            .unwrap_or_else(|| panic!("{name}"))["state"]
+            .clone()
+    };
+    assert_eq!(state("home/link-a.tmp"), "copied");
+    assert_eq!(state("home/link-b.tmp"), "excluded", "the name is excluded");
+    let status = host.run(&["status", "--json"]);
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let links = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "links")
+        .unwrap();
+    assert_eq!(links["pending_files"], 0, "{links}");
+    assert_eq!(links["stage"], "copied", "{links}");
+    let copied_at: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("select copied_at from medium where name = 'links'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(copied_at.is_some(), "the medium is copied");
+
+    // A path row lost behind the catalog's back.
+    sqlx::query("delete from path where path = 'home/notes.txt'::bytea")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let report = host.run(&["report", "links", "--json"]);
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["balances"], false, "a lost row shows: {report}");
+}
+
 /// The medium's path count and a digest of its listing.
 fn snapshot(host: &Host, medium: &str) -> (usize, Vec<Vec<u8>>) {
     let mut paths: Vec<Vec<u8>> = ls(host, medium).iter().map(path_bytes).collect();

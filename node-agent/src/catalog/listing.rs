@@ -157,8 +157,8 @@ pub async fn remove_ignore_pattern(
 }
 
 /// Includes excluded paths again: `path` itself and everything below it, on one volume or all.
-/// Their inodes become pending (to be copied) when no path of theirs stays excluded. Returns
-/// the paths included.
+/// Their inodes become pending (to be copied) once a name of theirs is no longer excluded
+/// ([`super::states`]). Returns the paths included.
 pub async fn include_paths(
     pool: &PgPool,
     medium: MediumId,
@@ -184,14 +184,11 @@ pub async fn include_paths(
     .await
     .map_err(|e| CatalogError::from_sqlx("include the paths", e))?
     .rows_affected();
-    sqlx::query!(
-        "update inode i set state = 'pending'
-         where i.medium_id = $1 and i.state = 'excluded'
-           and not exists (select 1 from path p where p.medium_id = i.medium_id
-                             and p.volume_no = i.volume_no and p.ino = i.ino
-                             and p.excluded_reason is not null)",
-        medium as MediumId,
-    )
+    sqlx::raw_sql(sqlx::AssertSqlSafe(super::states::exclusion_update(
+        medium.get(),
+        "inode",
+        "path",
+    )))
     .execute(&mut *transaction)
     .await
     .map_err(|e| CatalogError::from_sqlx("make included files pending", e))?;

@@ -781,14 +781,10 @@ impl Loader {
             format!("analyze entry_error_m{id}_next"),
         ];
         if self.counts.excluded > 0 {
-            steps.push(format!(
-                "update inode_m{id}_next i set state = 'excluded'
-                  where kind = 'file'
-                    and (medium_id, volume_no, ino) in (select medium_id, volume_no, ino from path_m{id}_next
-                                                        where excluded_reason is not null)
-                    and not exists (select 1 from path_m{id}_next p
-                                    where p.medium_id = i.medium_id and p.volume_no = i.volume_no
-                                      and p.ino = i.ino and p.excluded_reason is null)"
+            steps.push(super::states::exclusion_update(
+                id,
+                &format!("inode_m{id}_next"),
+                &format!("path_m{id}_next"),
             ));
             steps.push(format!("analyze inode_m{id}_next {INODE_STATISTICS}"));
         }

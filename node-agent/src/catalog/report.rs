@@ -12,10 +12,13 @@ fn error(what: &'static str) -> impl Fn(sqlx::Error) -> CatalogError {
     move |e| CatalogError::from_sqlx(what, e)
 }
 
-/// Path-level accounting: every entry ends in exactly one of these.
+/// Path-level accounting: every entry ends in exactly one of these. The entries are the count
+/// the load recorded when it was published (each path row counted against the walk), the parts
+/// are counted from the rows now, so a lost row, a path without its inode or a name whose
+/// state contradicts [`super::states`] shows as an imbalance.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Accounting {
-    /// Paths loaded.
+    /// Entries the published load walked (one path row each).
     pub entries: i64,
     /// Paths of files whose content is in the store.
     pub copied: i64,
@@ -67,12 +70,12 @@ pub struct FailureClass {
 /// Path-level accounting of a medium.
 pub async fn accounting(pool: &PgPool, medium: MediumId) -> Result<Accounting, CatalogError> {
     let row = sqlx::query!(
-        r#"select count(*) as "entries!",
+        r#"select coalesce((select entries_walked from medium where id = $1), 0) as "entries!",
                   count(*) filter (where p.excluded_reason is null and i.state = 'copied') as "copied!",
                   count(*) filter (where p.excluded_reason is not null) as "excluded!",
                   count(*) filter (where p.excluded_reason is null and i.state = 'failed') as "failed!",
                   count(*) filter (where p.excluded_reason is null and i.state = 'not_a_file') as "not_a_file!",
-                  count(*) filter (where p.excluded_reason is null and i.state in ('pending', 'excluded')) as "pending!"
+                  count(*) filter (where p.excluded_reason is null and i.state = 'pending') as "pending!"
            from path p
            join inode i on i.medium_id = p.medium_id and i.volume_no = p.volume_no and i.ino = p.ino
            where p.medium_id = $1"#,
