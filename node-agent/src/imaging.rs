@@ -17,6 +17,7 @@ pub mod digest;
 pub mod identity;
 pub mod mapfile;
 pub mod passes;
+pub mod recheck;
 pub mod source;
 
 use std::os::unix::fs::MetadataExt;
@@ -161,6 +162,41 @@ pub enum ImagingError {
         /// The name asked for.
         name: String,
     },
+    /// A source with a known medium's identity whose content is not that medium's.
+    #[error(
+        "this source has the identity of medium {name} ({hash}: same size, model, serial and \
+         first and last MiB) but other content{}; it is another medium: give it a name of its \
+         own with --name to record it as one",
+        at.map(|at| format!(" (at byte {at})")).unwrap_or_default()
+    )]
+    IdentityMismatch {
+        /// The known medium.
+        name: String,
+        /// Its hash.
+        hash: String,
+        /// Where the content differs, when known.
+        at: Option<u64>,
+    },
+    /// `--name` differs from the name of the medium the source is.
+    #[error(
+        "this source is medium {known} already (its identity and content match); it keeps that \
+         name, not {asked:?}: run again without --name, or with --name {known}"
+    )]
+    NameMismatch {
+        /// The medium's name.
+        known: String,
+        /// The name asked for.
+        asked: String,
+    },
+    /// The content sample of a source or image could not be compared.
+    #[error("cannot check {path} against the medium it matches")]
+    Recheck {
+        /// What could not be read.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
     /// The machine a directory source is on cannot be told.
     #[error(
         "cannot read the machine id {path}: a directory source is identified by the machine it \
@@ -225,6 +261,80 @@ fn lock_source(config: &ImagingConfig, source: &Source) -> Result<HostLock, Imag
         &path.display().to_string(),
         "ntt image",
     )?)
+}
+
+/// Which medium a source is. Its identity as found, when unknown or when the content checks
+/// out ([`recheck`]); a twin's identity ([`identity::twin_hash`]) when the content differs and
+/// the twin is known already or `--name` names a new medium; otherwise a refusal, never a
+/// splice. A `--name` other than the medium's is refused. Returns the identity to use and, for
+/// image files, the digest of the content sample to record.
+async fn recheck_identity(
+    catalog: &Catalog,
+    request: &ImageRequest,
+    mut identity: Identity,
+    source: &Path,
+    is_device: bool,
+) -> Result<(Identity, Option<[u8; 32]>), ImagingError> {
+    let pool = catalog.pool();
+    let known = media::find_medium_by_hash(pool, &identity.hash).await?;
+    if known.is_none() && is_device {
+        return Ok((identity, None));
+    }
+    let (owned, size) = (source.to_owned(), identity.size);
+    let sample = tokio::task::spawn_blocking(move || identity::read_sample(&owned, size)).await??;
+    let digest = (!sample.is_empty()).then(|| identity::sample_digest(&sample));
+    let Some(known) = known else {
+        return Ok((identity, digest));
+    };
+    let verdict = match (is_device, &known.image_path, &known.mapfile_path) {
+        (true, Some(image), Some(mapfile)) => {
+            let (image, mapfile) = (PathBuf::from(image), PathBuf::from(mapfile));
+            let (owned, checked) = (sample.clone(), image.clone());
+            tokio::task::spawn_blocking(move || recheck::device(&owned, &image, &mapfile))
+                .await?
+                .map_err(|source| ImagingError::Recheck {
+                    path: checked,
+                    source,
+                })?
+        }
+        (true, _, _) => recheck::Verdict::Unknown,
+        (false, _, _) => {
+            recheck::image_file(&sample, media::identity_sample(pool, known.id).await?)
+        }
+    };
+    let asked = request.name.as_deref();
+    let refuse_name = |medium: &media::MediumRecord| match asked {
+        Some(asked) if asked != medium.name => Err(ImagingError::NameMismatch {
+            known: medium.name.clone(),
+            asked: asked.to_owned(),
+        }),
+        _ => Ok(()),
+    };
+    match verdict {
+        recheck::Verdict::Same | recheck::Verdict::Unknown => {
+            refuse_name(&known)?;
+            Ok((identity, digest))
+        }
+        recheck::Verdict::Differs(at) => {
+            let twin = identity::twin_hash(&identity.hash, &identity::sample_digest(&sample));
+            if let Some(known_twin) = media::find_medium_by_hash(pool, &twin).await? {
+                refuse_name(&known_twin)?;
+            } else if asked.is_none_or(|asked| asked == known.name) {
+                return Err(ImagingError::IdentityMismatch {
+                    name: known.name,
+                    hash: known.hash,
+                    at,
+                });
+            }
+            tracing::warn!(
+                medium.name = %known.name,
+                twin = %twin,
+                "same size and edges as a known medium but other content: another medium"
+            );
+            identity.hash = twin;
+            Ok((identity, digest))
+        }
+    }
 }
 
 /// The medium with this identity: the existing row (`true`), or a new one.
@@ -311,6 +421,7 @@ async fn image_device(
 ) -> Result<ImageReport, ImagingError> {
     let owned = path.to_owned();
     let identity = tokio::task::spawn_blocking(move || identity::identify(&owned)).await??;
+    let (identity, _) = recheck_identity(catalog, request, identity, path, true).await?;
     let (medium_id, name, known) = find_or_record(
         catalog,
         request,
@@ -505,6 +616,8 @@ async fn register_raw(
     })?;
     let owned = canonical.clone();
     let identity = tokio::task::spawn_blocking(move || identity::identify(&owned)).await??;
+    let (identity, sample) =
+        recheck_identity(catalog, request, identity, &canonical, false).await?;
     let mapfile_path = request
         .mapfile
         .clone()
@@ -520,6 +633,7 @@ async fn register_raw(
             mapfile_path,
             format: SourceFormat::Raw,
             digest: None,
+            sample,
         },
     )
     .await
@@ -551,11 +665,15 @@ async fn register_converted(
         tokio::task::spawn_blocking(move || source::convert_to_raw(&owned_source, &owned_staging))
             .await??;
     let owned = staging.clone();
-    let identity = match tokio::task::spawn_blocking(move || identity::identify(&owned)).await? {
-        Ok(identity) => identity,
+    let identified = match tokio::task::spawn_blocking(move || identity::identify(&owned)).await? {
+        Ok(identity) => recheck_identity(catalog, request, identity, &staging, false).await,
+        Err(error) => Err(error.into()),
+    };
+    let (identity, sample) = match identified {
+        Ok(identified) => identified,
         Err(error) => {
             let _ = fs_err::remove_file(&staging);
-            return Err(error.into());
+            return Err(error);
         }
     };
     let target = config.data_dir.join(format!("{}.img", identity.hash));
@@ -583,6 +701,7 @@ async fn register_converted(
             mapfile_path: None,
             format: source.format(),
             digest,
+            sample,
         },
     )
     .await
@@ -600,6 +719,8 @@ struct Registration<'a> {
     format: SourceFormat,
     /// The digest, when it was computed on the way (split images).
     digest: Option<[u8; 32]>,
+    /// The digest of the content sample, to record ([`recheck`]).
+    sample: Option<[u8; 32]>,
 }
 
 /// Records a registered image: the medium (or the known one), its location, rescue state,
@@ -617,6 +738,7 @@ async fn register(
         mapfile_path,
         format,
         digest,
+        sample,
     } = registration;
     let default_name = printable_name(
         &name_from
@@ -625,6 +747,9 @@ async fn register(
     );
     let (medium_id, name, known) =
         find_or_record(catalog, request, &identity, MediumKind::Image, default_name).await?;
+    if let Some(sample) = &sample {
+        media::record_identity_sample(catalog.pool(), medium_id, sample).await?;
+    }
     let rescue = match &mapfile_path {
         Some(mapfile) => ddrescue::read_summary(mapfile)?.unwrap_or_default(),
         None => RescueSummary {

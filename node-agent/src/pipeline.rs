@@ -273,6 +273,8 @@ impl PipelineError {
                 ImagingError::Source(_)
                 | ImagingError::NameTaken { .. }
                 | ImagingError::MachineId { .. }
+                | ImagingError::IdentityMismatch { .. }
+                | ImagingError::NameMismatch { .. }
                 | ImagingError::Identify(_),
             )
             | Self::NotImaged { .. }

@@ -33,7 +33,7 @@ use host::{Host, MIB, fixture, fls_paths, loops_backed_by, partition, sha256, sp
 use ntt_agent::imaging::ddrescue::read_summary;
 use ntt_agent::imaging::identity::{IdentifyError, identify};
 use ntt_agent::imaging::mapfile::Area;
-use serde_json::Value;
+use serde_json::{Value, json};
 use sqlx::PgPool;
 
 fn areas(report: &Value) -> Vec<Area> {
@@ -848,4 +848,98 @@ fn the_sweep_detaches_loops_of_deleted_images_under_our_root_only() {
     foreign_loop.detach().unwrap(); // not ours: the sweep left it alone
     std::fs::remove_dir_all(&root).unwrap();
     std::fs::remove_dir_all(&elsewhere).unwrap();
+}
+
+/// `size` bytes whose first and last MiB are zeros and whose middle comes from `seed`: twins
+/// for the identity (same size, no model or serial, same edges) that differ inside.
+fn blank_edged(size: usize, seed: u64) -> Vec<u8> {
+    let mut content = disk_content(size, seed);
+    let edge = MIB as usize;
+    content[..edge].fill(0);
+    content[size - edge..].fill(0);
+    content
+}
+
+/// Issue 21: a device with a known medium's size and edges but other content is never taken
+/// for that medium (its bytes would be spliced into the other's image): refused without
+/// `--name`, a medium of its own with one, found again as that medium, and the first device is
+/// still itself. A `--name` other than the medium's is refused.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn twin_devices_with_the_same_edges_are_never_spliced(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let size = 8 * MIB as usize;
+    let (first_content, second_content) = (blank_edged(size, 11), blank_edged(size, 12));
+    let mut first = FaultyDisk::start(first_content.clone(), Faults::default());
+    let mut second = FaultyDisk::start(second_content.clone(), Faults::default());
+    let (a, b) = (first.attach(), second.attach());
+    assert_eq!(
+        expected_hash(&a),
+        expected_hash(&b),
+        "the identity cannot tell them apart"
+    );
+
+    let imaged = host.image(&[a.to_str().unwrap(), "--name", "twin-a"]);
+    let refused = host.run(&["image", b.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("identity of medium twin-a") && stderr.contains("--name"),
+        "{stderr}"
+    );
+    let same_name = host.run(&["image", b.to_str().unwrap(), "--name", "twin-a"]);
+    assert_eq!(same_name.status.code(), Some(1), "a name is not proof");
+
+    let twin = host.image(&[b.to_str().unwrap(), "--name", "twin-b"]);
+    assert_ne!(twin["hash"], imaged["hash"]);
+    assert_eq!(twin["known"], false);
+    let image = std::fs::read(twin["image_path"].as_str().unwrap()).unwrap();
+    assert!(
+        image == second_content,
+        "the twin's own bytes, not a splice"
+    );
+    let again = host.image(&[b.to_str().unwrap()]);
+    assert_eq!(
+        (&again["hash"], &again["known"]),
+        (&twin["hash"], &json!(true))
+    );
+    let first_again = host.image(&[a.to_str().unwrap()]);
+    assert_eq!(first_again["hash"], imaged["hash"]);
+    let image = std::fs::read(imaged["image_path"].as_str().unwrap()).unwrap();
+    assert!(image == first_content);
+
+    let renamed = host.run(&["image", a.to_str().unwrap(), "--name", "other-name"]);
+    let stderr = String::from_utf8_lossy(&renamed.stderr);
+    assert_eq!(renamed.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("medium twin-a already"), "{stderr}");
+    let media: i64 = sqlx::query_scalar("select count(*) from medium")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(media, 2);
+    drop(first);
+    drop(second);
+}
+
+/// Issue 21: an image file with a registered image's size and edges but other content is not
+/// that medium: refused, or a medium of its own with `--name`, with its own digest.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn twin_image_files_keep_their_own_digests(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let size = 8 * MIB as usize;
+    let (a, b) = (host.root.join("a.img"), host.root.join("b.img"));
+    std::fs::write(&a, blank_edged(size, 21)).unwrap();
+    std::fs::write(&b, blank_edged(size, 22)).unwrap();
+    let first = host.image(&[a.to_str().unwrap(), "--name", "file-a"]);
+    let refused = host.run(&["image", b.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("identity of medium file-a"), "{stderr}");
+    let twin = host.image(&[b.to_str().unwrap(), "--name", "file-b"]);
+    assert_ne!(twin["hash"], first["hash"]);
+    assert_eq!(twin["image_digest"], digest(&std::fs::read(&b).unwrap()));
+    assert_eq!(first["image_digest"], digest(&std::fs::read(&a).unwrap()));
+    let again = host.image(&[b.to_str().unwrap()]);
+    assert_eq!(again["hash"], twin["hash"]);
+    let renamed = host.run(&["image", a.to_str().unwrap(), "--name", "file-c"]);
+    assert_eq!(renamed.status.code(), Some(1));
 }

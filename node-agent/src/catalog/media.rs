@@ -519,6 +519,39 @@ pub async fn image_digest(
     Ok(digest.and_then(|d| <[u8; 32]>::try_from(d.as_slice()).ok()))
 }
 
+/// The content sample recorded for a medium ([`crate::imaging::identity::sample_digest`]).
+pub async fn identity_sample(
+    executor: impl PgExecutor<'_>,
+    medium: MediumId,
+) -> Result<Option<[u8; 32]>, CatalogError> {
+    let sample = sqlx::query_scalar!(
+        "select identity_sample from medium where id = $1",
+        medium as MediumId
+    )
+    .fetch_optional(executor)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("read the identity sample", e))?
+    .flatten();
+    Ok(sample.and_then(|d| <[u8; 32]>::try_from(d.as_slice()).ok()))
+}
+
+/// Records a medium's content sample (once: a recorded one is never replaced).
+pub async fn record_identity_sample(
+    executor: impl PgExecutor<'_>,
+    medium: MediumId,
+    sample: &[u8; 32],
+) -> Result<(), CatalogError> {
+    sqlx::query!(
+        "update medium set identity_sample = $2 where id = $1 and identity_sample is null",
+        medium as MediumId,
+        sample.as_slice()
+    )
+    .execute(executor)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("record the identity sample", e))?;
+    Ok(())
+}
+
 /// Every medium, oldest first.
 pub async fn list_media(executor: impl PgExecutor<'_>) -> Result<Vec<MediumSummary>, CatalogError> {
     let rows = sqlx::query!(

@@ -190,6 +190,97 @@ pub fn identify(path: &Path) -> Result<Identity, IdentifyError> {
     })
 }
 
+/// Blocks of the content sample that checks a known identity further.
+pub const SAMPLE_BLOCKS: u64 = 64;
+
+/// Bytes of each sample block (a whole number of sectors of every sector size met: 512, 2048,
+/// 4096).
+pub const SAMPLE_BYTES: u64 = 4096;
+
+/// Offsets of the content sample of a source of `size` bytes (pure): [`SAMPLE_BLOCKS`] blocks
+/// evenly spaced between the edges the identity hashes, aligned to [`SAMPLE_BYTES`]; none when
+/// the edges cover the whole source (then the identity hashed every byte).
+pub fn sample_offsets(size: u64) -> Vec<u64> {
+    if size <= 2 * EDGE_BYTES + SAMPLE_BYTES {
+        return Vec::new();
+    }
+    let span = size - 2 * EDGE_BYTES - SAMPLE_BYTES;
+    let mut offsets: Vec<u64> = (0..SAMPLE_BLOCKS)
+        .map(|i| {
+            let at = EDGE_BYTES + span * i / (SAMPLE_BLOCKS - 1);
+            at - at % SAMPLE_BYTES
+        })
+        .collect();
+    offsets.dedup();
+    offsets
+}
+
+/// One block of the content sample: its offset and bytes, or `None` when it could not be read.
+pub type SampleBlock = (u64, Option<Vec<u8>>);
+
+/// Reads the content sample of `path` ([`sample_offsets`]); a block that fails with an I/O
+/// error is `None` (a failing drive), any other failure is an error.
+pub fn read_sample(path: &Path, size: u64) -> Result<Vec<SampleBlock>, IdentifyError> {
+    let open_error = |source| IdentifyError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = File::options().read(true).open(path).map_err(open_error)?;
+    let mut blocks = Vec::new();
+    for at in sample_offsets(size) {
+        let mut buffer = vec![0_u8; usize::try_from(SAMPLE_BYTES).unwrap_or(4096)];
+        match read_exact_at(&mut file, at, &mut buffer) {
+            Ok(n) if n == buffer.len() => blocks.push((at, Some(buffer))),
+            Ok(_) => {
+                return Err(IdentifyError::ShortRead {
+                    path: path.to_owned(),
+                    at,
+                    size,
+                });
+            }
+            Err(e) if e.raw_os_error() == Some(nix::libc::EIO) => blocks.push((at, None)),
+            Err(source) => {
+                return Err(IdentifyError::Read {
+                    path: path.to_owned(),
+                    at,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(blocks)
+}
+
+/// The digest of a content sample (pure): offsets and bytes, unreadable blocks as zeros.
+pub fn sample_digest(blocks: &[SampleBlock]) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"NTT-SAMPLE|");
+    let zeros = vec![0_u8; usize::try_from(SAMPLE_BYTES).unwrap_or(4096)];
+    for (at, bytes) in blocks {
+        hasher.update(&at.to_le_bytes());
+        hasher.update(bytes.as_deref().unwrap_or(&zeros));
+    }
+    *hasher.finalize().as_bytes()
+}
+
+/// The identity of a source that matched a known identity by its size and edges but not by
+/// its content sample: the known hash and the sample together (pure).
+///
+/// # Panics
+///
+/// Never: BLAKE3's hex form is always 64 lowercase hex characters.
+pub fn twin_hash(known: &MediumHash, sample: &[u8; 32]) -> MediumHash {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"TWIN|");
+    hasher.update(known.as_str().as_bytes());
+    hasher.update(b"|");
+    hasher.update(sample);
+    let hex = hasher.finalize().to_hex();
+    hex[..MediumHash::LEN]
+        .parse()
+        .expect("invariant: BLAKE3 hex is 64 lowercase hex characters")
+}
+
 /// Reads `length` bytes at `offset`; a chunk that fails with an I/O error is re-read sector by
 /// sector and the sectors that still fail are zeros.
 fn read_zero_filling(
