@@ -162,13 +162,24 @@ fn copy_one(
         })
     };
     let ino = u64::from_ne_bytes(claimed.ino.to_ne_bytes());
-    let mut source: Box<dyn Read + Send> = match reader.open(&claimed.path, ino) {
+    let source: Box<dyn Read + Send> = match reader.open(&claimed.path, ino) {
         Ok(source) => source,
+        Err(error @ crate::volume::reader::ReadError::Changed { .. }) => {
+            return FileResult::Done(Outcome::Failed {
+                class: ErrorClass::Vanished,
+                message: error.to_string(),
+                permanent: true,
+            });
+        }
         Err(error) => {
             let io = error.into_io();
             return failed(&io, "open");
         }
     };
+    let expected = u64::try_from(claimed.size).unwrap_or(0);
+    // At most one byte more than listed: a file that grew is told from one that did not, and
+    // an endless one (a live tree) cannot keep the worker.
+    let mut source = source.take(expected.saturating_add(1));
     let mut writer = match store.writer() {
         Ok(writer) => writer,
         Err(error) => return store_stop(error),
@@ -178,7 +189,15 @@ fn copy_one(
         Err(CopyError::Source(error)) => return failed(&error, "read"),
         Err(CopyError::Store(error)) => return store_stop(error),
     };
-    let expected = u64::try_from(claimed.size).unwrap_or(0);
+    if copied > expected {
+        return FileResult::Done(Outcome::Failed {
+            class: ErrorClass::Vanished,
+            message: format!(
+                "changed since it was listed: longer than the {expected} bytes listed"
+            ),
+            permanent: true,
+        });
+    }
     if copied < expected {
         return FileResult::Done(Outcome::Failed {
             class: ErrorClass::BeyondEof,
@@ -406,8 +425,10 @@ async fn run_worker(
             .map(|(volume_no, _, _)| *volume_no)
             .collect();
         if let Some(volume_no) = failed_on.into_iter().find(|volume_no| {
-            matches!(volumes.get(volume_no), Some(VolumeReader::Mounted { root })
-                if !crate::volume::host::answers(root))
+            volumes
+                .get(volume_no)
+                .and_then(VolumeReader::root)
+                .is_some_and(|root| !crate::volume::host::answers(root))
         }) {
             return Err(CopyStageError::VolumeLost {
                 volume_no,

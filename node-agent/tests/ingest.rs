@@ -441,3 +441,121 @@ async fn kills_during_any_stage_then_a_rerun_ends_like_an_uninterrupted_ingest(p
     let tmp = std::fs::read_dir(host.root.join("store/tmp")).map_or(0, Iterator::count);
     assert_eq!(tmp, 0, "no temp files left");
 }
+
+/// Issue 21: a directory source changes under the copy. A file swapped for a FIFO fails as
+/// changed at once (it never blocks the copy); a directory swapped for a symlink to a tree
+/// outside the source is never followed (its file fails, nothing from outside is stored); a
+/// file that grew fails as changed; a file replaced by another fails as another inode. The rest
+/// is copied and nothing stays pending.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn a_directory_source_that_changes_under_the_copy_never_escapes_or_hangs(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let tree = host.root.join("live");
+    let outside = host.root.join("outside");
+    for dir in [tree.join("sub"), outside.clone()] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    for (name, content) in [
+        ("fifo-to-be", "was a file"),
+        ("grows", "short"),
+        ("replaced", "first version"),
+        ("kept", "unchanged"),
+        ("sub/inner", "inside"),
+    ] {
+        std::fs::write(tree.join(name), content).unwrap();
+    }
+    std::fs::write(outside.join("inner"), "OUTSIDE SECRET").unwrap();
+    let tree_arg = tree.to_str().unwrap();
+    let enumerated = host.run(&["ingest", tree_arg, "--target", "enumerated"]);
+    assert!(
+        enumerated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&enumerated.stderr)
+    );
+
+    std::fs::remove_file(tree.join("fifo-to-be")).unwrap();
+    run(Command::new("mkfifo").arg(tree.join("fifo-to-be")));
+    std::fs::write(tree.join("grows"), "much longer than it was").unwrap();
+    // Written beside it, then renamed over it (as editors save): another inode, same size.
+    std::fs::write(tree.join("replaced.tmp"), "first versioN").unwrap();
+    std::fs::rename(tree.join("replaced.tmp"), tree.join("replaced")).unwrap();
+    std::fs::rename(tree.join("sub"), host.root.join("sub-moved")).unwrap();
+    std::os::unix::fs::symlink(&outside, tree.join("sub")).unwrap();
+
+    let atime = |path: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).unwrap();
+        (m.atime(), m.atime_nsec())
+    };
+    let kept_atime = atime(&tree.join("kept"));
+    // Later than the file's times: a read through the page cache (relatime) would update it.
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut copy = host.spawn(&["copy", "live", "--json", "--max-attempts", "1"]);
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = copy.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_mins(2),
+            "the copy hangs on the FIFO"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let output = copy.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "failed files are an outcome: {stderr}"
+    );
+    let failed: Vec<(Vec<u8>, String, String)> = sqlx::query_as(
+        "select p.path, i.error_class::text, e.message
+           from path p join inode i using (medium_id, volume_no, ino)
+           join lateral (select message from copy_error c
+                          where c.medium_id = i.medium_id and c.volume_no = i.volume_no
+                            and c.ino = i.ino order by c.at desc limit 1) e on true
+          where i.state = 'failed' order by p.path",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let by_path: BTreeMap<&[u8], (&str, &str)> = failed
+        .iter()
+        .map(|(p, c, m)| (p.as_slice(), (c.as_str(), m.as_str())))
+        .collect();
+    assert_eq!(
+        by_path.keys().copied().collect::<Vec<_>>(),
+        [&b"fifo-to-be"[..], b"grows", b"replaced", b"sub/inner"],
+        "{failed:?}"
+    );
+    assert!(
+        by_path[&b"fifo-to-be"[..]].1.contains("a FIFO now"),
+        "{failed:?}"
+    );
+    assert!(
+        by_path[&b"grows"[..]].1.contains("longer than"),
+        "{failed:?}"
+    );
+    assert!(
+        by_path[&b"replaced"[..]].1.contains("listed as inode"),
+        "{failed:?}"
+    );
+    assert_eq!(by_path[&b"sub/inner"[..]].0, "name", "{failed:?}");
+    assert_eq!(cat(&host, "live", b"kept", "0"), b"unchanged");
+    assert_eq!(
+        atime(&tree.join("kept")),
+        kept_atime,
+        "reading the source left its access time alone"
+    );
+    let stored: i64 = sqlx::query_scalar("select count(*) from blob where size = 14")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "nothing from outside the source is stored");
+    let report = host.run(&["report", "live", "--json"]);
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["accounting"]["pending"], 0, "{report}");
+    assert_eq!(report["accounting"]["failed"], 4, "{report}");
+    assert_eq!(report["balances"], true, "{report}");
+}

@@ -58,6 +58,8 @@ constraints! {
     MediumSectorSizeValid = "medium_sector_size_valid",
     /// non-tried and unfinished byte counts are not negative
     MediumUnfinishedNonnegative = "medium_unfinished_nonnegative",
+    /// an identity sample digest is 32 bytes (BLAKE3-256)
+    MediumIdentitySampleLength = "medium_identity_sample_length",
     /// a volume number is unique within its medium
     VolumePkey = "volume_pkey",
     /// a volume belongs to an existing medium

@@ -539,7 +539,7 @@ impl AttachedMedium {
                 fs_type: FsType::Unknown,
                 mount_point: Some(root.clone()),
                 reused: true,
-                reader: VolumeReader::Mounted { root },
+                reader: VolumeReader::Directory { root },
                 hold: Hold::Nothing,
             }],
             failures: Vec::new(),

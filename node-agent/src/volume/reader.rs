@@ -50,6 +50,15 @@ pub enum ReadError {
         #[source]
         source: std::io::Error,
     },
+    /// What is at a file's path is not the file that was listed (a live directory source
+    /// changed: a FIFO, a device, a directory or another file took its place).
+    #[error("{path} changed since it was listed: {what}")]
+    Changed {
+        /// The path (lossy, for people).
+        path: String,
+        /// What is there now.
+        what: String,
+    },
     /// The Sleuth Kit failed.
     #[error(transparent)]
     Tsk(#[from] TskError),
@@ -63,6 +72,7 @@ impl ReadError {
     pub fn into_io(self) -> std::io::Error {
         match self {
             Self::Root { source, .. } | Self::Open { source, .. } => source,
+            Self::Changed { .. } => std::io::Error::other(self.to_string()),
             Self::Tsk(error) => std::io::Error::other(error.to_string()),
         }
     }
@@ -74,6 +84,12 @@ pub enum VolumeReader {
     /// A mounted filesystem (kernel or FUSE) at this directory.
     Mounted {
         /// The mount point.
+        root: PathBuf,
+    },
+    /// A live directory tree read where it is (a directory source): it can change between
+    /// listing and copying, so a file opened is also checked to be the inode listed.
+    Directory {
+        /// The tree's root.
         root: PathBuf,
     },
     /// The Sleuth Kit reading the image directly.
@@ -111,7 +127,9 @@ impl VolumeReader {
         visit: &(dyn Fn(Vec<WalkItem>) + Sync),
     ) -> Result<(), ReadError> {
         match self {
-            Self::Mounted { root } => walk_tree(root, threads.max(1), visit),
+            Self::Mounted { root } | Self::Directory { root } => {
+                walk_tree(root, threads.max(1), visit)
+            }
             Self::SleuthKit(volume) => {
                 let mut batch = Vec::with_capacity(BATCH);
                 volume.stream(&mut |entry| {
@@ -129,31 +147,100 @@ impl VolumeReader {
     }
 
     /// Opens a regular file's content for reading: by its path (exact bytes below the root) on
-    /// a mounted volume, by its inode number on The Sleuth Kit. Blocking.
+    /// a mounted volume or directory ([`open_beneath`]), by its inode number on The Sleuth
+    /// Kit. Blocking.
     pub fn open(&self, path: &[u8], ino: u64) -> Result<Box<dyn Read + Send>, ReadError> {
         match self {
-            Self::Mounted { root } => {
-                let full = root.join(OsStr::from_bytes(path));
-                // O_NOFOLLOW: the entry was a regular file when listed; never follow a link that
-                // replaced it out of the volume.
-                // std, not fs_err: the copier classifies read errors by their errno, which
-                // fs_err's wrapping hides; the path is in the error below.
-                let file = std::fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(nix::libc::O_NOFOLLOW)
-                    .open(&full)
-                    .map_err(|source| ReadError::Open {
-                        path: String::from_utf8_lossy(path).into_owned(),
-                        source,
-                    })?;
-                Ok(Box::new(file))
-            }
+            Self::Mounted { root } => Ok(Box::new(open_beneath(root, path, None)?)),
+            Self::Directory { root } => Ok(Box::new(open_beneath(root, path, Some(ino))?)),
             Self::SleuthKit(volume) => Ok(Box::new(volume.open(ino)?)),
+        }
+    }
+
+    /// The directory the volume is read from, unless The Sleuth Kit reads it.
+    pub fn root(&self) -> Option<&Path> {
+        match self {
+            Self::Mounted { root } | Self::Directory { root } => Some(root),
+            Self::SleuthKit(_) => None,
         }
     }
 }
 
-use std::os::unix::fs::OpenOptionsExt;
+/// Opens the regular file at `path` below `root`: beneath the root without following any
+/// symbolic link on the way (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`: a name
+/// from a medium is never a path out of it, even when a directory was swapped for a link),
+/// non-blocking (a FIFO that took a file's place cannot hang the copy), without updating its
+/// access time where the kernel allows (`O_NOATIME`); then checks that it is a regular file
+/// and, with `ino`, the inode that was listed.
+///
+/// std's error, not `fs_err`'s: the copier classifies failures by their errno, which `fs_err`'s
+/// wrapping hides; the path is in the error.
+fn open_beneath(root: &Path, path: &[u8], ino: Option<u64>) -> Result<std::fs::File, ReadError> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+    let lossy = || String::from_utf8_lossy(path).into_owned();
+    let dir = nix::fcntl::open(
+        root,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|errno| ReadError::Root {
+        root: root.to_owned(),
+        source: errno.into(),
+    })?;
+    let flags = OFlag::O_RDONLY
+        | OFlag::O_NOFOLLOW
+        | OFlag::O_NONBLOCK
+        | OFlag::O_NOCTTY
+        | OFlag::O_CLOEXEC;
+    let how = |flags: OFlag| {
+        OpenHow::new()
+            .flags(flags)
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS)
+    };
+    let name = OsStr::from_bytes(path);
+    let fd = match openat2(&dir, name, how(flags | OFlag::O_NOATIME)) {
+        // O_NOATIME needs the file's owner or CAP_FOWNER (a FUSE driver may refuse it).
+        Err(nix::errno::Errno::EPERM) => openat2(&dir, name, how(flags)),
+        opened => opened,
+    }
+    .map_err(|errno| ReadError::Open {
+        path: lossy(),
+        source: errno.into(),
+    })?;
+    let file = std::fs::File::from(fd);
+    let metadata = file.metadata().map_err(|source| ReadError::Open {
+        path: lossy(),
+        source,
+    })?;
+    let kind = metadata.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_dir() {
+            "a directory"
+        } else if kind.is_block_device() || kind.is_char_device() {
+            "a device"
+        } else {
+            "not a regular file"
+        };
+        return Err(ReadError::Changed {
+            path: lossy(),
+            what: format!("it is {what} now"),
+        });
+    }
+    if let Some(listed) = ino
+        && metadata.ino() != listed
+    {
+        return Err(ReadError::Changed {
+            path: lossy(),
+            what: format!(
+                "it is inode {} now, listed as inode {listed}",
+                metadata.ino()
+            ),
+        });
+    }
+    Ok(file)
+}
 
 /// Directories waiting to be read, how many readers are busy and how many wait for work.
 struct Queue {
