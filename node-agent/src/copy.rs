@@ -49,6 +49,29 @@ pub enum CopyStageError {
         /// What the run did before it stopped (its copies are recorded and stay).
         so_far: Box<CopyReport>,
     },
+    /// The process ran out of file descriptors: no file is blamed for it.
+    #[error(
+        "stopped: out of file descriptors (limit {limit}); raise the open file limit (ulimit -n) \
+         or use fewer --workers, then run again (nothing copied is lost)"
+    )]
+    OutOfDescriptors {
+        /// The soft limit in force.
+        limit: u64,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The open file limit leaves no room for even one worker.
+    #[error(
+        "the open file limit ({limit}) is too low to copy: at least {needed} are needed; raise it \
+         (ulimit -n)"
+    )]
+    DescriptorLimit {
+        /// The soft limit in force.
+        limit: u64,
+        /// What one worker needs with the reserve.
+        needed: u64,
+    },
     /// A worker task died.
     #[error("a copy worker failed")]
     Task(#[from] tokio::task::JoinError),
@@ -173,6 +196,9 @@ fn copy_one(
         }
         Err(error) => {
             let io = error.into_io();
+            if crate::descriptors::is_exhausted(&io) {
+                return FileResult::Stop(out_of_descriptors(io));
+            }
             return failed(&io, "open");
         }
     };
@@ -236,6 +262,22 @@ pub async fn copy_medium(
     cancel: &CancellationToken,
 ) -> Result<CopyReport, CopyStageError> {
     let worker = run.name();
+    let limit = crate::descriptors::limit();
+    let Some(workers) = crate::descriptors::workers_within(limit, options.workers) else {
+        return Err(CopyStageError::DescriptorLimit {
+            limit,
+            needed: crate::descriptors::RESERVE + crate::descriptors::PER_WORKER,
+        });
+    };
+    if workers < options.workers {
+        tracing::warn!(
+            asked = options.workers,
+            workers,
+            limit,
+            "the open file limit allows fewer workers; raise it (ulimit -n) for more"
+        );
+    }
+    let options = CopyOptions { workers, ..options };
     let swept = {
         let store = store.clone();
         tokio::task::spawn_blocking(move || store.remove_stale_temp()).await?
@@ -248,7 +290,7 @@ pub async fn copy_medium(
     let totals = Arc::new(Totals::default());
     let stop = CancellationToken::new();
     let mut tasks = Vec::new();
-    for n in 0..options.workers.max(1) {
+    for n in 0..workers {
         let name = format!("{worker}/{n}");
         let (pool, store, volumes, totals, stop, cancel, progress) = (
             pool.clone(),
@@ -410,8 +452,10 @@ async fn run_worker(
         }
         idle = 0;
         let (store2, volumes2) = (store.clone(), volumes.clone());
+        let max_staged =
+            crate::descriptors::staged_per_worker(crate::descriptors::limit(), options.workers);
         let (results, halt) =
-            tokio::task::spawn_blocking(move || copy_batch(&store2, &volumes2, &batch))
+            tokio::task::spawn_blocking(move || copy_batch(&store2, &volumes2, &batch, max_staged))
                 .await
                 .map(|(results, halt, new_blobs)| {
                     totals.new_blobs.fetch_add(new_blobs, Ordering::Relaxed);
@@ -476,13 +520,15 @@ async fn run_worker(
 /// Durability without a flush per file: every file goes to a temp file first; one `syncfs`
 /// makes all their data durable; only then are they linked to their names; a second `syncfs`
 /// makes the links durable before the caller records the batch (a batch of many small files
-/// does this in parts of at most [`MAX_STAGED`]). A crash before a sync leaves only temp files
+/// does this in parts of at most `max_staged`, the worker's share of the descriptor budget:
+/// [`crate::descriptors::staged_per_worker`]). A crash before a sync leaves only temp files
 /// (anonymous ones vanish with the process); after it, any link that survived names complete
 /// data.
 fn copy_batch(
     store: &Store,
     volumes: &BTreeMap<i32, VolumeReader>,
     batch: &[Claimed],
+    max_staged: usize,
 ) -> (Vec<(i32, i64, Outcome)>, Option<CopyStageError>, u64) {
     let mut buffer = vec![0u8; 1 << 20];
     let mut results = Vec::with_capacity(batch.len());
@@ -513,7 +559,7 @@ fn copy_batch(
         }
         // Every staged blob holds its temp file open: link them part way through a big batch
         // so that descriptors stay bounded (the final sync below still precedes the commit).
-        if staged.len() >= MAX_STAGED
+        if staged.len() >= max_staged
             && let Err(error) = publish_staged(store, &mut staged, &mut linked, &mut new_blobs)
         {
             halt = Some(error);
@@ -537,10 +583,6 @@ fn copy_batch(
     results.extend(linked);
     (results, halt, new_blobs)
 }
-
-/// Staged blobs one worker holds open at most (each is an open temp file); with the most
-/// workers (64) that stays well inside the usual descriptor limit.
-const MAX_STAGED: usize = 256;
 
 /// Makes the staged blobs' data durable (one `syncfs`), then links each into place. Blobs not
 /// linked (on an error) are dropped with their temp files; nothing of theirs is recorded.
@@ -569,7 +611,20 @@ fn publish_staged(
     Ok(())
 }
 
+fn out_of_descriptors(source: std::io::Error) -> CopyStageError {
+    CopyStageError::OutOfDescriptors {
+        limit: crate::descriptors::limit(),
+        source,
+    }
+}
+
 fn store_error(error: StoreError) -> CopyStageError {
+    if error.is_out_of_descriptors() {
+        let StoreError::Io { source, .. } = error else {
+            unreachable!("only an I/O error is out of descriptors")
+        };
+        return out_of_descriptors(source);
+    }
     if error.is_full() {
         CopyStageError::StoreFull(error)
     } else {

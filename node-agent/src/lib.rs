@@ -17,6 +17,7 @@ pub mod cli;
 pub mod copy;
 pub mod damage;
 pub mod database_url;
+pub mod descriptors;
 pub mod enumerate;
 pub mod env;
 pub mod export;

@@ -10,6 +10,7 @@ use ntt_agent::{cli, telemetry};
 async fn main() -> ExitCode {
     let args = cli::Args::parse();
     telemetry::init(args.log_format);
+    ntt_agent::descriptors::raise_limit();
     // The command runs on a worker thread and the main thread only waits: a signal sent to the
     // process goes to the main thread first, which must never be the one stuck in a hung read.
     let command = tokio::spawn(async move { cli::run(args, &mut std::io::stdout()).await });

@@ -1045,3 +1045,67 @@ async fn a_second_interrupt_exits_at_once_while_a_read_hangs(pool: PgPool) {
     disk.set_delay(Duration::ZERO);
     drop(disk);
 }
+
+/// `ntt ARGS` with the open file limit (soft and hard) set to `limit`.
+fn with_file_limit(host: &Host, limit: u32, args: &[&str]) -> std::process::Output {
+    let ntt = host.command(args);
+    let mut command = Command::new("prlimit");
+    command
+        .arg(format!("--nofile={limit}:{limit}"))
+        .arg("--")
+        .arg(ntt.get_program())
+        .args(ntt.get_args());
+    for (key, value) in ntt.get_envs() {
+        match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
+    }
+    command.output().unwrap()
+}
+
+/// Issue 21: the copy keeps within the descriptor limit. With 4 workers and a limit of 128
+/// (soft and hard), staging up to 256 blobs per worker ran out of descriptors and failed files
+/// for it; now each worker stages its share of what the reserve leaves and all 600 files are
+/// copied.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn the_copy_keeps_within_the_open_file_limit(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let source = host.root.join("many");
+    std::fs::create_dir_all(&source).unwrap();
+    for i in 0..600 {
+        std::fs::write(source.join(format!("f{i:04}")), format!("file {i}\n")).unwrap();
+    }
+    let image = host.root.join("many.img");
+    ext4(&image, 16 * MIB, &source);
+    register(&host, &image, "many");
+    enumerate(&host, "many");
+    let output = with_file_limit(&host, 128, &["copy", "many", "--json", "--workers", "4"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let first = report(&host, "many");
+    assert_eq!(first["content"]["copied_files"], 600, "{first}");
+    assert_eq!(first["accounting"]["failed"], 0, "{first}");
+
+    // Too many workers for the limit: as many as fit run (and say so); with room for none the
+    // copy is refused before it starts. No file is blamed either way.
+    enumerate_replace(&host, "many");
+    let refused = with_file_limit(&host, 35, &["copy", "many", "--json", "--workers", "4"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("open file limit (35) is too low"),
+        "{stderr}"
+    );
+    let fewer = with_file_limit(&host, 40, &["copy", "many", "--json", "--workers", "64"]);
+    let stderr = String::from_utf8_lossy(&fewer.stderr);
+    assert!(fewer.status.success(), "{stderr}");
+    assert!(stderr.contains("allows fewer workers"), "{stderr}");
+    let last = report(&host, "many");
+    assert_eq!(last["content"]["copied_files"], 600, "{last}");
+    assert_eq!(last["accounting"]["failed"], 0, "{last}");
+}
+
+fn enumerate_replace(host: &Host, medium: &str) {
+    ok_json(host, &["enumerate", medium, "--replace", "--json"]);
+}
