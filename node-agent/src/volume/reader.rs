@@ -132,8 +132,8 @@ impl VolumeReader {
             }
             Self::SleuthKit(volume) => {
                 let mut batch = Vec::with_capacity(BATCH);
-                volume.stream(&mut |entry| {
-                    batch.push(WalkItem::Entry(entry));
+                volume.stream(&mut |item| {
+                    batch.push(item);
                     if batch.len() == BATCH {
                         visit(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
                     }

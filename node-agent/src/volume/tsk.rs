@@ -16,6 +16,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 
 use super::entry::{Entry, EntryKind};
 use super::probe::FsType;
+use super::reader::WalkItem;
 
 /// Why The Sleuth Kit could not read.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +63,9 @@ pub enum TskError {
         reason: &'static str,
     },
 }
+
+/// Longest symlink target kept (Linux's `PATH_MAX`).
+pub const MAX_TARGET: usize = 4096;
 
 /// The Sleuth Kit's name for a type it reads (`fls -f`), or `None`.
 pub const fn tsk_type(fs_type: FsType) -> Option<&'static str> {
@@ -160,16 +164,22 @@ impl TskVolume {
         }
     }
 
-    /// Every allocated entry, with metadata. Blocking; holds the listing in memory.
+    /// Every allocated entry, with metadata (lines that could not be read are left out).
+    /// Blocking; holds the listing in memory.
     pub fn list(&self) -> Result<Vec<Entry>, TskError> {
         let mut entries = Vec::new();
-        self.stream(&mut |entry| entries.push(entry))?;
+        self.stream(&mut |item| {
+            if let WalkItem::Entry(entry) = item {
+                entries.push(entry);
+            }
+        })?;
         Ok(entries)
     }
 
-    /// Visits every allocated entry, with metadata, as `fls` lists it. Blocking.
-    pub fn stream(&self, visit: &mut dyn FnMut(Entry)) -> Result<(), TskError> {
-        use std::io::BufRead;
+    /// Visits every allocated entry, with metadata, as `fls` lists it. A line that cannot be
+    /// parsed, or a symlink whose target cannot be read, is a [`WalkItem::Error`] of its own
+    /// and the listing goes on; a symlink target is read up to [`MAX_TARGET`] bytes. Blocking.
+    pub fn stream(&self, visit: &mut dyn FnMut(WalkItem)) -> Result<(), TskError> {
         let mut child = self
             .command("fls")
             .args(["-r", "-u", "-m", "/"])
@@ -185,32 +195,7 @@ impl TskVolume {
             tool: "fls",
             source: std::io::Error::other("no stdout"),
         })?;
-        let mut lines = std::io::BufReader::new(stdout);
-        let mut line = Vec::new();
-        let mut result = Ok(());
-        loop {
-            line.clear();
-            match lines.read_until(b'\n', &mut line) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(error) => {
-                    result = Err(self.failed("fls", error.to_string().as_bytes()));
-                    break;
-                }
-            }
-            let text = line.strip_suffix(b"\n").unwrap_or(&line);
-            if text.is_empty() {
-                continue;
-            }
-            match self.entry_of(text) {
-                Ok(Some(entry)) => visit(entry),
-                Ok(None) => {}
-                Err(error) => {
-                    result = Err(error);
-                    break;
-                }
-            }
-        }
+        let result = self.read_listing(std::io::BufReader::new(stdout), visit);
         if result.is_err() {
             let _ = child.kill();
         }
@@ -226,7 +211,49 @@ impl TskVolume {
         }
     }
 
-    fn entry_of(&self, line: &[u8]) -> Result<Option<Entry>, TskError> {
+    /// Visits the entries of an `fls -m` listing read from `lines`; a line that cannot be
+    /// parsed is a [`WalkItem::Error`] with its raw bytes. Stops on a read error or a failure
+    /// that is not the line's own.
+    fn read_listing(
+        &self,
+        mut lines: impl std::io::BufRead,
+        visit: &mut dyn FnMut(WalkItem),
+    ) -> Result<(), TskError> {
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match lines.read_until(b'\n', &mut line) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(error) => return Err(self.failed("fls", error.to_string().as_bytes())),
+            }
+            let text = line.strip_suffix(b"\n").unwrap_or(&line);
+            if text.is_empty() {
+                continue;
+            }
+            match self.entry_of(text) {
+                Ok(Some((entry, problem))) => {
+                    if let Some(error) = problem {
+                        visit(WalkItem::Error {
+                            path: entry.path.clone(),
+                            error,
+                        });
+                    }
+                    visit(WalkItem::Entry(entry));
+                }
+                Ok(None) => {}
+                Err(error @ TskError::Parse { .. }) => visit(WalkItem::Error {
+                    path: text.to_vec(),
+                    error: std::io::Error::new(std::io::ErrorKind::InvalidData, error.to_string()),
+                }),
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// The entry of one `fls` line, with a problem of its own (an unreadable or overlong
+    /// symlink target) when it has one.
+    fn entry_of(&self, line: &[u8]) -> Result<Option<(Entry, Option<std::io::Error>)>, TskError> {
         let Some(body) = parse_body_line(line)? else {
             return Ok(None);
         };
@@ -247,21 +274,33 @@ impl TskVolume {
             // HFS+ special files (extents, catalog, allocation, ...): metadata, not entries.
             return Ok(None);
         }
-        let target = if body.kind == EntryKind::Symlink {
-            let mut target = Vec::new();
-            self.open(body.ino)?
-                .read_to_end(&mut target)
-                .map_err(|e| TskError::Failed {
-                    tool: "icat",
-                    image: self.image.clone(),
-                    offset: self.offset,
-                    stderr: e.to_string(),
-                })?;
-            Some(target)
-        } else {
-            None
+        if body.kind != EntryKind::Symlink {
+            return Ok(Some((body.into_entry(None), None)));
+        }
+        let (target, problem) = match self.read_target(body.ino) {
+            Ok(target) => {
+                let (target, problem) = bounded_target(target);
+                (Some(target), problem)
+            }
+            Err(error) => (
+                None,
+                Some(std::io::Error::other(format!(
+                    "cannot read the symlink's target: {error}"
+                ))),
+            ),
         };
-        Ok(Some(body.into_entry(target)))
+        Ok(Some((body.into_entry(target), problem)))
+    }
+
+    /// A symlink's target, up to one byte more than [`MAX_TARGET`] (a crafted inode can claim
+    /// gigabytes).
+    fn read_target(&self, ino: u64) -> std::io::Result<Vec<u8>> {
+        let mut target = Vec::new();
+        self.open(ino)
+            .map_err(|e| std::io::Error::other(e.to_string()))?
+            .take(u64::try_from(MAX_TARGET).unwrap_or(u64::MAX) + 1)
+            .read_to_end(&mut target)?;
+        Ok(target)
     }
 
     /// Runs a block-map tool (`blkcat`, `blkls`, `ifind`, `istat`, `ffind`) with `args`
@@ -495,6 +534,20 @@ impl Drop for IcatReader {
     }
 }
 
+/// A symlink target as kept (pure): whole up to [`MAX_TARGET`] bytes, else its first
+/// [`MAX_TARGET`] bytes and the problem to record.
+pub fn bounded_target(mut target: Vec<u8>) -> (Vec<u8>, Option<std::io::Error>) {
+    if target.len() <= MAX_TARGET {
+        return (target, None);
+    }
+    target.truncate(MAX_TARGET);
+    let problem = std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("symlink target longer than {MAX_TARGET} bytes: its first {MAX_TARGET} are kept"),
+    );
+    (target, Some(problem))
+}
+
 /// One parsed line of `fls -m` (body format).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BodyLine {
@@ -717,6 +770,52 @@ mod tests {
         let resident = "Type: $DATA (128-1)   Name: N/A   Resident   size: 12\n";
         assert!(parse_content_units(resident).is_empty());
         assert_eq!(parse_content_units("Sectors:\n27 \n"), [27]);
+    }
+
+    #[test]
+    fn a_line_that_cannot_be_parsed_is_an_error_of_its_own_and_the_listing_goes_on() {
+        let volume = TskVolume {
+            image: PathBuf::from("/nonexistent.img"),
+            offset: 0,
+            fs_type: FsType::Fat16,
+            tsk_type: "fat",
+        };
+        let listing = b"0|/a.txt|4|r/rrwxrwxrwx|0|0|6|0|0|0|0\n\
+                        0|/broken|x|r/rrwxrwxrwx|0|0|6|0|0|0|0\n\
+                        half a line\n\
+                        0|/b.txt|5|r/rrwxrwxrwx|0|0|7|0|0|0|0\n";
+        let mut items = Vec::new();
+        volume
+            .read_listing(&listing[..], &mut |item| items.push(item))
+            .unwrap();
+        let described: Vec<String> = items
+            .iter()
+            .map(|item| match item {
+                WalkItem::Entry(entry) => String::from_utf8_lossy(&entry.path).into_owned(),
+                WalkItem::Error { path, error } => {
+                    format!("error {}: {error}", String::from_utf8_lossy(path))
+                }
+            })
+            .collect();
+        assert_eq!(described.len(), 4, "{described:?}");
+        assert_eq!(described[0], "a.txt");
+        assert!(
+            described[1].starts_with("error 0|/broken|x") && described[1].contains("bad inode")
+        );
+        assert!(
+            described[2].starts_with("error half a line"),
+            "{described:?}"
+        );
+        assert_eq!(described[3], "b.txt");
+    }
+
+    #[test]
+    fn symlink_targets_are_kept_up_to_path_max() {
+        let (short, problem) = bounded_target(b"../x".to_vec());
+        assert_eq!((short.as_slice(), problem.is_none()), (&b"../x"[..], true));
+        let (long, problem) = bounded_target(vec![b'a'; MAX_TARGET + 1]);
+        assert_eq!(long.len(), MAX_TARGET);
+        assert!(problem.unwrap().to_string().contains("longer than 4096"));
     }
 
     #[test]
