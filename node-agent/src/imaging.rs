@@ -497,7 +497,7 @@ async fn image_device(
                     path: image_path.clone(),
                     source,
                 })?;
-            make_read_only(&image_path)?;
+            finish_image(&image_path)?;
             media::record_imaged(catalog.pool(), medium_id, &digest).await?;
             Some(hex::encode(digest))
         }
@@ -588,6 +588,26 @@ pub async fn digest_file(path: &Path) -> Result<[u8; 32], ImagingError> {
         path: path.to_owned(),
         source,
     })
+}
+
+/// An image NTT wrote, finished: read-only ([`make_read_only`]) and durable with its name
+/// before the catalog says it is imaged (a power cut after the record must not leave a record
+/// of bytes that never reached the disk).
+fn finish_image(image: &Path) -> Result<(), ImagingError> {
+    make_read_only(image)?;
+    let error = |source| ImagingError::DataDir {
+        path: image.to_owned(),
+        source,
+    };
+    fs_err::File::open(image)
+        .and_then(|f| f.sync_all())
+        .map_err(error)?;
+    if let Some(dir) = image.parent() {
+        fs_err::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(error)?;
+    }
+    Ok(())
 }
 
 /// Images we made are evidence too: mode 0440 once finished, readable by root and the data
@@ -689,7 +709,7 @@ async fn register_converted(
             source: e,
         })?;
     }
-    make_read_only(&target)?;
+    finish_image(&target)?;
     register(
         catalog,
         config,

@@ -940,3 +940,31 @@ async fn twin_image_files_keep_their_own_digests(pool: PgPool) {
     let renamed = host.run(&["image", a.to_str().unwrap(), "--name", "file-c"]);
     assert_eq!(renamed.status.code(), Some(1));
 }
+
+/// Issue 21: an image file whose middle cannot be read (on a failing disk or a FUSE driver)
+/// is refused with an error naming the read, never a SIGBUS that kills the process (the
+/// digest was hashed through a memory map).
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn an_image_file_with_unreadable_bytes_is_an_error_not_a_crash(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let disk = FaultyDisk::start(
+        disk_content(8 * MIB as usize, 31),
+        Faults {
+            bad: vec![4 * MIB + 4096..4 * MIB + 8192],
+            cached: true,
+            ..Faults::default()
+        },
+    );
+    let output = host.run(&["image", disk.file().to_str().unwrap(), "--name", "eio-file"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "exited, not killed: {stderr}"
+    );
+    assert!(
+        stderr.contains("for its digest") && stderr.contains("Input/output error"),
+        "{stderr}"
+    );
+    drop(disk);
+}

@@ -10,10 +10,14 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 
-/// The full BLAKE3 of a file, hashed on all cores (memory-mapped).
+/// The full BLAKE3 of a file, hashed on all cores. Read, not memory-mapped: an image on a
+/// failing disk or a FUSE driver answers a bad read with an error, where a mapping would kill
+/// the process with SIGBUS.
 pub fn digest_file(path: &Path) -> std::io::Result<[u8; 32]> {
+    let file = fs_err::File::open(path)?;
+    let length = file.metadata()?.len();
     let mut hasher = blake3::Hasher::new();
-    hasher.update_mmap_rayon(path)?;
+    hash_region(&mut hasher, file.file(), 0, length, &mut Vec::new())?;
     Ok(*hasher.finalize().as_bytes())
 }
 
@@ -67,6 +71,7 @@ fn follow(image: &Path, receiver: &Receiver<Message>) -> std::io::Result<[u8; 32
     let mut hasher = blake3::Hasher::new();
     let mut done = 0_u64;
     let mut file: Option<std::fs::File> = None;
+    let mut buffer = Vec::new();
     while let Ok(message) = receiver.recv() {
         let (limit, last) = match message {
             Message::FinalUpTo(n) => (n, false),
@@ -83,7 +88,7 @@ fn follow(image: &Path, receiver: &Receiver<Message>) -> std::io::Result<[u8; 32
         let reader = file.as_ref().expect("invariant: opened above");
         let end = limit.min(reader.metadata()?.len());
         if end > done {
-            hash_region(&mut hasher, reader, done, end)?;
+            hash_region(&mut hasher, reader, done, end, &mut buffer)?;
             done = end;
         }
         if last {
@@ -93,33 +98,31 @@ fn follow(image: &Path, receiver: &Receiver<Message>) -> std::io::Result<[u8; 32
     Err(std::io::Error::other("the digest was abandoned"))
 }
 
-/// Hashes bytes `start..end` of `file` on all cores, through a memory map of just that region
-/// (no copy: on these machines copying reads cost more than the hashing).
+/// Bytes read per step: big enough that hashing each on all cores pays.
+const CHUNK: usize = 8 << 20;
+
+/// Hashes bytes `start..end` of `file`, read in [`CHUNK`]s into `buffer` (allocated on first
+/// use) and each hashed on all cores. An I/O error is returned, never a signal; a file shorter
+/// than `end` is an error.
 fn hash_region(
     hasher: &mut blake3::Hasher,
     file: &std::fs::File,
     start: u64,
     end: u64,
+    buffer: &mut Vec<u8>,
 ) -> std::io::Result<()> {
-    let page = 4096;
-    let aligned = start - start % page;
-    let skip = usize::try_from(start - aligned).expect("invariant: less than a page");
-    let length = usize::try_from(end - aligned)
-        .map_err(|_| std::io::Error::other("region larger than the address space"))?;
-    // SAFETY: the mapping is read-only and covers only bytes that ddrescue has finished: it
-    // never writes them again (module rules), and nothing else writes the image while it runs,
-    // so the mapped memory does not change while the slice below is alive.
-    #[expect(
-        unsafe_code,
-        reason = "memory-mapping a region that is no longer written"
-    )]
-    let map = unsafe {
-        memmap2::MmapOptions::new()
-            .offset(aligned)
-            .len(length)
-            .map(file)?
-    };
-    hasher.update_rayon(&map[skip..]);
+    use std::os::unix::fs::FileExt;
+    if buffer.len() < CHUNK {
+        buffer.resize(CHUNK, 0);
+    }
+    let mut at = start;
+    while at < end {
+        let want = usize::try_from((end - at).min(CHUNK as u64)).unwrap_or(CHUNK);
+        let chunk = &mut buffer[..want];
+        file.read_exact_at(chunk, at)?;
+        hasher.update_rayon(chunk);
+        at += want as u64;
+    }
     Ok(())
 }
 

@@ -39,6 +39,9 @@ pub(crate) struct Faults {
     pub(crate) delay_per_read: Option<Duration>,
     /// Reads at or past this offset return no data (a drive whose reads end early).
     pub(crate) ends_early_at: Option<u64>,
+    /// Reads go through the page cache (the file can be memory-mapped, and a bad range then
+    /// fails the page it is in) instead of direct I/O.
+    pub(crate) cached: bool,
 }
 
 /// Deterministic disk content: every 512-byte sector is different, so misplaced data shows.
@@ -143,7 +146,12 @@ impl Filesystem for Disk {
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         if ino == FILE_INO {
             // Direct I/O: no page cache, every read arrives here exactly as issued.
-            reply.opened(FileHandle(0), FopenFlags::FOPEN_DIRECT_IO);
+            let flags = if self.faults.cached {
+                FopenFlags::empty()
+            } else {
+                FopenFlags::FOPEN_DIRECT_IO
+            };
+            reply.opened(FileHandle(0), flags);
         } else {
             reply.error(Errno::EISDIR);
         }
