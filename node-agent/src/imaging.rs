@@ -197,6 +197,15 @@ pub enum ImagingError {
         #[source]
         source: std::io::Error,
     },
+    /// The device is mounted or held by the kernel.
+    #[error(
+        "{path} is in use (it or a partition of it is mounted, or a driver holds it): unmount it \
+         first; a device written while it is read gives an image of no single moment"
+    )]
+    Busy {
+        /// The device.
+        path: PathBuf,
+    },
     /// The machine a directory source is on cannot be told.
     #[error(
         "cannot read the machine id {path}: a directory source is identified by the machine it \
@@ -231,9 +240,12 @@ pub async fn image(
     })?;
     let lock = lock_source(config, &source)?;
     let report = match &source {
-        Source::Device(path) => {
-            image_device(catalog, config, request, path, &lock, cancel, on_progress).await
-        }
+        Source::Device(path) => match refuse_busy(path) {
+            Ok(()) => {
+                image_device(catalog, config, request, path, &lock, cancel, on_progress).await
+            }
+            Err(error) => Err(error),
+        },
         Source::File {
             path,
             format: SourceFormat::Raw,
@@ -588,6 +600,24 @@ pub async fn digest_file(path: &Path) -> Result<[u8; 32], ImagingError> {
         path: path.to_owned(),
         source,
     })
+}
+
+/// Refuses a block device that is mounted or held by a driver: an exclusive open (`O_EXCL`
+/// on a block device) fails with EBUSY exactly then, and a whole disk one of whose partitions
+/// is mounted counts. The open is closed at once and never writes; other failures are left to
+/// the identification that follows.
+fn refuse_busy(path: &Path) -> Result<(), ImagingError> {
+    use nix::fcntl::{OFlag, open};
+    match open(
+        path,
+        OFlag::O_RDONLY | OFlag::O_EXCL | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+        nix::sys::stat::Mode::empty(),
+    ) {
+        Err(nix::errno::Errno::EBUSY) => Err(ImagingError::Busy {
+            path: path.to_owned(),
+        }),
+        Ok(_) | Err(_) => Ok(()),
+    }
 }
 
 /// An image NTT wrote, finished: read-only ([`make_read_only`]) and durable with its name

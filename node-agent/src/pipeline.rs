@@ -275,6 +275,7 @@ impl PipelineError {
                 | ImagingError::MachineId { .. }
                 | ImagingError::IdentityMismatch { .. }
                 | ImagingError::NameMismatch { .. }
+                | ImagingError::Busy { .. }
                 | ImagingError::Identify(_),
             )
             | Self::NotImaged { .. }

@@ -968,3 +968,43 @@ async fn an_image_file_with_unreadable_bytes_is_an_error_not_a_crash(pool: PgPoo
     );
     drop(disk);
 }
+
+/// Issue 21: a device that is mounted (or otherwise held by the kernel) is refused: its bytes
+/// may change while ddrescue reads them. Once unmounted it images.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn a_mounted_device_is_refused_until_it_is_unmounted(pool: PgPool) {
+    use ntt_agent::volume::attach::{LoopDevice, MountGuard, kernel_filesystems};
+    use ntt_agent::volume::probe::FsType;
+    let host = Host::new(&pool).await;
+    let source = host.root.join("busy-src");
+    std::fs::create_dir_all(&source).unwrap();
+    std::fs::write(source.join("a.txt"), b"in use").unwrap();
+    let image = host.root.join("busy.img");
+    host::ext4(&image, 8 * MIB, &source);
+    let device = LoopDevice::attach(&image, 0, 8 * MIB).unwrap();
+    let kernel = kernel_filesystems(&std::fs::read_to_string("/proc/filesystems").unwrap());
+    let target = host.root.join("busy-mnt");
+    let mount = MountGuard::mount(
+        device.path(),
+        FsType::Ext4,
+        &target,
+        &kernel,
+        Duration::from_secs(30),
+        None,
+    )
+    .await
+    .unwrap();
+    let refused = host.run(&["image", device.path().to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is in use"), "{stderr}");
+    let media: i64 = sqlx::query_scalar("select count(*) from medium")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(media, 0, "nothing recorded");
+    mount.unmount().unwrap();
+    let imaged = host.image(&[device.path().to_str().unwrap()]);
+    assert_eq!(imaged["end"], "complete", "{imaged}");
+    device.detach().unwrap();
+}
