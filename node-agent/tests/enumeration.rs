@@ -485,6 +485,56 @@ async fn duplicate_inodes_and_names_are_problems_of_their_entries_and_the_rest_l
     );
 }
 
+/// Issue 21: names The Sleuth Kit reads that are no path component (FAT long names holding
+/// `/`, one of them climbing: `../x`) are recorded safely: listed with NUL bytes where they would split
+/// or climb (never as another entry's path), each with an entry error keeping the raw bytes,
+/// and copied like any file.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn names_holding_a_slash_are_listed_safely_even_when_they_climb(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let image = host.root.join("slashes.img");
+    sparse_file(&image, 16 * MIB);
+    run(Command::new("mkfs.vfat").args(["-F", "16"]).arg(&image));
+    run(Command::new("mmd").arg("-i").arg(&image).arg("::/docs"));
+    let scratch = host.root.join("scratch");
+    for (name, content) in [
+        ("docs/qqqqqqqqqq", "slashed"),
+        ("jjjjjjjjjj", "climbing"),
+        ("docs/plain.txt", "plain"),
+    ] {
+        std::fs::write(&scratch, content).unwrap();
+        run(Command::new("mcopy")
+            .arg("-i")
+            .arg(&image)
+            .arg(&scratch)
+            .arg(format!("::/{name}")));
+    }
+    craft_fat_long_name(&image, 'q', "x/y/z");
+    craft_fat_long_name(&image, 'j', "../x");
+    register(&host, &image, "slashes");
+    let report = enumerate_ok(&host, &["slashes"]);
+    assert_eq!(report["counts"]["errors"], 2, "{report}");
+    let paths: BTreeSet<Vec<u8>> = ls(&host, "slashes").iter().map(path_bytes).collect();
+    let expected: BTreeSet<Vec<u8>> = [&b"docs"[..], b"docs/plain.txt", b"docs/x\0y\0z", b"..\0x"]
+        .iter()
+        .map(|p| p.to_vec())
+        .collect();
+    assert_eq!(paths, expected);
+    let raw: BTreeSet<Vec<u8>> = sqlx::query_scalar("select path from entry_error")
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        raw,
+        [b"docs/x/y/z".to_vec(), b"../x".to_vec()]
+            .into_iter()
+            .collect()
+    );
+    copied_and_balanced(&host, "slashes", 3);
+}
+
 /// `ntt copy MEDIUM`, then its report: `files` copied, nothing pending, balanced.
 fn copied_and_balanced(host: &Host, medium: &str, files: i64) {
     let copy = host.run(&["copy", medium]);

@@ -220,6 +220,7 @@ impl TskVolume {
         visit: &mut dyn FnMut(WalkItem),
     ) -> Result<(), TskError> {
         let mut line = Vec::new();
+        let mut names = Names::default();
         loop {
             line.clear();
             match lines.read_until(b'\n', &mut line) {
@@ -232,7 +233,15 @@ impl TskVolume {
                 continue;
             }
             match self.entry_of(text) {
-                Ok(Some((entry, problem))) => {
+                Ok(Some((mut entry, problem))) => {
+                    let (path, escaped) = names.place(&entry.path, entry.kind == EntryKind::Dir);
+                    if let Some(message) = escaped {
+                        visit(WalkItem::Error {
+                            path: entry.path.clone(),
+                            error: std::io::Error::new(std::io::ErrorKind::InvalidData, message),
+                        });
+                    }
+                    entry.path = path;
                     if let Some(error) = problem {
                         visit(WalkItem::Error {
                             path: entry.path.clone(),
@@ -241,7 +250,11 @@ impl TskVolume {
                     }
                     visit(WalkItem::Entry(entry));
                 }
-                Ok(None) => {}
+                Ok(None) => {
+                    if let Some(directory) = virtual_directory(text) {
+                        names.place(&directory, true);
+                    }
+                }
                 Err(error @ TskError::Parse { .. }) => visit(WalkItem::Error {
                     path: text.to_vec(),
                     error: std::io::Error::new(std::io::ErrorKind::InvalidData, error.to_string()),
@@ -534,6 +547,87 @@ impl Drop for IcatReader {
     }
 }
 
+/// Where the entries of an `fls` listing go: `fls` prints each entry's path as its parent's path,
+/// `/` and its name, so a name holding `/` (or one that is empty, `.` or `..`) would read as
+/// another path, possibly one that climbs. Each line's parent is the longest prefix that is a
+/// directory listed before it (`fls -r` lists a directory before its entries); what follows is
+/// the name. An unsafe name is recorded with NUL bytes, which no name in a listing holds: every
+/// `/` in it becomes NUL, and an empty, `.` or `..` name gets a NUL appended; an entry error
+/// keeps the raw bytes.
+#[derive(Debug, Default)]
+pub struct Names {
+    /// Directories listed so far, as `fls` prints them.
+    directories: std::collections::HashSet<Vec<u8>>,
+    /// Directories whose recorded path differs from the printed one.
+    renamed: std::collections::HashMap<Vec<u8>, Vec<u8>>,
+}
+
+impl Names {
+    /// The recorded path of the entry `fls` printed as `printed` (without its leading `/`),
+    /// and the problem to record when its name had to be escaped. `directory`: the entry is a
+    /// directory (real or virtual), whose entries follow.
+    pub fn place(&mut self, printed: &[u8], directory: bool) -> (Vec<u8>, Option<String>) {
+        let parent = printed
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|&(i, &b)| b == b'/' && i > 0)
+            .map(|(i, _)| i)
+            .find(|&i| self.directories.contains(&printed[..i]));
+        let (parent_path, name) = match parent {
+            Some(i) => {
+                let raw = &printed[..i];
+                let recorded = self.renamed.get(raw).map_or(raw, Vec::as_slice);
+                (Some(recorded.to_vec()), &printed[i + 1..])
+            }
+            None => (None, printed),
+        };
+        let unsafe_name = matches!(name, b"" | b"." | b"..") || name.contains(&b'/');
+        let mut recorded_name: Vec<u8> = name
+            .iter()
+            .map(|&b| if b == b'/' { 0 } else { b })
+            .collect();
+        if matches!(name, b"" | b"." | b"..") {
+            recorded_name.push(0);
+        }
+        let path = match parent_path {
+            Some(mut path) => {
+                path.push(b'/');
+                path.extend_from_slice(&recorded_name);
+                path
+            }
+            None => recorded_name,
+        };
+        if directory {
+            self.directories.insert(printed.to_vec());
+            if path != printed {
+                self.renamed.insert(printed.to_vec(), path.clone());
+            }
+        }
+        let problem = unsafe_name.then(|| {
+            format!(
+                "the name {:?} cannot be a path component (empty, '.', '..' or holding '/'): \
+                 listed with NUL bytes in its place",
+                String::from_utf8_lossy(name)
+            )
+        });
+        (path, problem)
+    }
+}
+
+/// The printed path of a virtual directory line (`V/V`, such as `$OrphanFiles`), whose entries
+/// follow it although it is no entry itself (pure).
+fn virtual_directory(line: &[u8]) -> Option<Vec<u8>> {
+    // From the right: crtime, ctime, mtime, atime, size, gid, uid, mode, inode, md5|name.
+    let fields: Vec<&[u8]> = line.rsplitn(10, |&b| b == b'|').collect();
+    let (head, mode) = (fields.get(9)?, fields.get(7)?);
+    if mode.get(2) != Some(&b'V') {
+        return None;
+    }
+    let name = &head[head.iter().position(|&b| b == b'|')? + 1..];
+    Some(name.strip_prefix(b"/").unwrap_or(name).to_vec())
+}
+
 /// A symlink target as kept (pure): whole up to [`MAX_TARGET`] bytes, else its first
 /// [`MAX_TARGET`] bytes and the problem to record.
 pub fn bounded_target(mut target: Vec<u8>) -> (Vec<u8>, Option<std::io::Error>) {
@@ -807,6 +901,47 @@ mod tests {
             "{described:?}"
         );
         assert_eq!(described[3], "b.txt");
+    }
+
+    #[test]
+    fn names_that_are_not_path_components_are_listed_with_nul_bytes() {
+        let mut names = Names::default();
+        let mut place = |printed: &[u8], dir: bool| {
+            let (path, problem) = names.place(printed, dir);
+            (
+                String::from_utf8_lossy(&path).into_owned(),
+                problem.is_some(),
+            )
+        };
+        assert_eq!(place(b"docs", true), ("docs".into(), false));
+        assert_eq!(place(b"docs/a.txt", false), ("docs/a.txt".into(), false));
+        // A name holding '/': its parent is the longest listed directory before it.
+        assert_eq!(place(b"docs/x/y", false), ("docs/x\0y".into(), true));
+        assert_eq!(
+            place(b"../../escape", false),
+            ("..\0..\0escape".into(), true)
+        );
+        assert_eq!(place(b"/tmp/abs", false), ("\0tmp\0abs".into(), true));
+        assert_eq!(place(b"..", false), ("..\0".into(), true));
+        assert_eq!(place(b"docs/.", false), ("docs/.\0".into(), true));
+        // A directory whose name was escaped: its entries follow under the escaped path.
+        assert_eq!(place(b"docs/d/e", true), ("docs/d\0e".into(), true));
+        assert_eq!(
+            place(b"docs/d/e/inner", false),
+            ("docs/d\0e/inner".into(), false)
+        );
+        // Virtual directories count as parents.
+        let line = b"0|/$OrphanFiles|523206|V/V---------|0|0|0|0|0|0|0";
+        assert_eq!(virtual_directory(line), Some(b"$OrphanFiles".to_vec()));
+        assert_eq!(
+            virtual_directory(b"0|/a.txt|4|r/rrwxrwxrwx|0|0|6|0|0|0|0"),
+            None
+        );
+        names.place(b"$OrphanFiles", true);
+        assert_eq!(
+            names.place(b"$OrphanFiles/OrphanFile-7", false),
+            (b"$OrphanFiles/OrphanFile-7".to_vec(), None)
+        );
     }
 
     #[test]

@@ -266,7 +266,7 @@ pub fn register(host: &Host, image: &Path, name: &str) -> String {
 }
 
 /// Rewrites, in a FAT image, the long-name characters of every entry whose long name is
-/// `placeholder` repeated (as mtools wrote it) into `name`, of the same length: a name no
+/// `placeholder` repeated (as mtools wrote it) into `name`, of the same length or shorter: a name no
 /// FAT driver would write, such as `../../x` or `/tmp/x`. The short-name checksum is
 /// untouched, so readers keep taking the long name.
 pub fn craft_fat_long_name(image: &Path, placeholder: char, name: &str) {
@@ -287,10 +287,17 @@ pub fn craft_fat_long_name(image: &Path, placeholder: char, name: &str) {
         for (k, slot) in slots.iter().enumerate() {
             let index = sequence * 13 + k;
             let current = u16::from_le_bytes([entry[*slot], entry[slot + 1]]);
-            if index < units.len() && current == placeholder as u16 {
-                entry[*slot..slot + 2].copy_from_slice(&units[index].to_le_bytes());
-                patched += 1;
+            if current != placeholder as u16 {
+                continue;
             }
+            // A shorter name ends with a NUL character and 0xFFFF padding, as drivers write.
+            let unit = match index.cmp(&units.len()) {
+                std::cmp::Ordering::Less => units[index],
+                std::cmp::Ordering::Equal => 0,
+                std::cmp::Ordering::Greater => 0xFFFF,
+            };
+            entry[*slot..slot + 2].copy_from_slice(&unit.to_le_bytes());
+            patched += usize::from(index < units.len());
         }
     }
     assert_eq!(patched, units.len(), "every character of {name:?} written");
