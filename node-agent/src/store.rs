@@ -82,6 +82,9 @@ pub struct Store {
     root_dir: File,
     /// Cleared once the filesystem refused `O_TMPFILE`.
     anonymous: AtomicBool,
+    /// The first `syncfs` failure, once there was one; held while a sync runs, so syncs of
+    /// the workers sharing this store never overlap.
+    sync_failed: std::sync::Mutex<Option<String>>,
 }
 
 static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
@@ -107,6 +110,7 @@ impl Store {
             tmp,
             root_dir,
             anonymous: AtomicBool::new(true),
+            sync_failed: std::sync::Mutex::new(None),
         })
     }
 
@@ -195,9 +199,42 @@ impl Store {
 
     /// Makes every link and directory entry made so far durable (`syncfs` of the store's
     /// filesystem): call once per batch, before the catalog commit.
+    ///
+    /// A writeback error is reported by `syncfs` once per open file description, so of the
+    /// workers sharing this store's root only the first to sync after it would hear of it, and
+    /// another could link blobs whose data never reached the disk. So the first failure poisons
+    /// the store: every later sync through it fails too (the run stops, its files stay pending,
+    /// and a new run, with a store opened anew, copies them again), and syncs never overlap.
     pub fn sync(&self) -> Result<(), StoreError> {
-        nix::unistd::syncfs(&self.root_dir)
-            .map_err(|errno| self.classify("sync", &self.root, std::io::Error::from(errno)))
+        let mut failed = self
+            .sync_failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let result = nix::unistd::syncfs(&self.root_dir);
+        self.after_sync(&mut failed, result)
+    }
+
+    /// The outcome of a sync given what `failed` says of earlier ones.
+    fn after_sync(
+        &self,
+        failed: &mut Option<String>,
+        result: nix::Result<()>,
+    ) -> Result<(), StoreError> {
+        if let Err(errno) = result {
+            let error = std::io::Error::from(errno);
+            failed.get_or_insert_with(|| error.to_string());
+            return Err(self.classify("sync", &self.root, error));
+        }
+        match failed {
+            Some(first) => Err(StoreError::Io {
+                what: "trust a sync of",
+                path: self.root.clone(),
+                source: std::io::Error::other(format!(
+                    "an earlier sync of the store failed ({first}): data written since may not be on disk"
+                )),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Removes temp files that writers on this host left when they died (their pid is gone).
@@ -441,6 +478,28 @@ pub fn content_type(head: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_failed_sync_poisons_every_later_one() {
+        let dir = std::env::temp_dir().join(format!("ntt-store-poison-{}", std::process::id()));
+        let store = Store::open(&dir).unwrap();
+        store.sync().unwrap();
+        let mut failed = store.sync_failed.lock().unwrap();
+        let first = store
+            .after_sync(&mut failed, Err(nix::errno::Errno::EIO))
+            .unwrap_err();
+        assert!(first.to_string().contains("sync"), "{first}");
+        drop(failed);
+        // The kernel would report the writeback error to one worker only: the next sync
+        // succeeds at the syscall, and the store still refuses it.
+        let later = store.sync().unwrap_err();
+        let chain = format!("{later}: {}", std::error::Error::source(&later).unwrap());
+        assert!(
+            chain.contains("an earlier sync of the store failed"),
+            "{chain}"
+        );
+        fs_err::remove_dir_all(&dir).unwrap();
+    }
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     fn scratch(name: &str) -> PathBuf {
