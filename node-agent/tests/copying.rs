@@ -1048,20 +1048,10 @@ async fn a_second_interrupt_exits_at_once_while_a_read_hangs(pool: PgPool) {
 
 /// `ntt ARGS` with the open file limit (soft and hard) set to `limit`.
 fn with_file_limit(host: &Host, limit: u32, args: &[&str]) -> std::process::Output {
-    let ntt = host.command(args);
-    let mut command = Command::new("prlimit");
-    command
-        .arg(format!("--nofile={limit}:{limit}"))
-        .arg("--")
-        .arg(ntt.get_program())
-        .args(ntt.get_args());
-    for (key, value) in ntt.get_envs() {
-        match value {
-            Some(value) => command.env(key, value),
-            None => command.env_remove(key),
-        };
-    }
-    command.output().unwrap()
+    let nofile = format!("--nofile={limit}:{limit}");
+    host.wrapped("prlimit", &[&nofile, "--"], args)
+        .output()
+        .unwrap()
 }
 
 /// Issue 21: the copy keeps within the descriptor limit. With 4 workers and a limit of 128

@@ -200,20 +200,9 @@ async fn a_directory_with_odd_names_ingests_without_imaging(pool: PgPool) {
 
 /// `ntt ARGS SOURCE` in a UTS namespace of its own whose host name is `name`.
 fn renamed_host(host: &Host, name: &str, args: &[&str], source: &Path) -> std::process::Output {
-    let ntt = host.command(args);
-    let mut command = Command::new("unshare");
-    command
-        .args(["--uts", "sh", "-c", "hostname \"$0\" && exec \"$@\"", name])
-        .arg(ntt.get_program())
-        .args(ntt.get_args())
-        .arg(source);
-    for (key, value) in ntt.get_envs() {
-        match value {
-            Some(value) => command.env(key, value),
-            None => command.env_remove(key),
-        };
-    }
-    command.output().unwrap()
+    let script = "hostname \"$0\" && exec \"$@\"";
+    let mut command = host.wrapped("unshare", &["--uts", "sh", "-c", script, name], args);
+    command.arg(source).output().unwrap()
 }
 
 /// A GPT disk with an ext4 (files `good.txt`, `hit.bin`, `shared.txt`) and a FAT32 partition;

@@ -97,22 +97,19 @@ pub fn machine_id(path: &Path) -> Result<String> {
 /// is its id, not its host name (a pod's name changes with every restart); catalogs written
 /// before this was so are found by the host name (`legacy_directory_hash`).
 pub fn directory_hash(machine: &str, canonical: &Path) -> String {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(b"DIRECTORY|machine-id|");
-    hasher.update(machine.as_bytes());
-    hasher.update(b"|");
-    hasher.update(std::os::unix::ffi::OsStrExt::as_bytes(
-        canonical.as_os_str(),
-    ));
-    hasher.update(b"|");
-    hasher.finalize().to_hex()[..32].to_owned()
+    path_hash(b"DIRECTORY|machine-id|", machine, canonical)
 }
 
 /// The identity older versions gave a directory: the host name and the canonical path (pure).
 fn legacy_directory_hash(host: &str, canonical: &Path) -> String {
+    path_hash(b"DIRECTORY|", host, canonical)
+}
+
+/// `prefix`, `place`, `|`, the path's bytes, `|`, hashed: the first 32 hex characters (pure).
+fn path_hash(prefix: &[u8], place: &str, canonical: &Path) -> String {
     let mut hasher = blake3::Hasher::new();
-    hasher.update(b"DIRECTORY|");
-    hasher.update(host.as_bytes());
+    hasher.update(prefix);
+    hasher.update(place.as_bytes());
     hasher.update(b"|");
     hasher.update(std::os::unix::ffi::OsStrExt::as_bytes(
         canonical.as_os_str(),

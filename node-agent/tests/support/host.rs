@@ -54,6 +54,24 @@ impl Host {
         command
     }
 
+    /// `ntt ARGS` as the argument list of `program` `before...` (a wrapper such as `prlimit`
+    /// or `unshare`), with this host's environment.
+    pub fn wrapped(&self, program: &str, before: &[&str], args: &[&str]) -> Command {
+        let ntt = self.command(args);
+        let mut command = Command::new(program);
+        command
+            .args(before)
+            .arg(ntt.get_program())
+            .args(ntt.get_args());
+        for (key, value) in ntt.get_envs() {
+            match value {
+                Some(value) => command.env(key, value),
+                None => command.env_remove(key),
+            };
+        }
+        command
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         let output = self.command(args).output().unwrap();
         eprintln!(
