@@ -278,6 +278,7 @@ pub async fn copy_medium(
         );
     }
     let options = CopyOptions { workers, ..options };
+    let max_staged = crate::descriptors::staged_per_worker(limit, workers);
     let swept = {
         let store = store.clone();
         tokio::task::spawn_blocking(move || store.remove_stale_temp()).await?
@@ -310,6 +311,7 @@ pub async fn copy_medium(
                 volumes: &volumes,
                 totals: &totals,
                 progress: &progress,
+                max_staged,
             };
             let result = run_worker(&context, options, &stop, &cancel).await;
             if result.is_err() {
@@ -405,6 +407,8 @@ struct Worker<'a> {
     volumes: &'a Arc<BTreeMap<i32, VolumeReader>>,
     totals: &'a Arc<Totals>,
     progress: &'a Progress,
+    /// Blobs this worker stages at most before syncing them (its share of the descriptors).
+    max_staged: usize,
 }
 
 async fn run_worker(
@@ -421,6 +425,7 @@ async fn run_worker(
         volumes,
         totals,
         progress,
+        max_staged,
     } = *context;
     let mut processed = 0u64;
     let mut failed = 0u64;
@@ -452,8 +457,6 @@ async fn run_worker(
         }
         idle = 0;
         let (store2, volumes2) = (store.clone(), volumes.clone());
-        let max_staged =
-            crate::descriptors::staged_per_worker(crate::descriptors::limit(), options.workers);
         let (results, halt) =
             tokio::task::spawn_blocking(move || copy_batch(&store2, &volumes2, &batch, max_staged))
                 .await
@@ -619,16 +622,12 @@ fn out_of_descriptors(source: std::io::Error) -> CopyStageError {
 }
 
 fn store_error(error: StoreError) -> CopyStageError {
-    if error.is_out_of_descriptors() {
-        let StoreError::Io { source, .. } = error else {
-            unreachable!("only an I/O error is out of descriptors")
-        };
-        return out_of_descriptors(source);
-    }
-    if error.is_full() {
-        CopyStageError::StoreFull(error)
-    } else {
-        CopyStageError::Store(error)
+    match error {
+        StoreError::Io { source, .. } if crate::descriptors::is_exhausted(&source) => {
+            out_of_descriptors(source)
+        }
+        error if error.is_full() => CopyStageError::StoreFull(error),
+        error => CopyStageError::Store(error),
     }
 }
 

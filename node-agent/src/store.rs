@@ -64,14 +64,6 @@ impl StoreError {
     pub fn is_full(&self) -> bool {
         matches!(self, Self::Full { .. })
     }
-
-    /// Whether the process (or the system) ran out of file descriptors.
-    pub fn is_out_of_descriptors(&self) -> bool {
-        match self {
-            Self::Io { source, .. } => crate::descriptors::is_exhausted(source),
-            Self::Full { .. } => false,
-        }
-    }
 }
 
 /// A store root.
