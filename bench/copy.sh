@@ -47,6 +47,8 @@ if [ ! -f "$image" ]; then
 fi
 psql "$admin_url" -qc "drop database if exists $bench_db" -c "create database $bench_db"
 "$ntt" db migrate >/dev/null
+rm -f "$NTT_DATA_DIR/.ntt-root" "$NTT_STORE/.ntt-root"  # scratch roots of an earlier bench catalog
+"$ntt" init --adopt --replace >/dev/null
 "$ntt" image "$image" --name bench-corpus >/dev/null
 point=$("$ntt" mount bench-corpus --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["mount_point"])')
 "$ntt" enumerate bench-corpus >/dev/null
@@ -87,6 +89,7 @@ run_tool() {
       cold; took=$(timed borg create "$out/borg::bench" "$point") ;;
     b3sum) cold; took=$(timed sh -c "cd '$point' && find . -type f -print0 | xargs -0 -P 2 -n 64 b3sum") ;;
     ntt)
+      "$ntt" init --replace >/dev/null  # the store went with the previous round's output
       "$ntt" enumerate bench-corpus --replace >/dev/null
       cold
       local start; start=$(date +%s.%N)

@@ -31,7 +31,7 @@ generator=${CORPUS_GEN:-$repo/../shared/bench/corpus-gen.py}
 [ -x "$ntt" ] || (cd "$repo" && cargo build --release --locked --bin ntt)
 [ -x "$loader" ] || (cd "$repo" && cargo build --release --locked --example loader)
 mkdir -p "$work"
-export NTT_DATABASE_URL=$bench_url NTT_DATA_DIR=$work/data NTT_LOCK_DIR=$work/lock NTT_MOUNT_DIR=$work/mnt
+export NTT_DATABASE_URL=$bench_url NTT_DATA_DIR=$work/data NTT_LOCK_DIR=$work/lock NTT_MOUNT_DIR=$work/mnt NTT_STORE=$work/store
 
 cleanup() { "$ntt" unmount bench-corpus >/dev/null 2>&1 || true; }
 trap cleanup EXIT
@@ -45,6 +45,8 @@ fi
 
 psql "$admin_url" -qc "drop database if exists $bench_db" -c "create database $bench_db"
 "$ntt" db migrate >/dev/null
+rm -f "$NTT_DATA_DIR/.ntt-root" "$NTT_STORE/.ntt-root"  # scratch roots of an earlier bench catalog
+"$ntt" init --adopt --replace >/dev/null
 "$ntt" image "$image" --name bench-corpus >/dev/null
 mount_json=$("$ntt" mount bench-corpus --json)
 point=$(printf '%s' "$mount_json" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["mount_point"])')

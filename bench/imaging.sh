@@ -56,10 +56,11 @@ run_ntt() {
   rm -rf "$work/out"; mkdir -p "$work/out"
   psql -q "$admin_url" -c "drop database if exists ntt_bench" -c "create database ntt_bench" >/dev/null
   NTT_DATABASE_URL=$bench_url "$ntt" db migrate >/dev/null
+  NTT_DATABASE_URL=$bench_url NTT_DATA_DIR=$work/out NTT_STORE=$work/out/store "$ntt" init >/dev/null
   cold
   local start end
   start=$(seconds)
-  NTT_DATABASE_URL=$bench_url NTT_DATA_DIR=$work/out NTT_LOCK_DIR=$work/lock \
+  NTT_DATABASE_URL=$bench_url NTT_DATA_DIR=$work/out NTT_STORE=$work/out/store NTT_LOCK_DIR=$work/lock \
     "$ntt" image "$device" --name bench >/dev/null
   sync
   end=$(seconds)

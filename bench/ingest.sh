@@ -61,6 +61,8 @@ rm -rf "$out/peers"
 
 psql "$admin_url" -qc "drop database if exists $bench_db" -c "create database $bench_db"
 "$ntt" db migrate >/dev/null
+rm -f "$NTT_DATA_DIR/.ntt-root" "$NTT_STORE/.ntt-root"  # scratch roots of an earlier bench catalog
+"$ntt" init --adopt --replace >/dev/null
 cold
 start=$(date +%s.%N)
 "$ntt" ingest "$device" --name bench-drive > "$out/report.txt"

@@ -25,6 +25,9 @@
 //!   controller retries at once without counting an attempt; a deleted job ends `Cancelled`.
 //! - The job watch retries with backoff; if it ends, the agent exits with an error (its pod
 //!   restarts) rather than spin.
+//! - Before it claims a job, the agent checks that the store and the data directory still hold
+//!   this catalog's marker (an archive disk unmounted under a running agent leaves empty
+//!   directories): if not, it claims nothing and exits with the reason.
 //! - At start-up, jobs of this node that an earlier agent was running or had claimed are failed
 //!   and released (that agent is gone: one agent per node, and this one runs nothing yet, even
 //!   if it has the same name after a container restart), and stale loop devices under the
@@ -110,6 +113,10 @@ pub enum AgentError {
     /// the client): the agent exits so that its pod restarts.
     #[error("the watch of this node's jobs ended")]
     WatchEnded,
+    /// The store or the data directory is no longer this catalog's (its disk went away): the
+    /// agent stops claiming and exits, and its pod's `ntt init` refuses until it is back.
+    #[error("stopping: a root this agent writes to is not usable")]
+    Root(#[source] crate::pipeline::PipelineError),
 }
 
 /// How long one API call may take.
@@ -267,6 +274,11 @@ pub async fn run_with_client(
                 job.cancel.cancel();
             }
         }
+        if !decision.claim.is_empty()
+            && let Err(error) = roots_still_ours(&context).await
+        {
+            break Err(error);
+        }
         for uid in &decision.claim {
             let Some(job) = snapshot.iter().find(|j| j.uid().as_deref() == Some(uid)) else {
                 continue;
@@ -297,6 +309,18 @@ pub async fn run_with_client(
         announcing.abort();
     }
     ended
+}
+
+/// Whether the store and the data directory still hold this catalog's marker.
+async fn roots_still_ours(context: &job::Context) -> Result<(), AgentError> {
+    use crate::roots::RootKind;
+    crate::pipeline::roots::check(
+        &context.catalog,
+        &context.host,
+        &[RootKind::Store, RootKind::Data],
+    )
+    .await
+    .map_err(AgentError::Root)
 }
 
 /// Announces this agent on its node until `cancel`: the Lease `ntt-agent-<node>`, renewed at

@@ -17,6 +17,7 @@ pub mod load;
 pub mod media;
 pub mod partitions;
 pub mod report;
+pub mod roots;
 pub mod states;
 pub mod volumes;
 

@@ -12,6 +12,7 @@ mod ignore;
 mod image;
 mod include;
 mod ingest;
+mod init;
 mod ls;
 mod mount;
 mod report;
@@ -34,6 +35,7 @@ use crate::catalog::{Catalog, ConnectOptions};
 use crate::database_url::DatabaseUrl;
 use crate::env;
 use crate::pipeline::{Class, Host, PipelineError};
+use crate::roots::RootKind;
 use crate::telemetry::LogFormat;
 
 /// NTT ("No Two Things") ingests storage media into a deduplicated, content-addressed archive
@@ -78,6 +80,9 @@ pub enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// Make (or confirm) the store and the data directory: every other command refuses
+    /// them until they hold this catalog's marker (safe to run again)
+    Init(init::InitArgs),
     /// The whole pipeline for one source (device, image file or directory): image, volumes,
     /// enumerate, copy, verify a sample, report; run again to continue after a stop
     Ingest(ingest::IngestArgs),
@@ -251,6 +256,30 @@ const fn is_long(command: &Command) -> bool {
     )
 }
 
+/// The roots a command reads or writes, checked before it starts: the store for what copies,
+/// reads or verifies blobs; the data directory for what writes or reads images.
+const fn roots_used(command: &Command) -> &'static [RootKind] {
+    match command {
+        Command::Ingest(_) | Command::Agent(_) => &[RootKind::Store, RootKind::Data],
+        Command::Copy(_) | Command::Cat(_) | Command::Verify(_) | Command::ExportTree(_) => {
+            &[RootKind::Store]
+        }
+        Command::Image(_)
+        | Command::Volumes(_)
+        | Command::Mount(_)
+        | Command::Enumerate(_)
+        | Command::Damage(_) => &[RootKind::Data],
+        Command::Db { .. }
+        | Command::Init(_)
+        | Command::Unmount(_)
+        | Command::Ls(_)
+        | Command::Ignore { .. }
+        | Command::Include(_)
+        | Command::Report(_)
+        | Command::Status { .. } => &[],
+    }
+}
+
 /// Runs one command; the exit code is non-zero on failure.
 pub async fn run(args: Args, stdout: &mut (impl Write + Send)) -> anyhow::Result<ExitCode> {
     let mut options = args.connect_options()?;
@@ -266,6 +295,7 @@ pub async fn run(args: Args, stdout: &mut (impl Write + Send)) -> anyhow::Result
     let catalog = Catalog::connect(&options).await?;
     catalog.check_schema().await?;
     let host = args.host.host()?;
+    crate::pipeline::roots::check(&catalog, &host, roots_used(&args.command)).await?;
     match dispatch(args.command, catalog, &host, &cancel, stdout).await {
         Ok(true) => Ok(ExitCode::SUCCESS),
         Ok(false) => Ok(ExitCode::from(1)),
@@ -302,6 +332,7 @@ async fn dispatch(
 ) -> anyhow::Result<bool> {
     match command {
         Command::Db { .. } => unreachable!("handled before connecting"),
+        Command::Init(args) => init::run(&catalog, host, args, stdout).await?,
         Command::Ingest(args) => ingest::run(&catalog, host, args, cancel, stdout).await?,
         Command::Image(args) => {
             if !image::run(&catalog, host, args, cancel, stdout).await? {

@@ -24,6 +24,7 @@ use crate::catalog::copying::{self, Claimed, ErrorClass, Outcome, RetryPolicy};
 use crate::catalog::media::MediumId;
 use crate::store::{CopyError, Store, StoreError};
 use crate::volume::reader::VolumeReader;
+use crate::volume::watchdog::{Clock, Watchdog};
 
 /// Why a copy run stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +91,14 @@ pub struct CopyOptions {
     pub lease: Duration,
     /// Failures and retries.
     pub retry: RetryPolicy,
+    /// How long one open or read of a source may take before the watchdog aborts it and the
+    /// volume is given up ([`crate::volume::watchdog`]).
+    pub read_timeout: Duration,
 }
+
+/// The default of [`CopyOptions::read_timeout`]: one read of a local image through any driver
+/// takes milliseconds; minutes mean the driver hangs.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_mins(2);
 
 /// Files and bytes copied so far, for progress display.
 pub type Progress = std::sync::Arc<crate::progress::Counter>;
@@ -109,6 +117,7 @@ impl Default for CopyOptions {
             batch_files: DEFAULT_BATCH_FILES,
             batch_bytes: DEFAULT_BATCH_MIB << 20,
             lease: Duration::from_mins(15),
+            read_timeout: DEFAULT_READ_TIMEOUT,
             retry: RetryPolicy {
                 max_attempts: 3,
                 backoff: Duration::from_secs(2),
@@ -175,6 +184,7 @@ fn copy_one(
     reader: &VolumeReader,
     claimed: &Claimed,
     buffer: &mut [u8],
+    clock: &Arc<Clock>,
 ) -> FileResult {
     let failed = |error: &std::io::Error, what: &str| {
         let (class, permanent) = classify(error);
@@ -185,7 +195,7 @@ fn copy_one(
         })
     };
     let ino = u64::from_ne_bytes(claimed.ino.to_ne_bytes());
-    let source: Box<dyn Read + Send> = match reader.open(&claimed.path, ino) {
+    let source: Box<dyn Read + Send> = match reader.open_watched(&claimed.path, ino, clock) {
         Ok(source) => source,
         Err(error @ crate::volume::reader::ReadError::Changed { .. }) => {
             return FileResult::Done(Outcome::Failed {
@@ -290,9 +300,12 @@ pub async fn copy_medium(
     let volumes = Arc::new(volumes);
     let totals = Arc::new(Totals::default());
     let stop = CancellationToken::new();
+    let watchdog = Arc::new(Watchdog::new(options.read_timeout));
+    let watching = watchdog.clone().watch();
     let mut tasks = Vec::new();
     for n in 0..workers {
         let name = format!("{worker}/{n}");
+        let clock = watchdog.clock();
         let (pool, store, volumes, totals, stop, cancel, progress) = (
             pool.clone(),
             store.clone(),
@@ -312,6 +325,7 @@ pub async fn copy_medium(
                 totals: &totals,
                 progress: &progress,
                 max_staged,
+                clock: &clock,
             };
             let result = run_worker(&context, options, &stop, &cancel).await;
             if result.is_err() {
@@ -328,6 +342,7 @@ pub async fn copy_medium(
             first_error.get_or_insert(error);
         }
     }
+    drop(watching);
     if totals.beyond_eof.load(Ordering::Relaxed) {
         copying::record_problem(pool, medium, "beyond_eof", serde_json::json!(true)).await?;
     }
@@ -409,6 +424,8 @@ struct Worker<'a> {
     progress: &'a Progress,
     /// Blobs this worker stages at most before syncing them (its share of the descriptors).
     max_staged: usize,
+    /// Times this worker's reads for the watchdog.
+    clock: &'a Arc<Clock>,
 }
 
 async fn run_worker(
@@ -426,6 +443,7 @@ async fn run_worker(
         totals,
         progress,
         max_staged,
+        clock,
     } = *context;
     let mut processed = 0u64;
     let mut failed = 0u64;
@@ -456,14 +474,15 @@ async fn run_worker(
             }
         }
         idle = 0;
-        let (store2, volumes2) = (store.clone(), volumes.clone());
-        let (results, halt) =
-            tokio::task::spawn_blocking(move || copy_batch(&store2, &volumes2, &batch, max_staged))
-                .await
-                .map(|(results, halt, new_blobs)| {
-                    totals.new_blobs.fetch_add(new_blobs, Ordering::Relaxed);
-                    (results, halt)
-                })?;
+        let (store2, volumes2, clock2) = (store.clone(), volumes.clone(), clock.clone());
+        let (results, halt) = tokio::task::spawn_blocking(move || {
+            copy_batch(&store2, &volumes2, &batch, max_staged, &clock2)
+        })
+        .await
+        .map(|(results, halt, new_blobs)| {
+            totals.new_blobs.fetch_add(new_blobs, Ordering::Relaxed);
+            (results, halt)
+        })?;
         // Failures on a volume that no longer answers say nothing about the files: the batch is
         // neither recorded nor counted (its files stay pending, its blobs are found again).
         let failed_on: std::collections::BTreeSet<i32> = results
@@ -532,6 +551,7 @@ fn copy_batch(
     volumes: &BTreeMap<i32, VolumeReader>,
     batch: &[Claimed],
     max_staged: usize,
+    clock: &Arc<Clock>,
 ) -> (Vec<(i32, i64, Outcome)>, Option<CopyStageError>, u64) {
     let mut buffer = vec![0u8; 1 << 20];
     let mut results = Vec::with_capacity(batch.len());
@@ -552,7 +572,17 @@ fn copy_batch(
             ));
             continue;
         };
-        match copy_one(store, reader, claimed, &mut buffer) {
+        let result = copy_one(store, reader, claimed, &mut buffer, clock);
+        if clock.take_aborted() {
+            // The watchdog aborted a read that stopped answering: what the file got says
+            // nothing about it (it stays pending); the volume is given up.
+            halt = Some(CopyStageError::VolumeLost {
+                volume_no: claimed.volume_no,
+                so_far: Box::default(),
+            });
+            break;
+        }
+        match result {
             FileResult::Done(outcome) => results.push((claimed.volume_no, claimed.ino, outcome)),
             FileResult::Staged(blob) => staged.push((claimed.volume_no, claimed.ino, blob)),
             FileResult::Stop(error) => {

@@ -70,6 +70,9 @@ pub struct EnumerateOptions {
     pub sort_memory: usize,
     /// Entries walked so far, for progress display.
     pub progress: std::sync::Arc<crate::progress::Counter>,
+    /// How long one call to a mounted volume's filesystem may take before the watchdog aborts
+    /// it and the walk fails ([`crate::volume::watchdog`]).
+    pub read_timeout: std::time::Duration,
 }
 
 /// Messages from the walker threads to the loader.
@@ -139,12 +142,13 @@ async fn walk_one(
     cancel: &CancellationToken,
 ) -> Result<(), EnumerateError> {
     let threads = options.threads;
+    let read_timeout = options.read_timeout;
     // At most 64 batches (of up to 1024 entries) wait for the loader: bounded memory.
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Walked>(64);
     let reader = volume.reader.clone();
     let walker_cancel = cancel.clone();
     let walker = tokio::task::spawn_blocking(move || {
-        let result = reader.walk_batches(threads, &|batch| {
+        let result = reader.walk_watched(threads, read_timeout, &|batch| {
             if !walker_cancel.is_cancelled() {
                 // A closed channel means the loader gave up; the walk then just drains.
                 let _ = sender.blocking_send(Walked::Batch(batch));

@@ -15,6 +15,8 @@ pub const LOCK_DIR: &str = "NTT_LOCK_DIR";
 pub const MOUNT_DIR: &str = "NTT_MOUNT_DIR";
 /// Seconds one mount may take.
 pub const MOUNT_TIMEOUT: &str = "NTT_MOUNT_TIMEOUT";
+/// Seconds one read of a volume may take before it is aborted and the volume given up.
+pub const READ_TIMEOUT: &str = "NTT_READ_TIMEOUT";
 /// Mount media whose health is `failed`.
 pub const FORCE: &str = "NTT_FORCE";
 /// Extra ignore patterns for `ntt enumerate` (one per line).
@@ -71,6 +73,7 @@ pub const ALL: &[&str] = &[
     LOCK_DIR,
     MOUNT_DIR,
     MOUNT_TIMEOUT,
+    READ_TIMEOUT,
     FORCE,
     IGNORE,
     IGNORE_PRESET,

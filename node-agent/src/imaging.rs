@@ -232,11 +232,9 @@ pub async fn image(
     on_progress: &mut (dyn FnMut(&Progress<'_>) + Send),
 ) -> Result<ImageReport, ImagingError> {
     let source = source::classify(&request.source)?;
-    crate::private_dir::ensure_private_dir(&config.data_dir).map_err(|e| {
-        ImagingError::DataDir {
-            path: config.data_dir.clone(),
-            source: e,
-        }
+    crate::private_dir::restrict(&config.data_dir).map_err(|e| ImagingError::DataDir {
+        path: config.data_dir.clone(),
+        source: e,
     })?;
     let lock = lock_source(config, &source)?;
     let report = match &source {

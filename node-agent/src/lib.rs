@@ -26,6 +26,7 @@ pub mod lock;
 pub mod pipeline;
 pub mod private_dir;
 pub mod progress;
+pub mod roots;
 pub mod store;
 pub mod telemetry;
 pub mod volume;

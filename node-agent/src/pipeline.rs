@@ -28,6 +28,7 @@ pub mod image;
 pub mod ingest;
 pub mod purge;
 pub mod report;
+pub mod roots;
 pub mod verify;
 
 use std::path::PathBuf;
@@ -51,6 +52,8 @@ pub struct Host {
     pub volumes: Settings,
     /// The content-addressed store's root.
     pub store: PathBuf,
+    /// How long one open or read of a volume may take before the watchdog aborts it.
+    pub read_timeout: std::time::Duration,
 }
 
 /// How a failure should be treated by whoever runs the stage again.
@@ -200,6 +203,9 @@ pub enum PipelineError {
     /// Writing an export failed (not an entry's refusal: those are in its report).
     #[error(transparent)]
     Export(crate::export::ExportError),
+    /// The store or the data directory is missing, not initialised or another catalog's.
+    #[error(transparent)]
+    Root(#[from] crate::roots::RootError),
     /// A copy run ended with files still pending (none is lost: run it again).
     #[error(
         "copying {medium} ended with {} file(s) pending ({} held by copy runs still going, {} \
@@ -256,6 +262,7 @@ impl PipelineError {
         use crate::catalog::load::LoadError;
         use crate::enumerate::EnumerateError;
         use crate::imaging::ImagingError;
+        use crate::roots::RootError;
         match self {
             Self::Interrupted
             | Self::Enumerate {
@@ -291,6 +298,16 @@ impl PipelineError {
                 ..
             }
             | Self::MalformedBlob { .. }
+            | Self::Root(
+                RootError::Missing { .. }
+                | RootError::NotInitialised { .. }
+                | RootError::Foreign { .. }
+                | RootError::WrongKind { .. }
+                | RootError::Malformed { .. }
+                | RootError::Lost { .. }
+                | RootError::NotEmpty { .. }
+                | RootError::Path { .. },
+            )
             | Self::Verification(_) => Class::Permanent,
             Self::Imaging(_)
             | Self::Load(_)
@@ -304,6 +321,7 @@ impl PipelineError {
             | Self::ReadBlob { .. }
             | Self::Remove { .. }
             | Self::Export(_)
+            | Self::Root(RootError::Io { .. })
             | Self::Pending { .. }
             | Self::Join(_) => Class::Transient,
         }

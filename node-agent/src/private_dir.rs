@@ -15,6 +15,12 @@ pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
         fs_err::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
         return Ok(());
     }
+    restrict(dir)
+}
+
+/// Takes every permission for others away from the existing directory `dir` (never creates
+/// it: a root that is missing must be initialised, see [`crate::roots`]).
+pub fn restrict(dir: &Path) -> std::io::Result<()> {
     let mode = fs_err::metadata(dir)?.permissions().mode() & 0o7777;
     if mode & 0o007 != 0 {
         fs_err::set_permissions(dir, std::fs::Permissions::from_mode(mode & !0o007))?;

@@ -82,10 +82,11 @@ pub struct Store {
 static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
 
 impl Store {
-    /// Opens (creating if needed) the store at `root`.
+    /// Opens the store at `root`, which must exist (`ntt init` makes it; see
+    /// [`crate::roots`]).
     pub fn open(root: &Path) -> Result<Self, StoreError> {
         let tmp = root.join("tmp");
-        crate::private_dir::ensure_private_dir(root)
+        crate::private_dir::restrict(root)
             .and_then(|()| fs_err::create_dir_all(&tmp))
             .map_err(|source| StoreError::Io {
                 what: "create the store directory",
@@ -473,7 +474,7 @@ mod tests {
 
     #[test]
     fn one_failed_sync_poisons_every_later_one() {
-        let dir = std::env::temp_dir().join(format!("ntt-store-poison-{}", std::process::id()));
+        let dir = scratch("poison");
         let store = Store::open(&dir).unwrap();
         store.sync().unwrap();
         let mut failed = store.sync_failed.lock().unwrap();
@@ -497,6 +498,7 @@ mod tests {
     fn scratch(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("ntt-store-{name}-{}", std::process::id()));
         let _ = fs_err::remove_dir_all(&dir);
+        fs_err::create_dir_all(&dir).unwrap();
         dir
     }
 
@@ -562,6 +564,11 @@ mod tests {
     #[test]
     fn a_blob_is_named_by_its_digest_stored_once_and_read_only() {
         let root = scratch("once");
+        let missing = Store::open(&root.join("absent")).unwrap_err();
+        assert!(
+            !root.join("absent").exists(),
+            "a missing store is never created: {missing}"
+        );
         let store = Store::open(&root).unwrap();
         blob_is_named_by_its_digest_stored_once_and_read_only(&store, &root);
         assert!(

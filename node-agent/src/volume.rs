@@ -17,6 +17,7 @@
 
 pub mod access;
 pub mod attach;
+pub mod beneath;
 pub mod entry;
 pub mod fuse;
 pub mod host;
@@ -25,3 +26,4 @@ pub mod probe;
 pub mod reader;
 pub mod sweep;
 pub mod tsk;
+pub mod watchdog;

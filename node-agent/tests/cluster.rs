@@ -92,6 +92,11 @@ impl Cluster {
 
     /// `ntt agent` for the node, as a child process, with its metrics on a free local port.
     fn agent(&self, host: &Host, identity: &str) -> (Child, u16) {
+        self.agent_logging(host, identity, Stdio::inherit())
+    }
+
+    /// [`Cluster::agent`] with its log (stderr) sent to `log`.
+    fn agent_logging(&self, host: &Host, identity: &str, log: Stdio) -> (Child, u16) {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -115,7 +120,7 @@ impl Cluster {
             .env("POD_NAME", identity)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(log);
         (host.start(&mut command), port)
     }
 
@@ -563,6 +568,94 @@ async fn an_agent_killed_mid_copy_is_replaced_and_nothing_is_lost_or_duplicated(
     );
     stop_agent(second).await;
     cluster.assert_rbac();
+    cluster.stop().await;
+}
+
+/// Issue 21, item 7 in the cluster: the archive disk holding the store goes away under a
+/// running agent (its mount point is left, empty). The agent claims nothing, exits with the
+/// reason, and cannot start again until the disk is back; then the medium completes.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn an_agent_whose_store_goes_away_claims_nothing_and_exits(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let cluster = Cluster::start(&host).await;
+    let log = host.root.join("agent-a.log");
+    let (mut agent, port) = cluster.agent_logging(
+        &host,
+        "agent-a",
+        std::fs::File::create(&log).unwrap().into(),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the agent never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The disk goes away: an empty directory where the store was.
+    let (store, away) = (host.root.join("store"), host.root.join("store-disk"));
+    std::fs::rename(&store, &away).unwrap();
+    std::fs::create_dir(&store).unwrap();
+    let dir = host.root.join("letters");
+    tree(&dir, 5);
+    cluster
+        .apply(&manifest("letters", &json!({"directory": dir})))
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_mins(1);
+    let status = loop {
+        if let Some(status) = agent.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent kept running"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let said = std::fs::read_to_string(&log).unwrap();
+    eprintln!("agent-a:\n{said}");
+    assert!(!status.success());
+    assert!(
+        said.contains("not initialised") && said.contains("store"),
+        "the agent says why it stopped"
+    );
+    let jobs = cluster
+        .jobs
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert!(
+        !jobs.is_empty(),
+        "the controller asked for the medium to be imaged"
+    );
+    assert!(
+        jobs.iter()
+            .all(|j| j.status.as_ref().is_none_or(|s| s.agent.is_none())),
+        "no job was claimed"
+    );
+    assert!(
+        std::fs::read_dir(&store).unwrap().next().is_none(),
+        "nothing was written where the store was"
+    );
+    // An agent started now refuses at once (in the chart, its `ntt init` would).
+    let output = host.run(&["agent", "--node", NODE]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not initialised"));
+    // The disk is back: a new agent finishes the medium.
+    std::fs::remove_dir(&store).unwrap();
+    std::fs::rename(&away, &store).unwrap();
+    let (second, _) = cluster.agent(&host, "agent-b");
+    cluster
+        .until("letters", "copied once the store is back", 120, |m| {
+            phase(m) == Phase::Completed
+        })
+        .await;
+    assert_eq!(report(&host, "lab/letters")["accounting"]["copied"], 6);
+    stop_agent(second).await;
     cluster.stop().await;
 }
 

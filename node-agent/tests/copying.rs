@@ -260,6 +260,16 @@ async fn kills_at_random_moments_end_like_an_uninterrupted_run(pool: PgPool) {
 
     // The reference: one uninterrupted run into its own store.
     let reference_store = host.root.join("reference-store");
+    let init = host
+        .command(&["init"])
+        .env("NTT_STORE", &reference_store)
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
     let output = host
         .command(&["copy", "mixed", "--json"])
         .env("NTT_STORE", &reference_store)
@@ -413,6 +423,8 @@ async fn a_full_store_stops_cleanly_and_the_next_run_completes(pool: PgPool) {
         .args(["-o", "loop"])
         .arg(&store_fs)
         .arg(&store));
+    // A new, empty store where the catalog recorded one: only `--replace` makes it the store.
+    failed_init_then_replace(&host);
     let filler = store.join("filler");
     std::fs::write(&filler, vec![1u8; 30 * MIB as usize]).unwrap();
 
@@ -1098,4 +1110,17 @@ async fn the_copy_keeps_within_the_open_file_limit(pool: PgPool) {
 
 fn enumerate_replace(host: &Host, medium: &str) {
     ok_json(host, &["enumerate", medium, "--replace", "--json"]);
+}
+
+/// `ntt init` refuses the empty directory where the catalog recorded the store; `--replace`
+/// makes it the new store.
+fn failed_init_then_replace(host: &Host) {
+    let refused = host.run(&["init"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("recorded a store"));
+    let replaced = host.run(&["init", "--replace", "--json"]);
+    assert!(replaced.status.success());
+    let outcomes: Value = serde_json::from_slice(&replaced.stdout).unwrap();
+    assert_eq!(outcomes[0]["action"], "replaced", "{outcomes}");
+    assert_eq!(outcomes[1]["action"], "present", "{outcomes}");
 }

@@ -24,6 +24,7 @@ mod host;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -547,4 +548,371 @@ async fn a_directory_source_that_changes_under_the_copy_never_escapes_or_hangs(p
     assert_eq!(report["accounting"]["pending"], 0, "{report}");
     assert_eq!(report["accounting"]["failed"], 4, "{report}");
     assert_eq!(report["balances"], true, "{report}");
+}
+
+fn failed_with(output: &std::process::Output, wanted: &[&str]) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "must fail: {stderr}");
+    for text in wanted {
+        assert!(stderr.contains(text), "{text:?} not in: {stderr}");
+    }
+    stderr
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != "lost+found")
+        .collect()
+}
+
+fn tree_of(dir: &Path, files: &[(&str, &[u8])]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (name, content) in files {
+        std::fs::write(dir.join(name), content).unwrap();
+    }
+}
+
+/// Issue 21, item 7: the store lives on an archive disk; when the disk is not mounted its
+/// mount point is an empty directory of the system disk, which nothing may create or fill.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn a_store_whose_disk_is_not_mounted_is_refused_and_never_filled(pool: PgPool) {
+    let host = Host::bare(&pool).await;
+    let (store, images) = (host.root.join("store"), host.root.join("images"));
+    let first = host.root.join("first");
+    tree_of(&first, &[("a.txt", b"first medium"), ("b.txt", b"shared")]);
+
+    // Nothing initialised: the commands that write refuse and create nothing.
+    let output = host.command(&["ingest"]).arg(&first).output().unwrap();
+    failed_with(&output, &["does not exist", "ntt init"]);
+    let output = host.command(&["image"]).arg(&first).output().unwrap();
+    failed_with(&output, &["data directory", "does not exist"]);
+    assert!(!store.exists() && !images.exists(), "no root was created");
+
+    // The archive disk, mounted at the store, then initialised.
+    let disk = host.root.join("archive-disk.img");
+    sparse_file(&disk, 64 * MIB);
+    run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&disk));
+    std::fs::create_dir_all(&store).unwrap();
+    let mount = || {
+        run(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&disk)
+            .arg(&store));
+    };
+    mount();
+    let output = host.run(&["init"]);
+    assert!(output.status.success());
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(said.contains("store") && said.contains("created"), "{said}");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!((mode(&store), mode(&images)), (0o700, 0o700));
+    assert_eq!(mode(&store.join(".ntt-root")), 0o440);
+    ingest(&host, &first, &["--name", "first"]);
+
+    // The disk goes away: its mount point is an empty directory.
+    run(Command::new("umount").arg(&store));
+    assert!(entries(&store).is_empty());
+    let second = host.root.join("second");
+    tree_of(&second, &[("c.txt", b"second medium")]);
+    let output = host.command(&["ingest"]).arg(&second).output().unwrap();
+    failed_with(&output, &["store", "not initialised", "not mounted"]);
+    let output = host.run(&["verify", "--all"]);
+    failed_with(&output, &["not initialised"]);
+    let output = host.run(&["cat", "first", "a.txt"]);
+    failed_with(&output, &["not initialised"]);
+    // `ntt init` (which the chart runs before every agent) refuses too: the catalog knows a
+    // store was here.
+    let output = host.run(&["init"]);
+    failed_with(&output, &["recorded a store", "not mounted", "--replace"]);
+    assert!(
+        entries(&store).is_empty(),
+        "nothing was written to the system disk"
+    );
+    let recorded: i64 = sqlx::query_scalar("select count(*) from blob")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let verified_missing: i64 =
+        sqlx::query_scalar("select count(*) from blob where verify_outcome::text <> 'ok'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (recorded, verified_missing),
+        (2, 0),
+        "no blob was marked missing"
+    );
+
+    // The disk is back: everything works again, and the store is the same one.
+    mount();
+    let output = host.run(&["init"]);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("initialised already"));
+    ingest(&host, &second, &["--name", "second"]);
+    let output = host.run(&["verify", "--all"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(cat(&host, "first", b"a.txt", "0"), b"first medium");
+    run(Command::new("umount").arg(&store));
+}
+
+/// A root of another catalog, a data directory given as the store, and a directory of files
+/// without a marker are each refused with what to check; `--adopt` takes over the last.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn foreign_swapped_and_unmarked_roots_are_refused(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let source = host.root.join("source");
+    tree_of(&source, &[("a.txt", b"content")]);
+    let (store, images) = (host.root.join("store"), host.root.join("images"));
+
+    // Store and data directory swapped by mistake.
+    let swapped = host
+        .command(&["ingest"])
+        .arg(&source)
+        .env("NTT_STORE", &images)
+        .env("NTT_DATA_DIR", &store)
+        .output()
+        .unwrap();
+    failed_with(&swapped, &["is a data directory, not a store", "NTT_STORE"]);
+
+    // The roots of another catalog (this database given a new identity stands for one).
+    let ours: String = sqlx::query_scalar("select id::text from catalog_identity")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    sqlx::query("update catalog_identity set id = gen_random_uuid()")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let output = host.command(&["ingest"]).arg(&source).output().unwrap();
+    failed_with(&output, &["belongs to another catalog", &ours]);
+    let output = host.run(&["init", "--adopt", "--replace"]);
+    failed_with(&output, &["belongs to another catalog"]);
+    sqlx::query("update catalog_identity set id = $1::uuid")
+        .bind(&ours)
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    // A store made before markers: files, no marker. Refused, then adopted with its files.
+    let legacy = host.root.join("legacy-store");
+    std::fs::create_dir_all(legacy.join("ab/cd")).unwrap();
+    std::fs::write(legacy.join("ab/cd/blob"), b"old").unwrap();
+    let init = |extra: &[&str]| {
+        let mut command = host.command(&["init"]);
+        command.args(extra).env("NTT_STORE", &legacy);
+        command.output().unwrap()
+    };
+    let output = host
+        .command(&["copy", "anything"])
+        .env("NTT_STORE", &legacy)
+        .output()
+        .unwrap();
+    failed_with(&output, &["not initialised"]);
+    failed_with(&init(&[]), &["holds files but no", "--adopt"]);
+    let adopted = init(&["--adopt", "--json"]);
+    assert!(adopted.status.success());
+    let outcomes: Value = serde_json::from_slice(&adopted.stdout).unwrap();
+    assert_eq!(outcomes[0]["kind"], "store");
+    assert_eq!(outcomes[0]["action"], "adopted");
+    assert_eq!(outcomes[1]["action"], "present");
+    assert_eq!(std::fs::read(legacy.join("ab/cd/blob")).unwrap(), b"old");
+    let again: Value = serde_json::from_slice(&init(&["--json"]).stdout).unwrap();
+    assert_eq!(again[0]["action"], "present");
+    assert_eq!(again[0]["id"], outcomes[0]["id"]);
+}
+
+/// `ntt ingest --read-timeout 2 DIR` of a directory on `disk`, which must end (not hang) and
+/// fail; its log.
+fn ingest_hung(host: &Host, disk: &FaultyDisk) -> String {
+    let log = host.root.join("ingest.log");
+    let mut command = host.command(&["ingest", "--read-timeout", "2", "--name", "hung"]);
+    command
+        .arg(disk.dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut child = host.start(&mut command);
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ntt ingest still hangs: {}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    eprintln!("ntt ingest:\n{stderr}");
+    assert!(!status.success());
+    assert!(
+        stderr.contains("stopped answering") && stderr.contains("aborted the FUSE connection"),
+        "the watchdog says what it did"
+    );
+    stderr
+}
+
+fn fusectl_mounted() -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(" /sys/fs/fuse/connections ")
+}
+
+/// Issue 21, item 10: a driver that stops answering (a FUSE read that never returns) held the
+/// copy, and the medium's lock, until SIGKILL. The watchdog aborts the FUSE connection after
+/// the read timeout; the run stops with the volume lost, the file stays pending (never
+/// failed), and the fuse control filesystem it had to mount is taken down again.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn a_read_that_never_returns_is_aborted_and_its_file_stays_pending(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let fusectl_before = fusectl_mounted();
+    let hang_at = 512 * 1024;
+    let disk = FaultyDisk::start(
+        faulty_disk::disk_content(MIB as usize, 11),
+        Faults {
+            hang: Some(hang_at..hang_at + 512),
+            ..Faults::default()
+        },
+    );
+    let stderr = ingest_hung(&host, &disk);
+    assert!(
+        stderr.contains("lost"),
+        "the run stops with the volume lost"
+    );
+    let states: Vec<String> =
+        sqlx::query_scalar("select state::text from inode where kind = 'file'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        states,
+        vec!["pending".to_owned()],
+        "not failed: nothing is known of it"
+    );
+    assert_eq!(fusectl_before, fusectl_mounted(), "fusectl left as it was");
+    drop(disk);
+}
+
+/// The same during enumeration: a directory listing that never returns is aborted, and the
+/// walk fails instead of loading a listing that says nothing about the volume.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn a_listing_that_never_returns_is_aborted_and_nothing_is_loaded(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let disk = FaultyDisk::start(
+        faulty_disk::disk_content(64 * 1024, 12),
+        Faults {
+            hang_listing: true,
+            ..Faults::default()
+        },
+    );
+    let stderr = ingest_hung(&host, &disk);
+    assert!(stderr.contains("was aborted"), "the walk fails as stalled");
+    let loaded: i64 = sqlx::query_scalar("select count(*) from path")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(loaded, 0, "no load was published");
+    drop(disk);
+}
+
+/// Issue 21, item 10: a path longer than the kernel takes in one call (`PATH_MAX`, 4 096
+/// bytes) was never enumerated; now it is listed, copied and read back like any other, and a
+/// link at the bottom is recorded, not followed.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn a_path_deeper_than_path_max_is_listed_and_copied(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let tree = host.root.join("deep");
+    std::fs::create_dir_all(&tree).unwrap();
+    // 24 levels of 200 bytes, made by a shell that goes down one level at a time.
+    let name = "d".repeat(200);
+    run(Command::new("bash").arg("-c").arg(format!(
+        "cd '{}' && for i in $(seq 24); do mkdir {name} && cd {name}; done && \
+         printf 'at the bottom' > bottom.txt && ln -s ../../.. up",
+        tree.display()
+    )));
+    let report = ingest(&host, &tree, &["--name", "deep"]);
+    assert_eq!(report["accounting"]["entries"], 26, "{report}");
+    assert_eq!(report["content"]["copied_files"], 1, "{report}");
+    let bottom = format!("{}/bottom.txt", vec![name.as_str(); 24].join("/"));
+    assert!(bottom.len() > 4096);
+    assert_eq!(cat(&host, "deep", bottom.as_bytes(), "0"), b"at the bottom");
+    let errors: i64 = sqlx::query_scalar("select count(*) from entry_error")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(errors, 0);
+    let listed = ls(&host, "deep");
+    let link = listed
+        .iter()
+        .find(|e| e["kind"] == "symlink")
+        .expect("the link is listed");
+    assert_eq!(
+        BASE64.decode(link["target_b64"].as_str().unwrap()).unwrap(),
+        b"../../.."
+    );
+}
+
+/// The same for The Sleuth Kit: an `fls` that stops answering on a crafted filesystem (here an
+/// `fls` on the PATH that lists the root when asked and hangs on the recursive listing) is
+/// killed after the read timeout, and the walk fails with nothing loaded.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn a_sleuth_kit_listing_that_never_ends_is_killed_and_nothing_is_loaded(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let image = host.root.join("card.img");
+    sparse_file(&image, 16 * MIB);
+    run(Command::new("mkfs.vfat").args(["-F", "16"]).arg(&image));
+    let scratch = host.root.join("scratch");
+    std::fs::write(&scratch, b"photo").unwrap();
+    run(Command::new("mcopy")
+        .arg("-i")
+        .arg(&image)
+        .arg(&scratch)
+        .arg("::/PHOTO.JPG"));
+    let real = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v fls"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let bin = host.root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(
+        bin.join("fls"),
+        format!(
+            "#!/bin/sh\ncase \" $* \" in *\" -r \"*) exec sleep 600;; esac\nexec {} \"$@\"\n",
+            real.trim()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(bin.join("fls"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let mut command = host.command(&["ingest", "--read-timeout", "2", "--name", "card"]);
+    command.arg(&image).env("PATH", &path);
+    let started = std::time::Instant::now();
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("ntt ingest:\n{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_mins(1),
+        "ended, not hung"
+    );
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("stopped answering") && stderr.contains("killed process"),
+        "the watchdog says what it did"
+    );
+    assert!(stderr.contains("was aborted"), "the walk fails as stalled");
+    let loaded: i64 = sqlx::query_scalar("select count(*) from path")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(loaded, 0, "no load was published");
 }

@@ -140,6 +140,16 @@ constraints! {
     PartitionMediumFkey = "partition_medium_fkey",
     /// a table with a partition's name exists but is not that medium's partition
     PartitionNameConflict = "partition_name_conflict",
+    /// the catalog has one identity
+    CatalogIdentityPkey = "catalog_identity_pkey",
+    /// the catalog has one identity
+    CatalogIdentitySingleton = "catalog_identity_singleton",
+    /// a root is recorded once per kind, machine and path
+    ArchiveRootPkey = "archive_root_pkey",
+    /// a root is a store or a data directory
+    ArchiveRootKind = "archive_root_kind",
+    /// a root's path is absolute
+    ArchiveRootPathAbsolute = "archive_root_path_absolute",
 }
 
 impl Constraint {

@@ -36,6 +36,11 @@ pub struct HostArgs {
     #[arg(long, global = true, env = env::MOUNT_TIMEOUT, default_value_t = 60)]
     pub mount_timeout: u64,
 
+    /// Seconds one open or read of a volume may take before the watchdog aborts it (the FUSE
+    /// connection, or The Sleuth Kit's process) and the volume is given up
+    #[arg(long, global = true, env = env::READ_TIMEOUT, default_value_t = 120)]
+    pub read_timeout: u64,
+
     /// Root of the content-addressed store
     #[arg(long, global = true, env = env::STORE, default_value = env::DEFAULT_STORE)]
     pub store: PathBuf,
@@ -73,6 +78,7 @@ impl HostArgs {
             thresholds: self.thresholds()?,
             volumes,
             store: self.store.clone(),
+            read_timeout: Duration::from_secs(self.read_timeout.max(1)),
         })
     }
 }

@@ -78,6 +78,7 @@ pub async fn copy(
         workers: options.workers.clamp(1, 64),
         batch_files: options.batch_files.clamp(1, 100_000),
         batch_bytes: options.batch_mib.clamp(1, 1 << 20) << 20,
+        read_timeout: host.read_timeout,
         ..stage::CopyOptions::default()
     };
     stage_options.retry.max_attempts = options.max_attempts.max(1);

@@ -109,6 +109,7 @@ pub async fn enumerate(
                 replace: options.replace,
                 sort_memory: options.sort_memory_mib.saturating_mul(1 << 20),
                 progress: progress.clone(),
+                read_timeout: host.read_timeout,
             };
             let ticker = crate::progress::Ticker::start("enumerate", progress, None);
             let result = stage::enumerate(

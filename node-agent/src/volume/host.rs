@@ -104,6 +104,9 @@ pub struct MountEntry {
     pub fs_type: String,
     /// The mount source (a device or what the FUSE driver named).
     pub source: String,
+    /// The filesystem's device number, `major:minor` (a FUSE mount's minor names its
+    /// connection in `/sys/fs/fuse/connections`).
+    pub device: String,
 }
 
 impl MountEntry {
@@ -123,6 +126,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
                 target: PathBuf::from(unescape_octal(fields.get(4)?)),
                 fs_type: (*fields.get(separator + 1)?).to_owned(),
                 source: unescape_octal(fields.get(separator + 2)?),
+                device: (*fields.get(2)?).to_owned(),
             })
         })
         .collect()
@@ -283,6 +287,10 @@ mod tests {
         assert_eq!(all.len(), 3);
         assert_eq!(all[0].target, Path::new("/run/ntt/mnt/ab c/0"));
         assert_eq!(all[0].fs_type, "ext4");
+        assert_eq!(
+            (all[0].device.as_str(), all[1].device.as_str()),
+            ("7:3", "0:44")
+        );
         assert_eq!(all[0].source, "/dev/loop3");
         assert!(!all[0].is_fuse());
         assert!(all[1].is_fuse() && all[2].is_fuse());

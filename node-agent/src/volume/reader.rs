@@ -6,14 +6,16 @@
 //! that cannot be read is reported as a [`WalkItem::Error`] with its cause and the walk goes on.
 //! This is the serial reference walk; enumeration parallelises over directories on top of it.
 
-use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use super::beneath;
 pub use super::entry::{Entry, EntryKind};
 use super::tsk::{TskError, TskVolume};
+use super::watchdog::{Clock, Target, Watchdog, Watched};
 
 /// What a walk yields.
 #[derive(Debug)]
@@ -59,6 +61,17 @@ pub enum ReadError {
         /// What is there now.
         what: String,
     },
+    /// A call to the volume's filesystem stopped answering and was aborted.
+    #[error(
+        "reading {root} stopped answering for {}s and was aborted (a hung driver?)",
+        timeout.as_secs()
+    )]
+    Stalled {
+        /// The volume root.
+        root: PathBuf,
+        /// The read timeout.
+        timeout: Duration,
+    },
     /// The Sleuth Kit failed.
     #[error(transparent)]
     Tsk(#[from] TskError),
@@ -72,7 +85,7 @@ impl ReadError {
     pub fn into_io(self) -> std::io::Error {
         match self {
             Self::Root { source, .. } | Self::Open { source, .. } => source,
-            Self::Changed { .. } => std::io::Error::other(self.to_string()),
+            Self::Changed { .. } | Self::Stalled { .. } => std::io::Error::other(self.to_string()),
             Self::Tsk(error) => std::io::Error::other(error.to_string()),
         }
     }
@@ -126,18 +139,52 @@ impl VolumeReader {
         threads: usize,
         visit: &(dyn Fn(Vec<WalkItem>) + Sync),
     ) -> Result<(), ReadError> {
+        self.walk_watched(threads, Duration::MAX, visit)
+    }
+
+    /// [`VolumeReader::walk_batches`] with a watchdog on a directory tree: a call to its
+    /// filesystem that takes longer than `timeout` is aborted
+    /// ([`crate::volume::watchdog`]), and the walk then fails as [`ReadError::Stalled`] (what
+    /// it listed says nothing about the volume). The Sleuth Kit's listing is not watched.
+    pub fn walk_watched(
+        &self,
+        threads: usize,
+        timeout: Duration,
+        visit: &(dyn Fn(Vec<WalkItem>) + Sync),
+    ) -> Result<(), ReadError> {
         match self {
             Self::Mounted { root } | Self::Directory { root } => {
-                walk_tree(root, threads.max(1), visit)
+                let watchdog = std::sync::Arc::new(Watchdog::new(timeout));
+                let watching = (timeout < Duration::MAX).then(|| watchdog.clone().watch());
+                let walked = walk_tree(root, threads.max(1), visit, &watchdog);
+                drop(watching);
+                if watchdog.fired() {
+                    return Err(ReadError::Stalled {
+                        root: root.clone(),
+                        timeout,
+                    });
+                }
+                walked
             }
             Self::SleuthKit(volume) => {
+                let watchdog = std::sync::Arc::new(Watchdog::new(timeout));
+                let clock = watchdog.clock();
+                let watching = (timeout < Duration::MAX).then(|| watchdog.clone().watch());
                 let mut batch = Vec::with_capacity(BATCH);
-                volume.stream(&mut |item| {
+                let streamed = volume.stream_watched(Some(&clock), &mut |item| {
                     batch.push(item);
                     if batch.len() == BATCH {
                         visit(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
                     }
-                })?;
+                });
+                drop(watching);
+                if watchdog.fired() {
+                    return Err(ReadError::Stalled {
+                        root: volume.image().to_owned(),
+                        timeout,
+                    });
+                }
+                streamed?;
                 if !batch.is_empty() {
                     visit(batch);
                 }
@@ -154,6 +201,32 @@ impl VolumeReader {
             Self::Mounted { root } => Ok(Box::new(open_beneath(root, path, None)?)),
             Self::Directory { root } => Ok(Box::new(open_beneath(root, path, Some(ino))?)),
             Self::SleuthKit(volume) => Ok(Box::new(volume.open(ino)?)),
+        }
+    }
+
+    /// [`VolumeReader::open`] with every blocking call timed on `clock`, so that a watchdog
+    /// can abort one that stalls: the open and the reads of a tree on its filesystem's FUSE
+    /// connection, the reads of The Sleuth Kit on its `icat` process.
+    pub fn open_watched(
+        &self,
+        path: &[u8],
+        ino: u64,
+        clock: &std::sync::Arc<Clock>,
+    ) -> Result<Box<dyn Read + Send>, ReadError> {
+        match self {
+            Self::Mounted { root } | Self::Directory { root } => {
+                clock.begin(Target::Tree(root.clone()));
+                let opened = self.open(path, ino);
+                clock.end();
+                Ok(Box::new(Watched::new(opened?, clock.clone())))
+            }
+            Self::SleuthKit(volume) => {
+                let reader = volume.open(ino)?;
+                if let Some(pid) = reader.pid() {
+                    clock.aim(Target::Process(pid));
+                }
+                Ok(Box::new(Watched::new(reader, clock.clone())))
+            }
         }
     }
 
@@ -176,14 +249,9 @@ impl VolumeReader {
 /// std's error, not `fs_err`'s: the copier classifies failures by their errno, which `fs_err`'s
 /// wrapping hides; the path is in the error.
 fn open_beneath(root: &Path, path: &[u8], ino: Option<u64>) -> Result<std::fs::File, ReadError> {
-    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+    use nix::fcntl::OFlag;
     let lossy = || String::from_utf8_lossy(path).into_owned();
-    let dir = nix::fcntl::open(
-        root,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|errno| ReadError::Root {
+    let dir = beneath::open_root(root).map_err(|errno| ReadError::Root {
         root: root.to_owned(),
         source: errno.into(),
     })?;
@@ -191,19 +259,8 @@ fn open_beneath(root: &Path, path: &[u8], ino: Option<u64>) -> Result<std::fs::F
         | OFlag::O_NOFOLLOW
         | OFlag::O_NONBLOCK
         | OFlag::O_NOCTTY
-        | OFlag::O_CLOEXEC;
-    let how = |flags: OFlag| {
-        OpenHow::new()
-            .flags(flags)
-            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS)
-    };
-    let name = OsStr::from_bytes(path);
-    let fd = match openat2(&dir, name, how(flags | OFlag::O_NOATIME)) {
-        // O_NOATIME needs the file's owner or CAP_FOWNER (a FUSE driver may refuse it).
-        Err(nix::errno::Errno::EPERM) => openat2(&dir, name, how(flags)),
-        opened => opened,
-    }
-    .map_err(|errno| ReadError::Open {
+        | OFlag::O_NOATIME;
+    let fd = beneath::open(&dir, path, flags).map_err(|errno| ReadError::Open {
         path: lossy(),
         source: errno.into(),
     })?;
@@ -263,15 +320,26 @@ fn walk_tree(
     root: &Path,
     threads: usize,
     visit: &(dyn Fn(Vec<WalkItem>) + Sync),
+    watchdog: &Watchdog,
 ) -> Result<(), ReadError> {
+    let first = watchdog.clock();
+    first.begin(Target::Tree(root.to_owned()));
     let root_meta = std::fs::symlink_metadata(root).map_err(|source| ReadError::Root {
         root: root.to_owned(),
         source,
-    })?;
-    std::fs::read_dir(root).map_err(|source| ReadError::Root {
+    });
+    let listed = std::fs::read_dir(root).map_err(|source| ReadError::Root {
         root: root.to_owned(),
         source,
-    })?;
+    });
+    let root_fd = beneath::open_root(root).map_err(|errno| ReadError::Root {
+        root: root.to_owned(),
+        source: errno.into(),
+    });
+    first.end();
+    let root_meta = root_meta?;
+    listed?;
+    let root_fd = root_fd?;
     let device = root_meta.dev();
     // A stack, so the walk goes depth first and the pending list stays short.
     let queue = std::sync::Mutex::new(Queue {
@@ -281,6 +349,8 @@ fn walk_tree(
     });
     let ready = std::sync::Condvar::new();
     let worker = || {
+        let clock = watchdog.clock();
+        clock.aim(Target::Tree(root.to_owned()));
         let mut batch = Vec::with_capacity(BATCH);
         let mut found = Vec::new();
         let mut reading = false;
@@ -314,7 +384,16 @@ fn walk_tree(
             let Some(dir) = dir else {
                 break;
             };
-            read_one_dir(root, &dir, device, &mut batch, &mut found, visit);
+            read_one_dir(
+                &root_fd,
+                &dir,
+                device,
+                (&mut batch, &mut found),
+                visit,
+                &clock,
+            );
+            // Whichever way it returned, nothing is in flight now.
+            clock.end();
             reading = true;
         }
         if !batch.is_empty() {
@@ -337,21 +416,43 @@ fn walk_tree(
     reason = "std::fs keeps the OS error (errno) that entry errors record; the path is recorded beside it"
 )]
 fn read_one_dir(
-    root: &Path,
+    root_fd: &std::os::fd::OwnedFd,
     dir: &[u8],
     device: u64,
-    batch: &mut Vec<WalkItem>,
-    subdirs: &mut Vec<Vec<u8>>,
+    (batch, subdirs): (&mut Vec<WalkItem>, &mut Vec<Vec<u8>>),
     visit: &(dyn Fn(Vec<WalkItem>) + Sync),
+    clock: &Clock,
 ) {
+    // The clock runs while the filesystem is asked (every call restarts it) and stops while
+    // a batch waits for the loader: back pressure is not a stall.
+    clock.resume();
     let mut emit = |item: WalkItem| {
         batch.push(item);
         if batch.len() == BATCH {
+            clock.end();
             visit(std::mem::replace(batch, Vec::with_capacity(BATCH)));
         }
+        clock.resume();
     };
-    let dir_path = root.join(OsStr::from_bytes(dir));
-    let reading = match std::fs::read_dir(&dir_path) {
+    // Opened below the root without following a link (a directory of a live tree swapped for
+    // a link to elsewhere is an error, not a walk out of the tree), at any depth, then read
+    // through its descriptor; `handle` stays open while the entries are read, since their
+    // paths (for `read_link`) go through it.
+    let handle = match beneath::open(
+        root_fd,
+        dir,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY,
+    ) {
+        Ok(handle) => handle,
+        Err(errno) => {
+            emit(WalkItem::Error {
+                path: dir.to_vec(),
+                error: errno.into(),
+            });
+            return;
+        }
+    };
+    let reading = match std::fs::read_dir(beneath::proc_path(&handle)) {
         Ok(reading) => reading,
         Err(error) => {
             emit(WalkItem::Error {

@@ -116,6 +116,11 @@ impl TskVolume {
         Ok(volume)
     }
 
+    /// The image read.
+    pub fn image(&self) -> &Path {
+        &self.image
+    }
+
     /// The type read.
     pub fn fs_type(&self) -> FsType {
         self.fs_type
@@ -180,6 +185,16 @@ impl TskVolume {
     /// parsed, or a symlink whose target cannot be read, is a [`WalkItem::Error`] of its own
     /// and the listing goes on; a symlink target is read up to [`MAX_TARGET`] bytes. Blocking.
     pub fn stream(&self, visit: &mut dyn FnMut(WalkItem)) -> Result<(), TskError> {
+        self.stream_watched(None, visit)
+    }
+
+    /// [`TskVolume::stream`] with every read of `fls`'s output timed on `clock`, so that a
+    /// watchdog can kill an `fls` stuck in a crafted filesystem.
+    pub fn stream_watched(
+        &self,
+        clock: Option<&std::sync::Arc<super::watchdog::Clock>>,
+        visit: &mut dyn FnMut(WalkItem),
+    ) -> Result<(), TskError> {
         let mut child = self
             .command("fls")
             .args(["-r", "-u", "-m", "/"])
@@ -195,6 +210,13 @@ impl TskVolume {
             tool: "fls",
             source: std::io::Error::other("no stdout"),
         })?;
+        let stdout: Box<dyn Read> = match clock {
+            Some(clock) => {
+                clock.aim(super::watchdog::Target::Process(child.id()));
+                Box::new(super::watchdog::Watched::new(stdout, clock.clone()))
+            }
+            None => Box::new(stdout),
+        };
         let result = self.read_listing(std::io::BufReader::new(stdout), visit);
         if result.is_err() {
             let _ = child.kill();
@@ -502,6 +524,13 @@ pub struct IcatReader {
     child: Option<Child>,
     stdout: Option<ChildStdout>,
     ino: u64,
+}
+
+impl IcatReader {
+    /// The `icat` process, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
 }
 
 impl Read for IcatReader {

@@ -15,7 +15,7 @@ use std::ffi::OsStr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -39,6 +39,12 @@ pub(crate) struct Faults {
     pub(crate) delay_per_read: Option<Duration>,
     /// Reads at or past this offset return no data (a drive whose reads end early).
     pub(crate) ends_early_at: Option<u64>,
+    /// Reads that touch these ranges never return (a driver that stopped answering) until the
+    /// disk is dropped or its FUSE connection is aborted.
+    pub(crate) hang: Option<Range<u64>>,
+    /// Listing the root directory never returns (a driver stuck on a crafted directory) until
+    /// the disk is dropped or its FUSE connection is aborted.
+    pub(crate) hang_listing: bool,
     /// Reads go through the page cache (the file can be memory-mapped, and a bad range then
     /// fails the page it is in) instead of direct I/O.
     pub(crate) cached: bool,
@@ -62,6 +68,7 @@ pub(crate) fn disk_content(size: usize, seed: u64) -> Vec<u8> {
 struct Disk {
     data: Vec<u8>,
     faults: Faults,
+    released: Arc<AtomicBool>,
     delay_nanos: Arc<AtomicU64>,
     reads_by_sector: Mutex<HashMap<u64, u32>>,
     reads: AtomicU64,
@@ -184,6 +191,18 @@ impl Filesystem for Disk {
             .min(self.data.len() as u64);
         let start = offset.min(len);
         let end = (offset + u64::from(size)).min(len);
+        if self
+            .faults
+            .hang
+            .iter()
+            .any(|r| r.start < end && start < r.end)
+        {
+            while !self.released.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            reply.error(Errno::EIO);
+            return;
+        }
         if start < end && self.read_fails(&(start..end)) {
             self.failed_reads.fetch_add(1, Ordering::Relaxed);
             reply.error(Errno::EIO);
@@ -204,6 +223,13 @@ impl Filesystem for Disk {
             reply.error(Errno::ENOTDIR);
             return;
         }
+        if self.faults.hang_listing {
+            while !self.released.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            reply.error(Errno::EIO);
+            return;
+        }
         let entries = [
             (INodeNo::ROOT, FileType::Directory, "."),
             (INodeNo::ROOT, FileType::Directory, ".."),
@@ -221,6 +247,7 @@ impl Filesystem for Disk {
 /// A mounted faulty disk, optionally attached to a loop device.
 pub(crate) struct FaultyDisk {
     dir: PathBuf,
+    released: Arc<AtomicBool>,
     session: Option<BackgroundSession>,
     loop_device: Option<PathBuf>,
     delay_nanos: Arc<AtomicU64>,
@@ -240,9 +267,11 @@ impl FaultyDisk {
                 .delay_per_read
                 .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap()),
         ));
+        let released = Arc::new(AtomicBool::new(false));
         let disk = Disk {
             data: content,
             faults,
+            released: released.clone(),
             delay_nanos: Arc::clone(&delay_nanos),
             reads_by_sector: Mutex::new(HashMap::new()),
             reads: AtomicU64::new(0),
@@ -257,6 +286,7 @@ impl FaultyDisk {
             .expect("mount the FUSE disk (is /dev/fuse there?)");
         Self {
             dir,
+            released,
             session: Some(session),
             loop_device: None,
             delay_nanos,
@@ -267,6 +297,11 @@ impl FaultyDisk {
     pub(crate) fn set_delay(&self, delay: Duration) {
         self.delay_nanos
             .store(u64::try_from(delay.as_nanos()).unwrap(), Ordering::Relaxed);
+    }
+
+    /// The FUSE mount (a directory holding the file).
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The FUSE file.
@@ -319,6 +354,7 @@ impl Drop for FaultyDisk {
     /// Takes the disk down; when something still holds its file (a loop device a killed
     /// process left), it is unmounted lazily, so that no mount outlives the test.
     fn drop(&mut self) {
+        self.released.store(true, Ordering::Release);
         if let Some(device) = self.loop_device.take() {
             detach(&device);
         }

@@ -28,7 +28,20 @@ pub struct Host {
 }
 
 impl Host {
+    /// A host whose store and data directory are initialised (`ntt init`), as after setup.
     pub async fn new(pool: &PgPool) -> Self {
+        let host = Self::bare(pool).await;
+        let output = host.run(&["init"]);
+        assert!(
+            output.status.success(),
+            "ntt init failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        host
+    }
+
+    /// A host with nothing initialised.
+    pub async fn bare(pool: &PgPool) -> Self {
         let root =
             std::env::temp_dir().join(format!("ntt-host-{}-{}", std::process::id(), rand_suffix()));
         std::fs::create_dir_all(&root).unwrap();

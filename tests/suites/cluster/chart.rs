@@ -245,6 +245,52 @@ fn default_values_render_valid_manifests_with_least_privilege() {
             .iter()
             .any(|v| v["name"] == "store" && v["hostPath"]["path"] == "/var/lib/ntt/store")
     );
+    // `ntt init` runs before the agent, on the agent's store, data directory and machine id,
+    // with the catalog URL: the agent never starts on a root that is not the catalog's.
+    let init = &pod["initContainers"][0];
+    assert_eq!(init["command"], serde_json::json!(["ntt", "init"]));
+    assert!(init.get("args").is_none(), "no --adopt unless asked");
+    let init_env = |name: &str| {
+        init["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .cloned()
+    };
+    for name in ["NTT_DATA_DIR", "NTT_STORE", "NTT_DATABASE_URL"] {
+        let theirs = container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .cloned();
+        assert_eq!(init_env(name), theirs, "{name} as the agent has it");
+    }
+    let init_mounts: Vec<(&str, &str)> = init["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap(),
+                m["mountPath"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    for wanted in [
+        ("data", "/var/lib/ntt/images"),
+        ("store", "/var/lib/ntt/store"),
+        ("machine-id", "/etc/machine-id"),
+    ] {
+        assert!(init_mounts.contains(&wanted), "{init_mounts:?}");
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m["name"] == wanted.0 && m["mountPath"] == wanted.1),
+            "the agent mounts {wanted:?} where init made it"
+        );
+    }
     // The migration runs before install and upgrade.
     let job = find(&documents, "Job", "-migrate");
     assert_eq!(
@@ -266,6 +312,7 @@ fn other_values_switch_parts_and_storage_on_and_off() {
         "s:agent.nodeSelector.ntt/dock=yes",
         "database.existingSecret=catalog",
         "agent.sourcePaths={/srv/evidence,/mnt/partner share}",
+        "agent.initArgs={--adopt}",
     ]);
     validate(&text, &["ServiceMonitor"]);
     let kinds = kinds(&documents);
@@ -281,6 +328,11 @@ fn other_values_switch_parts_and_storage_on_and_off() {
     assert!(volumes.iter().any(|v| v["name"] == "store" && v["persistentVolumeClaim"]["claimName"] == "ntt-store"));
     assert!(volumes.iter().any(|v| v["name"] == "data" && v["persistentVolumeClaim"]["claimName"] == "ntt-images"));
     assert_eq!(pod["nodeSelector"]["ntt/dock"], "yes");
+    assert_eq!(
+        pod["initContainers"][0]["args"],
+        serde_json::json!(["--adopt"]),
+        "an operator upgrading from roots without markers adopts them"
+    );
     // Source paths: read-only at the node's own path, so a Medium names what the node sees.
     for (i, path) in ["/srv/evidence", "/mnt/partner share"].iter().enumerate() {
         let name = format!("source-{i}");
