@@ -33,6 +33,7 @@
 //!   if it has the same name after a container restart), and stale loop devices under the
 //!   data directory are detached.
 
+pub mod admit;
 mod claim;
 mod job;
 mod metrics;
@@ -58,6 +59,8 @@ pub use claim::{Decision, JobFacts, RunningFacts, decide};
 /// How the agent runs.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
+    /// What Media may make this agent read.
+    pub allow: admit::Allowlist,
     /// The node this agent runs on (its jobs have `spec.nodeName` equal to it).
     pub node: String,
     /// This agent's identity in job status (the pod name).
@@ -221,14 +224,7 @@ pub async fn run_with_client(
             })?;
         tokio::spawn(metrics::serve(listener, metrics.clone(), cancel.clone()));
     }
-    let context = Arc::new(job::Context {
-        metrics,
-        catalog,
-        host,
-        workers: config.workers.max(1),
-        sort_memory_mib: config.sort_memory_mib,
-        shutdown: cancel.clone(),
-    });
+    let context = Arc::new(job::Context::new(catalog, host, &config, metrics, cancel));
     let jobs: Api<MediumJob> = match &config.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),

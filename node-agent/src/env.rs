@@ -17,6 +17,10 @@ pub const MOUNT_DIR: &str = "NTT_MOUNT_DIR";
 pub const MOUNT_TIMEOUT: &str = "NTT_MOUNT_TIMEOUT";
 /// Seconds one read of a volume may take before it is aborted and the volume given up.
 pub const READ_TIMEOUT: &str = "NTT_READ_TIMEOUT";
+/// `ntt agent`: device globs Media may name (comma-separated).
+pub const ALLOW_DEVICES: &str = "NTT_ALLOW_DEVICES";
+/// `ntt agent`: directories below which Media may name images and directories (comma-separated).
+pub const ALLOW_ROOTS: &str = "NTT_ALLOW_ROOTS";
 /// Mount media whose health is `failed`.
 pub const FORCE: &str = "NTT_FORCE";
 /// Extra ignore patterns for `ntt enumerate` (one per line).
@@ -74,6 +78,8 @@ pub const ALL: &[&str] = &[
     MOUNT_DIR,
     MOUNT_TIMEOUT,
     READ_TIMEOUT,
+    ALLOW_DEVICES,
+    ALLOW_ROOTS,
     FORCE,
     IGNORE,
     IGNORE_PRESET,

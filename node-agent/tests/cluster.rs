@@ -114,7 +114,11 @@ impl Cluster {
             "2",
             "--metrics-addr",
             &format!("127.0.0.1:{port}"),
+            // What the admin allows: the tests' loop devices and their scratch directory.
+            "--allow-device",
+            "/dev/loop*",
         ]);
+        command.arg("--allow-root").arg(&host.root);
         command
             .env("KUBECONFIG", &self.kubeconfig)
             .env("POD_NAME", identity)
@@ -656,6 +660,105 @@ async fn an_agent_whose_store_goes_away_claims_nothing_and_exits(pool: PgPool) {
         .await;
     assert_eq!(report(&host, "lab/letters")["accounting"]["copied"], 6);
     stop_agent(second).await;
+    cluster.stop().await;
+}
+
+/// Issue 22, item 1: whoever may create a Medium names a path on a node, and the agent reads it
+/// as root. The node's system disk, a device of the wrong kind, a directory outside the allowed
+/// roots (or reached through a link out of them), NTT's own mount directory and a directory
+/// declared as an image are each refused before anything is read, permanently, with the rule.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn media_naming_what_the_admin_did_not_allow_are_refused_with_the_rule(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let cluster = Cluster::start(&host).await;
+    let (agent, _) = cluster.agent(&host, "agent-a");
+    let system_disk = std::fs::read_dir("/sys/block")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|name| !name.starts_with("loop") && !name.starts_with("zram"))
+        .map(|name| format!("/dev/{name}"))
+        .expect("the machine has a disk");
+    let escape = host.root.join("escape");
+    std::os::unix::fs::symlink("/etc", &escape).unwrap();
+    let case = host.root.join("case");
+    tree(&case, 2);
+    let refused = [
+        (
+            "system-disk",
+            json!({"device": system_disk}),
+            "device-not-allowed",
+        ),
+        (
+            "not-a-disk",
+            json!({"device": "/dev/zero"}),
+            "kind-mismatch",
+        ),
+        ("outside", json!({"directory": "/etc"}), "outside-roots"),
+        (
+            "through-a-link",
+            json!({"directory": escape}),
+            "outside-roots",
+        ),
+        (
+            "own-mounts",
+            json!({"directory": host.root.join("mnt")}),
+            "ntt-directory",
+        ),
+        ("not-an-image", json!({"image": case}), "kind-mismatch"),
+    ];
+    std::fs::create_dir_all(host.root.join("mnt")).unwrap();
+    for (name, source, _) in &refused {
+        cluster.apply(&manifest(name, source)).await;
+    }
+    for (name, _, rule) in &refused {
+        let medium = cluster
+            .until(name, "refused", 60, |m| phase(m) == Phase::Failed)
+            .await;
+        let status = medium.status.unwrap();
+        let error = status.last_error.unwrap();
+        assert_eq!(error.class, ErrorClass::Permanent, "{name}");
+        assert!(
+            error.message.contains(rule) && error.message.contains("allowlist"),
+            "{name}: {}",
+            error.message
+        );
+        assert_eq!(status.attempts, 1, "{name}: refused once, not retried");
+    }
+    // An allowed device that is mounted is refused too: an image of a disk being written is of
+    // no single moment (and the node's own disks are mounted).
+    let filesystem = host.root.join("mounted.img");
+    ext4(&filesystem, 8 * MIB, &case);
+    let output = std::process::Command::new("losetup")
+        .args(["--find", "--show", "--read-only"])
+        .arg(&filesystem)
+        .output()
+        .unwrap();
+    let device = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let point = host.root.join("mounted");
+    std::fs::create_dir_all(&point).unwrap();
+    host::run(
+        std::process::Command::new("mount")
+            .args(["-o", "ro"])
+            .arg(&device)
+            .arg(&point),
+    );
+    cluster
+        .apply(&manifest("mounted", &json!({"device": device})))
+        .await;
+    let medium = cluster
+        .until("mounted", "refused", 60, |m| phase(m) == Phase::Failed)
+        .await;
+    let error = medium.status.unwrap().last_error.unwrap();
+    assert_eq!(error.class, ErrorClass::Permanent);
+    assert!(error.message.contains("in use"), "{}", error.message);
+    host::run(std::process::Command::new("umount").arg(&point));
+    host::run(std::process::Command::new("losetup").arg("-d").arg(&device));
+    let media: i64 = sqlx::query_scalar("select count(*) from medium")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(media, 0, "nothing was registered or imaged");
+    stop_agent(agent).await;
     cluster.stop().await;
 }
 

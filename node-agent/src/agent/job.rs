@@ -33,8 +33,31 @@ pub(super) struct Context {
     pub(super) host: Host,
     pub(super) workers: usize,
     pub(super) sort_memory_mib: usize,
+    /// What Media may make this agent read.
+    pub(super) allow: super::admit::Allowlist,
     /// Cancelled when the agent shuts down (its jobs end `Interrupted`, not `Cancelled`).
     pub(super) shutdown: CancellationToken,
+}
+
+impl Context {
+    /// What every job of the agent configured by `config` shares.
+    pub(super) fn new(
+        catalog: Catalog,
+        host: Host,
+        config: &super::AgentConfig,
+        metrics: Arc<AgentMetrics>,
+        shutdown: &CancellationToken,
+    ) -> Self {
+        Self {
+            metrics,
+            catalog,
+            host,
+            workers: config.workers.max(1),
+            sort_memory_mib: config.sort_memory_mib,
+            allow: config.allow.clone(),
+            shutdown: shutdown.clone(),
+        }
+    }
 }
 
 /// Who claimed the job, and when.
@@ -365,18 +388,25 @@ async fn image(
     job: &MediumJob,
     cancel: &CancellationToken,
 ) -> Result<JobResult, JobError> {
-    let source = match job.spec.source.kind() {
-        Some(SourceKind::Device(p) | SourceKind::Image(p) | SourceKind::Directory(p)) => {
-            PathBuf::from(p)
-        }
+    use super::admit::Declared;
+    let (declared, path) = match job.spec.source.kind() {
+        Some(SourceKind::Device(p)) => (Declared::Device, PathBuf::from(p)),
+        Some(SourceKind::Image(p)) => (Declared::Image, PathBuf::from(p)),
+        Some(SourceKind::Directory(p)) => (Declared::Directory, PathBuf::from(p)),
         None => return Err(error(ErrorClass::Permanent, "the job has no single source")),
     };
-    if !source.exists() {
-        return Err(error(
-            ErrorClass::Permanent,
-            format!("{} does not exist on this node", source.display()),
-        ));
-    }
+    // Only what the admin allowed, resolved once: what was checked is what is read.
+    let host = &context.host;
+    let own = [
+        host.data_dir.clone(),
+        host.store.clone(),
+        host.lock_dir.clone(),
+        host.volumes.mount_root.clone(),
+    ];
+    let source = super::admit::admit(&context.allow, &own, declared, &path).map_err(|refusal| {
+        tracing::warn!(job = %job.name_any(), rule = refusal.rule, "{refusal}");
+        error(ErrorClass::Permanent, refusal.to_string())
+    })?;
     let options = options(context, job, Target::Imaged);
     let (medium, image) = pipeline::ingest::image_stage(
         &context.catalog,

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
+
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::{self, AgentConfig};
@@ -35,6 +37,14 @@ pub struct AgentArgs {
     /// Address of /metrics and /healthz (empty: none)
     #[arg(long, env = "NTT_METRICS_ADDR", default_value = "0.0.0.0:8081")]
     pub metrics_addr: String,
+    /// A glob of device paths Media may name (declared or resolved path; `*` does not cross
+    /// `/`), for example `/dev/disk/by-id/usb-*`; repeatable. None: no device is imaged
+    #[arg(long = "allow-device", value_name = "GLOB", env = crate::env::ALLOW_DEVICES, value_delimiter = ',')]
+    pub allow_devices: Vec<String>,
+    /// A directory below which Media may name image files and directory sources; repeatable.
+    /// None: no image file or directory is read
+    #[arg(long = "allow-root", value_name = "DIR", env = crate::env::ALLOW_ROOTS, value_delimiter = ',')]
+    pub allow_roots: Vec<std::path::PathBuf>,
     /// Namespace of the node's Lease `ntt-agent-<node>` by which the agent announces itself
     /// (the chart's release namespace) [default: --namespace, else none]
     #[arg(long, env = "POD_NAMESPACE")]
@@ -48,7 +58,15 @@ pub(super) async fn run(
     args: AgentArgs,
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
+    let allow = agent::admit::allowlist(&args.allow_devices, &args.allow_roots)
+        .context("check --allow-device (NTT_ALLOW_DEVICES)")?;
+    if allow.devices.is_empty() && allow.roots.is_empty() {
+        tracing::warn!(
+            "nothing is allowed (--allow-device, --allow-root): every Medium will be refused"
+        );
+    }
     let config = AgentConfig {
+        allow,
         node: args.node,
         identity: args.identity.unwrap_or_else(crate::host_name),
         namespace: args.namespace.clone(),

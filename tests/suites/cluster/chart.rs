@@ -245,6 +245,22 @@ fn default_values_render_valid_manifests_with_least_privilege() {
             .iter()
             .any(|v| v["name"] == "store" && v["hostPath"]["path"] == "/var/lib/ntt/store")
     );
+    // The agent reads only USB drives by default, and no image or directory until the admin
+    // names source paths.
+    let agent_args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        agent_args.contains(&"--allow-device=/dev/disk/by-id/usb-*"),
+        "{agent_args:?}"
+    );
+    assert!(
+        !agent_args.iter().any(|a| a.starts_with("--allow-root")),
+        "{agent_args:?}"
+    );
     // `ntt init` runs before the agent, on the agent's store, data directory and machine id,
     // with the catalog URL: the agent never starts on a root that is not the catalog's.
     let init = &pod["initContainers"][0];
@@ -313,6 +329,7 @@ fn other_values_switch_parts_and_storage_on_and_off() {
         "database.existingSecret=catalog",
         "agent.sourcePaths={/srv/evidence,/mnt/partner share}",
         "agent.initArgs={--adopt}",
+        "agent.allowDevices={/dev/disk/by-id/ata-*}",
     ]);
     validate(&text, &["ServiceMonitor"]);
     let kinds = kinds(&documents);
@@ -328,6 +345,23 @@ fn other_values_switch_parts_and_storage_on_and_off() {
     assert!(volumes.iter().any(|v| v["name"] == "store" && v["persistentVolumeClaim"]["claimName"] == "ntt-store"));
     assert!(volumes.iter().any(|v| v["name"] == "data" && v["persistentVolumeClaim"]["claimName"] == "ntt-images"));
     assert_eq!(pod["nodeSelector"]["ntt/dock"], "yes");
+    let agent_args: Vec<&str> = pod["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for wanted in [
+        "--allow-root=/srv/evidence",
+        "--allow-root=/mnt/partner share",
+        "--allow-device=/dev/disk/by-id/ata-*",
+    ] {
+        assert!(agent_args.contains(&wanted), "{wanted} in {agent_args:?}");
+    }
+    assert!(
+        !agent_args.contains(&"--allow-device=/dev/disk/by-id/usb-*"),
+        "the admin's list replaces the default"
+    );
     assert_eq!(
         pod["initContainers"][0]["args"],
         serde_json::json!(["--adopt"]),
