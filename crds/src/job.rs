@@ -28,6 +28,8 @@ use crate::medium::{IgnoreOptions, ImagingOptions, JobError, Progress, Source, S
     shortname = "mjob",
     category = "ntt",
     annotation("helm.sh/resource-policy", "keep"),
+    annotation("argocd.argoproj.io/sync-options", "Prune=false,Delete=false"),
+    annotation("kustomize.toolkit.fluxcd.io/prune", "disabled"),
     status = "MediumJobStatus",
     derive = "PartialEq",
     selectable = ".spec.nodeName",
@@ -47,7 +49,8 @@ use crate::medium::{IgnoreOptions, ImagingOptions, JobError, Progress, Source, S
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
-    )
+    ),
+    validation = Rule::new("self.spec == oldSelf.spec").message("a MediumJob's spec is immutable: the controller makes a new job for each attempt"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MediumJobSpec {

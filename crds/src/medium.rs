@@ -35,6 +35,8 @@ use serde::{Deserialize, Serialize};
     shortname = "med",
     category = "ntt",
     annotation("helm.sh/resource-policy", "keep"),
+    annotation("argocd.argoproj.io/sync-options", "Prune=false,Delete=false"),
+    annotation("kustomize.toolkit.fluxcd.io/prune", "disabled"),
     status = "MediumStatus",
     derive = "PartialEq",
     doc = "A storage medium to ingest: imaged once, its files enumerated into the catalog and copied into the content store, on the node that holds it.",

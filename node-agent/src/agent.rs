@@ -37,6 +37,7 @@ pub mod admit;
 mod claim;
 mod job;
 mod metrics;
+pub mod origin;
 
 use std::collections::HashMap;
 use std::sync::Arc;

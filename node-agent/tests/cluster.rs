@@ -762,6 +762,107 @@ async fn media_naming_what_the_admin_did_not_allow_are_refused_with_the_rule(poo
     cluster.stop().await;
 }
 
+/// Waits until the job has ended (succeeded or failed) and returns it.
+async fn until_job_ends(cluster: &Cluster, name: &str) -> MediumJob {
+    let deadline = tokio::time::Instant::now() + Duration::from_mins(1);
+    loop {
+        let job = cluster.jobs.get(name).await.unwrap();
+        if job
+            .status
+            .as_ref()
+            .is_some_and(|s| matches!(s.state, JobState::Succeeded | JobState::Failed))
+        {
+            return job;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job {name} never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Issue 22, item 2: a MediumJob is a command to a privileged agent. One made by hand (no
+/// owning Medium) and a hand-made purge of a Medium that is not being deleted are refused
+/// without anything being run; the medium and its catalog rows stay.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn hand_made_jobs_and_purges_are_refused(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let cluster = Cluster::start(&host).await;
+    let (agent, _) = cluster.agent(&host, "agent-a");
+    let dir = host.root.join("letters");
+    tree(&dir, 3);
+    cluster
+        .apply(&manifest("letters", &json!({"directory": dir})))
+        .await;
+    let medium = cluster
+        .until("letters", "copied", 120, |m| phase(m) == Phase::Completed)
+        .await;
+    let hash = medium.status.as_ref().unwrap().medium_hash.clone().unwrap();
+    let other = host.root.join("other");
+    tree(&other, 1);
+    let spec = |stage: &str, source: &Value, hash: Option<&str>| {
+        json!({"medium": "letters", "stage": stage, "nodeName": NODE, "attempt": 1,
+               "source": source, "target": "Copied", "mediumHash": hash})
+    };
+    let owner = json!([{"apiVersion": "ntt.hrdag.org/v1alpha1", "kind": "Medium",
+                        "name": "letters", "uid": medium.uid().unwrap(), "controller": true}]);
+    let hand_made = [
+        (
+            "no-owner",
+            json!({"name": "no-owner", "namespace": NS}),
+            spec("Image", &json!({"directory": other}), None),
+            "no owning Medium",
+        ),
+        (
+            "other-source",
+            json!({"name": "other-source", "namespace": NS, "ownerReferences": owner}),
+            spec("Image", &json!({"directory": other}), None),
+            "source",
+        ),
+        (
+            "purge-unasked",
+            json!({"name": "purge-unasked", "namespace": NS, "ownerReferences": owner}),
+            spec("Purge", &json!({"directory": dir}), Some(&hash)),
+            "not being deleted",
+        ),
+    ];
+    for (name, metadata, spec, _) in &hand_made {
+        let job: MediumJob = serde_json::from_value(json!({
+            "apiVersion": "ntt.hrdag.org/v1alpha1", "kind": "MediumJob",
+            "metadata": metadata, "spec": spec,
+        }))
+        .unwrap();
+        cluster
+            .jobs
+            .create(&PostParams::default(), &job)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    for (name, _, _, why) in &hand_made {
+        let job = until_job_ends(&cluster, name).await;
+        let status = job.status.unwrap();
+        assert_eq!(status.state, JobState::Failed, "{name}");
+        let error = status.error.unwrap();
+        assert_eq!(error.class, ErrorClass::Permanent, "{name}");
+        assert!(
+            error.message.contains("not a job the controller made") && error.message.contains(why),
+            "{name}: {}",
+            error.message
+        );
+    }
+    // Nothing ran: one medium in the catalog, still whole.
+    let media: i64 = sqlx::query_scalar("select count(*) from medium")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(media, 1);
+    assert_eq!(report(&host, "lab/letters")["accounting"]["copied"], 4);
+    stop_agent(agent).await;
+    cluster.assert_rbac();
+    cluster.stop().await;
+}
+
 #[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
 async fn deleting_a_running_medium_cancels_its_job_and_keeps_the_evidence(pool: PgPool) {
     let host = Host::new(&pool).await;

@@ -138,7 +138,10 @@ pub(super) async fn run(
         cancel.clone(),
     ));
     context.metrics.started();
-    let outcome = run_stage(&context, &job, &cancel).await;
+    let outcome = match verify_origin(&api, &job).await {
+        Ok(()) => run_stage(&context, &job, &cancel).await,
+        Err(refused) => Err(refused),
+    };
     beat.abort();
     let stage = job.spec.stage;
     match &outcome {
@@ -185,6 +188,27 @@ pub(super) async fn run(
     if let Err(error) = release(&api, &name).await {
         tracing::error!(job = %name, %error, "cannot release the job");
     }
+}
+
+/// Reads the job's Medium and checks the job is the controller's for it
+/// ([`super::origin`]): a refused job runs nothing and fails as permanent.
+async fn verify_origin(api: &Api<MediumJob>, job: &MediumJob) -> Result<(), JobError> {
+    let namespace = job.namespace().unwrap_or_default();
+    let media: Api<ntt_crds::Medium> = Api::namespaced(api.clone().into_client(), &namespace);
+    let medium = tokio::time::timeout(Duration::from_secs(10), media.get_opt(&job.spec.medium))
+        .await
+        .map_err(|_| "no answer within 10 s".to_owned())
+        .and_then(|got| got.map_err(|e| e.to_string()))
+        .map_err(|why| {
+            error(
+                ErrorClass::Transient,
+                format!("cannot read the job's Medium {}: {why}", job.spec.medium),
+            )
+        })?;
+    super::origin::check(job, medium.as_ref()).map_err(|refusal| {
+        tracing::warn!(job = %job.name_any(), "{refusal}");
+        error(ErrorClass::Permanent, refusal.to_string())
+    })
 }
 
 /// Writes a heartbeat with the stage's progress every `every`, until aborted; cancels the job

@@ -556,6 +556,52 @@ async fn the_crd_cel_rules_refuse_bad_media() {
     assert!(moved.to_string().contains("source is immutable"), "{moved}");
 }
 
+/// Issue 22: a MediumJob is a command to a privileged agent; once made, its spec cannot be
+/// changed (an existing job cannot be turned into another command), while its status can.
+#[tokio::test]
+async fn a_medium_jobs_spec_is_immutable_and_its_status_is_not() {
+    let server = server().await;
+    let client = server.client("lab");
+    let media: Api<Medium> = Api::namespaced(client.clone(), "lab");
+    let jobs: Api<MediumJob> = Api::namespaced(client, "lab");
+    let owner = media
+        .create(&PostParams::default(), &medium("owner"))
+        .await
+        .unwrap();
+    jobs.create(
+        &PostParams::default(),
+        &job("owner-image-1", "dock-1", &owner),
+    )
+    .await
+    .unwrap();
+    for change in [
+        json!({"spec": {"source": {"device": "/dev/nvme0n1"}}}),
+        json!({"spec": {"stage": "Purge"}}),
+        json!({"spec": {"nodeName": "dock-2"}}),
+    ] {
+        let refused = jobs
+            .patch(
+                "owner-image-1",
+                &PatchParams::default(),
+                &Patch::Merge(&change),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(code(&refused), 422, "{change}");
+        assert!(
+            refused.to_string().contains("spec is immutable"),
+            "{refused}"
+        );
+    }
+    jobs.patch_status(
+        "owner-image-1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"state": "Running"}})),
+    )
+    .await
+    .unwrap();
+}
+
 /// Issue 20: the CRD's structural schema as a real API server applies it: unknown fields
 /// pruned, defaults filled, types, enums and lengths refused with 422 (the in-memory server
 /// used to take anything the CEL rules allowed).

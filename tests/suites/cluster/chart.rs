@@ -133,6 +133,8 @@ fn default_values_render_valid_manifests_with_least_privilege() {
         [
             "ClusterRole",
             "ClusterRole",
+            "ClusterRole",
+            "ClusterRole",
             "ClusterRoleBinding",
             "ClusterRoleBinding",
             "CustomResourceDefinition",
@@ -146,7 +148,9 @@ fn default_values_render_valid_manifests_with_least_privilege() {
             "RoleBinding",
             "Service",
             "ServiceAccount",
-            "ServiceAccount"
+            "ServiceAccount",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding"
         ]
     );
     // No wildcard anywhere in RBAC.
@@ -165,19 +169,73 @@ fn default_values_render_valid_manifests_with_least_privilege() {
             }
         }
     }
-    // The agent may not touch Media; the controller may not update MediumJob specs wholesale.
+    // The agent may only read Media (to check a job is its Medium's), never write them.
     let agent = find(&documents, "ClusterRole", "-agent");
-    assert!(
-        agent["rules"]
+    for rule in agent["rules"].as_array().unwrap() {
+        let media = rule["resources"]
             .as_array()
             .unwrap()
             .iter()
-            .all(|r| r["resources"]
+            .any(|x| x.as_str().unwrap().starts_with("media"));
+        if media {
+            assert_eq!(rule["resources"], serde_json::json!(["media"]), "{agent}");
+            assert_eq!(rule["verbs"], serde_json::json!(["get"]), "{agent}");
+        } else {
+            assert!(
+                rule["resources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|x| x.as_str().unwrap().starts_with("mediumjobs")),
+                "{agent}"
+            );
+        }
+    }
+    // Only the controller's service account makes MediumJobs (an admission policy), and the
+    // roles for people never write them.
+    let policy = find(&documents, "ValidatingAdmissionPolicy", "-mediumjobs");
+    assert_eq!(
+        policy["spec"]["matchConstraints"]["resourceRules"][0]["resources"],
+        serde_json::json!(["mediumjobs"])
+    );
+    assert_eq!(
+        policy["spec"]["validations"][0]["expression"],
+        "request.userInfo.username == 'system:serviceaccount:ntt:ntt-controller'"
+    );
+    let binding = find(
+        &documents,
+        "ValidatingAdmissionPolicyBinding",
+        "-mediumjobs",
+    );
+    assert_eq!(binding["spec"]["policyName"], policy["metadata"]["name"]);
+    assert_eq!(
+        binding["spec"]["validationActions"],
+        serde_json::json!(["Deny"])
+    );
+    for role in ["-medium-editor", "-medium-viewer"] {
+        let role = find(&documents, "ClusterRole", role);
+        for rule in role["rules"].as_array().unwrap() {
+            let jobs = rule["resources"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .all(|x| x.as_str().unwrap().starts_with("mediumjobs"))),
-        "{agent}"
+                .any(|r| r.as_str().unwrap().starts_with("mediumjobs"));
+            if jobs {
+                assert_eq!(
+                    rule["verbs"],
+                    serde_json::json!(["get", "list", "watch"]),
+                    "{role}"
+                );
+            }
+        }
+    }
+    let editor = find(&documents, "ClusterRole", "-medium-editor");
+    assert!(
+        editor["rules"][0]["verbs"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("create")),
+        "editors declare media"
     );
     // In its own namespace the agent only announces itself: its node Lease.
     let leases = find(&documents, "Role", "-agent");
@@ -193,6 +251,15 @@ fn default_values_render_valid_manifests_with_least_privilege() {
         assert_eq!(
             crd["metadata"]["annotations"]["helm.sh/resource-policy"],
             "keep"
+        );
+        // Nor pruned or deleted by a GitOps tool: deleting the CRD deletes every Medium.
+        assert_eq!(
+            crd["metadata"]["annotations"]["argocd.argoproj.io/sync-options"],
+            "Prune=false,Delete=false"
+        );
+        assert_eq!(
+            crd["metadata"]["annotations"]["kustomize.toolkit.fluxcd.io/prune"],
+            "disabled"
         );
     }
     // Controller: non-root, read-only root filesystem, no capabilities, probes.
@@ -330,6 +397,7 @@ fn other_values_switch_parts_and_storage_on_and_off() {
         "agent.sourcePaths={/srv/evidence,/mnt/partner share}",
         "agent.initArgs={--adopt}",
         "agent.allowDevices={/dev/disk/by-id/ata-*}",
+        "access.admissionPolicy=false",
     ]);
     validate(&text, &["ServiceMonitor"]);
     let kinds = kinds(&documents);
@@ -339,6 +407,7 @@ fn other_values_switch_parts_and_storage_on_and_off() {
     assert!(
         !kinds.contains(&"CustomResourceDefinition".to_owned())
             && !kinds.contains(&"Job".to_owned())
+            && !kinds.contains(&"ValidatingAdmissionPolicy".to_owned())
     );
     let pod = &find(&documents, "DaemonSet", "-agent")["spec"]["template"]["spec"];
     let volumes = pod["volumes"].as_array().unwrap();
