@@ -11,8 +11,8 @@
 //!   `max_attempts`; permanent ones and exhausted retries stop until the value of the retry
 //!   annotation changes. The pause annotation stops new jobs only.
 //! - Deletion: running jobs are deleted (the agent cancels and releases), a purge job runs if
-//!   `deletionPolicy: Purge` carries its confirmation, then the finalizer goes. Nothing else
-//!   removes evidence.
+//!   one was armed at deletion time (`kubectl ntt purge`: the purge annotation holds the
+//!   Medium's uid), then the finalizer goes. Nothing else removes evidence.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,8 +22,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Resource;
 use ntt_crds::condition::{self, reason};
 use ntt_crds::{
-    DeletionPolicy, ErrorClass, JobError, JobState, Medium, MediumJob, MediumJobSpec, MediumStatus,
-    Phase, Stage,
+    ErrorClass, JobError, JobState, Medium, MediumJob, MediumJobSpec, MediumStatus, Phase, Stage,
 };
 
 /// Tunables of the plan.
@@ -504,15 +503,21 @@ pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
     // The work itself.
     let mut terminal = false;
     let stage_for_work = if deleting {
-        let purge = medium.spec.deletion_policy == DeletionPolicy::Purge;
-        let confirmed = purge
-            && medium.spec.purge_confirmation.as_deref()
-                == Some(format!("purge {}", meta.name.as_deref().unwrap_or_default()).as_str());
-        if purge && !confirmed && old.reason.as_deref() != Some("PurgeNotConfirmed") {
+        // A purge only when armed at deletion time (the annotation holds this Medium's uid);
+        // one copied from another Medium, or written into a manifest, arms nothing.
+        let purge = meta
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(condition::PURGE_ANNOTATION));
+        let confirmed = medium.purge_armed();
+        if purge && !confirmed && old.reason.as_deref() != Some("PurgeNotArmed") {
             plan.events.push(EventIntent {
                 warning: true,
-                reason: "PurgeNotConfirmed",
-                note: "deletionPolicy is Purge but purgeConfirmation is not 'purge <name>': the evidence is retained".to_owned(),
+                reason: "PurgeNotArmed",
+                note: format!(
+                    "the {} annotation does not hold this Medium's uid: the evidence is retained (use kubectl ntt purge)",
+                    condition::PURGE_ANNOTATION
+                ),
             });
         }
         status.new.phase = Phase::Deleting;
@@ -534,14 +539,7 @@ pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
         } else if confirmed {
             Some(Stage::Purge)
         } else {
-            status.new.reason = Some(
-                if purge {
-                    "PurgeNotConfirmed"
-                } else {
-                    "Retained"
-                }
-                .to_owned(),
-            );
+            status.new.reason = Some(if purge { "PurgeNotArmed" } else { "Retained" }.to_owned());
             plan.finalizer = FinalizerAction::Remove;
             plan.events.push(EventIntent {
                 warning: false,

@@ -1,5 +1,5 @@
 //! `kubectl ntt`: the kubectl plugin's commands over the API (`status`, `retry`, `pause`,
-//! `resume`, `report`), as functions of a client and an output, so they are testable.
+//! `resume`, `purge`, `report`), as functions of a client and an output, so they are testable.
 //!
 //! Rules: `retry` sets the retry annotation to a new value (the time), which the controller
 //! acts on once; `pause`/`resume` set and remove the pause annotation; `report` prints the
@@ -10,7 +10,7 @@ use std::io::Write;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use ntt_crds::Medium;
-use ntt_crds::condition::{PAUSED_ANNOTATION, RETRY_ANNOTATION};
+use ntt_crds::condition::{PAUSED_ANNOTATION, PURGE_ANNOTATION, RETRY_ANNOTATION};
 use serde_json::json;
 
 /// Why a plugin command failed.
@@ -106,6 +106,47 @@ pub async fn retry(api: &Api<Medium>, name: &str, out: &mut impl Write) -> Resul
         "medium {name}: retry requested ({RETRY_ANNOTATION}={value})"
     )?;
     Ok(())
+}
+
+/// `kubectl ntt purge MEDIUM --yes`: arms the purge (the purge annotation set to the Medium's
+/// uid, which no manifest can know) and deletes the Medium, with its uid as the deletion's
+/// precondition (a namesake made meanwhile is not deleted). Without `yes`, nothing is done.
+pub async fn purge(
+    api: &Api<Medium>,
+    name: &str,
+    yes: bool,
+    out: &mut impl Write,
+) -> Result<bool, PluginError> {
+    let medium = api
+        .get(name)
+        .await
+        .map_err(api_error(format!("read medium {name}")))?;
+    let uid = medium.uid().unwrap_or_default();
+    if !yes {
+        writeln!(
+            out,
+            "medium {name}: deleting it with a purge removes its image and catalog rows for good \
+             (stored content other media share stays); run again with --yes to do it"
+        )?;
+        return Ok(false);
+    }
+    annotate(api, name, PURGE_ANNOTATION, Some(&uid)).await?;
+    let params = kube::api::DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: Some(uid.clone()),
+            resource_version: None,
+        }),
+        ..kube::api::DeleteParams::default()
+    };
+    api.delete(name, &params)
+        .await
+        .map_err(api_error(format!("delete medium {name}")))?;
+    writeln!(
+        out,
+        "medium {name}: purge armed ({PURGE_ANNOTATION}={uid}) and deletion requested; the \
+         controller purges it, then it is gone"
+    )?;
+    Ok(true)
 }
 
 /// `kubectl ntt pause MEDIUM` / `resume MEDIUM`.

@@ -53,7 +53,6 @@ impl World {
                 imaging: ntt_crds::ImagingOptions::default(),
                 ignore: ntt_crds::IgnoreOptions::default(),
                 deletion_policy: DeletionPolicy::Retain,
-                purge_confirmation: None,
             },
         );
         medium.metadata.namespace = Some("lab".to_owned());
@@ -951,11 +950,21 @@ fn a_dead_agents_cancelled_job_is_released_by_the_controller() {
     assert_eq!(plan.finalizer, FinalizerAction::Remove);
 }
 
+fn arm_purge(world: &mut World, value: &str) {
+    world.medium.metadata.annotations = Some(
+        [(
+            ntt_crds::condition::PURGE_ANNOTATION.to_owned(),
+            value.to_owned(),
+        )]
+        .into(),
+    );
+}
+
 #[test]
-fn purge_without_the_confirmation_is_refused_and_the_evidence_retained() {
+fn a_purge_annotation_without_this_mediums_uid_is_refused_and_the_evidence_retained() {
     let mut world = World::new(Target::Imaged);
-    world.medium.spec.deletion_policy = DeletionPolicy::Purge;
-    world.medium.spec.purge_confirmation = Some("yes please".to_owned());
+    // Copied from another Medium, or written into a manifest: not this object's uid.
+    arm_purge(&mut world, "purge box-7-disk-2");
     world.reconcile();
     world.reconcile();
     world.run_active();
@@ -966,17 +975,17 @@ fn purge_without_the_confirmation_is_refused_and_the_evidence_retained() {
     assert!(
         plan.events
             .iter()
-            .any(|e| e.reason == "PurgeNotConfirmed" && e.warning)
+            .any(|e| e.reason == "PurgeNotArmed" && e.warning)
     );
     assert_eq!(plan.finalizer, FinalizerAction::Remove);
-    assert_eq!(world.status().reason.as_deref(), Some("PurgeNotConfirmed"));
+    assert_eq!(world.status().reason.as_deref(), Some("PurgeNotArmed"));
 }
 
 #[test]
-fn purge_with_the_confirmation_runs_a_purge_job_before_the_finalizer_goes() {
+fn an_armed_purge_runs_a_purge_job_before_the_finalizer_goes() {
     let mut world = World::new(Target::Imaged);
-    world.medium.spec.deletion_policy = DeletionPolicy::Purge;
-    world.medium.spec.purge_confirmation = Some("purge box-7-disk-2".to_owned());
+    let uid = world.medium.metadata.uid.clone().unwrap();
+    arm_purge(&mut world, &uid);
     world.reconcile();
     world.reconcile();
     world.run_active();

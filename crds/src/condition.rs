@@ -23,6 +23,10 @@ pub const SCHEDULED: &str = "Scheduled";
 /// place and must stay).
 pub const UNDOCKABLE: &str = "Undockable";
 
+/// Annotation arming a purge: its value must be the Medium's uid (set by `kubectl ntt purge`
+/// just before it deletes the Medium), so no manifest can carry a valid one.
+pub const PURGE_ANNOTATION: &str = "ntt.hrdag.org/purge";
+
 /// Condition reasons.
 pub mod reason {
     /// Nothing has happened yet.

@@ -24,7 +24,8 @@ use serde::{Deserialize, Serialize};
 
 /// What should happen to a medium: read from `source` on node `nodeName`, then taken through
 /// the stages up to `target`. Images, catalog rows and stored content are kept when the Medium
-/// is deleted unless `deletionPolicy` is `Purge` with its confirmation.
+/// is deleted, unless a purge was armed at deletion time (`kubectl ntt purge`: the annotation
+/// `ntt.hrdag.org/purge` holding the Medium's uid), which a manifest cannot do.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "ntt.hrdag.org",
@@ -40,14 +41,49 @@ use serde::{Deserialize, Serialize};
     status = "MediumStatus",
     derive = "PartialEq",
     doc = "A storage medium to ingest: imaged once, its files enumerated into the catalog and copied into the content store, on the node that holds it.",
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Where the medium is in the pipeline"),
-    printcolumn(name = "Node", type_ = "string", json_path = ".spec.nodeName", description = "The node that reads it"),
-    printcolumn(name = "Health", type_ = "string", json_path = ".status.health", description = "How much of it could be read"),
-    printcolumn(name = "Progress", type_ = "string", json_path = ".status.progress.summary", description = "The current stage's progress"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.reason", priority = 1, description = "Why it is in this phase"),
-    printcolumn(name = "Error", type_ = "string", json_path = ".status.lastError.message", priority = 1, description = "The last failure"),
-    validation = Rule::new("self.spec.deletionPolicy != 'Purge' || (has(self.spec.purgeConfirmation) && self.spec.purgeConfirmation == 'purge ' + self.metadata.name)").message("deletionPolicy Purge needs purgeConfirmation set to 'purge <metadata.name>'"),
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Where the medium is in the pipeline"
+    ),
+    printcolumn(
+        name = "Node",
+        type_ = "string",
+        json_path = ".spec.nodeName",
+        description = "The node that reads it"
+    ),
+    printcolumn(
+        name = "Health",
+        type_ = "string",
+        json_path = ".status.health",
+        description = "How much of it could be read"
+    ),
+    printcolumn(
+        name = "Progress",
+        type_ = "string",
+        json_path = ".status.progress.summary",
+        description = "The current stage's progress"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.reason",
+        priority = 1,
+        description = "Why it is in this phase"
+    ),
+    printcolumn(
+        name = "Error",
+        type_ = "string",
+        json_path = ".status.lastError.message",
+        priority = 1,
+        description = "The last failure"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MediumSpec {
@@ -75,15 +111,12 @@ pub struct MediumSpec {
     /// with the pattern as the reason, and their content is not copied.
     #[serde(default)]
     pub ignore: IgnoreOptions,
-    /// What deleting the Medium does to the evidence: `Retain` (default) keeps the image,
-    /// catalog rows and stored content; `Purge` removes the image and the catalog rows (content
-    /// shared with other media stays) and needs `purgeConfirmation`.
+    /// What deleting the Medium does to the evidence: `Retain`, the only value a manifest may
+    /// declare, keeps the image, catalog rows and stored content. A purge is never declared
+    /// (a manifest in Git would destroy evidence when pruned by a tool): it is armed at
+    /// deletion time by `kubectl ntt purge`.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
-    /// Must be `purge <metadata.name>` when `deletionPolicy` is `Purge`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 300))]
-    pub purge_confirmation: Option<String>,
 }
 
 /// Where a medium is read from. Exactly one field is set.
@@ -195,14 +228,30 @@ pub struct IgnoreOptions {
     pub preset: Option<String>,
 }
 
-/// What deleting a Medium does to the evidence.
+/// What deleting a Medium does to the evidence (a purge is armed at deletion time instead:
+/// [`Medium::purge_armed`]).
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DeletionPolicy {
     /// Keep the image, the catalog rows and the stored content.
     #[default]
     Retain,
-    /// Remove the image and the catalog rows; content other media share stays.
-    Purge,
+}
+
+impl Medium {
+    /// Whether deleting this Medium removes its image and catalog rows: the annotation
+    /// [`crate::condition::PURGE_ANNOTATION`] holds exactly this Medium's uid, which only an
+    /// existing object has (a manifest cannot carry it; `kubectl ntt purge` sets it, then
+    /// deletes). Content other media share stays in the store.
+    pub fn purge_armed(&self) -> bool {
+        use kube::ResourceExt;
+        match (
+            self.annotations().get(crate::condition::PURGE_ANNOTATION),
+            self.uid(),
+        ) {
+            (Some(armed), Some(uid)) => *armed == uid,
+            _ => false,
+        }
+    }
 }
 
 /// Where a medium is, as `kubectl get med` shows it.
@@ -242,7 +291,7 @@ pub enum Stage {
     Enumerate,
     /// Copy every file into the store, then verify a sample.
     Copy,
-    /// Remove the image and the catalog rows (deletion with `deletionPolicy: Purge`).
+    /// Remove the image and the catalog rows (deletion armed by `kubectl ntt purge`).
     Purge,
 }
 

@@ -270,28 +270,16 @@ fn the_source_is_immutable_but_the_target_is_not() {
 }
 
 #[test]
-fn purge_needs_the_confirmation_naming_the_medium() {
-    let spec = |confirmation: Option<&str>| {
-        let mut spec =
-            json!({"nodeName": "n", "source": {"device": "/dev/sdb"}, "deletionPolicy": "Purge"});
-        if let Some(c) = confirmation {
-            spec["purgeConfirmation"] = json!(c);
-        }
-        spec
-    };
-    for wrong in [None, Some("yes"), Some("purge other")] {
-        let errors = medium_errors(&medium("box-7", spec(wrong)), None);
-        assert!(
-            errors
-                .iter()
-                .any(|e| e.contains("deletionPolicy Purge needs purgeConfirmation")),
-            "{wrong:?}: {errors:?}"
-        );
-    }
-    assert_eq!(
-        medium_errors(&medium("box-7", spec(Some("purge box-7"))), None),
-        Vec::<String>::new()
-    );
+fn a_manifest_cannot_declare_a_purge() {
+    let spec =
+        json!({"nodeName": "n", "source": {"device": "/dev/sdb"}, "deletionPolicy": "Purge"});
+    let parsed: Result<ntt_crds::MediumSpec, _> = serde_json::from_value(spec);
+    assert!(parsed.is_err(), "Purge is no deletion policy");
+    let crd = serde_json::to_value(Medium::crd()).unwrap();
+    let properties = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        ["properties"];
+    assert_eq!(properties["deletionPolicy"]["enum"], json!(["Retain"]));
+    assert!(properties.get("purgeConfirmation").is_none());
     // Retain (the default) needs nothing.
     let retain = medium(
         "box-7",

@@ -469,13 +469,14 @@ async fn the_example_media_end_copied_on_their_node_and_purge_keeps_registered_i
     );
     assert!(metrics.contains("ntt_agent_running_jobs 0"), "{metrics}");
     assert!(http_get(port, "/healthz").await.contains("ok"));
-    // Purge (confirmed in the example): the catalog forgets the medium; the registered image,
-    // which is evidence NTT did not write, stays untouched.
-    cluster
-        .media
-        .delete("donor-12-laptop", &DeleteParams::default())
-        .await
-        .unwrap();
+    // Purged (`kubectl ntt purge donor-12-laptop --yes`): the catalog forgets the medium; the
+    // registered image, which is evidence NTT did not write, stays untouched.
+    let mut said = Vec::new();
+    assert!(
+        ntt_controller::plugin::purge(&cluster.media, "donor-12-laptop", true, &mut said)
+            .await
+            .unwrap()
+    );
     cluster.until_gone("donor-12-laptop").await;
     let status = host.run(&["status", "--json"]);
     let media: Value = serde_json::from_slice(&status.stdout).unwrap();
@@ -940,8 +941,6 @@ async fn a_purge_removes_only_the_medium_whose_hash_the_status_recorded(pool: Pg
     }
     let mut ours = manifest("2024", &json!({"image": small_image(&host, "ours")}));
     ours["spec"]["target"] = json!("Enumerated");
-    ours["spec"]["deletionPolicy"] = json!("Purge");
-    ours["spec"]["purgeConfirmation"] = json!("purge 2024");
     cluster.apply(&ours).await;
     let done = cluster
         .until("2024", "enumerated", 120, |m| phase(m) == Phase::Completed)
@@ -952,11 +951,13 @@ async fn a_purge_removes_only_the_medium_whose_hash_the_status_recorded(pool: Pg
     let before = (entries("2024"), entries("other/2024"));
     assert!(before.0.as_i64().unwrap() > 0 && before.1.as_i64().unwrap() > 0);
     assert_eq!(catalog_names(&host), ["2024", "lab/2024", "other/2024"]);
-    cluster
-        .media
-        .delete("2024", &DeleteParams::default())
-        .await
-        .unwrap();
+    // Armed at deletion time, as `kubectl ntt purge 2024 --yes` does.
+    let mut said = Vec::new();
+    assert!(
+        ntt_controller::plugin::purge(&cluster.media, "2024", true, &mut said)
+            .await
+            .unwrap()
+    );
     cluster.until_gone("2024").await;
     assert_eq!(catalog_names(&host), ["2024", "other/2024"]);
     for (name, hash) in [("2024", &bystander), ("other/2024", &neighbour)] {

@@ -43,6 +43,14 @@ enum Command {
         /// The Medium
         medium: String,
     },
+    /// Delete a medium and remove its image and catalog rows (armed here, never in a manifest)
+    Purge {
+        /// The Medium
+        medium: String,
+        /// Really do it (without: say what it would do)
+        #[arg(long)]
+        yes: bool,
+    },
     /// The Medium's status and the catalog's report (from the agent on its node)
     Report {
         /// The Medium
@@ -79,6 +87,11 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Retry { medium } => plugin::retry(&media, &medium, &mut out).await?,
         Command::Pause { medium } => plugin::pause(&media, &medium, true, &mut out).await?,
         Command::Resume { medium } => plugin::pause(&media, &medium, false, &mut out).await?,
+        Command::Purge { medium, yes } => {
+            if !plugin::purge(&media, &medium, yes, &mut out).await? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Command::Report { medium } => {
             let (node, hash) = plugin::report_status(&media, &medium, &mut out).await?;
             let Some(hash) = hash else {

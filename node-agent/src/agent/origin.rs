@@ -9,12 +9,13 @@
 //!   Medium exists with the owner's uid (not a namesake made later);
 //! - the job's node and source are the Medium's;
 //! - a catalog hash the job acts on is the one the Medium's status records;
-//! - a purge runs only for a Medium being deleted whose spec asks for it with its confirmation.
+//! - a purge runs only for a Medium being deleted whose purge was armed (its annotation holds
+//!   the Medium's uid).
 //!
 //! A job that fails a check is refused (failed, permanent) without anything being run.
 
 use kube::ResourceExt;
-use ntt_crds::{DeletionPolicy, Medium, MediumJob, Stage};
+use ntt_crds::{Medium, MediumJob, Stage};
 
 /// Why a job is not its Medium's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -77,15 +78,12 @@ pub fn check(job: &MediumJob, medium: Option<&Medium>) -> Result<(), NotFromItsM
         _ => {}
     }
     if job.spec.stage == Stage::Purge {
-        let name = medium.name_any();
         if medium.metadata.deletion_timestamp.is_none() {
             return refuse("it purges a Medium that is not being deleted".to_owned());
         }
-        if medium.spec.deletion_policy != DeletionPolicy::Purge
-            || medium.spec.purge_confirmation.as_deref() != Some(format!("purge {name}").as_str())
-        {
+        if !medium.purge_armed() {
             return refuse(
-                "it purges a Medium that did not ask for it with its confirmation".to_owned(),
+                "it purges a Medium whose purge was not armed (kubectl ntt purge)".to_owned(),
             );
         }
     }
@@ -170,16 +168,24 @@ mod tests {
     }
 
     #[test]
-    fn a_purge_runs_only_for_a_medium_being_deleted_that_asked_for_it() {
+    fn a_purge_runs_only_for_a_medium_being_deleted_whose_purge_was_armed() {
         let mut medium = medium();
         let purge = job_of(&medium, Stage::Purge);
         assert!(refused(&purge, Some(&medium)).contains("not being deleted"));
         medium.metadata.deletion_timestamp = Some(super::super::now());
-        assert!(refused(&purge, Some(&medium)).contains("did not ask"));
-        medium.spec.deletion_policy = DeletionPolicy::Purge;
-        medium.spec.purge_confirmation = Some("purge another".to_owned());
-        assert!(refused(&purge, Some(&medium)).contains("did not ask"));
-        medium.spec.purge_confirmation = Some("purge box-7".to_owned());
+        assert!(refused(&purge, Some(&medium)).contains("not armed"));
+        let arm = |medium: &mut Medium, value: &str| {
+            medium.metadata.annotations = Some(
+                [(
+                    ntt_crds::condition::PURGE_ANNOTATION.to_owned(),
+                    value.to_owned(),
+                )]
+                .into(),
+            );
+        };
+        arm(&mut medium, "uid-of-another-medium");
+        assert!(refused(&purge, Some(&medium)).contains("not armed"));
+        arm(&mut medium, "uid-1");
         assert_eq!(check(&purge, Some(&medium)), Ok(()));
         let mut unrecorded = medium.clone();
         unrecorded.status = None;

@@ -31,7 +31,6 @@ fn medium(name: &str) -> Medium {
             imaging: ntt_crds::ImagingOptions::default(),
             ignore: ntt_crds::IgnoreOptions::default(),
             deletion_policy: ntt_crds::DeletionPolicy::Retain,
-            purge_confirmation: None,
         },
     )
 }

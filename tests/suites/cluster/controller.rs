@@ -240,7 +240,6 @@ fn medium(name: &str, target: Target) -> Medium {
             imaging: ntt_crds::ImagingOptions::default(),
             ignore: ntt_crds::IgnoreOptions::default(),
             deletion_policy: DeletionPolicy::Retain,
-            purge_confirmation: None,
         },
     )
 }
@@ -563,40 +562,52 @@ async fn deleting_a_medium_cancels_its_running_job_and_waits_for_the_agent() {
 }
 
 #[tokio::test]
-async fn purge_needs_its_confirmation_and_runs_before_the_medium_goes() {
+async fn a_purge_is_armed_at_deletion_time_only_and_runs_before_the_medium_goes() {
     let cluster = Cluster::start().await;
     let replica = cluster.replica("a");
-    let mut unconfirmed = medium("disk-7", Target::Imaged);
-    unconfirmed.spec.deletion_policy = DeletionPolicy::Purge;
-    let refused = cluster
-        .media
-        .create(&PostParams::default(), &unconfirmed)
+    // A manifest cannot declare a purge (a GitOps prune of it would destroy evidence).
+    let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        cluster.media.clone().into_client(),
+        "lab",
+        &kube::api::ApiResource::erase::<Medium>(&()),
+    );
+    let mut manifest = serde_json::to_value(medium("disk-7", Target::Imaged)).unwrap();
+    manifest["spec"]["deletionPolicy"] = serde_json::json!("Purge");
+    let object: kube::api::DynamicObject = serde_json::from_value(manifest).unwrap();
+    let refused = raw
+        .create(&PostParams::default(), &object)
         .await
         .unwrap_err();
-    assert!(
-        refused.to_string().contains("purgeConfirmation"),
-        "{refused}"
-    );
-    let mut confirmed = unconfirmed.clone();
-    confirmed.spec.purge_confirmation = Some("purge disk-7".to_owned());
+    assert!(refused.to_string().contains("deletionPolicy"), "{refused}");
     cluster
         .media
-        .create(&PostParams::default(), &confirmed)
+        .create(&PostParams::default(), &medium("disk-7", Target::Imaged))
         .await
         .unwrap();
     cluster.run_stage("disk-7", Stage::Image).await;
     cluster
         .until("disk-7", "imaged", |m| phase(m) == Phase::Completed)
         .await;
-    cluster
-        .media
-        .delete("disk-7", &DeleteParams::default())
-        .await
-        .unwrap();
-    let purge = cluster.job_for("disk-7", Stage::Purge).await;
+    // `kubectl ntt purge` without --yes does nothing.
+    let mut said = Vec::new();
     assert!(
-        cluster.media.get_opt("disk-7").await.unwrap().is_some(),
-        "held until purged"
+        !ntt_controller::plugin::purge(&cluster.media, "disk-7", false, &mut said)
+            .await
+            .unwrap()
+    );
+    let kept = cluster.media.get("disk-7").await.unwrap();
+    assert!(kept.metadata.deletion_timestamp.is_none() && !kept.purge_armed());
+    // With --yes: armed with the uid, deleted, purged, gone.
+    assert!(
+        ntt_controller::plugin::purge(&cluster.media, "disk-7", true, &mut said)
+            .await
+            .unwrap()
+    );
+    let purge = cluster.job_for("disk-7", Stage::Purge).await;
+    let held = cluster.media.get_opt("disk-7").await.unwrap();
+    assert!(
+        held.is_some_and(|m| m.purge_armed()),
+        "held, armed, until purged"
     );
     cluster.claim(&purge).await;
     cluster.finish(&purge, None).await;

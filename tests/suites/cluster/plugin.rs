@@ -24,7 +24,6 @@ async fn setup() -> (ApiServer, Api<Medium>) {
             imaging: ntt_crds::ImagingOptions::default(),
             ignore: ntt_crds::IgnoreOptions::default(),
             deletion_policy: ntt_crds::DeletionPolicy::Retain,
-            purge_confirmation: None,
         },
     );
     api.create(&PostParams::default(), &medium)
