@@ -359,8 +359,17 @@ pub fn write_marker(dir: &Path, marker: &Marker, fresh: bool) -> Result<(), Root
 /// [`RootError::Missing`], [`RootError::NotInitialised`] (also for a directory with files but
 /// no marker), [`RootError::WrongKind`], [`RootError::Foreign`], or what [`inspect`] returns.
 pub fn check(kind: RootKind, dir: &Path, catalog: &str) -> Result<Marker, RootError> {
+    judge(kind, dir, inspect(dir)?, catalog)
+}
+
+/// [`check`] of what [`inspect`] found in `dir` already (pure).
+///
+/// # Errors
+///
+/// As [`check`].
+pub fn judge(kind: RootKind, dir: &Path, found: Found, catalog: &str) -> Result<Marker, RootError> {
     let path = || dir.to_owned();
-    match inspect(dir)? {
+    match found {
         Found::Missing => Err(RootError::Missing { kind, path: path() }),
         Found::Empty | Found::Unmarked => Err(RootError::NotInitialised { kind, path: path() }),
         Found::Marked(marker) if marker.kind != kind => Err(RootError::WrongKind {

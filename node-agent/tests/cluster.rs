@@ -589,17 +589,7 @@ async fn an_agent_whose_store_goes_away_claims_nothing_and_exits(pool: PgPool) {
         "agent-a",
         std::fs::File::create(&log).unwrap().into(),
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the agent never listened"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_serving(port).await;
     // The disk goes away: an empty directory where the store was.
     let (store, away) = (host.root.join("store"), host.root.join("store-disk"));
     std::fs::rename(&store, &away).unwrap();

@@ -195,9 +195,9 @@ pub(super) async fn run(
 async fn verify_origin(api: &Api<MediumJob>, job: &MediumJob) -> Result<(), JobError> {
     let namespace = job.namespace().unwrap_or_default();
     let media: Api<ntt_crds::Medium> = Api::namespaced(api.clone().into_client(), &namespace);
-    let medium = tokio::time::timeout(Duration::from_secs(10), media.get_opt(&job.spec.medium))
+    let medium = tokio::time::timeout(super::CALL_TIMEOUT, media.get_opt(&job.spec.medium))
         .await
-        .map_err(|_| "no answer within 10 s".to_owned())
+        .map_err(|_| format!("no answer within {} s", super::CALL_TIMEOUT.as_secs()))
         .and_then(|got| got.map_err(|e| e.to_string()))
         .map_err(|why| {
             error(

@@ -109,7 +109,7 @@ async fn init_one(
         (Found::Missing | Found::Empty, None) => InitAction::Created,
     };
     let marker = if let Found::Marked(_) = found {
-        roots::check(kind, &path, ours)?
+        roots::judge(kind, &path, found, ours)?
     } else {
         let marker = Marker::new(kind, recorded::new_root_id(pool).await?, ours.to_owned());
         roots::write_marker(&path, &marker, action != InitAction::Adopted)?;
