@@ -22,7 +22,8 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Resource;
 use ntt_crds::condition::{self, reason};
 use ntt_crds::{
-    ErrorClass, JobError, JobState, Medium, MediumJob, MediumJobSpec, MediumStatus, Phase, Stage,
+    ErrorClass, JobError, JobState, Medium, MediumJob, MediumJobSpec, MediumStatus, Phase,
+    SourceKind, Stage,
 };
 
 /// Tunables of the plan.
@@ -261,13 +262,10 @@ pub fn job_name(medium: &Medium, stage: Stage, attempt: i32) -> String {
 
 /// The job that runs `stage` of `medium`, attempt `attempt`: owned by the Medium (deleted with
 /// it), labelled with its uid and stage, its spec a snapshot of the Medium's, with the catalog
-/// hash the Medium's status records (`medium_hash`, as this plan writes it).
-pub fn new_job(
-    medium: &Medium,
-    medium_hash: Option<String>,
-    stage: Stage,
-    attempt: i32,
-) -> MediumJob {
+/// hash and image profile the Medium's status records (`recorded`, as this plan writes it), and
+/// `force` only where the Medium's `force` confirms that hash.
+pub fn new_job(medium: &Medium, recorded: &MediumStatus, stage: Stage, attempt: i32) -> MediumJob {
+    let medium_hash = recorded.medium_hash.clone();
     let uid = medium.metadata.uid.clone().unwrap_or_default();
     let labels = BTreeMap::from([
         (condition::MEDIUM_UID_LABEL.to_owned(), uid.clone()),
@@ -301,6 +299,11 @@ pub fn new_job(
             imaging: spec.imaging.clone(),
             ignore: spec.ignore.clone(),
             description: spec.description.clone(),
+            force: spec.force_confirmed(recorded.medium_hash.as_deref()),
+            image_profile: match stage {
+                Stage::Enumerate | Stage::Copy => recorded.imaged_profile,
+                Stage::Image | Stage::Purge => None,
+            },
         },
         status: None,
     }
@@ -388,6 +391,12 @@ pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
             stage: old.stage,
             attempts: old.attempts,
             last_error: old.last_error.clone(),
+            imaged_profile: old.imaged_profile,
+            source: medium.spec.source.kind().map(|kind| match kind {
+                SourceKind::Device(p) | SourceKind::Image(p) | SourceKind::Directory(p) => {
+                    p.to_owned()
+                }
+            }),
             ..MediumStatus::default()
         },
         now: facts.now,
@@ -404,11 +413,36 @@ pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
             if result.health.is_some() {
                 status.new.health.clone_from(&result.health);
             }
+            if stage == Stage::Image && medium.spec.source.device.is_some() {
+                status.new.imaged_profile = Some(job.spec.imaging.profile);
+            }
         }
     }
-    let done = |stage: Stage| {
-        matches!(stage_state(facts.jobs, stage), StageState::Succeeded(_))
-            || stage.condition().is_some_and(|c| old.is_true(c))
+    // A device imaged with a weaker profile than the spec's is imaged again; then the stages
+    // that read the weaker image run again (the damage map and the copies of what more of was
+    // rescued).
+    let imaged_profile = status.new.imaged_profile;
+    let profile_raised = medium.spec.source.device.is_some()
+        && imaged_profile.is_some_and(|p| p < medium.spec.imaging.profile);
+    let read_current_image = |job: &MediumJob| match (job.spec.image_profile, imaged_profile) {
+        (Some(read), Some(image)) => read >= image,
+        _ => true,
+    };
+    // A stage is done when its latest job succeeded (on the current image), or when it has
+    // no job left and its condition says so. A later job of a done stage is a re-run.
+    let done = |stage: Stage| match stage_state(facts.jobs, stage) {
+        StageState::Succeeded(job) => {
+            if stage == Stage::Image {
+                !profile_raised
+            } else {
+                read_current_image(job)
+            }
+        }
+        StageState::NoJob => {
+            stage.condition().is_some_and(|c| old.is_true(c))
+                && !(stage == Stage::Image && profile_raised)
+        }
+        StageState::Active(_) | StageState::Terminating(_) | StageState::Failed(_) => false,
     };
     let wanted: Vec<Stage> = Stage::PIPELINE
         .into_iter()
@@ -465,6 +499,10 @@ pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
             && matches!(stage_state(facts.jobs, stage), StageState::Active(_))
         {
             (false, reason::IN_PROGRESS)
+        } else if stage == Stage::Image && profile_raised {
+            (false, reason::PROFILE_RAISED)
+        } else if matches!(stage_state(facts.jobs, stage), StageState::Succeeded(_)) {
+            (false, reason::IMAGE_IMPROVED)
         } else {
             (false, reason::WAITING)
         };
@@ -500,8 +538,28 @@ pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
         });
     }
 
+    // A force that names another medium than the recorded one forces nothing; said once per
+    // spec change.
+    if medium.spec.force.is_some()
+        && !medium
+            .spec
+            .force_confirmed(status.new.medium_hash.as_deref())
+        && old.observed_generation != meta.generation
+    {
+        plan.events.push(EventIntent {
+            warning: true,
+            reason: reason::FORCE_NOT_CONFIRMED,
+            note: format!(
+                "spec.force is not the recorded medium hash ({}): volumes of a failed medium stay unmounted",
+                status.new.medium_hash.as_deref().unwrap_or("none recorded yet")
+            ),
+        });
+    }
+
     // The work itself.
     let mut terminal = false;
+    // Why no progress can be made without someone acting (besides a terminal failure).
+    let mut stalled: Option<(&'static str, String)> = None;
     let stage_for_work = if deleting {
         // A purge only when armed at deletion time (the annotation holds this Medium's uid);
         // one copied from another Medium, or written into a manifest, arms nothing.
@@ -591,7 +649,7 @@ pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
                     return;
                 }
                 let attempt = latest_attempt.max(0) + 1;
-                let job = new_job(medium, status.new.medium_hash.clone(), stage, attempt);
+                let job = new_job(medium, &status.new, stage, attempt);
                 status.new.current_job.clone_from(&job.metadata.name);
                 status.new.attempts += 1;
                 status.new.phase = stage.phase();
@@ -669,6 +727,7 @@ pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
                         };
                         status.condition(condition::SCHEDULED, false, why, message.clone());
                         if overdue {
+                            stalled = Some((why, message.clone()));
                             if !warned {
                                 plan.events.push(EventIntent {
                                     warning: true,
@@ -725,8 +784,18 @@ pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
                         }
                     }
                 }
+                StageState::Succeeded(_) if stage != Stage::Purge => {
+                    // A pipeline stage that succeeded on a weaker image (or is the image
+                    // itself, made with a weaker profile): it runs again.
+                    status.new.attempts = 0;
+                    let why = if stage == Stage::Image {
+                        " (a stronger imaging profile)"
+                    } else {
+                        " (the image was improved)"
+                    };
+                    start(&mut status, &mut plan, why);
+                }
                 StageState::Succeeded(_) => {
-                    // Only Purge gets here (pipeline stages that succeeded are `done`).
                     status.new.current_job = None;
                     plan.finalizer = FinalizerAction::Remove;
                     status.new.reason = Some("Purged".to_owned());
@@ -755,9 +824,20 @@ pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
                     let exhausted = attempts >= settings.max_attempts;
                     let permanent =
                         matches!(error.class, ErrorClass::Permanent | ErrorClass::Cancelled);
+                    // A failed job made from an older spec (imaging options, ignore patterns, a
+                    // force confirmed since): the new spec is tried at once, as a new series.
+                    let respecified = job.spec.imaging != medium.spec.imaging
+                        || job.spec.ignore != medium.spec.ignore
+                        || job.spec.force
+                            != medium
+                                .spec
+                                .force_confirmed(status.new.medium_hash.as_deref());
                     if retry_requested {
                         status.new.attempts = 0;
                         start(&mut status, &mut plan, " (retry requested)");
+                    } else if respecified && !deleting {
+                        status.new.attempts = 0;
+                        start(&mut status, &mut plan, " (the spec changed)");
                     } else if error.class == ErrorClass::Interrupted {
                         // The agent shut down (upgrade, drain) and released the medium: not a
                         // failed attempt, so it does not count and is not delayed.
@@ -820,20 +900,80 @@ pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
         }
     }
 
-    // Aggregate conditions.
+    // Aggregate conditions: Ready, and kstatus' Reconciling and Stalled.
     let ready = !deleting && next.is_none();
-    status.condition(
-        condition::READY,
-        ready,
-        if ready {
-            reason::COMPLETED
+    let paused_now = status.new.phase == Phase::Paused;
+    let stall = if terminal {
+        Some((
+            reason::FAILED,
+            status
+                .new
+                .last_error
+                .as_ref()
+                .map(|e| e.message.clone())
+                .unwrap_or_default(),
+        ))
+    } else {
+        stalled
+    };
+    let doing = status.new.reason.clone().unwrap_or_default();
+    let (ready_reason, reconciling) = if ready {
+        (reason::COMPLETED, None)
+    } else if stall.is_some() {
+        (reason::FAILED, None)
+    } else if paused_now {
+        (reason::SUSPENDED, None)
+    } else if deleting {
+        (reason::DELETING, Some(reason::DELETING))
+    } else if status.new.reason.as_deref() == Some(reason::BACKING_OFF) {
+        (reason::IN_PROGRESS, Some(reason::BACKING_OFF))
+    } else if next == Some(Stage::Image) && profile_raised {
+        (reason::IN_PROGRESS, Some(reason::PROFILE_RAISED))
+    } else {
+        (reason::IN_PROGRESS, Some(reason::IN_PROGRESS))
+    };
+    let stage_message = next.map_or_else(String::new, |s| {
+        format!("{} toward {:?} ({doing})", s.as_str(), medium.spec.target)
+    });
+    status.condition(condition::READY, ready, ready_reason, stage_message.clone());
+    match reconciling {
+        Some(why) => status.condition(condition::RECONCILING, true, why, stage_message),
+        None => status.condition(condition::RECONCILING, false, ready_reason, String::new()),
+    }
+    match stall {
+        Some((why, message)) => status.condition(condition::STALLED, true, why, message),
+        None => status.condition(condition::STALLED, false, ready_reason, String::new()),
+    }
+    if deleting {
+        let (why, message) = if jobs_cancelling {
+            (
+                reason::CANCELLING_JOBS,
+                "a job still holds the medium; it is being cancelled".to_owned(),
+            )
         } else if terminal {
-            reason::FAILED
+            (
+                reason::PURGE_FAILED,
+                "the armed purge failed; change the retry annotation to try again".to_owned(),
+            )
+        } else if stage_for_work == Some(Stage::Purge) && plan.finalizer != FinalizerAction::Remove
+        {
+            (reason::PURGING, "the armed purge runs".to_owned())
         } else {
-            reason::IN_PROGRESS
-        },
-        String::new(),
-    );
+            (reason::NOT_BLOCKED, String::new())
+        };
+        let evidence = if medium.purge_armed() {
+            "the image and catalog rows are purged once it ends"
+        } else {
+            "the evidence (image, catalog rows, stored content) is retained"
+        };
+        let blocked = why != reason::NOT_BLOCKED;
+        let message = if blocked {
+            format!("{message}; {evidence}")
+        } else {
+            evidence.to_owned()
+        };
+        status.condition(condition::DELETION_BLOCKED, blocked, why, message);
+    }
     let unhealthy = status.new.health.as_deref().is_some_and(|h| h != "ok");
     let (degraded, why, message) = if terminal {
         (

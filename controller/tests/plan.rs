@@ -14,8 +14,8 @@ use ntt_controller::plan::{
 };
 use ntt_crds::condition::{self, AGENT_FINALIZER, FINALIZER, PAUSED_ANNOTATION, RETRY_ANNOTATION};
 use ntt_crds::{
-    DeletionPolicy, ErrorClass, JobError, JobResult, JobState, Medium, MediumJob, MediumJobStatus,
-    MediumSpec, Phase, Progress, Source, Stage, Target,
+    DeletionPolicy, ErrorClass, ImagingProfile, JobError, JobResult, JobState, Medium, MediumJob,
+    MediumJobStatus, MediumSpec, Phase, Progress, Source, Stage, Target,
 };
 
 fn settings() -> Settings {
@@ -53,6 +53,7 @@ impl World {
                 imaging: ntt_crds::ImagingOptions::default(),
                 ignore: ntt_crds::IgnoreOptions::default(),
                 deletion_policy: DeletionPolicy::Retain,
+                force: None,
             },
         );
         medium.metadata.namespace = Some("lab".to_owned());
@@ -1036,6 +1037,262 @@ fn unreadable_areas_show_as_degraded_but_the_pipeline_goes_on() {
     assert_eq!(world.status().health.as_deref(), Some("incomplete"));
 }
 
+/// Every condition describes the Medium's current generation.
+fn assert_conditions_observe_the_generation(world: &World) {
+    let generation = world.medium.metadata.generation;
+    for c in &world.status().conditions {
+        assert_eq!(c.observed_generation, generation, "{c:?}");
+    }
+}
+
+/// `(Ready, Reconciling, Stalled)` statuses.
+fn kstatus(world: &World) -> (String, String, String) {
+    (
+        world.condition(condition::READY).0,
+        world.condition(condition::RECONCILING).0,
+        world.condition(condition::STALLED).0,
+    )
+}
+
+fn kstatus_of(ready: &str, reconciling: &str, stalled: &str) -> (String, String, String) {
+    (ready.to_owned(), reconciling.to_owned(), stalled.to_owned())
+}
+
+#[test]
+fn ready_reconciling_and_stalled_follow_the_medium_kstatus_style() {
+    let mut world = World::new(Target::Copied);
+    world.reconcile();
+    world.reconcile();
+    assert_eq!(kstatus(&world), kstatus_of("False", "True", "False"));
+    assert_conditions_observe_the_generation(&world);
+    world.run_active();
+    world.reconcile();
+    assert_eq!(kstatus(&world), kstatus_of("False", "True", "False"));
+    // A transient failure backs off: still reconciling, not stalled.
+    let name = world.the_job();
+    world.claim(&name);
+    world.finish(&name, Err(error(ErrorClass::Transient, "database down")));
+    world.reconcile();
+    assert_eq!(kstatus(&world), kstatus_of("False", "True", "False"));
+    assert_eq!(world.condition(condition::RECONCILING).1, "BackingOff");
+    world.advance(60);
+    world.reconcile();
+    world.run_active();
+    world.reconcile();
+    world.run_active();
+    world.settle();
+    assert_eq!(kstatus(&world), kstatus_of("True", "False", "False"));
+    // A spec change: conditions carry the new generation at once.
+    world.set_target(Target::Copied);
+    world.reconcile();
+    assert_conditions_observe_the_generation(&world);
+
+    // Paused: neither ready, reconciling nor stalled (Argo CD shows it suspended).
+    let mut world = World::new(Target::Imaged);
+    world.annotate(PAUSED_ANNOTATION, "true");
+    world.reconcile();
+    world.reconcile();
+    assert_eq!(kstatus(&world), kstatus_of("False", "False", "False"));
+    assert_eq!(world.condition(condition::READY).1, "Suspended");
+
+    // A permanent failure stalls with the error's message.
+    let mut world = World::new(Target::Imaged);
+    world.reconcile();
+    world.reconcile();
+    let name = world.the_job();
+    world.claim(&name);
+    world.finish(
+        &name,
+        Err(error(ErrorClass::Permanent, "refused (outside-roots)")),
+    );
+    world.reconcile();
+    assert_eq!(kstatus(&world), kstatus_of("False", "False", "True"));
+    let stalled = world.status().condition(condition::STALLED).unwrap();
+    assert!(stalled.message.contains("outside-roots"), "{stalled:?}");
+
+    // No agent ever claims the job: stalled once the warning time passed.
+    let mut world = World::new(Target::Imaged);
+    world.reconcile();
+    world.reconcile();
+    assert_eq!(kstatus(&world), kstatus_of("False", "True", "False"));
+    world.advance(301);
+    world.reconcile();
+    assert_eq!(kstatus(&world), kstatus_of("False", "False", "True"));
+    assert_eq!(world.condition(condition::STALLED).1, "NoAgent");
+}
+
+#[test]
+fn a_deletion_says_what_blocks_it_and_whether_evidence_is_retained() {
+    let mut world = World::new(Target::Copied);
+    world.reconcile();
+    world.reconcile();
+    let name = world.the_job();
+    world.claim(&name);
+    assert!(
+        world
+            .status()
+            .condition(condition::DELETION_BLOCKED)
+            .is_none()
+    );
+    world.delete();
+    world.reconcile();
+    let blocked = world
+        .status()
+        .condition(condition::DELETION_BLOCKED)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (blocked.status.as_str(), blocked.reason.as_str()),
+        ("True", "CancellingJobs")
+    );
+    assert!(blocked.message.contains("retained"), "{blocked:?}");
+    assert_eq!(world.condition(condition::RECONCILING).0, "True");
+
+    // An armed purge that fails holds the deletion, and says so.
+    let mut world = World::new(Target::Imaged);
+    let uid = world.medium.metadata.uid.clone().unwrap();
+    arm_purge(&mut world, &uid);
+    world.reconcile();
+    world.reconcile();
+    world.run_active();
+    world.reconcile();
+    world.delete();
+    world.reconcile();
+    assert_eq!(
+        world.condition(condition::DELETION_BLOCKED),
+        ("True".to_owned(), "Purging".to_owned())
+    );
+    let purge = world.the_job();
+    world.claim(&purge);
+    world.finish(&purge, Err(error(ErrorClass::Permanent, "catalog refused")));
+    world.reconcile();
+    assert_eq!(
+        world.condition(condition::DELETION_BLOCKED),
+        ("True".to_owned(), "PurgeFailed".to_owned())
+    );
+    assert_eq!(world.condition(condition::STALLED).0, "True");
+}
+
+#[test]
+fn a_raised_profile_images_again_then_maps_and_copies_again() {
+    let mut world = World::new(Target::Copied);
+    world.reconcile();
+    world.reconcile();
+    let first = world.run_active();
+    world.reconcile();
+    world.run_active();
+    world.reconcile();
+    world.run_active();
+    world.settle();
+    assert_eq!(world.status().imaged_profile, Some(ImagingProfile::Default));
+    assert_eq!(
+        world.status().source.as_deref(),
+        Some("/dev/disk/by-id/usb-WD_1234")
+    );
+
+    world.medium.spec.imaging.profile = ImagingProfile::Thorough;
+    world.medium.spec.imaging.retries = Some(7);
+    *world.medium.metadata.generation.as_mut().unwrap() += 1;
+    let plan = world.reconcile();
+    let job = plan.create.clone().expect("a new image job");
+    assert_eq!(job.spec.stage, Stage::Image);
+    assert_eq!(job.spec.attempt, 2);
+    assert_eq!(job.spec.imaging.profile, ImagingProfile::Thorough);
+    assert_eq!(job.spec.imaging.retries, Some(7));
+    assert_eq!(
+        world.condition(condition::IMAGED),
+        ("False".to_owned(), "ProfileRaised".to_owned())
+    );
+    assert_eq!(
+        world.condition(condition::UNDOCKABLE).0,
+        "False",
+        "the drive is needed again"
+    );
+    assert_eq!(world.condition(condition::READY).0, "False");
+    assert_eq!(
+        world.condition(condition::RECONCILING),
+        ("True".to_owned(), "ProfileRaised".to_owned())
+    );
+    world.run_active();
+    let plan = world.reconcile();
+    assert_eq!(
+        world.status().imaged_profile,
+        Some(ImagingProfile::Thorough)
+    );
+    let job = plan.create.clone().expect("enumeration again");
+    assert_eq!(job.spec.stage, Stage::Enumerate);
+    assert_eq!(job.spec.image_profile, Some(ImagingProfile::Thorough));
+    assert_eq!(world.condition(condition::COPIED).0, "False");
+    world.run_active();
+    let plan = world.reconcile();
+    let job = plan.create.clone().expect("copy again");
+    assert_eq!(job.spec.stage, Stage::Copy);
+    world.run_active();
+    world.settle();
+    assert_eq!(world.status().phase, Phase::Completed);
+    assert_eq!(kstatus(&world), kstatus_of("True", "False", "False"));
+    assert!(
+        !world.names().contains(&first),
+        "the first image job is superseded: {:?}",
+        world.names()
+    );
+
+    // A lower profile later images nothing again.
+    world.medium.spec.imaging.profile = ImagingProfile::Quick;
+    *world.medium.metadata.generation.as_mut().unwrap() += 1;
+    world.reconcile();
+    world.settle();
+    assert!(world.active().is_empty());
+    assert_eq!(world.status().phase, Phase::Completed);
+}
+
+#[test]
+fn force_holds_only_for_the_recorded_medium_and_a_new_spec_retries_a_failed_stage() {
+    let mut world = World::new(Target::Enumerated);
+    world.reconcile();
+    world.reconcile();
+    world.run_active();
+    world.reconcile();
+    let name = world.the_job();
+    assert!(!world.job_mut(&name).spec.force);
+    world.claim(&name);
+    world.finish(
+        &name,
+        Err(error(
+            ErrorClass::Permanent,
+            "the medium's health is failed: pass --force",
+        )),
+    );
+    world.reconcile();
+    assert_eq!(world.status().phase, Phase::Failed);
+    world.settle();
+
+    // A force naming another medium forces nothing, and is said once.
+    world.medium.spec.force = Some("ffffffffffffffffffffffffffffffff".to_owned());
+    *world.medium.metadata.generation.as_mut().unwrap() += 1;
+    let plan = world.reconcile();
+    assert!(plan.create.is_none(), "{:?}", plan.create);
+    assert!(
+        plan.events
+            .iter()
+            .any(|e| e.reason == "ForceNotConfirmed" && e.warning)
+    );
+    world.settle();
+    assert_eq!(world.status().phase, Phase::Failed);
+
+    // The recorded hash confirms it: the failed stage runs again at once, forced.
+    world.medium.spec.force = world.status().medium_hash.clone();
+    *world.medium.metadata.generation.as_mut().unwrap() += 1;
+    let plan = world.reconcile();
+    let job = plan.create.clone().expect("a forced attempt");
+    assert!(job.spec.force);
+    assert_eq!(job.spec.stage, Stage::Enumerate);
+    assert_eq!(world.status().attempts, 1);
+    world.run_active();
+    world.settle();
+    assert_eq!(world.status().phase, Phase::Completed);
+}
+
 #[test]
 fn job_names_fit_the_api_limits_and_stay_apart() {
     let mut world = World::new(Target::Copied);
@@ -1166,4 +1423,178 @@ mod properties {
             }
         }
     }
+}
+
+/// A JSON value as a Lua 5.1 table constructor (nulls left out, as Argo CD's conversion does).
+fn lua(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Null => "nil".to_owned(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => {
+            let mut out = String::from("\"");
+            for c in s.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '"' => out.push_str("\\\""),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+            out
+        }
+        Value::Array(items) => format!(
+            "{{{}}}",
+            items.iter().map(lua).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| format!("[{}] = {}", lua(&Value::String(k.clone())), lua(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// The chart's Argo CD health check run by Lua 5.1 (Argo CD's dialect) on `medium`:
+/// `(status, message)`.
+fn argocd_health(medium: &Medium) -> (String, String) {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../charts/ntt/files/argocd-health.lua"
+    );
+    let object = serde_json::to_value(medium).unwrap();
+    let program = format!(
+        "obj = {}\nlocal hs = assert(loadfile({}))()\nio.write(hs.status, \"\\n\", hs.message or \"\")",
+        lua(&object),
+        lua(&serde_json::Value::String(script.to_owned()))
+    );
+    let output = std::process::Command::new("lua5.1")
+        .arg("-e")
+        .arg(&program)
+        .output()
+        .expect("lua5.1 runs (scripts/setup installs it)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    let (status, message) = text.split_once('\n').unwrap();
+    (status.to_owned(), message.to_owned())
+}
+
+#[test]
+fn the_argocd_health_check_maps_each_phase_of_the_controllers_statuses() {
+    let health = |world: &World| argocd_health(&world.medium);
+    // Before the controller wrote anything.
+    let mut world = World::new(Target::Copied);
+    assert_eq!(health(&world).0, "Progressing");
+    world.reconcile();
+    world.reconcile();
+    let (status, message) = health(&world);
+    assert_eq!(status, "Progressing");
+    assert!(message.starts_with("Imaging"), "{message}");
+    // A running job with progress.
+    let name = world.the_job();
+    world.claim(&name);
+    world.heartbeat(
+        &name,
+        Some(Progress {
+            summary: "imaging: 41.00% rescued".to_owned(),
+            ..Progress::default()
+        }),
+    );
+    world.reconcile();
+    assert_eq!(
+        health(&world),
+        (
+            "Progressing".to_owned(),
+            "Imaging: imaging: 41.00% rescued".to_owned()
+        )
+    );
+    // A spec the controller has not seen yet.
+    world.set_target(Target::Enumerated);
+    assert_eq!(health(&world).0, "Progressing");
+    assert!(health(&world).1.contains("observe generation 2"));
+    world.reconcile();
+    // Backing off after a transient failure is still progress.
+    world.finish(&name, Err(error(ErrorClass::Transient, "database down")));
+    world.reconcile();
+    assert_eq!(world.status().phase, Phase::Imaging);
+    assert_eq!(health(&world).0, "Progressing");
+    world.advance(60);
+    world.reconcile();
+    world.run_active();
+    world.reconcile();
+    world.run_active();
+    world.settle();
+    assert_eq!(
+        health(&world),
+        ("Healthy".to_owned(), "Completed".to_owned())
+    );
+    // Completed with unreadable areas: done, the damage is in the catalog.
+    world.medium.status.as_mut().unwrap().health = Some("incomplete".to_owned());
+    assert_eq!(
+        health(&world),
+        (
+            "Healthy".to_owned(),
+            "Completed; medium health incomplete".to_owned()
+        )
+    );
+
+    // Paused.
+    let mut world = World::new(Target::Imaged);
+    world.annotate(PAUSED_ANNOTATION, "true");
+    world.reconcile();
+    world.reconcile();
+    assert_eq!(health(&world).0, "Suspended");
+
+    // Failed for good: degraded, with the reason and the error.
+    let mut world = World::new(Target::Imaged);
+    world.reconcile();
+    world.reconcile();
+    let name = world.the_job();
+    world.claim(&name);
+    world.finish(
+        &name,
+        Err(error(
+            ErrorClass::Permanent,
+            "refused by the agent's allowlist (device-not-allowed): \"/dev/nvme0n1\"",
+        )),
+    );
+    world.reconcile();
+    let (status, message) = health(&world);
+    assert_eq!(status, "Degraded");
+    assert!(
+        message.starts_with("Failed: refused") && message.contains("\"/dev/nvme0n1\""),
+        "{message}"
+    );
+
+    // No agent on the node for too long: degraded, naming why.
+    let mut world = World::new(Target::Imaged);
+    world.reconcile();
+    world.reconcile();
+    world.advance(301);
+    world.reconcile();
+    let (status, message) = health(&world);
+    assert_eq!(status, "Degraded");
+    assert!(message.starts_with("NoAgent: "), "{message}");
+
+    // Being deleted: progressing until the finalizer goes.
+    let mut world = World::new(Target::Imaged);
+    world.reconcile();
+    world.reconcile();
+    let name = world.the_job();
+    world.claim(&name);
+    world.delete();
+    world.reconcile();
+    let (status, message) = health(&world);
+    assert_eq!(status, "Progressing");
+    assert!(message.starts_with("Deleting"), "{message}");
 }

@@ -23,6 +23,16 @@ pub const SCHEDULED: &str = "Scheduled";
 /// place and must stay).
 pub const UNDOCKABLE: &str = "Undockable";
 
+/// kstatus: the controller is working toward the spec (a job waits, runs or backs off, or
+/// the Medium is being deleted). False once it is done, paused or stalled.
+pub const RECONCILING: &str = "Reconciling";
+/// kstatus: no progress without someone acting (a stage failed for good; no agent claimed
+/// the job in time; a force that does not confirm the recorded medium).
+pub const STALLED: &str = "Stalled";
+/// While a deletion waits: jobs are being cancelled, or an armed purge runs or failed. The
+/// evidence is retained unless a purge was armed.
+pub const DELETION_BLOCKED: &str = "DeletionBlocked";
+
 /// Annotation arming a purge: its value must be the Medium's uid (set by `kubectl ntt purge`
 /// just before it deletes the Medium), so no manifest can carry a valid one.
 pub const PURGE_ANNOTATION: &str = "ntt.hrdag.org/purge";
@@ -67,6 +77,22 @@ pub mod reason {
     pub const IMAGING: &str = "Imaging";
     /// The source is an image file or a directory, read in place by every stage.
     pub const NOT_A_DEVICE: &str = "NotADevice";
+    /// The spec's imaging profile is stronger than the image's: imaging again.
+    pub const PROFILE_RAISED: &str = "ProfileRaised";
+    /// The image was made again with a stronger profile: the stage runs again on it.
+    pub const IMAGE_IMPROVED: &str = "ImageImproved";
+    /// `spec.force` is set but is not the recorded medium hash: nothing is forced.
+    pub const FORCE_NOT_CONFIRMED: &str = "ForceNotConfirmed";
+    /// The pause annotation is set: nothing new starts (Argo CD shows it as suspended).
+    pub const SUSPENDED: &str = "Suspended";
+    /// Jobs still hold the medium; they are being cancelled.
+    pub const CANCELLING_JOBS: &str = "CancellingJobs";
+    /// The armed purge is running.
+    pub const PURGING: &str = "Purging";
+    /// The armed purge failed; the Medium stays until it succeeds (retry annotation).
+    pub const PURGE_FAILED: &str = "PurgeFailed";
+    /// Nothing blocks the deletion.
+    pub const NOT_BLOCKED: &str = "NotBlocked";
 }
 
 /// The finalizer the controller keeps on every Medium until its jobs are gone.

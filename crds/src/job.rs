@@ -16,7 +16,9 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::medium::{IgnoreOptions, ImagingOptions, JobError, Progress, Source, Stage, Target};
+use crate::medium::{
+    IgnoreOptions, ImagingOptions, ImagingProfile, JobError, Progress, Source, Stage, Target,
+};
 
 /// One attempt at one stage of a Medium.
 #[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
@@ -85,6 +87,15 @@ pub struct MediumJobSpec {
     /// The Medium's description when the job was created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Mount volumes even if the medium's health is `failed`: set only when the Medium's
+    /// `force` confirmed the recorded medium hash.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+    /// For the stages after imaging: the profile of the image they read (the Medium's
+    /// `imagedProfile` when the job was created). After a re-image with a stronger profile,
+    /// a stage that read a weaker image runs again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_profile: Option<ImagingProfile>,
 }
 
 /// A job's state.

@@ -48,6 +48,24 @@ use serde::{Deserialize, Serialize};
         description = "Where the medium is in the pipeline"
     ),
     printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether every stage up to the target is done"
+    ),
+    printcolumn(
+        name = "Target",
+        type_ = "string",
+        json_path = ".spec.target",
+        description = "How far to take it"
+    ),
+    printcolumn(
+        name = "Source",
+        type_ = "string",
+        json_path = ".status.source",
+        description = "The device, image file or directory it is read from"
+    ),
+    printcolumn(
         name = "Node",
         type_ = "string",
         json_path = ".spec.nodeName",
@@ -117,6 +135,21 @@ pub struct MediumSpec {
     /// deletion time by `kubectl ntt purge`.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// Mount the volumes of a medium whose health is `failed` anyway (a driver may then read
+    /// garbage). The value confirms it: the medium's hash from `status.mediumHash`, so the
+    /// override holds for the image someone looked at, never for a later one. A value that is
+    /// not the recorded hash forces nothing (a Warning event `ForceNotConfirmed`). Setting it
+    /// after a stage failed for good tries the stage again, like any change of the options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9a-f]{32}$"))]
+    pub force: Option<String>,
+}
+
+impl MediumSpec {
+    /// Whether `force` confirms the medium recorded as `medium_hash`.
+    pub fn force_confirmed(&self, medium_hash: Option<&str>) -> bool {
+        matches!((self.force.as_deref(), medium_hash), (Some(force), Some(hash)) if force == hash)
+    }
 }
 
 /// Where a medium is read from. Exactly one field is set.
@@ -190,19 +223,52 @@ pub enum Target {
     Copied,
 }
 
-/// Imaging options.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+/// Imaging options: those of `ntt image`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct ImagingOptions {
     /// How hard ddrescue tries: `Quick` (one forward pass), `Default` (the passes that read
-    /// most of a failing drive fast) or `Thorough` (also retries bad sectors). A later job with
-    /// a stronger profile continues the same image.
+    /// most of a failing drive fast) or `Thorough` (also retries bad sectors). Raising it after
+    /// imaging finished images again with the same mapfile (only what is still unread), then
+    /// maps the damage again and copies again the files that more of was rescued.
     #[serde(default)]
     pub profile: ImagingProfile,
+    /// Retry count of the retrying passes (`Thorough`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub retries: Option<u32>,
+    /// End a pass after this many seconds without a successful read (ddrescue `--timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 31_536_000))]
+    pub stall_timeout_seconds: Option<u64>,
+    /// End each pass after this many seconds (the mapfile is saved; the next pass starts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 31_536_000))]
+    pub max_pass_seconds: Option<u64>,
+    /// Sector size in bytes (512, 1024, 2048 or 4096) [default: the device's logical sector
+    /// size; 2048 for optical media].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self in [512, 1024, 2048, 4096]").message("sectorSize must be 512, 1024, 2048 or 4096"))]
+    pub sector_size: Option<u32>,
+    /// Read the device through the page cache instead of direct I/O (bad areas become less
+    /// exact; for bridges that refuse direct I/O).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub buffered_reads: bool,
+    /// For an image source: the ddrescue mapfile of a raw image rescued elsewhere [default:
+    /// `IMAGE.map` beside it]. Read from the same allowed roots as the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 4096))]
+    #[x_kube(
+        validation = Rule::new("self.startsWith('/')").message("mapfile must be an absolute path"),
+        validation = Rule::new("!(self.contains('/../') || self.endsWith('/..'))").message("mapfile must not contain '..'"),
+    )]
+    pub mapfile: Option<String>,
 }
 
-/// ddrescue pass profiles (see docs/imaging.md).
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// ddrescue pass profiles (see docs/imaging.md), weakest first.
+#[derive(
+    Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord,
+)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum ImagingProfile {
     /// One fast pass: what reads easily, in minutes; bad areas stay untrimmed.
@@ -421,10 +487,21 @@ pub struct MediumStatus {
     /// Why it is in this phase (a CamelCase reason).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// `Imaged`, `Enumerated`, `Copied`, `Ready` (everything up to the target is done) and
-    /// `Degraded` (a stage failed for good, or the medium could not be read completely).
+    /// `Ready` (everything up to the target is done), `Reconciling` (work toward the spec is
+    /// under way), `Stalled` (no progress without someone acting), `Degraded` (a stage failed
+    /// for good, or the medium could not be read completely), the stages' `Imaged`,
+    /// `Enumerated` and `Copied`, `Scheduled`, `Undockable` and, while a deletion waits,
+    /// `DeletionBlocked`. Each carries the generation it describes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+    /// The source's path (device, image file or directory), for `kubectl get med`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The profile of the last imaging that finished (devices): a stronger one in the spec
+    /// images again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imaged_profile: Option<ImagingProfile>,
     /// The medium's identity in the catalog (`ntt status`, `ntt report` take it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub medium_hash: Option<String>,

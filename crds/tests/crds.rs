@@ -83,6 +83,9 @@ fn names_columns_and_subresources_are_what_kubectl_shows() {
         columns,
         [
             ("Phase", 0),
+            ("Ready", 0),
+            ("Target", 0),
+            ("Source", 0),
             ("Node", 0),
             ("Health", 0),
             ("Progress", 0),
@@ -307,5 +310,17 @@ fn defaults_fill_what_a_short_manifest_leaves_out() {
     assert_eq!(
         parsed.spec.source.kind(),
         Some(ntt_crds::SourceKind::Device("/dev/sdb"))
+    );
+}
+
+#[test]
+fn conditions_are_a_list_map_keyed_by_type() {
+    let crd = serde_json::to_value(Medium::crd()).unwrap();
+    let conditions = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+        ["properties"]["conditions"];
+    assert_eq!(conditions["x-kubernetes-list-type"], "map", "{conditions}");
+    assert_eq!(
+        conditions["x-kubernetes-list-map-keys"],
+        serde_json::json!(["type"])
     );
 }

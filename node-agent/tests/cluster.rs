@@ -1476,3 +1476,143 @@ async fn api_server_faults_slow_a_medium_down_but_never_break_it(pool: PgPool) {
     cluster.assert_rbac();
     cluster.stop().await;
 }
+
+/// The first block of `name` in the ext4 at `fs` (4 KiB blocks), from debugfs.
+fn first_block(fs: &Path, name: &str) -> u64 {
+    let output = std::process::Command::new("debugfs")
+        .args(["-R", &format!("blocks {name}")])
+        .arg(fs)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or_else(|| panic!("no blocks of {name}"))
+}
+
+/// `ntt ls MEDIUM --damaged --json`: the damaged paths.
+fn damaged_paths(host: &Host, medium: &str) -> Vec<String> {
+    let output = host.run(&["ls", medium, "--damaged", "--json"]);
+    assert!(output.status.success());
+    output
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let v: Value = serde_json::from_slice(l).unwrap();
+            v["path"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn a_raised_profile_images_the_drive_again_and_recopies_what_it_rescued(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let cluster = Cluster::start(&host).await;
+    let (agent, _) = cluster.agent(&host, "agent-a");
+    // A drive whose one block of `ledger.bin` fails its first two reads: the default passes
+    // leave it unread, the thorough ones (retries) read it.
+    let content = host.root.join("drive-content");
+    std::fs::create_dir_all(&content).unwrap();
+    let ledger = faulty_disk::disk_content(256 * 1024, 3);
+    std::fs::write(content.join("ledger.bin"), &ledger).unwrap();
+    let drive_fs = host.root.join("drive.fs");
+    host::sparse_file(&drive_fs, 16 * MIB);
+    let made = std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-b", "4096", "-d"])
+        .arg(&content)
+        .arg(&drive_fs)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let block = first_block(&drive_fs, "ledger.bin") + 8;
+    let disk_bytes = std::fs::read(&drive_fs).unwrap();
+    let mut disk = faulty_disk::FaultyDisk::start(
+        disk_bytes,
+        faulty_disk::Faults {
+            flaky: vec![(block * 4096..(block + 1) * 4096, 2)],
+            ..faulty_disk::Faults::default()
+        },
+    );
+    let device = disk.attach();
+    let mut drive = manifest("ledger-drive", &json!({"device": device}));
+    drive["spec"]["imaging"] = json!({"profile": "Default", "stallTimeoutSeconds": 300});
+    cluster.apply(&drive).await;
+    let first = cluster
+        .until("ledger-drive", "copied", 180, |m| {
+            phase(m) == Phase::Completed
+        })
+        .await;
+    let status = first.status.unwrap();
+    assert_eq!(status.health.as_deref(), Some("incomplete"), "{status:?}");
+    assert_eq!(
+        status.imaged_profile,
+        Some(ntt_crds::ImagingProfile::Default)
+    );
+    assert_eq!(status.source.as_deref(), device.to_str());
+    assert!(status.is_true(condition::READY) && !status.is_true(condition::STALLED));
+    assert_eq!(damaged_paths(&host, "lab/ledger-drive"), ["ledger.bin"]);
+    // The image job's last progress is ddrescue's: what it rescued, and that 4 KiB is not.
+    let image_job = cluster.jobs.get("ledger-drive-image-1").await.unwrap();
+    let progress = image_job.status.unwrap().progress.unwrap();
+    let size = i64::try_from(16 * MIB).unwrap();
+    assert_eq!(progress.bytes_rescued, Some(size - 4096), "{progress:?}");
+    assert!(progress.percent.is_some_and(|p| p < 100), "{progress:?}");
+    assert!(
+        progress
+            .summary
+            .starts_with("imaged, health incomplete: 99.97% rescued"),
+        "{progress:?}"
+    );
+
+    // Thorough, with retries: imaged again from the same mapfile, mapped and copied again.
+    cluster
+        .media
+        .patch(
+            "ledger-drive",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"imaging": {"profile": "Thorough", "retries": 2}}})),
+        )
+        .await
+        .unwrap();
+    let second = cluster
+        .until("ledger-drive", "imaged again and copied", 180, |m| {
+            phase(m) == Phase::Completed
+                && m.status
+                    .as_ref()
+                    .is_some_and(|s| s.imaged_profile == Some(ntt_crds::ImagingProfile::Thorough))
+        })
+        .await;
+    let status = second.status.unwrap();
+    assert_eq!(status.health.as_deref(), Some("ok"), "{status:?}");
+    assert!(!status.is_true(condition::DEGRADED), "{status:?}");
+    assert!(damaged_paths(&host, "lab/ledger-drive").is_empty());
+    assert_eq!(
+        host.run(&["cat", "lab/ledger-drive", "ledger.bin"]).stdout,
+        ledger
+    );
+    let image_job = cluster.jobs.get("ledger-drive-image-2").await.unwrap();
+    assert_eq!(image_job.spec.imaging.retries, Some(2));
+    let progress = image_job.status.unwrap().progress.unwrap();
+    assert_eq!(progress.bytes_rescued, Some(size), "{progress:?}");
+    assert_eq!((progress.percent, progress.bytes_bad), (Some(100), Some(0)));
+    for stage in ["enumerate", "copy"] {
+        let job = cluster
+            .jobs
+            .get(&format!("ledger-drive-{stage}-2"))
+            .await
+            .unwrap();
+        assert_eq!(
+            job.spec.image_profile,
+            Some(ntt_crds::ImagingProfile::Thorough)
+        );
+        assert_eq!(job.status.unwrap().state, JobState::Succeeded);
+    }
+    let report = report(&host, "lab/ledger-drive");
+    assert_eq!(report["balances"], true, "{report}");
+    stop_agent(agent).await;
+    disk.detach();
+    cluster.assert_rbac();
+    cluster.stop().await;
+}

@@ -19,9 +19,10 @@ use super::metrics::AgentMetrics;
 use super::{is_conflict, now, release, write_status};
 use crate::catalog::Catalog;
 use crate::catalog::media::{self, MediumId, MediumRecord};
+use crate::imaging::passes::PassLimits;
 use crate::pipeline::copy::CopyOptions;
 use crate::pipeline::enumerate::EnumerateOptions;
-use crate::pipeline::image::ImageOptions;
+use crate::pipeline::image::{ImageOptions, RescueWatch};
 use crate::pipeline::ingest::IngestOptions;
 use crate::pipeline::{self, Class, Host, PipelineError};
 
@@ -129,17 +130,21 @@ pub(super) async fn run(
     cancel: CancellationToken,
 ) {
     let name = job.name_any();
+    let watch = RescueWatch::default();
     let beat = tokio::spawn(heartbeats(
         context.clone(),
         api.clone(),
-        job.clone(),
-        claim.clone(),
-        heartbeat,
+        Beat {
+            job: job.clone(),
+            claim: claim.clone(),
+            every: heartbeat,
+            watch: watch.clone(),
+        },
         cancel.clone(),
     ));
     context.metrics.started();
     let outcome = match verify_origin(&api, &job).await {
-        Ok(()) => run_stage(&context, &job, &cancel).await,
+        Ok(()) => run_stage(&context, &job, &watch, &cancel).await,
         Err(refused) => Err(refused),
     };
     beat.abort();
@@ -156,8 +161,20 @@ pub(super) async fn run(
         Ok(result) => {
             // The final progress says how the stage ended.
             let medium = medium_of(&context.catalog, &job, result.medium_hash.as_deref()).await;
-            let mut done = progress(&context.catalog, medium.as_ref().map(|m| m.id), stage).await;
-            done.summary.clone_from(&result.summary);
+            let mut done = progress(
+                &context.catalog,
+                medium.as_ref().map(|m| m.id),
+                stage,
+                &watch,
+            )
+            .await;
+            done.summary = match done.summary.strip_prefix("imaging: ") {
+                // Imaging's end keeps ddrescue's figures beside the outcome.
+                Some(figures) if stage == Stage::Image => {
+                    format!("{}: {figures}", result.summary)
+                }
+                _ => result.summary.clone(),
+            };
             if stage == Stage::Copy {
                 done.percent = Some(100);
             }
@@ -211,23 +228,42 @@ async fn verify_origin(api: &Api<MediumJob>, job: &MediumJob) -> Result<(), JobE
     })
 }
 
+/// What the heartbeats of one job report.
+struct Beat {
+    job: MediumJob,
+    claim: Claim,
+    every: Duration,
+    /// The imaging's latest rescue summary (image stage).
+    watch: RescueWatch,
+}
+
 /// Writes a heartbeat with the stage's progress every `every`, until aborted; cancels the job
 /// when the controller has ended it (the write conflicts with its decision).
 async fn heartbeats(
     context: Arc<Context>,
     api: Api<MediumJob>,
-    job: MediumJob,
-    claim: Claim,
-    every: Duration,
+    beat: Beat,
     cancel: CancellationToken,
 ) {
+    let Beat {
+        job,
+        claim,
+        every,
+        watch,
+    } = beat;
     let name = job.name_any();
     let stage = job.spec.stage;
     let mut last: Option<(i64, i64)> = None;
     loop {
         tokio::time::sleep(every).await;
         let medium = medium_of(&context.catalog, &job, None).await;
-        let progress = progress(&context.catalog, medium.as_ref().map(|m| m.id), stage).await;
+        let progress = progress(
+            &context.catalog,
+            medium.as_ref().map(|m| m.id),
+            stage,
+            &watch,
+        )
+        .await;
         let (files, bytes) = match stage {
             Stage::Copy => (
                 progress.files_copied.unwrap_or(0),
@@ -275,14 +311,26 @@ async fn medium_of(catalog: &Catalog, job: &MediumJob, hash: Option<&str>) -> Op
     }
 }
 
-/// The stage's progress from the catalog.
-async fn progress(catalog: &Catalog, medium: Option<MediumId>, stage: Stage) -> Progress {
+/// The stage's progress: imaging's from ddrescue's mapfile, the others' from the catalog.
+async fn progress(
+    catalog: &Catalog,
+    medium: Option<MediumId>,
+    stage: Stage,
+    watch: &RescueWatch,
+) -> Progress {
     let mut progress = Progress {
         stage: Some(stage),
         phase: Some(stage.phase()),
         summary: format!("{} running", stage.as_str()),
         ..Progress::default()
     };
+    if stage == Stage::Image {
+        let latest = watch.lock().ok().and_then(|latest| latest.clone());
+        if let Some(summary) = latest {
+            imaging_progress(&mut progress, &summary);
+        }
+        return progress;
+    }
     let Some(medium) = medium else {
         return progress;
     };
@@ -308,6 +356,28 @@ async fn progress(catalog: &Catalog, medium: Option<MediumId>, stage: Stage) -> 
         }
     }
     progress
+}
+
+/// Imaging progress from a rescue summary: bytes rescued and bad, the share rescued.
+fn imaging_progress(progress: &mut Progress, summary: &crate::imaging::mapfile::RescueSummary) {
+    let rescued = i64::try_from(summary.rescued).unwrap_or(i64::MAX);
+    let bad = i64::try_from(summary.bad).unwrap_or(i64::MAX);
+    progress.bytes_rescued = Some(rescued);
+    progress.bytes_bad = Some(bad);
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "a percentage, 0 to 100, truncated"
+    )]
+    let percent = summary.percent() as i32;
+    progress.percent = Some(percent);
+    progress.summary = format!(
+        "imaging: {:.2}% rescued ({} of {} bytes), {} bytes bad, {} bytes to retry",
+        summary.percent(),
+        summary.rescued,
+        summary.total,
+        summary.bad,
+        summary.non_tried + summary.non_trimmed + summary.non_scraped,
+    );
 }
 
 fn error(class: ErrorClass, message: impl Into<String>) -> JobError {
@@ -339,24 +409,36 @@ fn job_error(context: &Context, failure: &PipelineError) -> JobError {
     error(class, message)
 }
 
-/// The pipeline's options for this job.
+/// The pipeline's options for this job: the Medium's imaging options as `ntt image` takes
+/// them (the mapfile as admitted), and `force` as the controller confirmed it.
 fn options(context: &Context, job: &MediumJob, target: Target) -> IngestOptions {
+    let imaging = &job.spec.imaging;
     IngestOptions {
         image: ImageOptions {
             name: Some(catalog_name(job)),
             description: job.spec.description.clone(),
-            profile: job.spec.imaging.profile,
-            ..ImageOptions::default()
+            profile: imaging.profile,
+            limits: PassLimits {
+                retries: imaging.retries,
+                stall_timeout: imaging.stall_timeout_seconds.map(Duration::from_secs),
+                max_pass_duration: imaging.max_pass_seconds.map(Duration::from_secs),
+            },
+            sector_size: imaging.sector_size,
+            buffered: imaging.buffered_reads,
+            mapfile: None,
+            watch: None,
         },
         target,
         enumerate: EnumerateOptions {
             ignore: job.spec.ignore.patterns.clone(),
             ignore_preset: job.spec.ignore.preset.clone(),
             sort_memory_mib: context.sort_memory_mib,
+            force: job.spec.force,
             ..EnumerateOptions::default()
         },
         copy: CopyOptions {
             workers: context.workers,
+            force: job.spec.force,
             ..CopyOptions::default()
         },
         verify_sample: 100,
@@ -367,11 +449,12 @@ fn options(context: &Context, job: &MediumJob, target: Target) -> IngestOptions 
 async fn run_stage(
     context: &Context,
     job: &MediumJob,
+    watch: &RescueWatch,
     cancel: &CancellationToken,
 ) -> Result<JobResult, JobError> {
     match job.spec.stage {
         Stage::Purge => purge(context, job).await,
-        Stage::Image => image(context, job, cancel).await,
+        Stage::Image => image(context, job, watch, cancel).await,
         Stage::Enumerate => advance(context, job, Target::Enumerated, cancel).await,
         Stage::Copy => advance(context, job, Target::Copied, cancel).await,
     }
@@ -410,6 +493,7 @@ async fn purge(context: &Context, job: &MediumJob) -> Result<JobResult, JobError
 async fn image(
     context: &Context,
     job: &MediumJob,
+    watch: &RescueWatch,
     cancel: &CancellationToken,
 ) -> Result<JobResult, JobError> {
     use super::admit::Declared;
@@ -427,11 +511,24 @@ async fn image(
         host.lock_dir.clone(),
         host.volumes.mount_root.clone(),
     ];
-    let source = super::admit::admit(&context.allow, &own, declared, &path).map_err(|refusal| {
+    let refused = |refusal: super::admit::Refusal| {
         tracing::warn!(job = %job.name_any(), rule = refusal.rule, "{refusal}");
         error(ErrorClass::Permanent, refusal.to_string())
-    })?;
-    let options = options(context, job, Target::Imaged);
+    };
+    let source = super::admit::admit(&context.allow, &own, declared, &path).map_err(refused)?;
+    let mut options = options(context, job, Target::Imaged);
+    // A mapfile given with an image is read like the image: only below the allowed roots.
+    if let Some(mapfile) = &job.spec.imaging.mapfile {
+        let admitted = super::admit::admit(
+            &context.allow,
+            &own,
+            super::admit::Declared::Image,
+            mapfile.as_ref(),
+        )
+        .map_err(refused)?;
+        options.image.mapfile = Some(admitted);
+    }
+    options.image.watch = Some(watch.clone());
     let (medium, image) = pipeline::ingest::image_stage(
         &context.catalog,
         &context.host,

@@ -9,6 +9,8 @@
 //!   Medium exists with the owner's uid (not a namesake made later);
 //! - the job's node and source are the Medium's;
 //! - a catalog hash the job acts on is the one the Medium's status records;
+//! - a forced mount (a failed medium's volumes) only where the Medium's `force` holds that
+//!   recorded hash;
 //! - a purge runs only for a Medium being deleted whose purge was armed (its annotation holds
 //!   the Medium's uid).
 //!
@@ -76,6 +78,11 @@ pub fn check(job: &MediumJob, medium: Option<&Medium>) -> Result<(), NotFromItsM
             ));
         }
         _ => {}
+    }
+    if job.spec.force && !medium.spec.force_confirmed(recorded) {
+        return refuse(
+            "it forces mounting a failed medium but its Medium's force does not confirm the recorded medium hash".to_owned(),
+        );
     }
     if job.spec.stage == Stage::Purge {
         if medium.metadata.deletion_timestamp.is_none() {
@@ -190,5 +197,19 @@ mod tests {
         let mut unrecorded = medium.clone();
         unrecorded.status = None;
         assert!(refused(&purge, Some(&unrecorded)).contains("recorded none"));
+    }
+
+    #[test]
+    fn a_forced_mount_needs_the_mediums_confirmation_of_the_recorded_hash() {
+        let mut medium = medium();
+        let mut forced = job_of(&medium, Stage::Enumerate);
+        forced.spec.force = true;
+        assert!(refused(&forced, Some(&medium)).contains("force"));
+        medium.spec.force = Some("ffffffffffffffffffffffffffffffff".to_owned());
+        assert!(refused(&forced, Some(&medium)).contains("force"));
+        medium.spec.force = Some("0123456789abcdef0123456789abcdef".to_owned());
+        assert_eq!(check(&forced, Some(&medium)), Ok(()));
+        // An unforced job of a Medium that confirms force is still the controller's.
+        assert_eq!(check(&job_of(&medium, Stage::Copy), Some(&medium)), Ok(()));
     }
 }

@@ -77,6 +77,7 @@ impl ImageArgs {
             sector_size: self.sector_size.as_deref().and_then(|s| s.parse().ok()),
             buffered: self.buffered,
             mapfile: self.mapfile.clone(),
+            watch: None,
         }
     }
 }

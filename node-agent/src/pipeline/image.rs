@@ -29,7 +29,14 @@ pub struct ImageOptions {
     pub buffered: bool,
     /// The ddrescue mapfile of a raw image rescued elsewhere.
     pub mapfile: Option<PathBuf>,
+    /// Where the latest rescue summary is left while ddrescue runs (the agent's heartbeats
+    /// read it into the job's progress).
+    pub watch: Option<RescueWatch>,
 }
+
+/// The latest rescue summary of a running imaging, shared with whoever reports progress.
+pub type RescueWatch =
+    std::sync::Arc<std::sync::Mutex<Option<crate::imaging::mapfile::RescueSummary>>>;
 
 /// Images a device or registers an image file, showing ddrescue's progress (a bar on a
 /// terminal, a log line every 10 s otherwise). A cancelled run returns its report with
@@ -58,6 +65,11 @@ pub async fn image(
     };
     let mut display = crate::progress::ImagingDisplay::new();
     let report = imaging::image(catalog, &config, &request, cancel, &mut |p| {
+        if let Some(watch) = &options.watch
+            && let Ok(mut latest) = watch.lock()
+        {
+            *latest = Some(p.summary.clone());
+        }
         display.update(p);
     })
     .await;

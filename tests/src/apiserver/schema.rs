@@ -180,6 +180,7 @@ fn check(schema: &Value, value: &Value, path: &str, root: bool, errors: &mut Vec
             {
                 fail(format!("Invalid value: must have at least {min} items"));
             }
+            list_map_keys(schema, items, &mut fail);
             if let Some(item) = schema.get("items") {
                 for (index, child) in items.iter().enumerate() {
                     check(item, child, &format!("{path}[{index}]"), false, errors);
@@ -188,6 +189,39 @@ fn check(schema: &Value, value: &Value, path: &str, root: bool, errors: &mut Vec
         }
         Value::Object(map) => check_object(schema, map, path, root, errors),
         Value::Bool(_) | Value::Null => {}
+    }
+}
+
+/// A list-map: every item has its keys, and no two items the same ones.
+fn list_map_keys(schema: &Value, items: &[Value], fail: &mut impl FnMut(String)) {
+    if schema["x-kubernetes-list-type"] != "map" {
+        return;
+    }
+    let Some(keys) = schema["x-kubernetes-list-map-keys"].as_array() else {
+        return;
+    };
+    let mut seen = Vec::new();
+    for (index, child) in items.iter().enumerate() {
+        let key: Vec<&Value> = keys
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|k| &child[k])
+            .collect();
+        if key.iter().any(|v| v.is_null()) {
+            fail(format!(
+                "[{index}]: Required value: the list-map keys {keys:?}"
+            ));
+        } else if seen.contains(&key) {
+            fail(format!(
+                "[{index}]: Duplicate value: {}",
+                key.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        } else {
+            seen.push(key);
+        }
     }
 }
 
@@ -276,6 +310,24 @@ mod tests {
             })
         );
         assert!(validate(&schema(), &object).is_empty());
+    }
+
+    #[test]
+    fn list_maps_refuse_duplicate_and_missing_keys() {
+        let schema = json!({"type": "array", "x-kubernetes-list-type": "map",
+                            "x-kubernetes-list-map-keys": ["type"],
+                            "items": {"type": "object", "properties": {"type": {"type": "string"}}}});
+        assert!(validate(&schema, &json!([{"type": "Ready"}, {"type": "Stalled"}])).is_empty());
+        let errors = validate(&schema, &json!([{"type": "Ready"}, {"type": "Ready"}]));
+        assert!(
+            errors.iter().any(|e| e.contains("Duplicate value")),
+            "{errors:?}"
+        );
+        let errors = validate(&schema, &json!([{"reason": "x"}]));
+        assert!(
+            errors.iter().any(|e| e.contains("Required value")),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -31,6 +31,7 @@ fn medium(name: &str) -> Medium {
             imaging: ntt_crds::ImagingOptions::default(),
             ignore: ntt_crds::IgnoreOptions::default(),
             deletion_policy: ntt_crds::DeletionPolicy::Retain,
+            force: None,
         },
     )
 }
@@ -49,6 +50,8 @@ fn job(name: &str, node: &str, owner: &Medium) -> MediumJob {
             imaging: ntt_crds::ImagingOptions::default(),
             ignore: ntt_crds::IgnoreOptions::default(),
             description: None,
+            force: false,
+            image_profile: None,
         },
     );
     job.metadata.owner_references = Some(vec![

@@ -240,6 +240,7 @@ fn medium(name: &str, target: Target) -> Medium {
             imaging: ntt_crds::ImagingOptions::default(),
             ignore: ntt_crds::IgnoreOptions::default(),
             deletion_policy: DeletionPolicy::Retain,
+            force: None,
         },
     )
 }

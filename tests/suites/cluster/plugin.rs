@@ -24,6 +24,7 @@ async fn setup() -> (ApiServer, Api<Medium>) {
             imaging: ntt_crds::ImagingOptions::default(),
             ignore: ntt_crds::IgnoreOptions::default(),
             deletion_policy: ntt_crds::DeletionPolicy::Retain,
+            force: None,
         },
     );
     api.create(&PostParams::default(), &medium)
