@@ -248,6 +248,7 @@ pub async fn run_with_client(
     });
     let mut running: HashMap<String, Running> = HashMap::new();
     let ended = loop {
+        context.metrics.looped();
         running.retain(|_, r| !r.task.is_finished());
         busy.store(running.len(), std::sync::atomic::Ordering::Relaxed);
         let snapshot: Vec<Arc<MediumJob>> = reader.state();

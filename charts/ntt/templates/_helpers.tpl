@@ -21,6 +21,23 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
 
+{{/* The controller's image reference. */}}
+{{- define "ntt.controllerImage" -}}
+{{ .Values.controller.image.repository }}:{{ .Values.controller.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{/* Role or ClusterRole: namespaced when the controller watches one namespace. */}}
+{{- define "ntt.roleKind" -}}
+{{ if .Values.controller.watchNamespace }}Role{{ else }}ClusterRole{{ end }}
+{{- end -}}
+
+{{/* The namespace of a namespaced Role (nothing for a ClusterRole). */}}
+{{- define "ntt.roleNamespace" -}}
+{{- with .Values.controller.watchNamespace }}
+  namespace: {{ . }}
+{{- end }}
+{{- end -}}
+
 {{/* The catalog URL from the Secret. */}}
 {{- define "ntt.databaseEnv" -}}
 - name: NTT_DATABASE_URL

@@ -142,6 +142,7 @@ fn default_values_render_valid_manifests_with_least_privilege() {
             "DaemonSet",
             "Deployment",
             "Job",
+            "PodDisruptionBudget",
             "Role",
             "Role",
             "RoleBinding",
@@ -273,11 +274,36 @@ fn default_values_render_valid_manifests_with_least_privilege() {
         "ALL"
     );
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
-    // Agent: privileged with /dev, the node's name, the catalog URL from the Secret.
+    // The controller runs its own small image; a drain keeps one replica.
+    assert_eq!(container["image"], "ghcr.io/hrdag/ntt-controller:0.1.0");
+    let budget = find(&documents, "PodDisruptionBudget", "-controller");
+    assert_eq!(budget["spec"]["minAvailable"], 1);
+    assert_eq!(
+        budget["spec"]["selector"]["matchLabels"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+    // Agent: privileged with /dev, the node's name, the catalog URL from the Secret; only on
+    // nodes labelled as docks; media's mounts kept inside it; a liveness probe of its loop.
     let daemonset = find(&documents, "DaemonSet", "-agent");
     let pod = &daemonset["spec"]["template"]["spec"];
     let container = &pod["containers"][0];
     assert_eq!(container["securityContext"]["privileged"], true);
+    assert_eq!(container["image"], "ghcr.io/hrdag/ntt:0.1.0");
+    assert_eq!(
+        pod["nodeSelector"],
+        serde_json::json!({"ntt.hrdag.org/dock": "true"})
+    );
+    let mnt = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "mnt")
+        .unwrap();
+    assert_eq!(
+        mnt["mountPropagation"], "None",
+        "no Bidirectional unless asked"
+    );
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
     let env: Vec<&str> = container["env"]
         .as_array()
         .unwrap()
@@ -398,8 +424,13 @@ fn other_values_switch_parts_and_storage_on_and_off() {
         "agent.initArgs={--adopt}",
         "agent.allowDevices={/dev/disk/by-id/ata-*}",
         "access.admissionPolicy=false",
+        "metrics.podMonitor.enabled=true",
+        "controller.podDisruptionBudget.enabled=false",
+        "agent.mountPropagation=Bidirectional",
+        "controller.image.repository=registry.lab/ntt-controller",
+        "controller.image.tag=1.2",
     ]);
-    validate(&text, &["ServiceMonitor"]);
+    validate(&text, &["ServiceMonitor", "PodMonitor"]);
     let kinds = kinds(&documents);
     assert!(
         kinds.contains(&"ServiceMonitor".to_owned()) && kinds.contains(&"NetworkPolicy".to_owned())
@@ -454,6 +485,36 @@ fn other_values_switch_parts_and_storage_on_and_off() {
         assert_eq!(mount["mountPath"], *path);
         assert_eq!(mount["readOnly"], true);
     }
+    assert!(
+        kinds.contains(&"PodMonitor".to_owned())
+            && !kinds.contains(&"PodDisruptionBudget".to_owned())
+    );
+    let mnt = pod["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "mnt")
+        .unwrap();
+    assert_eq!(mnt["mountPropagation"], "Bidirectional");
+    // One watched namespace: the controller's and the agent's rights on media and jobs end
+    // there (Roles in it, no ClusterRole), beside their Lease Roles.
+    for component in ["-controller", "-agent"] {
+        assert!(
+            !documents.iter().any(|d| (d["kind"] == "ClusterRole"
+                || d["kind"] == "ClusterRoleBinding")
+                && d["metadata"]["name"].as_str().unwrap().ends_with(component)),
+            "{component} is not cluster-wide"
+        );
+        let role = find(&documents, "Role", &format!("{component}-media"));
+        assert_eq!(role["metadata"]["namespace"], "lab");
+        let binding = find(&documents, "RoleBinding", &format!("{component}-media"));
+        assert_eq!(binding["metadata"]["namespace"], "lab");
+        assert_eq!(binding["roleRef"]["kind"], "Role");
+        assert_eq!(binding["subjects"][0]["namespace"], "ntt");
+    }
+    let controller =
+        &find(&documents, "Deployment", "-controller")["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(controller["image"], "registry.lab/ntt-controller:1.2");
     let args = &find(&documents, "Deployment", "-controller")["spec"]["template"]["spec"]["containers"]
         [0]["args"];
     assert!(
@@ -497,4 +558,48 @@ fn the_example_manifests_are_valid_media() {
     }
     kinds.sort_unstable();
     assert_eq!(kinds, ["device", "directory", "image"]);
+}
+
+#[test]
+fn the_values_schema_refuses_what_the_chart_cannot_use() {
+    for (value, complaint) in [
+        ("agent.maxJobs=0", "/agent/maxJobs"),
+        ("agent.typo=1", "'typo' not allowed"),
+        ("agent.mountPropagation=Sideways", "/agent/mountPropagation"),
+        ("agent.sourcePaths={relative/path}", "/agent/sourcePaths/0"),
+        ("agent.allowDevices={/etc/shadow}", "/agent/allowDevices/0"),
+        (
+            "controller.image.pullPolicy=Sometimes",
+            "/controller/image/pullPolicy",
+        ),
+    ] {
+        let output = tool("helm")
+            .args(["template", "ntt"])
+            .arg(chart())
+            .args(["--set", value])
+            .output()
+            .expect("helm runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{value} was accepted");
+        assert!(stderr.contains(complaint), "{value}: {stderr}");
+    }
+}
+
+#[test]
+fn the_dockerfile_lints_clean() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let output = tool("hadolint")
+        .arg("Dockerfile")
+        .current_dir(&root)
+        .output()
+        .expect("hadolint runs");
+    assert!(
+        output.status.success(),
+        "hadolint Dockerfile: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Two images: the controller's holds its binary alone.
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    assert!(dockerfile.contains("AS controller") && dockerfile.contains("AS agent"));
 }
