@@ -727,7 +727,10 @@ pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
                         };
                         status.condition(condition::SCHEDULED, false, why, message.clone());
                         if overdue {
-                            stalled = Some((why, message.clone()));
+                            // Waiting its turn behind the node's other jobs is progress.
+                            if why != reason::QUEUED {
+                                stalled = Some((why, message.clone()));
+                            }
                             if !warned {
                                 plan.events.push(EventIntent {
                                     warning: true,
