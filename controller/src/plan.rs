@@ -906,16 +906,14 @@ pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
     // Aggregate conditions: Ready, and kstatus' Reconciling and Stalled.
     let ready = !deleting && next.is_none();
     let paused_now = status.new.phase == Phase::Paused;
+    let failure = status
+        .new
+        .last_error
+        .as_ref()
+        .map(|e| e.message.clone())
+        .unwrap_or_default();
     let stall = if terminal {
-        Some((
-            reason::FAILED,
-            status
-                .new
-                .last_error
-                .as_ref()
-                .map(|e| e.message.clone())
-                .unwrap_or_default(),
-        ))
+        Some((reason::FAILED, failure.clone()))
     } else {
         stalled
     };
@@ -979,16 +977,7 @@ pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
     }
     let unhealthy = status.new.health.as_deref().is_some_and(|h| h != "ok");
     let (degraded, why, message) = if terminal {
-        (
-            true,
-            reason::FAILED,
-            status
-                .new
-                .last_error
-                .as_ref()
-                .map(|e| e.message.clone())
-                .unwrap_or_default(),
-        )
+        (true, reason::FAILED, failure)
     } else if unhealthy {
         (
             true,

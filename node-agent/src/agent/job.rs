@@ -168,10 +168,11 @@ pub(super) async fn run(
                 &watch,
             )
             .await;
-            done.summary = match done.summary.strip_prefix("imaging: ") {
-                // Imaging's end keeps ddrescue's figures beside the outcome.
-                Some(figures) if stage == Stage::Image => {
-                    format!("{}: {figures}", result.summary)
+            // Imaging's end keeps ddrescue's figures beside the outcome.
+            let rescued = watch.lock().ok().and_then(|latest| latest.clone());
+            done.summary = match rescued {
+                Some(summary) if stage == Stage::Image => {
+                    format!("{}: {}", result.summary, rescue_figures(&summary))
                 }
                 _ => result.summary.clone(),
             };
@@ -370,14 +371,19 @@ fn imaging_progress(progress: &mut Progress, summary: &crate::imaging::mapfile::
     )]
     let percent = summary.percent() as i32;
     progress.percent = Some(percent);
-    progress.summary = format!(
-        "imaging: {:.2}% rescued ({} of {} bytes), {} bytes bad, {} bytes to retry",
+    progress.summary = format!("imaging: {}", rescue_figures(summary));
+}
+
+/// ddrescue's figures for people: share and bytes rescued, bad, left to retry.
+fn rescue_figures(summary: &crate::imaging::mapfile::RescueSummary) -> String {
+    format!(
+        "{:.2}% rescued ({} of {} bytes), {} bytes bad, {} bytes to retry",
         summary.percent(),
         summary.rescued,
         summary.total,
         summary.bad,
         summary.non_tried + summary.non_trimmed + summary.non_scraped,
-    );
+    )
 }
 
 fn error(class: ErrorClass, message: impl Into<String>) -> JobError {
