@@ -38,6 +38,7 @@ use ntt_controller::plan::Settings;
 use ntt_crds::condition;
 use ntt_crds::{ErrorClass, JobState, Medium, MediumJob, Phase, Stage};
 use ntt_tests::apiserver::{ApiServer, ntt_types};
+use ntt_tests::pod::Pod;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -126,6 +127,65 @@ impl Cluster {
             .stdout(Stdio::null())
             .stderr(log);
         (host.start(&mut command), port)
+    }
+
+    /// The chart's agent pod on this host ([`ntt_tests::pod`]): the chart rendered with this
+    /// test's values (image and directory sources below `intake`, loop devices allowed, the
+    /// node's directories under `node/`), its init container (`ntt init`) run to completion,
+    /// then its agent container started as rendered, metrics on a free local port.
+    fn chart_agent(&self, host: &Host, identity: &str, intake: &Path) -> (Child, u16, Pod) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let node = host.root.join("node");
+        let at = |dir: &str| node.join(dir).display().to_string();
+        let values = [
+            format!("agent.sourcePaths=[{}]", json!(intake)),
+            r#"agent.allowDevices=["/dev/loop*"]"#.to_owned(),
+            format!("agent.dataDir.hostPath={}", json!(at("images"))),
+            format!("agent.store.hostPath={}", json!(at("store"))),
+            format!("agent.lockDir={}", json!(at("lock"))),
+            format!("agent.mountDir={}", json!(at("mnt"))),
+            "agent.heartbeatInterval=1".to_owned(),
+            "agent.workers=2".to_owned(),
+            "agent.logJson=false".to_owned(),
+            format!("metrics.agentPort={port}"),
+        ];
+        let mut args = Vec::new();
+        for value in &values {
+            args.extend(["--set-json", value.as_str()]);
+        }
+        let documents = ntt_tests::rbac::render_chart_with(NS, &args);
+        let daemonset = ntt_tests::pod::workload(&documents, "DaemonSet", "ntt-agent");
+        let root = host.root.join(format!("pod-{identity}"));
+        std::fs::create_dir_all(&root).unwrap();
+        let pod = Pod::of(
+            daemonset,
+            ntt_tests::pod::Context {
+                node: NODE.to_owned(),
+                name: identity.to_owned(),
+                namespace: NS.to_owned(),
+                secrets: [(
+                    ("ntt-database".to_owned(), "url".to_owned()),
+                    host.url.clone(),
+                )]
+                .into(),
+                kubeconfig: self.kubeconfig.clone(),
+                ntt: env!("CARGO_BIN_EXE_ntt").into(),
+                root,
+            },
+        );
+        let init = pod.command("init").output().unwrap();
+        assert!(
+            init.status.success(),
+            "the init container failed: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let mut command = pod.command("agent");
+        command.stdout(Stdio::null()).stderr(Stdio::inherit());
+        (host.start(&mut command), port, pod)
     }
 
     async fn apply(&self, manifest: &Value) {
@@ -288,12 +348,30 @@ fn example(file: &str, source: &Value) -> Value {
 }
 
 #[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
-async fn the_example_media_end_copied_on_their_node_and_purge_keeps_registered_images(
+async fn the_example_media_end_copied_through_the_chart_s_pod_and_purge_keeps_registered_images(
     pool: PgPool,
 ) {
-    let host = Host::new(&pool).await;
+    // The agent runs as the chart's DaemonSet pod (rendered, not hand-written): it sees the
+    // node's /dev, its own directories and the admin's intake directory, nothing else.
+    let host = Host::bare(&pool).await;
     let cluster = Cluster::start(&host).await;
-    let (agent, port) = cluster.agent(&host, "agent-a");
+    let intake = host.root.join("intake");
+    std::fs::create_dir_all(&intake).unwrap();
+    let (agent, port, pod) = cluster.chart_agent(&host, "agent-a", &intake);
+    let ntt = |args: &[&str]| {
+        let mut argv = vec!["ntt"];
+        argv.extend_from_slice(args);
+        let output = pod.exec("agent", &argv).output().unwrap();
+        assert!(
+            output.status.success(),
+            "ntt {args:?} in the pod: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output.stdout
+    };
+    let report = |medium: &str| -> Value {
+        serde_json::from_slice(&ntt(&["report", medium, "--json"])).unwrap()
+    };
     // A failing drive (FUSE, EIO on one range) holding an ext4, read through a loop device.
     let content = host.root.join("drive-content");
     std::fs::create_dir_all(&content).unwrap();
@@ -314,9 +392,9 @@ async fn the_example_media_end_copied_on_their_node_and_purge_keeps_registered_i
     let content = host.root.join("image-content");
     std::fs::create_dir_all(&content).unwrap();
     std::fs::write(content.join("minutes.txt"), b"Minutes of the meeting\n").unwrap();
-    let image = host.root.join("laptop.img");
+    let image = intake.join("laptop.img");
     ext4(&image, 16 * MIB, &content);
-    let dir = host.root.join("photorec");
+    let dir = intake.join("photorec");
     tree(&dir, 20);
     // The drive is imaged first (target Imaged), then undocked: every later stage must work
     // from the image alone.
@@ -329,6 +407,23 @@ async fn the_example_media_end_copied_on_their_node_and_purge_keeps_registered_i
     cluster
         .apply(&example("directory.yaml", &json!({"directory": dir})))
         .await;
+    // An image beside the intake, not in it: the pod does not see it (an agent on the host
+    // would have refused it as outside the roots).
+    let outside = host.root.join("elsewhere.img");
+    std::fs::copy(&image, &outside).unwrap();
+    cluster
+        .apply(&manifest("elsewhere", &json!({"image": outside})))
+        .await;
+    let refused = cluster
+        .until("elsewhere", "refused", 60, |m| phase(m) == Phase::Failed)
+        .await;
+    let error = refused.status.unwrap().last_error.unwrap();
+    assert_eq!(error.class, ErrorClass::Permanent);
+    assert!(
+        error.message.contains("missing") && error.message.contains("cannot be resolved"),
+        "the pod does not see it: {}",
+        error.message
+    );
     let imaged = cluster
         .until("box-7-disk-2", "imaged", 180, |m| {
             phase(m) == Phase::Completed
@@ -376,7 +471,7 @@ async fn the_example_media_end_copied_on_their_node_and_purge_keeps_registered_i
             "{name}"
         );
         // Catalog names are `<namespace>/<name>`.
-        let report = report(&host, &format!("{NS}/{name}"));
+        let report = report(&format!("{NS}/{name}"));
         assert_eq!(report["balances"], true, "{report}");
         assert_eq!(report["accounting"]["pending"], 0, "{report}");
     }
@@ -394,18 +489,14 @@ async fn the_example_media_end_copied_on_their_node_and_purge_keeps_registered_i
     );
     assert!(drive.is_true("Degraded"));
     assert_eq!(
-        host.run(&["cat", "lab/box-7-disk-2", "ledger.txt"]).stdout,
+        ntt(&["cat", "lab/box-7-disk-2", "ledger.txt"]),
         b"accounts 1998\n"
     );
     assert_eq!(
-        host.run(&["cat", "lab/donor-12-laptop", "minutes.txt"])
-            .stdout,
+        ntt(&["cat", "lab/donor-12-laptop", "minutes.txt"]),
         b"Minutes of the meeting\n"
     );
-    assert_eq!(
-        report(&host, "lab/box-7-carved")["accounting"]["copied"],
-        21
-    );
+    assert_eq!(report("lab/box-7-carved")["accounting"]["copied"], 21);
     let carved = cluster
         .media
         .get("box-7-carved")
@@ -422,12 +513,15 @@ async fn the_example_media_end_copied_on_their_node_and_purge_keeps_registered_i
     );
     // One job per stage per medium, each succeeded and released by this agent; every job
     // after imaging carries the hash the Medium recorded.
-    let jobs = cluster
+    let jobs: Vec<MediumJob> = cluster
         .jobs
         .list(&ListParams::default())
         .await
         .unwrap()
-        .items;
+        .items
+        .into_iter()
+        .filter(|j| j.spec.medium != "elsewhere")
+        .collect();
     assert_eq!(
         jobs.len(),
         9,
@@ -478,8 +572,7 @@ async fn the_example_media_end_copied_on_their_node_and_purge_keeps_registered_i
             .unwrap()
     );
     cluster.until_gone("donor-12-laptop").await;
-    let status = host.run(&["status", "--json"]);
-    let media: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let media: Value = serde_json::from_slice(&ntt(&["status", "--json"])).unwrap();
     let names: Vec<&str> = media
         .as_array()
         .unwrap()
@@ -1610,6 +1703,130 @@ async fn a_raised_profile_images_the_drive_again_and_recopies_what_it_rescued(po
         assert_eq!(job.status.unwrap().state, JobState::Succeeded);
     }
     let report = report(&host, "lab/ledger-drive");
+    assert_eq!(report["balances"], true, "{report}");
+    stop_agent(agent).await;
+    disk.detach();
+    cluster.assert_rbac();
+    cluster.stop().await;
+}
+
+/// Issue 22, item 4: a drive less than half of which could be rescued has health `failed`, and
+/// its volumes are not mounted: enumeration fails for good and says, in the Medium's terms, how
+/// to force it. A force naming another hash forces nothing; the recorded hash mounts it, and
+/// what was readable is enumerated and copied.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn a_failed_drive_is_mounted_only_once_its_force_confirms_its_hash(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let cluster = Cluster::start(&host).await;
+    let (agent, _) = cluster.agent(&host, "agent-a");
+    // A 4 MiB ext4 at the start of a 12 MiB drive whose last 8 MiB cannot be read.
+    let content = host.root.join("drive-content");
+    std::fs::create_dir_all(&content).unwrap();
+    std::fs::write(content.join("notes.txt"), b"field notes\n").unwrap();
+    let drive_fs = host.root.join("drive.fs");
+    ext4(&drive_fs, 4 * MIB, &content);
+    let mut disk_bytes = std::fs::read(&drive_fs).unwrap();
+    disk_bytes.resize(usize::try_from(12 * MIB).unwrap(), 0);
+    let mut disk = faulty_disk::FaultyDisk::start(
+        disk_bytes,
+        faulty_disk::Faults {
+            bad: vec![4 * MIB..12 * MIB],
+            ..faulty_disk::Faults::default()
+        },
+    );
+    let device = disk.attach();
+    cluster
+        .apply(&manifest("weak-drive", &json!({"device": device})))
+        .await;
+    let refused = cluster
+        .until("weak-drive", "enumeration refused", 300, |m| {
+            phase(m) == Phase::Failed
+        })
+        .await;
+    let status = refused.status.unwrap();
+    assert_eq!(status.health.as_deref(), Some("failed"), "{status:?}");
+    let hash = status.medium_hash.clone().unwrap();
+    let error = status.last_error.clone().unwrap();
+    assert_eq!(error.class, ErrorClass::Permanent);
+    assert!(
+        error
+            .message
+            .contains(&format!("set spec.force: {hash} (its medium hash)")),
+        "{}",
+        error.message
+    );
+    assert!(status.is_true(condition::STALLED), "{status:?}");
+    let enumerate = cluster.jobs.get("weak-drive-enumerate-1").await.unwrap();
+    assert!(!enumerate.spec.force);
+    assert_eq!(enumerate.status.unwrap().state, JobState::Failed);
+
+    // A force naming another medium: nothing runs.
+    let force = |value: &str| {
+        let media = cluster.media.clone();
+        let value = value.to_owned();
+        async move {
+            media
+                .patch(
+                    "weak-drive",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"force": value}})),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    force("ffffffffffffffffffffffffffffffff").await;
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(cluster.server.client(NS), NS);
+    let deadline = tokio::time::Instant::now() + Duration::from_mins(1);
+    while !events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .any(|e| e.reason.as_deref() == Some("ForceNotConfirmed"))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no ForceNotConfirmed event"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        cluster
+            .jobs
+            .get_opt("weak-drive-enumerate-2")
+            .await
+            .unwrap()
+            .is_none(),
+        "an unconfirmed force starts nothing"
+    );
+    assert_eq!(
+        phase(&cluster.media.get("weak-drive").await.unwrap()),
+        Phase::Failed
+    );
+
+    // The recorded hash: enumeration runs again, forced, and the readable file is copied.
+    force(&hash).await;
+    let copied = cluster
+        .until("weak-drive", "copied", 180, |m| {
+            phase(m) == Phase::Completed
+        })
+        .await;
+    let status = copied.status.unwrap();
+    assert!(status.is_true("Copied") && !status.is_true(condition::STALLED));
+    assert_eq!(status.health.as_deref(), Some("failed"));
+    for name in ["weak-drive-enumerate-2", "weak-drive-copy-1"] {
+        let job = cluster.jobs.get(name).await.unwrap();
+        assert!(job.spec.force, "{name}");
+        assert_eq!(job.status.unwrap().state, JobState::Succeeded, "{name}");
+    }
+    assert_eq!(
+        host.run(&["cat", "lab/weak-drive", "notes.txt"]).stdout,
+        b"field notes\n"
+    );
+    let report = report(&host, "lab/weak-drive");
     assert_eq!(report["balances"], true, "{report}");
     stop_agent(agent).await;
     disk.detach();

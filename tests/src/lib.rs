@@ -8,6 +8,7 @@
 #![expect(clippy::missing_panics_doc, reason = "test fixtures panic by design")]
 
 pub mod apiserver;
+pub mod pod;
 pub mod rbac;
 
 use ntt_agent::catalog::media::{self, MediumId, MediumKind, NewMedium};

@@ -33,11 +33,21 @@ pub struct Grants {
 ///
 /// When helm is missing or the chart does not render.
 pub fn render_chart(namespace: &str) -> Vec<Value> {
+    render_chart_with(namespace, &[])
+}
+
+/// [`render_chart`] with more `helm template` arguments (`--set-json`, `--values`, ...).
+///
+/// # Panics
+///
+/// When helm is missing or the chart does not render.
+pub fn render_chart_with(namespace: &str, args: &[&str]) -> Vec<Value> {
     let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/ntt");
     let output = Command::new("helm")
         .args(["template", "ntt"])
         .arg(chart)
         .args(["--namespace", namespace])
+        .args(args)
         .output()
         .expect("helm runs (scripts/setup installs it)");
     assert!(

@@ -579,7 +579,20 @@ async fn advance(
     let options = options(context, job, target);
     pipeline::ingest::advance(catalog, &context.host, &medium, &options, cancel)
         .await
-        .map_err(fail)?;
+        .map_err(|failure| match failure {
+            // The standalone advice (`--force`) in the Medium's terms.
+            PipelineError::HealthFailed { medium: name } => error(
+                ErrorClass::Permanent,
+                format!(
+                    "medium {name} has health `failed` (less than half of it could be \
+                     rescued): its filesystems are mostly unreadable and mounting them can hang \
+                     or mislead; image it again with spec.imaging.profile: Thorough, or set \
+                     spec.force: {} (its medium hash) to mount anyway",
+                    medium.hash
+                ),
+            ),
+            other => fail(other),
+        })?;
     if cancel.is_cancelled() {
         return Err(fail(PipelineError::Interrupted));
     }
