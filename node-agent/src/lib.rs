@@ -31,6 +31,11 @@ pub mod store;
 pub mod telemetry;
 pub mod volume;
 
+/// The third-party fixtures of the unit tests: the integration tests' one helper.
+#[cfg(test)]
+#[path = "../tests/support/fixtures.rs"]
+mod fixtures;
+
 /// The error and its causes on one line, each cause once: drivers often repeat their source's
 /// text in their own message, and printing both doubles every line.
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {

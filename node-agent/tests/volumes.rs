@@ -18,7 +18,7 @@ mod db;
 #[path = "support/host.rs"]
 mod host;
 
-use host::run;
+use host::{fixture, run};
 use ntt_agent::volume::partitions::{Layout, Role, Scheme, discover};
 use ntt_agent::volume::probe::FsType;
 
@@ -210,14 +210,6 @@ fn hybrid_iso_with_an_apple_partition_map_yields_both_volumes() {
     );
 }
 
-fn fixture(name: &str) -> PathBuf {
-    let dir = std::env::var_os("NTT_FIXTURES").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/third-party"),
-        PathBuf::from,
-    );
-    dir.join(name)
-}
-
 #[test]
 fn third_party_whole_disk_volumes() {
     for (name, expected) in [
@@ -244,4 +236,23 @@ fn an_image_of_zeros_is_one_unknown_volume_not_an_error() {
         summary(&layout),
         [(Role::Unknown, FsType::Unknown, 0, None)]
     );
+}
+
+/// The fixtures are the third-party images their README describes, byte for byte.
+#[test]
+fn fixtures_are_the_pinned_third_party_images() {
+    let output = Command::new("sha256sum")
+        .args(["--check", "--strict", "SHA256SUMS"])
+        .current_dir(host::fixtures_dir())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let checked = String::from_utf8_lossy(&output.stdout)
+        .matches(": OK")
+        .count();
+    assert_eq!(checked, 10, "every fixture is pinned");
 }

@@ -353,11 +353,7 @@ fn run_tool(tool: &'static str, path: &Path, command: &mut Command) -> Result<()
 mod tests {
     use super::*;
 
-    fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/fixtures/third-party")
-            .join(name)
-    }
+    use crate::fixtures::fixture;
 
     #[test]
     fn third_party_images_are_recognised_by_their_bytes() {

@@ -247,11 +247,7 @@ mod tests {
         assert_eq!(from_export("TYPE=LVM2_member\n").fs_type, FsType::Unknown);
     }
 
-    fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/fixtures/third-party")
-            .join(name)
-    }
+    use crate::fixtures::fixture;
 
     #[test]
     fn third_party_volumes_probe_as_what_they_are() {

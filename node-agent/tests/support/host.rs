@@ -16,6 +16,14 @@ use std::process::{Child, Command, Output, Stdio};
 use serde_json::Value;
 use sqlx::PgPool;
 
+#[path = "fixtures.rs"]
+mod fixtures;
+#[allow(
+    unused_imports,
+    reason = "each test binary uses part of the support module"
+)]
+pub use fixtures::{dir as fixtures_dir, fixture};
+
 pub const MIB: u64 = 1 << 20;
 
 /// A scratch data and lock directory, removed afterwards. Every `ntt` it starts leads a
@@ -181,20 +189,6 @@ pub fn rand_suffix() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
-pub fn fixture(name: &str) -> PathBuf {
-    let dir = std::env::var_os("NTT_FIXTURES").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/third-party"),
-        PathBuf::from,
-    );
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "fixture {} is missing (set NTT_FIXTURES)",
-        path.display()
-    );
-    path
 }
 
 pub fn sha256(path: &Path) -> String {
