@@ -16,6 +16,7 @@
 # speed by 2x within an hour, and whichever tool runs last after gigabytes were written and
 # deleted pays for it, so one round in a fixed order favours the tools that run first.
 set -euo pipefail
+shopt -s inherit_errexit  # a failing step inside $(...) fails the bench, not a bogus time
 
 files=${1:-200000}
 image_size=${2:-8G}

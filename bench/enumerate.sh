@@ -15,6 +15,7 @@
 # and COPY timed; target: at least 0.8x psql's rate), and against the COPY time ntt reported
 # during the runs above, where the COPY shares the CPU with the walk.
 set -euo pipefail
+shopt -s inherit_errexit  # a failing step inside $(...) fails the bench, not a bogus time
 
 files=${1:-200000}
 image_size=${2:-8G}

@@ -9,6 +9,7 @@
 #   ntt:    ntt image DEVICE                                  (identify, passes, digest, catalog)
 # and prints each throughput and the ratio ntt/plain (best of 3 runs each).
 set -euo pipefail
+shopt -s inherit_errexit  # a failing step inside $(...) fails the bench, not a bogus time
 
 size_mib=${1:-2048}
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -56,14 +57,18 @@ run_ntt() {
   rm -rf "$work/out"; mkdir -p "$work/out"
   psql -q "$admin_url" -c "drop database if exists ntt_bench" -c "create database ntt_bench" >/dev/null
   NTT_DATABASE_URL=$bench_url "$ntt" db migrate >/dev/null
-  NTT_DATABASE_URL=$bench_url NTT_DATA_DIR=$work/out NTT_STORE=$work/out/store "$ntt" init >/dev/null
+  NTT_DATABASE_URL=$bench_url NTT_DATA_DIR=$work/out/images NTT_STORE=$work/out/store "$ntt" init >/dev/null
   cold
   local start end
   start=$(seconds)
-  NTT_DATABASE_URL=$bench_url NTT_DATA_DIR=$work/out NTT_STORE=$work/out/store NTT_LOCK_DIR=$work/lock \
+  NTT_DATABASE_URL=$bench_url NTT_DATA_DIR=$work/out/images NTT_STORE=$work/out/store NTT_LOCK_DIR=$work/lock \
     "$ntt" image "$device" --name bench >/dev/null
   sync
   end=$(seconds)
+  # The run counts only if it made the whole image.
+  local made
+  made=$(stat -c %s "$work"/out/images/*.img)
+  [ "$made" -eq $((size_mib * 1048576)) ] || { echo "ntt image made $made bytes, not $((size_mib * 1048576))" >&2; exit 1; }
   echo "$end - $start" | bc
 }
 

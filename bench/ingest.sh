@@ -12,6 +12,7 @@
 #                               verify a sample, report)
 # and prints both times and the ratio.
 set -euo pipefail
+shopt -s inherit_errexit  # a failing step inside $(...) fails the bench, not a bogus time
 
 files=${1:-200000}
 image_size=${2:-8G}
