@@ -13,7 +13,7 @@ CARGO_BIN := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin
 export PATH := $(CARGO_BIN):$(PATH)
 
 
-.PHONY: crdgen setup build fmt fmt-check lint test sqlx-prepare sqlx-check test-database bench bench-imaging bench-enumerate bench-copy bench-ingest
+.PHONY: crdgen setup build fmt fmt-check lint test test-unit test-db test-cluster test-root test-tiers-cover sqlx-prepare sqlx-check test-database bench bench-imaging bench-enumerate bench-copy bench-ingest
 
 setup:
 	scripts/setup
@@ -34,10 +34,38 @@ fmt-check:
 lint:
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
-# The whole suite: formatting, lints, generated-file drift, and every test tier
-# (unit, db, and the root-only privileged tier once it exists).
-test: fmt-check lint sqlx-check test-database
-	DATABASE_URL=$(TEST_DATABASE_URL) cargo nextest run --workspace --locked --no-tests=fail
+# The test tiers (nextest filter expressions); docs/testing.md says what each proves.
+# unit: no database, no root, no helm. db: PostgreSQL. cluster: the in-memory API server and
+# the chart (helm). root: loop devices, mounts, FUSE, ddrescue (and PostgreSQL).
+TIER_UNIT := (kind(lib) & !package(ntt-tests)) | kind(bin) | (package(ntt-controller) & binary(plan)) | (package(ntt-crds) & binary(crds)) | (package(ntt-agent) & (binary(architecture) | binary(volumes)))
+TIER_DB := (package(ntt-tests) & binary(db)) | (package(ntt-agent) & binary(cli))
+TIER_CLUSTER := package(ntt-tests) & (kind(lib) | binary(cluster))
+TIER_ROOT := package(ntt-agent) & (binary(privileged) | binary(mounting) | binary(enumeration) | binary(copying) | binary(ingest) | binary(damage) | binary(cluster))
+NEXTEST := DATABASE_URL=$(TEST_DATABASE_URL) cargo nextest run --workspace --locked --no-tests=fail
+
+# The whole suite: formatting, lints, generated-file drift, every tier in one run, and a check
+# that the tiers together hold every test.
+test: fmt-check lint sqlx-check test-database test-tiers-cover
+	$(NEXTEST)
+
+test-unit:
+	$(NEXTEST) -E '$(TIER_UNIT)'
+
+test-db: test-database
+	$(NEXTEST) -E '$(TIER_DB)'
+
+test-cluster: test-database
+	$(NEXTEST) -E '$(TIER_CLUSTER)'
+
+test-root: test-database
+	@[ "$$(id -u)" -eq 0 ] || { echo "the root tier needs root (loop devices, mounts)" >&2; exit 1; }
+	$(NEXTEST) -E '$(TIER_ROOT)'
+
+# Every test belongs to a tier: a new test binary must be added to one.
+test-tiers-cover:
+	@left=$$(cargo nextest list --workspace --locked --message-format oneline \
+	  -E 'not ($(TIER_UNIT) | $(TIER_DB) | $(TIER_CLUSTER) | $(TIER_ROOT))'); \
+	[ -z "$$left" ] || { echo "tests in no tier (add their binary to a TIER_ in the Makefile):" >&2; echo "$$left" >&2; exit 1; }
 
 test-database:
 	@psql -qAt "$(ADMIN_DATABASE_URL)" -c "select 1 from pg_database where datname = 'ntt_test'" | grep -q 1 \
