@@ -20,9 +20,9 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, OwnerReference, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Resource;
-use ntt_crds::condition::{self, reason};
+use ntt_crds::condition::{self, event, reason};
 use ntt_crds::{
-    ErrorClass, JobError, JobState, Medium, MediumJob, MediumJobSpec, MediumStatus, Phase,
+    ErrorClass, Health, JobError, JobState, Medium, MediumJob, MediumJobSpec, MediumStatus, Phase,
     SourceKind, Stage,
 };
 
@@ -337,25 +337,186 @@ impl StatusBuilder<'_> {
             last_transition_time: since,
         });
     }
+
+    /// Sets the status reason.
+    fn reason(&mut self, reason: &str) {
+        self.new.reason = Some(reason.to_owned());
+    }
 }
 
-/// Decides what to do about one Medium.
+/// The facts, reduced once to what the decisions read.
 #[expect(
-    clippy::too_many_lines,
-    reason = "one exhaustive walk through the Medium's life; split, it reads worse"
+    clippy::struct_excessive_bools,
+    reason = "each is a yes-or-no fact the decisions ask, not a state machine in disguise"
 )]
+struct Observed<'a> {
+    medium: &'a Medium,
+    jobs: &'a [MediumJob],
+    agent: Option<&'a AgentFacts>,
+    now: Timestamp,
+    /// The status as observed.
+    old: MediumStatus,
+    deleting: bool,
+    paused: bool,
+    /// The retry annotation's value.
+    retry_value: Option<String>,
+    /// The retry annotation changed since the status last saw it.
+    retry_requested: bool,
+    /// What the latest succeeded jobs recorded: hash, health, the image's profile.
+    recorded: Recorded,
+    /// A device imaged with a weaker profile than the spec's: it is imaged again.
+    profile_raised: bool,
+    /// The pipeline stages up to the target.
+    wanted: Vec<Stage>,
+    /// The first wanted stage not done (none while deleting).
+    next: Option<Stage>,
+    /// A pipeline job still runs or is being deleted.
+    jobs_cancelling: bool,
+}
+
+/// What the latest succeeded jobs recorded about the medium.
+#[derive(Debug, Clone, Default)]
+struct Recorded {
+    medium_hash: Option<String>,
+    health: Option<String>,
+    imaged_profile: Option<ntt_crds::ImagingProfile>,
+}
+
+impl<'a> Observed<'a> {
+    fn reduce(facts: Facts<'a>) -> Self {
+        let medium = facts.medium;
+        let meta = &medium.metadata;
+        let old = medium.status.clone().unwrap_or_default();
+        let annotations = meta.annotations.clone().unwrap_or_default();
+        let retry_value = annotations.get(condition::RETRY_ANNOTATION).cloned();
+        let mut recorded = Recorded {
+            medium_hash: old.medium_hash.clone(),
+            health: old.health.clone(),
+            imaged_profile: old.imaged_profile,
+        };
+        for stage in Stage::PIPELINE {
+            if let StageState::Succeeded(job) = stage_state(facts.jobs, stage)
+                && let Some(result) = job.status.as_ref().and_then(|s| s.result.as_ref())
+            {
+                if result.medium_hash.is_some() {
+                    recorded.medium_hash.clone_from(&result.medium_hash);
+                }
+                if result.health.is_some() {
+                    recorded.health.clone_from(&result.health);
+                }
+                if stage == Stage::Image && medium.spec.source.device.is_some() {
+                    recorded.imaged_profile = Some(job.spec.imaging.profile);
+                }
+            }
+        }
+        let profile_raised = medium.spec.source.device.is_some()
+            && recorded
+                .imaged_profile
+                .is_some_and(|p| p < medium.spec.imaging.profile);
+        let mut observed = Self {
+            medium,
+            jobs: facts.jobs,
+            agent: facts.agent,
+            now: facts.now,
+            deleting: meta.deletion_timestamp.is_some(),
+            paused: annotations
+                .get(condition::PAUSED_ANNOTATION)
+                .is_some_and(|v| v == "true"),
+            retry_requested: retry_value.is_some() && retry_value != old.retry_seen,
+            retry_value,
+            old,
+            recorded,
+            profile_raised,
+            wanted: Stage::PIPELINE
+                .into_iter()
+                .filter(|s| s.completes().is_some_and(|t| t <= medium.spec.target))
+                .collect(),
+            next: None,
+            jobs_cancelling: facts.jobs.iter().any(|j| {
+                j.spec.stage != Stage::Purge
+                    && (!job_state(j).is_finished() || j.metadata.deletion_timestamp.is_some())
+            }),
+        };
+        if !observed.deleting {
+            observed.next = observed.wanted.iter().copied().find(|s| !observed.done(*s));
+        }
+        observed
+    }
+
+    fn stage(&self, stage: Stage) -> StageState<'a> {
+        stage_state(self.jobs, stage)
+    }
+
+    /// A stage is done when its latest job succeeded (on the current image), or when it has no
+    /// job left and its condition says so. A later job of a done stage is a re-run.
+    fn done(&self, stage: Stage) -> bool {
+        match self.stage(stage) {
+            StageState::Succeeded(_) if stage == Stage::Image => !self.profile_raised,
+            StageState::Succeeded(job) => {
+                match (job.spec.image_profile, self.recorded.imaged_profile) {
+                    (Some(read), Some(image)) => read >= image,
+                    _ => true,
+                }
+            }
+            StageState::NoJob => {
+                stage.condition().is_some_and(|c| self.old.is_true(c))
+                    && !(stage == Stage::Image && self.profile_raised)
+            }
+            StageState::Active(_) | StageState::Terminating(_) | StageState::Failed(_) => false,
+        }
+    }
+
+    /// Whether `job` is the latest attempt of its stage.
+    fn is_latest(&self, job: &MediumJob) -> bool {
+        latest(self.jobs, job.spec.stage).map(|j| j.spec.attempt) == Some(job.spec.attempt)
+    }
+
+    fn status(&self) -> StatusBuilder<'_> {
+        let meta = &self.medium.metadata;
+        let old = &self.old;
+        StatusBuilder {
+            old,
+            new: MediumStatus {
+                observed_generation: meta.generation,
+                retry_seen: self.retry_value.clone().or_else(|| old.retry_seen.clone()),
+                medium_hash: self.recorded.medium_hash.clone(),
+                health: self.recorded.health.clone(),
+                started_at: old.started_at.clone(),
+                completed_at: old.completed_at.clone(),
+                progress: old.progress.clone(),
+                stage: old.stage,
+                attempts: old.attempts,
+                last_error: old.last_error.clone(),
+                imaged_profile: self.recorded.imaged_profile,
+                source: self.medium.spec.source.kind().map(|kind| match kind {
+                    SourceKind::Device(p) | SourceKind::Image(p) | SourceKind::Directory(p) => {
+                        p.to_owned()
+                    }
+                }),
+                ..MediumStatus::default()
+            },
+            now: self.now,
+            generation: meta.generation,
+        }
+    }
+}
+
+/// What the work step leaves for the aggregate conditions.
+#[derive(Debug, Default)]
+struct Outcome {
+    /// A stage failed for good.
+    terminal: bool,
+    /// Why no progress can be made without someone acting (besides a terminal failure).
+    stalled: Option<(&'static str, String)>,
+}
+
+/// Decides what to do about one Medium: the facts reduced once, then each step in turn.
 pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
     let medium = facts.medium;
-    let meta = &medium.metadata;
     let old = medium.status.clone().unwrap_or_default();
-    let has_finalizer = meta
-        .finalizers
-        .as_ref()
-        .is_some_and(|f| f.iter().any(|f| f == condition::FINALIZER));
-    let deleting = meta.deletion_timestamp.is_some();
     let mut plan = Plan {
         finalizer: FinalizerAction::Keep,
-        status: old.clone(),
+        status: old,
         create: None,
         fail: None,
         delete: Vec::new(),
@@ -363,578 +524,631 @@ pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
         events: Vec::new(),
         requeue: None,
     };
-    if !deleting && !has_finalizer {
+    let has_finalizer = medium
+        .metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|f| f == condition::FINALIZER));
+    match (medium.metadata.deletion_timestamp.is_some(), has_finalizer) {
         // First things first: without the finalizer a deletion could overtake a running job.
-        plan.finalizer = FinalizerAction::Add;
-        return plan;
-    }
-    if deleting && !has_finalizer {
-        return plan;
-    }
-    let annotations = meta.annotations.clone().unwrap_or_default();
-    let paused = annotations
-        .get(condition::PAUSED_ANNOTATION)
-        .is_some_and(|v| v == "true");
-    let retry_value = annotations.get(condition::RETRY_ANNOTATION).cloned();
-    let retry_requested = retry_value.is_some() && retry_value != old.retry_seen;
-
-    let mut status = StatusBuilder {
-        old: &old,
-        new: MediumStatus {
-            observed_generation: meta.generation,
-            retry_seen: retry_value.clone().or_else(|| old.retry_seen.clone()),
-            medium_hash: old.medium_hash.clone(),
-            health: old.health.clone(),
-            started_at: old.started_at.clone(),
-            completed_at: old.completed_at.clone(),
-            progress: old.progress.clone(),
-            stage: old.stage,
-            attempts: old.attempts,
-            last_error: old.last_error.clone(),
-            imaged_profile: old.imaged_profile,
-            source: medium.spec.source.kind().map(|kind| match kind {
-                SourceKind::Device(p) | SourceKind::Image(p) | SourceKind::Directory(p) => {
-                    p.to_owned()
-                }
-            }),
-            ..MediumStatus::default()
-        },
-        now: facts.now,
-        generation: meta.generation,
-    };
-    // What finished jobs found.
-    for stage in Stage::PIPELINE {
-        if let StageState::Succeeded(job) = stage_state(facts.jobs, stage)
-            && let Some(result) = job.status.as_ref().and_then(|s| s.result.as_ref())
-        {
-            if result.medium_hash.is_some() {
-                status.new.medium_hash.clone_from(&result.medium_hash);
-            }
-            if result.health.is_some() {
-                status.new.health.clone_from(&result.health);
-            }
-            if stage == Stage::Image && medium.spec.source.device.is_some() {
-                status.new.imaged_profile = Some(job.spec.imaging.profile);
-            }
+        (false, false) => {
+            plan.finalizer = FinalizerAction::Add;
+            return plan;
         }
+        (true, false) => return plan,
+        (_, true) => {}
     }
-    // A device imaged with a weaker profile than the spec's is imaged again; then the stages
-    // that read the weaker image run again (the damage map and the copies of what more of was
-    // rescued).
-    let imaged_profile = status.new.imaged_profile;
-    let profile_raised = medium.spec.source.device.is_some()
-        && imaged_profile.is_some_and(|p| p < medium.spec.imaging.profile);
-    let read_current_image = |job: &MediumJob| match (job.spec.image_profile, imaged_profile) {
-        (Some(read), Some(image)) => read >= image,
-        _ => true,
-    };
-    // A stage is done when its latest job succeeded (on the current image), or when it has
-    // no job left and its condition says so. A later job of a done stage is a re-run.
-    let done = |stage: Stage| match stage_state(facts.jobs, stage) {
-        StageState::Succeeded(job) => {
-            if stage == Stage::Image {
-                !profile_raised
-            } else {
-                read_current_image(job)
-            }
-        }
-        StageState::NoJob => {
-            stage.condition().is_some_and(|c| old.is_true(c))
-                && !(stage == Stage::Image && profile_raised)
-        }
-        StageState::Active(_) | StageState::Terminating(_) | StageState::Failed(_) => false,
-    };
-    let wanted: Vec<Stage> = Stage::PIPELINE
-        .into_iter()
-        .filter(|s| s.completes().is_some_and(|t| t <= medium.spec.target))
-        .collect();
-    let next = if deleting {
-        None
+    let seen = Observed::reduce(facts);
+    let mut status = seen.status();
+    plan.delete = superseded_jobs(&seen);
+    plan.release = releasable_jobs(&seen, settings);
+    stage_conditions(&seen, &mut status);
+    undock(&seen, &mut status, &mut plan);
+    unconfirmed_force(&seen, &status, &mut plan);
+    let work = if seen.deleting {
+        deletion(&seen, &mut status, &mut plan)
     } else {
-        wanted.iter().copied().find(|s| !done(*s))
+        seen.next
     };
-    // Jobs that run but are not the one wanted now: cancel them.
-    let current_stage = if deleting { Some(Stage::Purge) } else { next };
-    for job in facts.jobs {
-        let active = !job_state(job).is_finished() && job.metadata.deletion_timestamp.is_none();
-        let is_current = Some(job.spec.stage) == current_stage
-            && latest(facts.jobs, job.spec.stage).map(|j| j.spec.attempt) == Some(job.spec.attempt);
-        let finished_superseded = job_state(job).is_finished()
-            && latest(facts.jobs, job.spec.stage).map(|j| j.spec.attempt) != Some(job.spec.attempt);
-        if ((active && !is_current) || finished_superseded)
-            && let Some(name) = &job.metadata.name
-        {
-            plan.delete.push(name.clone());
+    let outcome = match work {
+        None if !seen.deleting => {
+            complete(&seen, &mut status, &mut plan);
+            Outcome::default()
         }
+        None => Outcome::default(),
+        Some(stage) => stage_work(&seen, stage, &mut status, &mut plan, settings),
+    };
+    aggregate_conditions(&seen, &outcome, &mut status);
+    if seen.deleting {
+        deletion_blocked(&seen, &outcome, work, &mut status, &plan);
     }
-    for job in facts.jobs {
-        let held = job
-            .metadata
-            .finalizers
-            .as_ref()
-            .is_some_and(|f| f.iter().any(|f| f == condition::AGENT_FINALIZER));
-        if held
-            && job.metadata.deletion_timestamp.is_some()
-            && (job_state(job).is_finished() || heartbeat_stale(job, facts.now, settings))
-            && let Some(name) = &job.metadata.name
-        {
-            plan.release.push(name.clone());
-        }
+    degraded(&outcome, &mut status);
+    if seen.old.phase != status.new.phase
+        && !matches!(status.new.phase, Phase::Completed | Phase::Failed)
+        && plan.events.is_empty()
+    {
+        // Phase changes are events too (Completed and failures have their own).
+        plan.events.push(EventIntent {
+            warning: false,
+            reason: event::PHASE_CHANGED,
+            note: format!("{:?} -> {:?}", seen.old.phase, status.new.phase),
+        });
     }
-    let jobs_cancelling = facts.jobs.iter().any(|j| {
-        j.spec.stage != Stage::Purge
-            && (!job_state(j).is_finished() || j.metadata.deletion_timestamp.is_some())
-    });
+    plan.status = status.new;
+    plan
+}
 
-    // Stage conditions.
+/// Jobs that run but are not the one wanted now (the target was lowered, a newer attempt
+/// exists), and finished jobs a later attempt superseded: deleted.
+fn superseded_jobs(seen: &Observed<'_>) -> Vec<String> {
+    let current_stage = if seen.deleting {
+        Some(Stage::Purge)
+    } else {
+        seen.next
+    };
+    seen.jobs
+        .iter()
+        .filter(|job| {
+            let finished = job_state(job).is_finished();
+            let active = !finished && job.metadata.deletion_timestamp.is_none();
+            let is_current = Some(job.spec.stage) == current_stage && seen.is_latest(job);
+            (active && !is_current) || (finished && !seen.is_latest(job))
+        })
+        .filter_map(|job| job.metadata.name.clone())
+        .collect()
+}
+
+/// Jobs being deleted whose agent finalizer the controller removes: they ended, or their
+/// agent stopped heartbeating (a dead agent can never release them).
+fn releasable_jobs(seen: &Observed<'_>, settings: &Settings) -> Vec<String> {
+    seen.jobs
+        .iter()
+        .filter(|job| {
+            let held = job
+                .metadata
+                .finalizers
+                .as_ref()
+                .is_some_and(|f| f.iter().any(|f| f == condition::AGENT_FINALIZER));
+            held && job.metadata.deletion_timestamp.is_some()
+                && (job_state(job).is_finished() || heartbeat_stale(job, seen.now, settings))
+        })
+        .filter_map(|job| job.metadata.name.clone())
+        .collect()
+}
+
+/// One condition per pipeline stage.
+fn stage_conditions(seen: &Observed<'_>, status: &mut StatusBuilder<'_>) {
     for stage in Stage::PIPELINE {
         let Some(type_) = stage.condition() else {
             continue;
         };
-        let (value, why) = if done(stage) {
+        let state = seen.stage(stage);
+        let (value, why) = if seen.done(stage) {
             (true, reason::SUCCEEDED)
-        } else if !wanted.contains(&stage) {
+        } else if !seen.wanted.contains(&stage) {
             (false, reason::NOT_REQUESTED)
-        } else if Some(stage) == next
-            && matches!(stage_state(facts.jobs, stage), StageState::Active(_))
-        {
+        } else if Some(stage) == seen.next && matches!(state, StageState::Active(_)) {
             (false, reason::IN_PROGRESS)
-        } else if stage == Stage::Image && profile_raised {
+        } else if stage == Stage::Image && seen.profile_raised {
             (false, reason::PROFILE_RAISED)
-        } else if matches!(stage_state(facts.jobs, stage), StageState::Succeeded(_)) {
+        } else if matches!(state, StageState::Succeeded(_)) {
             (false, reason::IMAGE_IMPROVED)
         } else {
             (false, reason::WAITING)
         };
         status.condition(type_, value, why, String::new());
     }
+}
 
-    // The drive: free once imaged, since every later stage reads the image.
-    let device = medium.spec.source.device.is_some();
-    let undockable = device && done(Stage::Image);
+/// The drive: free once imaged, since every later stage reads the image.
+fn undock(seen: &Observed<'_>, status: &mut StatusBuilder<'_>, plan: &mut Plan) {
+    let device = seen.medium.spec.source.device.as_deref();
+    let undockable = device.is_some() && seen.done(Stage::Image);
     let (why, message) = match (device, undockable) {
-        (true, true) => (
+        (Some(_), true) => (
             reason::IMAGE_COMPLETE,
             "the image is complete and later stages read it: the drive may be undocked",
         ),
-        (true, false) => (
+        (Some(_), false) => (
             reason::IMAGING,
             "imaging has not finished: keep the drive docked",
         ),
-        (false, _) => (
+        (None, _) => (
             reason::NOT_A_DEVICE,
             "the source is read in place by every stage: keep it",
         ),
     };
     status.condition(condition::UNDOCKABLE, undockable, why, message.to_owned());
-    if undockable && !old.is_true(condition::UNDOCKABLE) {
+    if undockable && !seen.old.is_true(condition::UNDOCKABLE) {
         plan.events.push(EventIntent {
             warning: false,
-            reason: "MayUndock",
+            reason: event::MAY_UNDOCK,
             note: format!(
                 "the image of {} is complete; the drive may be undocked",
-                medium.spec.source.device.as_deref().unwrap_or_default()
+                device.unwrap_or_default()
             ),
         });
     }
+}
 
-    // A force that names another medium than the recorded one forces nothing; said once per
-    // spec change.
-    if medium.spec.force.is_some()
-        && !medium
-            .spec
-            .force_confirmed(status.new.medium_hash.as_deref())
-        && old.observed_generation != meta.generation
+/// A force that names another medium than the recorded one forces nothing; said once per spec
+/// change.
+fn unconfirmed_force(seen: &Observed<'_>, status: &StatusBuilder<'_>, plan: &mut Plan) {
+    let spec = &seen.medium.spec;
+    let hash = status.new.medium_hash.as_deref();
+    if spec.force.is_some()
+        && !spec.force_confirmed(hash)
+        && seen.old.observed_generation != seen.medium.metadata.generation
     {
         plan.events.push(EventIntent {
             warning: true,
             reason: reason::FORCE_NOT_CONFIRMED,
             note: format!(
                 "spec.force is not the recorded medium hash ({}): volumes of a failed medium stay unmounted",
-                status.new.medium_hash.as_deref().unwrap_or("none recorded yet")
+                hash.unwrap_or("none recorded yet")
             ),
         });
     }
+}
 
-    // The work itself.
-    let mut terminal = false;
-    // Why no progress can be made without someone acting (besides a terminal failure).
-    let mut stalled: Option<(&'static str, String)> = None;
-    let stage_for_work = if deleting {
-        // A purge only when armed at deletion time (the annotation holds this Medium's uid);
-        // one copied from another Medium, or written into a manifest, arms nothing.
-        let purge = meta
-            .annotations
-            .as_ref()
-            .is_some_and(|a| a.contains_key(condition::PURGE_ANNOTATION));
-        let confirmed = medium.purge_armed();
-        if purge && !confirmed && old.reason.as_deref() != Some("PurgeNotArmed") {
+/// A Medium being deleted: its jobs are cancelled first; then a purge runs only when armed at
+/// deletion time (the annotation holds this Medium's uid; one copied from another Medium, or
+/// written into a manifest, arms nothing); otherwise the finalizer goes and the evidence
+/// stays. Returns the stage to work on (the purge) if any.
+fn deletion(seen: &Observed<'_>, status: &mut StatusBuilder<'_>, plan: &mut Plan) -> Option<Stage> {
+    let purge = seen
+        .medium
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(condition::PURGE_ANNOTATION));
+    let armed = seen.medium.purge_armed();
+    if purge && !armed && seen.old.reason.as_deref() != Some(reason::PURGE_NOT_ARMED) {
+        plan.events.push(EventIntent {
+            warning: true,
+            reason: reason::PURGE_NOT_ARMED,
+            note: format!(
+                "the {} annotation does not hold this Medium's uid: the evidence is retained (use kubectl ntt purge)",
+                condition::PURGE_ANNOTATION
+            ),
+        });
+    }
+    status.new.phase = Phase::Deleting;
+    if seen.jobs_cancelling {
+        status.reason(reason::CANCELLING_JOBS);
+        for job in seen.jobs {
+            let active = !job_state(job).is_finished() && job.metadata.deletion_timestamp.is_none();
+            if active
+                && job.spec.stage != Stage::Purge
+                && let Some(name) = &job.metadata.name
+                && !plan.delete.contains(name)
+            {
+                plan.delete.push(name.clone());
+            }
+        }
+        plan.requeue = Some(Duration::from_secs(10));
+        None
+    } else if armed {
+        Some(Stage::Purge)
+    } else {
+        status.reason(if purge {
+            reason::PURGE_NOT_ARMED
+        } else {
+            reason::RETAINED
+        });
+        plan.finalizer = FinalizerAction::Remove;
+        plan.events.push(EventIntent {
+            warning: false,
+            reason: event::RELEASED,
+            note:
+                "no job holds the medium; its image, catalog rows and stored content are retained"
+                    .to_owned(),
+        });
+        None
+    }
+}
+
+/// Every stage up to the target is done.
+fn complete(seen: &Observed<'_>, status: &mut StatusBuilder<'_>, plan: &mut Plan) {
+    // The last stage's final progress (its job's end), not a heartbeat before it.
+    if let Some(last) = seen.wanted.last()
+        && let StageState::Succeeded(job) = seen.stage(*last)
+        && let Some(progress) = job.status.as_ref().and_then(|s| s.progress.clone())
+    {
+        status.new.progress = Some(progress);
+    }
+    status.new.phase = Phase::Completed;
+    status.reason(reason::COMPLETED);
+    status.new.current_job = None;
+    status.new.next_attempt_at = None;
+    if seen.old.phase != Phase::Completed || status.new.completed_at.is_none() {
+        status.new.completed_at = Some(Time(seen.now));
+        plan.events.push(EventIntent {
+            warning: false,
+            reason: reason::COMPLETED,
+            note: format!("every stage up to {:?} is done", seen.medium.spec.target),
+        });
+    }
+}
+
+/// The stage to work on: what its latest job says decides (one exhaustive match).
+fn stage_work(
+    seen: &Observed<'_>,
+    stage: Stage,
+    status: &mut StatusBuilder<'_>,
+    plan: &mut Plan,
+    settings: &Settings,
+) -> Outcome {
+    if seen.old.stage != Some(stage) {
+        status.new.stage = Some(stage);
+        status.new.attempts = 0;
+        status.new.last_error = None;
+    }
+    status.new.completed_at = None;
+    let latest_job = seen.stage(stage);
+    // An active job of this stage that the status does not name was created by a reconcile
+    // whose status write was then refused or lost: its attempt is counted now (a failed one is
+    // counted at least once below).
+    if let StageState::Active(job) = latest_job
+        && seen.old.current_job != job.metadata.name
+    {
+        status.new.attempts += 1;
+    }
+    match latest_job {
+        StageState::NoJob => {
+            start(seen, stage, status, plan, "");
+            Outcome::default()
+        }
+        StageState::Terminating(job) => {
+            status.new.phase = stage.phase();
+            status.reason(reason::WAITING_FOR_CANCEL);
+            status.new.current_job.clone_from(&job.metadata.name);
+            plan.requeue = Some(Duration::from_secs(10));
+            Outcome::default()
+        }
+        StageState::Active(job) => active_job(seen, stage, job, status, plan, settings),
+        StageState::Succeeded(_) if stage == Stage::Purge => {
+            status.new.current_job = None;
+            plan.finalizer = FinalizerAction::Remove;
+            status.reason(reason::PURGED);
+            plan.events.push(EventIntent {
+                warning: false,
+                reason: reason::PURGED,
+                note: "the image and the catalog rows were removed".to_owned(),
+            });
+            Outcome::default()
+        }
+        StageState::Succeeded(_) => {
+            // A pipeline stage that succeeded on a weaker image (or is the image itself, made
+            // with a weaker profile): it runs again.
+            status.new.attempts = 0;
+            let why = if stage == Stage::Image {
+                " (a stronger imaging profile)"
+            } else {
+                " (the image was improved)"
+            };
+            start(seen, stage, status, plan, why);
+            Outcome::default()
+        }
+        StageState::Failed(job) => failed_job(seen, stage, job, status, plan, settings),
+    }
+}
+
+/// Creates the next attempt of `stage` (or, paused, says so and creates nothing).
+fn start(
+    seen: &Observed<'_>,
+    stage: Stage,
+    status: &mut StatusBuilder<'_>,
+    plan: &mut Plan,
+    why: &str,
+) {
+    if seen.paused && !seen.deleting {
+        status.new.phase = Phase::Paused;
+        status.reason(reason::PAUSED);
+        status.new.current_job = None;
+        return;
+    }
+    let attempt = latest(seen.jobs, stage)
+        .map_or(0, |j| j.spec.attempt)
+        .max(0)
+        + 1;
+    let job = new_job(seen.medium, &status.new, stage, attempt);
+    status.new.current_job.clone_from(&job.metadata.name);
+    status.new.attempts += 1;
+    status.new.phase = stage.phase();
+    status.reason(reason::JOB_CREATED);
+    status.new.next_attempt_at = None;
+    if status.new.started_at.is_none() {
+        status.new.started_at = Some(Time(seen.now));
+    }
+    plan.events.push(EventIntent {
+        warning: false,
+        reason: reason::JOB_CREATED,
+        note: format!(
+            "{} {} attempt {attempt} on node {}{why}",
+            stage.as_str(),
+            job.metadata.name.as_deref().unwrap_or_default(),
+            seen.medium.spec.node_name
+        ),
+    });
+    plan.create = Some(job);
+}
+
+/// A job waiting for an agent or running: its progress, whether it waits too long, whether
+/// its agent was lost.
+fn active_job(
+    seen: &Observed<'_>,
+    stage: Stage,
+    job: &MediumJob,
+    status: &mut StatusBuilder<'_>,
+    plan: &mut Plan,
+    settings: &Settings,
+) -> Outcome {
+    let job_status = job.status.clone().unwrap_or_default();
+    status.new.current_job.clone_from(&job.metadata.name);
+    status.new.phase = job_status
+        .progress
+        .as_ref()
+        .and_then(|p| p.phase)
+        .unwrap_or_else(|| stage.phase());
+    if job_status.progress.is_some() {
+        status.new.progress.clone_from(&job_status.progress);
+    }
+    if status.new.started_at.is_none() {
+        status.new.started_at = Some(Time(seen.now));
+    }
+    // A claimed job (an agent's finalizer on it) has a lost-agent deadline whatever its state
+    // says: an agent can die between its claim and its first status write.
+    let claimed = job
+        .metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|f| f == condition::AGENT_FINALIZER));
+    if job_status.state == JobState::Pending && !claimed {
+        return unclaimed_job(seen, job, status, plan, settings);
+    }
+    let agent = job_status.agent.as_deref().unwrap_or("?");
+    status.condition(
+        condition::SCHEDULED,
+        true,
+        reason::CLAIMED,
+        format!("agent {agent} runs it"),
+    );
+    status.reason(reason::IN_PROGRESS);
+    let seen_at = last_seen(job).unwrap_or(seen.now);
+    let deadline = seen_at + signed(settings.heartbeat_timeout);
+    if seen.now < deadline {
+        plan.requeue = Some(unsigned(deadline.duration_since(seen.now)));
+        return Outcome::default();
+    }
+    let message = format!(
+        "no heartbeat from agent {agent} since {seen_at} (timeout {}s)",
+        settings.heartbeat_timeout.as_secs()
+    );
+    status.reason(reason::JOB_LOST);
+    plan.events.push(EventIntent {
+        warning: true,
+        reason: reason::JOB_LOST,
+        note: format!(
+            "{}: {message}",
+            job.metadata.name.as_deref().unwrap_or_default()
+        ),
+    });
+    plan.fail = Some(LostJob {
+        name: job.metadata.name.clone().unwrap_or_default(),
+        error: JobError {
+            class: ErrorClass::Lost,
+            message,
+        },
+        at: Time(seen.now),
+    });
+    Outcome::default()
+}
+
+/// A job no agent claimed yet: why it waits (`Scheduled`), a warning once it waited too long,
+/// and stalled unless it only waits its turn.
+fn unclaimed_job(
+    seen: &Observed<'_>,
+    job: &MediumJob,
+    status: &mut StatusBuilder<'_>,
+    plan: &mut Plan,
+    settings: &Settings,
+) -> Outcome {
+    let node = &seen.medium.spec.node_name;
+    let (why, message, overdue) = waiting_for(job, seen.agent, node, seen.now, settings);
+    status.reason(reason::WAITING_FOR_AGENT);
+    let warned = seen
+        .old
+        .condition(condition::SCHEDULED)
+        .is_some_and(|c| c.status == "False" && c.message.starts_with(UNCLAIMED_WARNING));
+    let message = if overdue {
+        format!("{UNCLAIMED_WARNING}: {message}")
+    } else {
+        message
+    };
+    status.condition(condition::SCHEDULED, false, why, message.clone());
+    let mut outcome = Outcome::default();
+    if overdue {
+        // Waiting its turn behind the node's other jobs is progress.
+        if why != reason::QUEUED {
+            outcome.stalled = Some((why, message.clone()));
+        }
+        if !warned {
             plan.events.push(EventIntent {
                 warning: true,
-                reason: "PurgeNotArmed",
+                reason: event::JOB_UNCLAIMED,
                 note: format!(
-                    "the {} annotation does not hold this Medium's uid: the evidence is retained (use kubectl ntt purge)",
-                    condition::PURGE_ANNOTATION
+                    "{}: {message}",
+                    job.metadata.name.as_deref().unwrap_or_default()
                 ),
             });
         }
-        status.new.phase = Phase::Deleting;
-        if jobs_cancelling {
-            status.new.reason = Some("CancellingJobs".to_owned());
-            for job in facts.jobs {
-                let active =
-                    !job_state(job).is_finished() && job.metadata.deletion_timestamp.is_none();
-                if active
-                    && job.spec.stage != Stage::Purge
-                    && let Some(name) = &job.metadata.name
-                    && !plan.delete.contains(name)
-                {
-                    plan.delete.push(name.clone());
-                }
-            }
-            plan.requeue = Some(Duration::from_secs(10));
-            None
-        } else if confirmed {
-            Some(Stage::Purge)
-        } else {
-            status.new.reason = Some(if purge { "PurgeNotArmed" } else { "Retained" }.to_owned());
-            plan.finalizer = FinalizerAction::Remove;
-            plan.events.push(EventIntent {
-                warning: false,
-                reason: "Released",
-                note: "no job holds the medium; its image, catalog rows and stored content are retained".to_owned(),
-            });
-            None
-        }
     } else {
-        next
-    };
+        let created = meta_time(job).map_or(seen.now, |t| t.0);
+        let at = created + signed(settings.unclaimed_warning);
+        plan.requeue = Some(unsigned(at.duration_since(seen.now)));
+    }
+    outcome
+}
 
-    match stage_for_work {
-        None if !deleting => {
-            // The last stage's final progress (its job's end), not a heartbeat before it.
-            if let Some(last) = wanted.last()
-                && let StageState::Succeeded(job) = stage_state(facts.jobs, *last)
-                && let Some(progress) = job.status.as_ref().and_then(|s| s.progress.clone())
-            {
-                status.new.progress = Some(progress);
-            }
-            status.new.phase = Phase::Completed;
-            status.new.reason = Some(reason::COMPLETED.to_owned());
-            status.new.current_job = None;
-            status.new.next_attempt_at = None;
-            if old.phase != Phase::Completed || status.new.completed_at.is_none() {
-                status.new.completed_at = Some(Time(facts.now));
-                plan.events.push(EventIntent {
-                    warning: false,
-                    reason: "Completed",
-                    note: format!("every stage up to {:?} is done", medium.spec.target),
-                });
-            }
+/// How a failed job is answered.
+enum Answer {
+    /// Start again now, saying why (the attempt count already adjusted).
+    Retry(&'static str),
+    /// Stop: permanent, or out of attempts.
+    Terminal,
+    /// Wait for the backoff to pass.
+    BackOff(Timestamp),
+}
+
+/// A failed job: retried (asked for, a new spec, an interruption, after the backoff), or
+/// terminal.
+fn failed_job(
+    seen: &Observed<'_>,
+    stage: Stage,
+    job: &MediumJob,
+    status: &mut StatusBuilder<'_>,
+    plan: &mut Plan,
+    settings: &Settings,
+) -> Outcome {
+    let job_status = job.status.clone().unwrap_or_default();
+    let error = job_status.error.clone().unwrap_or(JobError {
+        class: ErrorClass::Transient,
+        message: "the job failed without saying why".to_owned(),
+    });
+    // Reported once per failed job: the status names it once reported.
+    let newly_failed = seen.old.current_job != job.metadata.name
+        || !matches!(
+            seen.old.reason.as_deref(),
+            Some(reason::BACKING_OFF | reason::FAILED)
+        );
+    status.new.last_error = Some(error.clone());
+    // Stays named (the job that failed), so the failure is reported once.
+    status.new.current_job.clone_from(&job.metadata.name);
+    let attempts = status.new.attempts.max(1);
+    let spec = &seen.medium.spec;
+    // A failed job made from an older spec (imaging options, ignore patterns, a force confirmed
+    // since): the new spec is tried at once, as a new series.
+    let respecified = job.spec.imaging != spec.imaging
+        || job.spec.ignore != spec.ignore
+        || job.spec.force != spec.force_confirmed(status.new.medium_hash.as_deref());
+    let answer = if seen.retry_requested {
+        status.new.attempts = 0;
+        Answer::Retry(" (retry requested)")
+    } else if respecified && !seen.deleting {
+        status.new.attempts = 0;
+        Answer::Retry(" (the spec changed)")
+    } else if error.class == ErrorClass::Interrupted {
+        // The agent shut down (upgrade, drain) and released the medium: not a failed attempt,
+        // so it does not count and is not delayed. (`start` counts one; while paused it
+        // creates nothing and counts none.)
+        if !seen.paused || seen.deleting {
+            status.new.attempts = attempts - 1;
         }
-        None => {}
-        Some(stage) => {
-            if old.stage != Some(stage) {
-                status.new.stage = Some(stage);
-                status.new.attempts = 0;
-                status.new.last_error = None;
-            }
-            status.new.completed_at = None;
-            let latest_attempt = latest(facts.jobs, stage).map_or(0, |j| j.spec.attempt);
-            let start = |status: &mut StatusBuilder<'_>, plan: &mut Plan, why: &str| {
-                if paused && !deleting {
-                    status.new.phase = Phase::Paused;
-                    status.new.reason = Some(reason::PAUSED.to_owned());
-                    status.new.current_job = None;
-                    return;
-                }
-                let attempt = latest_attempt.max(0) + 1;
-                let job = new_job(medium, &status.new, stage, attempt);
-                status.new.current_job.clone_from(&job.metadata.name);
-                status.new.attempts += 1;
-                status.new.phase = stage.phase();
-                status.new.reason = Some("JobCreated".to_owned());
-                status.new.next_attempt_at = None;
-                if status.new.started_at.is_none() {
-                    status.new.started_at = Some(Time(facts.now));
-                }
+        Answer::Retry(" (the last one was interrupted)")
+    } else if matches!(error.class, ErrorClass::Permanent | ErrorClass::Cancelled)
+        || attempts >= settings.max_attempts
+    {
+        Answer::Terminal
+    } else {
+        let finished = job_status
+            .finished_at
+            .or(job_status.heartbeat_at)
+            .map_or(seen.now, |t| t.0);
+        let at = finished + signed(backoff(settings, attempts));
+        if seen.now >= at {
+            Answer::Retry(" (retry after backoff)")
+        } else {
+            Answer::BackOff(at)
+        }
+    };
+    match answer {
+        Answer::Retry(why) => {
+            start(seen, stage, status, plan, why);
+            Outcome::default()
+        }
+        Answer::Terminal => {
+            status.new.phase = if seen.deleting {
+                Phase::Deleting
+            } else {
+                Phase::Failed
+            };
+            status.reason(reason::FAILED);
+            status.new.next_attempt_at = None;
+            if seen.old.phase != status.new.phase || newly_failed {
                 plan.events.push(EventIntent {
-                    warning: false,
-                    reason: "JobCreated",
+                    warning: true,
+                    reason: event::STAGE_FAILED,
                     note: format!(
-                        "{} {} attempt {attempt} on node {}{why}",
+                        "{} failed after {attempts} attempt(s): {}; change the {} annotation to retry",
                         stage.as_str(),
-                        job.metadata.name.as_deref().unwrap_or_default(),
-                        medium.spec.node_name
+                        error.message,
+                        condition::RETRY_ANNOTATION
                     ),
                 });
-                plan.create = Some(job);
-            };
-            // An active job of this stage that the status does not name was created by a
-            // reconcile whose status write was then refused or lost: its attempt is counted now
-            // (a failed one is counted at least once below).
-            if let StageState::Active(job) = stage_state(facts.jobs, stage)
-                && old.current_job != job.metadata.name
-            {
-                status.new.attempts += 1;
             }
-            match stage_state(facts.jobs, stage) {
-                StageState::NoJob => start(&mut status, &mut plan, ""),
-                StageState::Terminating(job) => {
-                    status.new.phase = stage.phase();
-                    status.new.reason = Some("WaitingForCancel".to_owned());
-                    status.new.current_job.clone_from(&job.metadata.name);
-                    plan.requeue = Some(Duration::from_secs(10));
-                }
-                StageState::Active(job) => {
-                    let job_status = job.status.clone().unwrap_or_default();
-                    status.new.current_job.clone_from(&job.metadata.name);
-                    status.new.phase = job_status
-                        .progress
-                        .as_ref()
-                        .and_then(|p| p.phase)
-                        .unwrap_or_else(|| stage.phase());
-                    if job_status.progress.is_some() {
-                        status.new.progress.clone_from(&job_status.progress);
-                    }
-                    if status.new.started_at.is_none() {
-                        status.new.started_at = Some(Time(facts.now));
-                    }
-                    // A claimed job (an agent's finalizer on it) has a lost-agent deadline
-                    // whatever its state says: an agent can die between its claim and its
-                    // first status write.
-                    let claimed = job
-                        .metadata
-                        .finalizers
-                        .as_ref()
-                        .is_some_and(|f| f.iter().any(|f| f == condition::AGENT_FINALIZER));
-                    if job_status.state == JobState::Pending && !claimed {
-                        let (why, message, overdue) = waiting_for(
-                            job,
-                            facts.agent,
-                            &medium.spec.node_name,
-                            facts.now,
-                            settings,
-                        );
-                        status.new.reason = Some("WaitingForAgent".to_owned());
-                        let warned = old.condition(condition::SCHEDULED).is_some_and(|c| {
-                            c.status == "False" && c.message.starts_with(UNCLAIMED_WARNING)
-                        });
-                        let message = if overdue {
-                            format!("{UNCLAIMED_WARNING}: {message}")
-                        } else {
-                            message
-                        };
-                        status.condition(condition::SCHEDULED, false, why, message.clone());
-                        if overdue {
-                            // Waiting its turn behind the node's other jobs is progress.
-                            if why != reason::QUEUED {
-                                stalled = Some((why, message.clone()));
-                            }
-                            if !warned {
-                                plan.events.push(EventIntent {
-                                    warning: true,
-                                    reason: "JobUnclaimed",
-                                    note: format!(
-                                        "{}: {message}",
-                                        job.metadata.name.as_deref().unwrap_or_default()
-                                    ),
-                                });
-                            }
-                        } else {
-                            let created = meta_time(job).map_or(facts.now, |t| t.0);
-                            let at = created + signed(settings.unclaimed_warning);
-                            plan.requeue = Some(unsigned(at.duration_since(facts.now)));
-                        }
-                    } else {
-                        status.condition(
-                            condition::SCHEDULED,
-                            true,
-                            reason::CLAIMED,
-                            format!(
-                                "agent {} runs it",
-                                job_status.agent.as_deref().unwrap_or("?")
-                            ),
-                        );
-                        status.new.reason = Some(reason::IN_PROGRESS.to_owned());
-                        let seen = last_seen(job).unwrap_or(facts.now);
-                        let deadline = seen + signed(settings.heartbeat_timeout);
-                        if facts.now >= deadline {
-                            let message = format!(
-                                "no heartbeat from agent {} since {seen} (timeout {}s)",
-                                job_status.agent.as_deref().unwrap_or("?"),
-                                settings.heartbeat_timeout.as_secs()
-                            );
-                            status.new.reason = Some("JobLost".to_owned());
-                            plan.events.push(EventIntent {
-                                warning: true,
-                                reason: "JobLost",
-                                note: format!(
-                                    "{}: {message}",
-                                    job.metadata.name.as_deref().unwrap_or_default()
-                                ),
-                            });
-                            plan.fail = Some(LostJob {
-                                name: job.metadata.name.clone().unwrap_or_default(),
-                                error: JobError {
-                                    class: ErrorClass::Lost,
-                                    message,
-                                },
-                                at: Time(facts.now),
-                            });
-                        } else {
-                            plan.requeue = Some(unsigned(deadline.duration_since(facts.now)));
-                        }
-                    }
-                }
-                StageState::Succeeded(_) if stage != Stage::Purge => {
-                    // A pipeline stage that succeeded on a weaker image (or is the image
-                    // itself, made with a weaker profile): it runs again.
-                    status.new.attempts = 0;
-                    let why = if stage == Stage::Image {
-                        " (a stronger imaging profile)"
-                    } else {
-                        " (the image was improved)"
-                    };
-                    start(&mut status, &mut plan, why);
-                }
-                StageState::Succeeded(_) => {
-                    status.new.current_job = None;
-                    plan.finalizer = FinalizerAction::Remove;
-                    status.new.reason = Some("Purged".to_owned());
-                    plan.events.push(EventIntent {
-                        warning: false,
-                        reason: "Purged",
-                        note: "the image and the catalog rows were removed".to_owned(),
-                    });
-                }
-                StageState::Failed(job) => {
-                    let job_status = job.status.clone().unwrap_or_default();
-                    let error = job_status.error.clone().unwrap_or(JobError {
-                        class: ErrorClass::Transient,
-                        message: "the job failed without saying why".to_owned(),
-                    });
-                    // Reported once per failed job: the status names it once reported.
-                    let newly_failed = old.current_job != job.metadata.name
-                        || !matches!(
-                            old.reason.as_deref(),
-                            Some(reason::BACKING_OFF | reason::FAILED)
-                        );
-                    status.new.last_error = Some(error.clone());
-                    // Stays named (the job that failed), so the failure is reported once.
-                    status.new.current_job.clone_from(&job.metadata.name);
-                    let attempts = status.new.attempts.max(1);
-                    let exhausted = attempts >= settings.max_attempts;
-                    let permanent =
-                        matches!(error.class, ErrorClass::Permanent | ErrorClass::Cancelled);
-                    // A failed job made from an older spec (imaging options, ignore patterns, a
-                    // force confirmed since): the new spec is tried at once, as a new series.
-                    let respecified = job.spec.imaging != medium.spec.imaging
-                        || job.spec.ignore != medium.spec.ignore
-                        || job.spec.force
-                            != medium
-                                .spec
-                                .force_confirmed(status.new.medium_hash.as_deref());
-                    if retry_requested {
-                        status.new.attempts = 0;
-                        start(&mut status, &mut plan, " (retry requested)");
-                    } else if respecified && !deleting {
-                        status.new.attempts = 0;
-                        start(&mut status, &mut plan, " (the spec changed)");
-                    } else if error.class == ErrorClass::Interrupted {
-                        // The agent shut down (upgrade, drain) and released the medium: not a
-                        // failed attempt, so it does not count and is not delayed.
-                        // (`start` counts one; while paused it creates nothing and counts none.)
-                        if !paused || deleting {
-                            status.new.attempts = attempts - 1;
-                        }
-                        start(&mut status, &mut plan, " (the last one was interrupted)");
-                    } else if permanent || exhausted {
-                        terminal = true;
-                        status.new.phase = if deleting {
-                            Phase::Deleting
-                        } else {
-                            Phase::Failed
-                        };
-                        status.new.reason = Some(reason::FAILED.to_owned());
-                        status.new.next_attempt_at = None;
-                        if old.phase != status.new.phase || newly_failed {
-                            plan.events.push(EventIntent {
-                                warning: true,
-                                reason: "StageFailed",
-                                note: format!(
-                                    "{} failed after {attempts} attempt(s): {}; change the {} annotation to retry",
-                                    stage.as_str(),
-                                    error.message,
-                                    condition::RETRY_ANNOTATION
-                                ),
-                            });
-                        }
-                    } else {
-                        let finished = job_status
-                            .finished_at
-                            .or(job_status.heartbeat_at)
-                            .map_or(facts.now, |t| t.0);
-                        let at = finished + signed(backoff(settings, attempts));
-                        if facts.now >= at {
-                            start(&mut status, &mut plan, " (retry after backoff)");
-                        } else {
-                            status.new.phase = if paused { Phase::Paused } else { stage.phase() };
-                            status.new.reason = Some(reason::BACKING_OFF.to_owned());
-                            status.new.next_attempt_at = Some(Time(at));
-                            plan.requeue = Some(unsigned(at.duration_since(facts.now)));
-                            if newly_failed {
-                                plan.events.push(EventIntent {
-                                    warning: true,
-                                    reason: "JobFailed",
-                                    note: format!(
-                                        "{} attempt {} failed ({:?}): {}; retrying at {at}",
-                                        stage.as_str(),
-                                        job.spec.attempt,
-                                        error.class,
-                                        error.message
-                                    ),
-                                });
-                            }
-                        }
-                    }
-                }
+            Outcome {
+                terminal: true,
+                stalled: None,
             }
         }
+        Answer::BackOff(at) => {
+            status.new.phase = if seen.paused {
+                Phase::Paused
+            } else {
+                stage.phase()
+            };
+            status.reason(reason::BACKING_OFF);
+            status.new.next_attempt_at = Some(Time(at));
+            plan.requeue = Some(unsigned(at.duration_since(seen.now)));
+            if newly_failed {
+                plan.events.push(EventIntent {
+                    warning: true,
+                    reason: event::JOB_FAILED,
+                    note: format!(
+                        "{} attempt {} failed ({:?}): {}; retrying at {at}",
+                        stage.as_str(),
+                        job.spec.attempt,
+                        error.class,
+                        error.message
+                    ),
+                });
+            }
+            Outcome::default()
+        }
     }
+}
 
-    // Aggregate conditions: Ready, and kstatus' Reconciling and Stalled.
-    let ready = !deleting && next.is_none();
-    let paused_now = status.new.phase == Phase::Paused;
-    let failure = status
-        .new
-        .last_error
-        .as_ref()
-        .map(|e| e.message.clone())
-        .unwrap_or_default();
-    let stall = if terminal {
-        Some((reason::FAILED, failure.clone()))
+/// `Ready`, and kstatus' `Reconciling` and `Stalled`.
+fn aggregate_conditions(seen: &Observed<'_>, outcome: &Outcome, status: &mut StatusBuilder<'_>) {
+    let ready = !seen.deleting && seen.next.is_none();
+    let stall = if outcome.terminal {
+        Some((reason::FAILED, failure_message(status)))
     } else {
-        stalled
+        outcome.stalled.clone()
     };
-    let doing = status.new.reason.clone().unwrap_or_default();
     let (ready_reason, reconciling) = if ready {
         (reason::COMPLETED, None)
     } else if stall.is_some() {
         (reason::FAILED, None)
-    } else if paused_now {
+    } else if status.new.phase == Phase::Paused {
         (reason::SUSPENDED, None)
-    } else if deleting {
+    } else if seen.deleting {
         (reason::DELETING, Some(reason::DELETING))
     } else if status.new.reason.as_deref() == Some(reason::BACKING_OFF) {
         (reason::IN_PROGRESS, Some(reason::BACKING_OFF))
-    } else if next == Some(Stage::Image) && profile_raised {
+    } else if seen.next == Some(Stage::Image) && seen.profile_raised {
         (reason::IN_PROGRESS, Some(reason::PROFILE_RAISED))
     } else {
         (reason::IN_PROGRESS, Some(reason::IN_PROGRESS))
     };
-    let stage_message = next.map_or_else(String::new, |s| {
-        format!("{} toward {:?} ({doing})", s.as_str(), medium.spec.target)
+    let doing = status.new.reason.clone().unwrap_or_default();
+    let stage_message = seen.next.map_or_else(String::new, |s| {
+        format!(
+            "{} toward {:?} ({doing})",
+            s.as_str(),
+            seen.medium.spec.target
+        )
     });
     status.condition(condition::READY, ready, ready_reason, stage_message.clone());
     match reconciling {
@@ -945,64 +1159,70 @@ pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
         Some((why, message)) => status.condition(condition::STALLED, true, why, message),
         None => status.condition(condition::STALLED, false, ready_reason, String::new()),
     }
-    if deleting {
-        let (why, message) = if jobs_cancelling {
-            (
-                reason::CANCELLING_JOBS,
-                "a job still holds the medium; it is being cancelled".to_owned(),
-            )
-        } else if terminal {
-            (
-                reason::PURGE_FAILED,
-                "the armed purge failed; change the retry annotation to try again".to_owned(),
-            )
-        } else if stage_for_work == Some(Stage::Purge) && plan.finalizer != FinalizerAction::Remove
-        {
-            (reason::PURGING, "the armed purge runs".to_owned())
-        } else {
-            (reason::NOT_BLOCKED, String::new())
-        };
-        let evidence = if medium.purge_armed() {
-            "the image and catalog rows are purged once it ends"
-        } else {
-            "the evidence (image, catalog rows, stored content) is retained"
-        };
-        let blocked = why != reason::NOT_BLOCKED;
-        let message = if blocked {
-            format!("{message}; {evidence}")
-        } else {
-            evidence.to_owned()
-        };
-        status.condition(condition::DELETION_BLOCKED, blocked, why, message);
-    }
-    let unhealthy = status.new.health.as_deref().is_some_and(|h| h != "ok");
-    let (degraded, why, message) = if terminal {
-        (true, reason::FAILED, failure)
-    } else if unhealthy {
+}
+
+/// The last error's message (empty when none).
+fn failure_message(status: &StatusBuilder<'_>) -> String {
+    status
+        .new
+        .last_error
+        .as_ref()
+        .map(|e| e.message.clone())
+        .unwrap_or_default()
+}
+
+/// `DeletionBlocked` while a deletion waits, saying whether the evidence is retained.
+fn deletion_blocked(
+    seen: &Observed<'_>,
+    outcome: &Outcome,
+    work: Option<Stage>,
+    status: &mut StatusBuilder<'_>,
+    plan: &Plan,
+) {
+    let (why, message) = if seen.jobs_cancelling {
         (
-            true,
-            reason::UNREADABLE_AREAS,
-            format!(
-                "health {}",
-                status.new.health.as_deref().unwrap_or_default()
-            ),
+            reason::CANCELLING_JOBS,
+            "a job still holds the medium; it is being cancelled",
         )
+    } else if outcome.terminal {
+        (
+            reason::PURGE_FAILED,
+            "the armed purge failed; change the retry annotation to try again",
+        )
+    } else if work == Some(Stage::Purge) && plan.finalizer != FinalizerAction::Remove {
+        (reason::PURGING, "the armed purge runs")
     } else {
-        (false, reason::HEALTHY, String::new())
+        (reason::NOT_BLOCKED, "")
+    };
+    let evidence = if seen.medium.purge_armed() {
+        "the image and catalog rows are purged once it ends"
+    } else {
+        "the evidence (image, catalog rows, stored content) is retained"
+    };
+    let blocked = why != reason::NOT_BLOCKED;
+    let message = if blocked {
+        format!("{message}; {evidence}")
+    } else {
+        evidence.to_owned()
+    };
+    status.condition(condition::DELETION_BLOCKED, blocked, why, message);
+}
+
+/// `Degraded`: a terminal failure, or a medium not wholly readable (typed health).
+fn degraded(outcome: &Outcome, status: &mut StatusBuilder<'_>) {
+    let health = status
+        .new
+        .health
+        .as_deref()
+        .map(|h| h.parse::<Health>().map_err(|_| h.to_owned()));
+    let (degraded, why, message) = match health {
+        _ if outcome.terminal => (true, reason::FAILED, failure_message(status)),
+        None | Some(Ok(Health::Ok)) => (false, reason::HEALTHY, String::new()),
+        Some(Ok(health)) => (true, reason::UNREADABLE_AREAS, format!("health {health}")),
+        // A health this controller does not know is not vouched for.
+        Some(Err(unknown)) => (true, reason::UNREADABLE_AREAS, format!("health {unknown}")),
     };
     status.condition(condition::DEGRADED, degraded, why, message);
-    if old.phase != status.new.phase && status.new.phase != Phase::Completed {
-        // Phase changes are events too (Completed and failures have their own).
-        if !matches!(status.new.phase, Phase::Failed) && plan.events.is_empty() {
-            plan.events.push(EventIntent {
-                warning: false,
-                reason: "PhaseChanged",
-                note: format!("{:?} -> {:?}", old.phase, status.new.phase),
-            });
-        }
-    }
-    plan.status = status.new;
-    plan
 }
 
 fn meta_time(job: &MediumJob) -> Option<Time> {

@@ -93,6 +93,39 @@ pub mod reason {
     pub const PURGE_FAILED: &str = "PurgeFailed";
     /// Nothing blocks the deletion.
     pub const NOT_BLOCKED: &str = "NotBlocked";
+    /// A job was created for the stage (status reason and event).
+    pub const JOB_CREATED: &str = "JobCreated";
+    /// The job waits for an agent to claim it (status reason).
+    pub const WAITING_FOR_AGENT: &str = "WaitingForAgent";
+    /// The stage's job is being deleted; the next one waits for it (status reason).
+    pub const WAITING_FOR_CANCEL: &str = "WaitingForCancel";
+    /// The job's agent stopped heartbeating; the job is failed as lost (status reason, event).
+    pub const JOB_LOST: &str = "JobLost";
+    /// The armed purge removed the image and the catalog rows (status reason, event).
+    pub const PURGED: &str = "Purged";
+    /// A purge annotation that does not hold the Medium's uid: nothing is purged (status
+    /// reason, Warning event).
+    pub const PURGE_NOT_ARMED: &str = "PurgeNotArmed";
+    /// Deleted without a purge: the evidence is retained (status reason).
+    pub const RETAINED: &str = "Retained";
+}
+
+/// Reasons of events the controller records on a Medium (besides the reasons above that are
+/// events too: `JobCreated`, `JobLost`, `Purged`, `PurgeNotArmed`, `Completed`,
+/// `ForceNotConfirmed`).
+pub mod event {
+    /// The image of a device is complete: the drive may be undocked.
+    pub const MAY_UNDOCK: &str = "MayUndock";
+    /// A deleted Medium was let go, its evidence retained.
+    pub const RELEASED: &str = "Released";
+    /// A stage failed for good.
+    pub const STAGE_FAILED: &str = "StageFailed";
+    /// A job failed; it is retried after a backoff.
+    pub const JOB_FAILED: &str = "JobFailed";
+    /// No agent claimed a job in time.
+    pub const JOB_UNCLAIMED: &str = "JobUnclaimed";
+    /// The phase changed (other than to Completed or Failed, which have their own).
+    pub const PHASE_CHANGED: &str = "PhaseChanged";
 }
 
 /// The finalizer the controller keeps on every Medium until its jobs are gone.

@@ -32,6 +32,25 @@ impl Health {
     }
 }
 
+/// A health name that is not one of `ok`, `incomplete`, `corrupt`, `failed`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown health {0:?} (expected ok, incomplete, corrupt or failed)")]
+pub struct UnknownHealth(pub String);
+
+impl std::str::FromStr for Health {
+    type Err = UnknownHealth;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ok" => Ok(Self::Ok),
+            "incomplete" => Ok(Self::Incomplete),
+            "corrupt" => Ok(Self::Corrupt),
+            "failed" => Ok(Self::Failed),
+            other => Err(UnknownHealth(other.to_owned())),
+        }
+    }
+}
+
 impl std::fmt::Display for Health {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -86,6 +105,19 @@ impl HealthThresholds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn health_names_parse_back() {
+        for health in [
+            Health::Ok,
+            Health::Incomplete,
+            Health::Corrupt,
+            Health::Failed,
+        ] {
+            assert_eq!(health.as_str().parse::<Health>(), Ok(health));
+        }
+        assert_eq!("OK".parse::<Health>(), Err(UnknownHealth("OK".to_owned())));
+    }
 
     #[test]
     fn classify_uses_default_thresholds() {
