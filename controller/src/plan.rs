@@ -504,9 +504,9 @@ impl<'a> Observed<'a> {
 /// What the work step leaves for the aggregate conditions.
 #[derive(Debug, Default)]
 struct Outcome {
-    /// A stage failed for good.
+    /// A stage failed for good (`stalled` then holds its error).
     terminal: bool,
-    /// Why no progress can be made without someone acting (besides a terminal failure).
+    /// Why no progress can be made without someone acting.
     stalled: Option<(&'static str, String)>,
 }
 
@@ -1089,7 +1089,7 @@ fn failed_job(
             }
             Outcome {
                 terminal: true,
-                stalled: None,
+                stalled: Some((reason::FAILED, error.message)),
             }
         }
         Answer::BackOff(at) => {
@@ -1122,11 +1122,7 @@ fn failed_job(
 /// `Ready`, and kstatus' `Reconciling` and `Stalled`.
 fn aggregate_conditions(seen: &Observed<'_>, outcome: &Outcome, status: &mut StatusBuilder<'_>) {
     let ready = !seen.deleting && seen.next.is_none();
-    let stall = if outcome.terminal {
-        Some((reason::FAILED, failure_message(status)))
-    } else {
-        outcome.stalled.clone()
-    };
+    let stall = outcome.stalled.clone();
     let (ready_reason, reconciling) = if ready {
         (reason::COMPLETED, None)
     } else if stall.is_some() {
@@ -1159,16 +1155,6 @@ fn aggregate_conditions(seen: &Observed<'_>, outcome: &Outcome, status: &mut Sta
         Some((why, message)) => status.condition(condition::STALLED, true, why, message),
         None => status.condition(condition::STALLED, false, ready_reason, String::new()),
     }
-}
-
-/// The last error's message (empty when none).
-fn failure_message(status: &StatusBuilder<'_>) -> String {
-    status
-        .new
-        .last_error
-        .as_ref()
-        .map(|e| e.message.clone())
-        .unwrap_or_default()
 }
 
 /// `DeletionBlocked` while a deletion waits, saying whether the evidence is retained.
@@ -1215,12 +1201,12 @@ fn degraded(outcome: &Outcome, status: &mut StatusBuilder<'_>) {
         .health
         .as_deref()
         .map(|h| h.parse::<Health>().map_err(|_| h.to_owned()));
-    let (degraded, why, message) = match health {
-        _ if outcome.terminal => (true, reason::FAILED, failure_message(status)),
-        None | Some(Ok(Health::Ok)) => (false, reason::HEALTHY, String::new()),
-        Some(Ok(health)) => (true, reason::UNREADABLE_AREAS, format!("health {health}")),
+    let (degraded, why, message) = match (&outcome.stalled, health) {
+        (Some((_, failure)), _) if outcome.terminal => (true, reason::FAILED, failure.clone()),
+        (_, None | Some(Ok(Health::Ok))) => (false, reason::HEALTHY, String::new()),
+        (_, Some(Ok(health))) => (true, reason::UNREADABLE_AREAS, format!("health {health}")),
         // A health this controller does not know is not vouched for.
-        Some(Err(unknown)) => (true, reason::UNREADABLE_AREAS, format!("health {unknown}")),
+        (_, Some(Err(unknown))) => (true, reason::UNREADABLE_AREAS, format!("health {unknown}")),
     };
     status.condition(condition::DEGRADED, degraded, why, message);
 }

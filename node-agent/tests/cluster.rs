@@ -1570,32 +1570,11 @@ async fn api_server_faults_slow_a_medium_down_but_never_break_it(pool: PgPool) {
     cluster.stop().await;
 }
 
-/// The first block of `name` in the ext4 at `fs` (4 KiB blocks), from debugfs.
-fn first_block(fs: &Path, name: &str) -> u64 {
-    let output = std::process::Command::new("debugfs")
-        .args(["-R", &format!("blocks {name}")])
-        .arg(fs)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&output.stdout)
-        .split_whitespace()
-        .next()
-        .and_then(|b| b.parse().ok())
-        .unwrap_or_else(|| panic!("no blocks of {name}"))
-}
-
 /// `ntt ls MEDIUM --damaged --json`: the damaged paths.
 fn damaged_paths(host: &Host, medium: &str) -> Vec<String> {
-    let output = host.run(&["ls", medium, "--damaged", "--json"]);
-    assert!(output.status.success());
-    output
-        .stdout
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let v: Value = serde_json::from_slice(l).unwrap();
-            v["path"].as_str().unwrap().to_owned()
-        })
+    host::ls_damaged(host, medium)
+        .iter()
+        .map(|v| v["path"].as_str().unwrap().to_owned())
         .collect()
 }
 
@@ -1619,7 +1598,7 @@ async fn a_raised_profile_images_the_drive_again_and_recopies_what_it_rescued(po
         .status()
         .unwrap();
     assert!(made.success());
-    let block = first_block(&drive_fs, "ledger.bin") + 8;
+    let block = host::ext4_blocks(&drive_fs, "ledger.bin")[0] + 8;
     let disk_bytes = std::fs::read(&drive_fs).unwrap();
     let mut disk = faulty_disk::FaultyDisk::start(
         disk_bytes,

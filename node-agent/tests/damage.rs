@@ -64,16 +64,6 @@ fn first_numbers(text: &str) -> Vec<u64> {
         .collect()
 }
 
-/// `debugfs -R 'blocks NAME'`: the file's data blocks.
-fn ext4_blocks(fs: &Path, name: &str) -> Vec<u64> {
-    let output = Command::new("debugfs")
-        .args(["-R", &format!("blocks {name}")])
-        .arg(fs)
-        .output()
-        .unwrap();
-    first_numbers(&String::from_utf8_lossy(&output.stdout))
-}
-
 /// The value after `label` in `dumpe2fs` output (`Inode table at 36-355` → `36-355`).
 fn dumpe2fs_range(fs: &Path, label: &str) -> (u64, u64) {
     let output = Command::new("dumpe2fs").arg(fs).output().unwrap();
@@ -138,8 +128,8 @@ fn layout(dir: &Path) -> Layout {
         .args(["-q", "-F", "-b", "4096", "-d"])
         .arg(&content)
         .arg(&part));
-    let hit_blocks = ext4_blocks(&part, "hit.bin");
-    let flaky_blocks = ext4_blocks(&part, "flaky.bin");
+    let hit_blocks = host::ext4_blocks(&part, "hit.bin");
+    let flaky_blocks = host::ext4_blocks(&part, "flaky.bin");
     assert_eq!(hit_blocks.len(), 16);
     assert!(
         hit_blocks.windows(2).all(|w| w[1] == w[0] + 1),
@@ -201,14 +191,9 @@ fn run_json(host: &Host, args: &[&str]) -> Value {
 
 /// `ntt ls MEDIUM --damaged --json`: path → (volume, damaged ranges).
 fn damaged(host: &Host, medium: &str) -> BTreeMap<String, (u64, Vec<(u64, u64)>)> {
-    let output = host.run(&["ls", medium, "--damaged", "--json"]);
-    assert!(output.status.success());
-    output
-        .stdout
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let v: Value = serde_json::from_slice(l).unwrap();
+    host::ls_damaged(host, medium)
+        .iter()
+        .map(|v| {
             let ranges = v["damaged_ranges"]
                 .as_array()
                 .unwrap()

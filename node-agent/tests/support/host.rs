@@ -328,3 +328,28 @@ pub fn craft_fat_long_name(image: &Path, placeholder: char, name: &str) {
     assert_eq!(patched, units.len(), "every character of {name:?} written");
     std::fs::write(image, bytes).unwrap();
 }
+
+/// `debugfs -R 'blocks NAME'`: the data blocks of `name` in the ext4 at `fs`.
+pub fn ext4_blocks(fs: &Path, name: &str) -> Vec<u64> {
+    let output = Command::new("debugfs")
+        .args(["-R", &format!("blocks {name}")])
+        .arg(fs)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect()
+}
+
+/// `ntt ls MEDIUM --damaged --json`: one object per damaged file.
+pub fn ls_damaged(host: &Host, medium: &str) -> Vec<Value> {
+    let output = host.run(&["ls", medium, "--damaged", "--json"]);
+    assert!(output.status.success(), "ntt ls {medium} --damaged");
+    output
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect()
+}
