@@ -438,13 +438,23 @@ async fn the_example_media_end_copied_through_the_chart_s_pod_and_purge_keeps_re
         undockable.message.contains("may be undocked"),
         "{undockable:?}"
     );
+    // Undocked: no loop device reads the FUSE file any more, and the file itself is gone.
+    // (The device's number is free for other tests to take, so it is not asked about.)
+    let file = disk.file();
     disk.detach();
-    drop(disk);
-    let gone = std::process::Command::new("losetup")
-        .arg(&device)
+    let readers = std::process::Command::new("losetup")
+        .arg("--associated")
+        .arg(&file)
         .output()
         .unwrap();
-    assert!(!gone.status.success(), "the drive is gone");
+    assert!(readers.status.success());
+    assert!(
+        readers.stdout.is_empty(),
+        "the drive is undocked: {}",
+        String::from_utf8_lossy(&readers.stdout)
+    );
+    drop(disk);
+    assert!(!file.exists(), "the drive is gone");
     cluster
         .media
         .patch(
