@@ -323,17 +323,23 @@ fn a_new_medium_first_gets_the_finalizer_and_nothing_else() {
 )]
 fn the_full_lifecycle_runs_one_job_per_stage_to_copied_and_then_settles() {
     let mut world = World::new(Target::Copied);
+    world.medium.spec.description = Some("box 7, second disk".to_owned());
     world.reconcile();
     let plan = world.reconcile();
     let job = plan.create.as_ref().unwrap();
     assert_eq!(job.spec.stage, Stage::Image);
     assert_eq!(job.spec.attempt, 1);
     assert_eq!(job.spec.node_name, "dock-1");
+    assert_eq!(
+        job.spec.description.as_deref(),
+        Some("box 7, second disk"),
+        "the catalog gets the Medium's description"
+    );
     assert_eq!(job.metadata.name.as_deref(), Some("box-7-disk-2-image-1"));
     let owner = &job.metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!(
-        (owner.kind.as_str(), owner.controller),
-        ("Medium", Some(true))
+        (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+        ("Medium", "box-7-disk-2", Some(true))
     );
     assert_eq!(
         job.metadata.labels.as_ref().unwrap()[condition::MEDIUM_UID_LABEL],
@@ -644,15 +650,29 @@ fn a_permanent_failure_is_terminal_at_once_and_the_same_retry_value_does_nothing
     let plan = world.reconcile();
     assert!(plan.create.is_none());
     assert_eq!(world.status().phase, Phase::Failed);
+    assert_eq!(world.condition(condition::DEGRADED).0, "True");
+    assert_eq!(
+        world.status().last_error.as_ref().unwrap().message,
+        "/dev/sdz: no such device"
+    );
     assert!(
         plan.events
             .iter()
             .any(|e| e.reason == "StageFailed" && e.warning)
     );
     world.settle();
+    // No backoff brings it back: a day later it still waits for a person.
+    world.advance(86_400);
+    assert!(world.reconcile().create.is_none());
+    world.settle();
     world.annotate(RETRY_ANNOTATION, "b");
     let plan = world.reconcile();
-    assert!(plan.create.is_some());
+    let retry = plan.create.as_ref().unwrap();
+    assert_eq!(
+        (retry.metadata.name.as_deref(), retry.spec.attempt),
+        (Some("box-7-disk-2-image-2"), 2)
+    );
+    assert_eq!(world.status().retry_seen.as_deref(), Some("b"));
     let name = world.the_job();
     world.claim(&name);
     world.finish(

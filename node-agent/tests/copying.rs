@@ -581,60 +581,6 @@ async fn awkward_names_copy_cat_and_export_byte_exact(pool: PgPool) {
 /// Issue 20: a lease is bound to its run's liveness. While a run lives, its leases are waited
 /// for, never taken; when its session ends (a killed process, a dead host), they are free at
 /// once, long before they expire.
-#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
-async fn a_dead_runs_leases_are_free_at_once_and_a_live_runs_are_not(pool: PgPool) {
-    use ntt_agent::catalog::copying;
-    let host = Host::new(&pool).await;
-    let source = host.root.join("leased");
-    std::fs::create_dir_all(&source).unwrap();
-    for f in 0..20 {
-        std::fs::write(source.join(format!("f{f}")), format!("{f}\n")).unwrap();
-    }
-    let image = host.root.join("leased.img");
-    ext4(&image, 8 * MIB, &source);
-    register(&host, &image, "leased");
-    enumerate(&host, "leased");
-    let medium = ntt_agent::catalog::media::resolve_medium(&pool, "leased")
-        .await
-        .unwrap()
-        .id;
-    let lease = Duration::from_mins(15);
-    let first = copying::begin_run(&pool, "dock-1:100:a").await.unwrap();
-    let taken = copying::claim(&pool, medium, "dock-1:100:a/0", 1000, i64::MAX, lease)
-        .await
-        .unwrap();
-    assert_eq!(taken.len(), 20);
-    let second = copying::begin_run(&pool, "dock-2:200:b").await.unwrap();
-    let none = copying::claim(&pool, medium, "dock-2:200:b/0", 1000, i64::MAX, lease)
-        .await
-        .unwrap();
-    assert!(none.is_empty(), "a live run's leases are not taken");
-    let pending = copying::pending(&pool, medium).await.unwrap();
-    assert_eq!((pending.total, pending.held), (20, 20));
-    // The first run's session ends without a word, as a killed process's does.
-    drop(first);
-    let started = std::time::Instant::now();
-    let again = loop {
-        let again = copying::claim(&pool, medium, "dock-2:200:b/0", 1000, i64::MAX, lease)
-            .await
-            .unwrap();
-        if !again.is_empty() || started.elapsed() > Duration::from_secs(10) {
-            break again;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_eq!(again.len(), 20, "taken over at once, not after 15 minutes");
-    let pending = copying::pending(&pool, medium).await.unwrap();
-    assert_eq!(
-        (pending.total, pending.held),
-        (20, 20),
-        "now held by the second"
-    );
-    second.end().await.unwrap();
-    let pending = copying::pending(&pool, medium).await.unwrap();
-    assert_eq!(pending.held, 0, "an ended run holds nothing");
-}
-
 /// Issue 20: a copy that ends with files pending says so and exits 75, never 0.
 #[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
 async fn a_copy_that_leaves_files_pending_fails_with_its_own_exit_code(pool: PgPool) {

@@ -32,3 +32,40 @@ pub async fn medium(pool: &PgPool, hash: &str, name: &str) -> MediumId {
     .await
     .expect("insert test medium")
 }
+
+/// Records volume `volume` of the medium (an MBR partition of 1 MiB).
+pub async fn add_volume(pool: &PgPool, medium: MediumId, volume: i32) {
+    sqlx::query(
+        "insert into volume (medium_id, volume_no, scheme, partition_index, offset_bytes, length_bytes)
+         values ($1, $2, 'mbr', $2, $2 * 1048576, 1048576)",
+    )
+    .bind(medium.get())
+    .bind(volume)
+    .execute(pool)
+    .await
+    .expect("insert test volume");
+}
+
+/// Records a pending 5-byte file (inode `ino`, once) at `path` on the volume, as enumeration
+/// does; the medium's partitions must exist.
+pub async fn add_file(pool: &PgPool, medium: MediumId, volume: i32, ino: i64, path: &[u8]) {
+    sqlx::query(
+        "insert into inode (medium_id, volume_no, ino, kind, mode, uid, gid, nlink, size, state)
+         values ($1, $2, $3, 'file', 33188, 1000, 1000, 1, 5, 'pending')
+         on conflict do nothing",
+    )
+    .bind(medium.get())
+    .bind(volume)
+    .bind(ino)
+    .execute(pool)
+    .await
+    .expect("insert test inode");
+    sqlx::query("insert into path (medium_id, volume_no, path, ino) values ($1, $2, $3, $4)")
+        .bind(medium.get())
+        .bind(volume)
+        .bind(path)
+        .bind(ino)
+        .execute(pool)
+        .await
+        .expect("insert test path");
+}

@@ -9,9 +9,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use ntt_controller::leader::LeaseSettings;
 use ntt_controller::metrics::Metrics;
 use ntt_controller::plan::Settings;
-use ntt_crds::condition::{
-    AGENT_FINALIZER, FIELD_MANAGER_AGENT, PAUSED_ANNOTATION, RETRY_ANNOTATION,
-};
+use ntt_crds::condition::{AGENT_FINALIZER, FIELD_MANAGER_AGENT};
 use ntt_crds::{
     DeletionPolicy, ErrorClass, JobState, Medium, MediumJob, MediumSpec, Phase, Source, Stage,
     Target,
@@ -341,147 +339,9 @@ async fn a_medium_goes_to_copied_one_job_per_stage_and_then_nothing_is_written()
     replica.stop().await;
 }
 
-#[tokio::test]
-async fn raising_the_target_after_completion_continues() {
-    let cluster = Cluster::start().await;
-    let replica = cluster.replica("a");
-    cluster.create("disk-2", Target::Imaged).await;
-    cluster.run_stage("disk-2", Stage::Image).await;
-    let done = cluster
-        .until("disk-2", "imaged", |m| phase(m) == Phase::Completed)
-        .await;
-    assert_eq!(condition(&done, "Enumerated"), "False");
-    cluster
-        .media
-        .patch(
-            "disk-2",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"target": "Enumerated"}})),
-        )
-        .await
-        .unwrap();
-    cluster.run_stage("disk-2", Stage::Enumerate).await;
-    let m = cluster
-        .until("disk-2", "enumerated", |m| {
-            phase(m) == Phase::Completed && condition(m, "Enumerated") == "True"
-        })
-        .await;
-    assert_eq!(m.status.unwrap().observed_generation, Some(2));
-    let images = cluster
-        .jobs
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .filter(|j| j.spec.stage == Stage::Image)
-        .count();
-    assert_eq!(images, 1, "imaged once");
-    replica.stop().await;
-}
-
-#[tokio::test]
-async fn pause_holds_new_jobs_and_resume_continues() {
-    let cluster = Cluster::start().await;
-    let replica = cluster.replica("a");
-    cluster.create("disk-3", Target::Enumerated).await;
-    let image = cluster.job_for("disk-3", Stage::Image).await;
-    cluster.claim(&image).await;
-    cluster
-        .media
-        .patch(
-            "disk-3",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {PAUSED_ANNOTATION: "true"}}})),
-        )
-        .await
-        .unwrap();
-    cluster.finish(&image, None).await;
-    cluster
-        .until("disk-3", "paused", |m| phase(m) == Phase::Paused)
-        .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let jobs = cluster
-        .jobs
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items;
-    assert!(
-        jobs.iter().all(|j| j.spec.stage == Stage::Image),
-        "no new job while paused"
-    );
-    cluster
-        .media
-        .patch(
-            "disk-3",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {PAUSED_ANNOTATION: null}}})),
-        )
-        .await
-        .unwrap();
-    cluster.run_stage("disk-3", Stage::Enumerate).await;
-    cluster
-        .until("disk-3", "completed", |m| phase(m) == Phase::Completed)
-        .await;
-    replica.stop().await;
-}
-
-#[tokio::test]
-async fn a_terminal_failure_waits_for_the_retry_annotation() {
-    let cluster = Cluster::start().await;
-    let replica = cluster.replica("a");
-    cluster.create("disk-4", Target::Imaged).await;
-    let first = cluster.job_for("disk-4", Stage::Image).await;
-    cluster.claim(&first).await;
-    cluster.finish(&first, Some(ErrorClass::Permanent)).await;
-    let failed = cluster
-        .until("disk-4", "failed", |m| phase(m) == Phase::Failed)
-        .await;
-    assert_eq!(condition(&failed, "Degraded"), "True");
-    assert_eq!(
-        failed
-            .status
-            .as_ref()
-            .unwrap()
-            .last_error
-            .as_ref()
-            .unwrap()
-            .message,
-        "scripted failure"
-    );
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(
-        cluster
-            .jobs
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .len(),
-        1,
-        "no retry on its own"
-    );
-    cluster
-        .media
-        .patch(
-            "disk-4",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {RETRY_ANNOTATION: "2026-12-01"}}})),
-        )
-        .await
-        .unwrap();
-    let second = cluster.job_for("disk-4", Stage::Image).await;
-    assert_eq!(second, "disk-4-image-2");
-    cluster.claim(&second).await;
-    cluster.finish(&second, None).await;
-    let m = cluster
-        .until("disk-4", "completed", |m| phase(m) == Phase::Completed)
-        .await;
-    assert_eq!(m.status.unwrap().retry_seen.as_deref(), Some("2026-12-01"));
-    replica.stop().await;
-}
-
+/// The decisions are the plan's (tests/plan.rs); this proves what only the running loop does:
+/// with no event at all, its timed requeue notices the silence, and the lost job it releases is
+/// really deleted by the server.
 #[tokio::test]
 async fn a_job_without_heartbeats_is_failed_as_lost_and_retried() {
     let cluster = Cluster::start().await;

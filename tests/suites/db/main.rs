@@ -5,6 +5,7 @@
     reason = "test helpers fail the test with the error"
 )]
 
+mod claims;
 mod constraints;
 mod media;
 mod migrations;

@@ -3,47 +3,13 @@ use ntt_agent::catalog::partitions::{
     drop_medium_partitions, ensure_medium_partitions, medium_partitions,
 };
 use ntt_agent::catalog::{CatalogError, Constraint};
-use ntt_tests::medium;
+use ntt_tests::{add_file, add_volume, medium};
 use sqlx::PgPool;
 
 // Two hashes that share their first 8 characters: the predecessor named partitions from those
 // 8 characters, so these two media shared (and clobbered) one partition.
 const HASH_A: &str = "deadbeef00000000000000000000000a";
 const HASH_B: &str = "deadbeef00000000000000000000000b";
-
-async fn add_volume(pool: &PgPool, medium: MediumId, volume: i32) {
-    sqlx::query(
-        "insert into volume (medium_id, volume_no, scheme, partition_index, offset_bytes, length_bytes)
-         values ($1, $2, 'mbr', $2, $2 * 1048576, 1048576)",
-    )
-    .bind(medium.get())
-    .bind(volume)
-    .execute(pool)
-    .await
-    .unwrap();
-}
-
-async fn add_file(pool: &PgPool, medium: MediumId, volume: i32, ino: i64, path: &[u8]) {
-    sqlx::query(
-        "insert into inode (medium_id, volume_no, ino, kind, mode, uid, gid, nlink, size, state)
-         values ($1, $2, $3, 'file', 33188, 1000, 1000, 1, 5, 'pending')
-         on conflict do nothing",
-    )
-    .bind(medium.get())
-    .bind(volume)
-    .bind(ino)
-    .execute(pool)
-    .await
-    .unwrap();
-    sqlx::query("insert into path (medium_id, volume_no, path, ino) values ($1, $2, $3, $4)")
-        .bind(medium.get())
-        .bind(volume)
-        .bind(path)
-        .bind(ino)
-        .execute(pool)
-        .await
-        .unwrap();
-}
 
 async fn count(pool: &PgPool, table: &str, medium: MediumId) -> i64 {
     let sql = format!("select count(*) from {table} where medium_id = $1");
