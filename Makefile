@@ -31,8 +31,11 @@ fmt:
 fmt-check:
 	cargo fmt --all --check
 
+# Clippy, then the repository guards: README length, working doc links, no path outside the
+# checkout in sources or tests.
 lint:
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	scripts/check-repo
 
 # The test tiers (nextest filter expressions); docs/testing.md says what each proves.
 # unit: no database, no root, no helm. db: PostgreSQL. cluster: the in-memory API server and
@@ -40,7 +43,7 @@ lint:
 TIER_UNIT := (kind(lib) & !package(ntt-tests)) | kind(bin) | (package(ntt-controller) & binary(plan)) | (package(ntt-crds) & binary(crds)) | (package(ntt-agent) & (binary(architecture) | binary(volumes)))
 TIER_DB := (package(ntt-tests) & binary(db)) | (package(ntt-agent) & binary(cli))
 TIER_CLUSTER := package(ntt-tests) & (kind(lib) | binary(cluster))
-TIER_ROOT := package(ntt-agent) & (binary(privileged) | binary(mounting) | binary(enumeration) | binary(copying) | binary(ingest) | binary(damage) | binary(cluster))
+TIER_ROOT := package(ntt-agent) & binary(root)
 NEXTEST := DATABASE_URL=$(TEST_DATABASE_URL) cargo nextest run --workspace --locked --no-tests=fail
 
 # The whole suite: formatting, lints, generated-file drift, every tier in one run, and a check
