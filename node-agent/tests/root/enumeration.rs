@@ -2,21 +2,6 @@
 //! loads into a real PostgreSQL, and `ntt ls --json` gives every path back byte for byte. Runs
 //! as root; never skips.
 
-#![expect(
-    clippy::unwrap_used,
-    reason = "test helpers fail the test with the error"
-)]
-#![allow(
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    reason = "test code: diagnostics on stderr, std::fs with unwrap is clear enough"
-)]
-
-#[path = "support/db.rs"]
-mod db;
-#[path = "support/host.rs"]
-mod host;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -24,11 +9,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use host::{
+use crate::host::{
     Host, MIB, craft_fat_long_name, ext4, fixture, partition, place, register, run, sparse_file,
 };
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 use sqlx::PgPool;
 

@@ -3,21 +3,6 @@
 //! FUSE drivers and The Sleuth Kit. Runs as root; never skips. Every test ends by checking that
 //! nothing it attached is left.
 
-#![expect(
-    clippy::unwrap_used,
-    reason = "test helpers fail the test with the error"
-)]
-#![allow(
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    reason = "test code: diagnostics on stderr, std::fs with unwrap is clear enough"
-)]
-
-#[path = "support/db.rs"]
-mod db;
-#[path = "support/host.rs"]
-mod host;
-
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -25,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use host::{
+use crate::host::{
     Host, MIB, ext4, fixture, fls_paths, partition, place, register, run, sha256, sparse_file,
 };
 use ntt_agent::volume::host::{loops, loops_of, mounts};

@@ -2,28 +2,6 @@
 //! PostgreSQL, failing sectors from a FUSE disk, a store filesystem that fills up, and kills at
 //! random moments. Runs as root; never skips.
 
-#![expect(
-    clippy::unwrap_used,
-    reason = "test helpers fail the test with the error"
-)]
-#![allow(
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::cast_possible_truncation,
-    reason = "test code: diagnostics on stderr, std::fs with unwrap is clear enough, small sizes"
-)]
-
-#[path = "support/db.rs"]
-mod db;
-#[path = "support/faulty_disk.rs"]
-#[allow(
-    dead_code,
-    reason = "this binary uses the disk's file, not its loop device"
-)]
-mod faulty_disk;
-#[path = "support/host.rs"]
-mod host;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -31,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use faulty_disk::{Faults, FaultyDisk};
-use host::{Host, MIB, craft_fat_long_name, ext4, register, run, sparse_file};
+use crate::faulty_disk::{Faults, FaultyDisk};
+use crate::host::{Host, MIB, craft_fat_long_name, ext4, register, run, sparse_file};
+use crate::{faulty_disk, host};
 use serde_json::Value;
 use sqlx::PgPool;
 

@@ -4,32 +4,13 @@
 //! the store right; an agent killed mid-copy is replaced and nothing is lost or duplicated;
 //! deleting a running Medium cancels its job and keeps the evidence. Runs as root.
 
-#![expect(
-    clippy::unwrap_used,
-    reason = "test helpers fail the test with the error"
-)]
-#![allow(
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::cast_possible_truncation,
-    clippy::single_range_in_vec_init,
-    reason = "test code: diagnostics on stderr, std::fs with unwrap is clear enough, small sizes, one bad range"
-)]
-
-#[path = "support/db.rs"]
-mod db;
-#[path = "support/faulty_disk.rs"]
-#[allow(dead_code, reason = "this binary never lets a disk fail")]
-mod faulty_disk;
-#[path = "support/host.rs"]
-mod host;
-
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use host::{Host, MIB, ext4, register};
+use crate::host::{Host, MIB, ext4, register};
+use crate::{faulty_disk, host};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use ntt_controller::leader::LeaseSettings;

@@ -3,26 +3,6 @@
 //! user space (The Sleuth Kit); free space flags nothing, structures are listed; a later rescue
 //! clears a file's damage and the file is copied again. Runs as root; never skips.
 
-#![expect(
-    clippy::unwrap_used,
-    reason = "test helpers fail the test with the error"
-)]
-#![allow(
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::cast_possible_truncation,
-    clippy::cast_possible_wrap,
-    reason = "test code: diagnostics on stderr, std::fs with unwrap is clear enough, small sizes"
-)]
-
-#[path = "support/db.rs"]
-mod db;
-#[path = "support/faulty_disk.rs"]
-#[allow(dead_code, reason = "this binary does not slow the disk down")]
-mod faulty_disk;
-#[path = "support/host.rs"]
-mod host;
-
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::ops::Range;
@@ -30,8 +10,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::Command;
 
-use faulty_disk::{Faults, FaultyDisk, disk_content};
-use host::{Host, MIB, partition, place, run, sparse_file};
+use crate::faulty_disk::{Faults, FaultyDisk, disk_content};
+use crate::host;
+use crate::host::{Host, MIB, partition, place, run, sparse_file};
 use serde_json::Value;
 use sqlx::PgPool;
 

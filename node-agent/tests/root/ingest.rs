@@ -2,25 +2,6 @@
 //! third-party images (content compared with `icat`), on a directory, and after kills. Runs as
 //! root; never skips.
 
-#![expect(
-    clippy::unwrap_used,
-    reason = "test helpers fail the test with the error"
-)]
-#![allow(
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::cast_possible_truncation,
-    reason = "test code: diagnostics on stderr, std::fs with unwrap is clear enough, small sizes"
-)]
-
-#[path = "support/db.rs"]
-mod db;
-#[path = "support/faulty_disk.rs"]
-#[allow(dead_code, reason = "this binary does not slow the disk down")]
-mod faulty_disk;
-#[path = "support/host.rs"]
-mod host;
-
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -29,10 +10,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::faulty_disk;
+use crate::faulty_disk::{Faults, FaultyDisk};
+use crate::host::{Host, MIB, ext4, fixture, partition, place, run, sparse_file};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use faulty_disk::{Faults, FaultyDisk};
-use host::{Host, MIB, ext4, fixture, partition, place, run, sparse_file};
 use serde_json::Value;
 use sqlx::PgPool;
 

@@ -1,35 +1,14 @@
 //! The privileged tier for imaging: real ddrescue on real loop devices over a FUSE file that
 //! fails where we say, plus real third-party images. Runs as root; never skips.
 
-#![expect(
-    clippy::unwrap_used,
-    reason = "test helpers fail the test with the error"
-)]
-#![allow(
-    clippy::cast_possible_truncation,
-    clippy::cast_possible_wrap,
-    clippy::cast_sign_loss,
-    clippy::single_range_in_vec_init,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    reason = "test code: small sizes, diagnostics on stderr, std::fs with unwrap is clear enough"
-)]
-
-#[path = "support/db.rs"]
-mod db;
-#[path = "support/faulty_disk.rs"]
-#[allow(dead_code, reason = "this binary never undocks a drive")]
-mod faulty_disk;
-#[path = "support/host.rs"]
-mod host;
-
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use faulty_disk::{Faults, FaultyDisk, disk_content};
-use host::{Host, MIB, fixture, fls_paths, loops_backed_by, partition, sha256, sparse_file};
+use crate::faulty_disk::{Faults, FaultyDisk, disk_content};
+use crate::host;
+use crate::host::{Host, MIB, fixture, fls_paths, loops_backed_by, partition, sha256, sparse_file};
 use ntt_agent::imaging::ddrescue::read_summary;
 use ntt_agent::imaging::identity::{IdentifyError, identify};
 use ntt_agent::imaging::mapfile::Area;
