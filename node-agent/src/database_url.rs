@@ -130,7 +130,7 @@ mod tests {
         assert!(!redact("postgres://u:p@ss@h/db").contains("ss"));
     }
 
-    /// Issue 21: a password parameter, or a `/` in an unencoded password, leaked.
+    /// A password parameter, or a `/` in an unencoded password, leaked.
     #[test]
     fn a_password_parameter_or_a_slash_never_shows() {
         let shown = redact("postgres://ntt@db/ntt?sslmode=disable&password=hunter2");

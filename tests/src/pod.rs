@@ -1,8 +1,8 @@
 //! A pod of the rendered chart, run on this machine the way a container runtime runs it, so a
 //! test sees exactly what the pod can reach.
 //!
-//! No container runtime can be had here, and what the chart mounts is the question (issue 22:
-//! image and directory sources the agent pod could not see). So [`Pod::command`] builds the
+//! No container runtime can be had here, and what the chart mounts is the question (an agent run
+//! on the host sees image and directory sources its pod would not). So [`Pod::command`] builds the
 //! container from the rendered pod spec alone, with `unshare` and `chroot`:
 //!
 //! - a new mount namespace, and a root of its own (a `tmpfs`) holding what the agent image

@@ -660,7 +660,7 @@ async fn an_agent_killed_mid_copy_is_replaced_and_nothing_is_lost_or_duplicated(
     cluster.stop().await;
 }
 
-/// Issue 21, item 7 in the cluster: the archive disk holding the store goes away under a
+/// In the cluster: the archive disk holding the store goes away under a
 /// running agent (its mount point is left, empty). The agent claims nothing, exits with the
 /// reason, and cannot start again until the disk is back; then the medium completes.
 #[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
@@ -738,7 +738,7 @@ async fn an_agent_whose_store_goes_away_claims_nothing_and_exits(pool: PgPool) {
     cluster.stop().await;
 }
 
-/// Issue 22, item 1: whoever may create a Medium names a path on a node, and the agent reads it
+/// Whoever may create a Medium names a path on a node, and the agent reads it
 /// as root. The node's system disk, a device of the wrong kind, a directory outside the allowed
 /// roots (or reached through a link out of them), NTT's own mount directory and a directory
 /// declared as an image are each refused before anything is read, permanently, with the rule.
@@ -857,7 +857,7 @@ async fn until_job_ends(cluster: &Cluster, name: &str) -> MediumJob {
     }
 }
 
-/// Issue 22, item 2: a MediumJob is a command to a privileged agent. One made by hand (no
+/// A MediumJob is a command to a privileged agent. One made by hand (no
 /// owning Medium) and a hand-made purge of a Medium that is not being deleted are refused
 /// without anything being run; the medium and its catalog rows stay.
 #[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
@@ -999,7 +999,7 @@ fn catalog_names(host: &Host) -> Vec<String> {
     names
 }
 
-/// Issue 19: a purge acts on the medium whose hash the Medium's status recorded, never on one
+/// A purge acts on the medium whose hash the Medium's status recorded, never on one
 /// found by name: not the standalone medium called `2024` (a name that also looks like a hash
 /// prefix), not the one a Medium `2024` of another namespace would have.
 #[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
@@ -1099,7 +1099,7 @@ async fn until_serving(port: u16) {
     }
 }
 
-/// Issue 19: the agent stops on SIGTERM whether idle or running a stage; a stage stopped by
+/// The agent stops on SIGTERM whether idle or running a stage; a stage stopped by
 /// the shutdown ends `Interrupted`, and the controller runs it again at once without counting
 /// an attempt, so a rolling upgrade never fails a Medium.
 #[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
@@ -1174,7 +1174,7 @@ async fn sigterm_stops_the_agent_idle_or_mid_stage_and_the_stage_goes_on_uncount
     cluster.stop().await;
 }
 
-/// Issue 19: with the API server gone, the agent's watch retries with backoff: it does not
+/// With the API server gone, the agent's watch retries with backoff: it does not
 /// spin, and SIGTERM still stops it.
 #[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
 async fn without_an_api_server_the_agent_idles_and_still_stops(pool: PgPool) {
@@ -1273,7 +1273,7 @@ async fn until_copy_beats(cluster: &Cluster) {
     }
 }
 
-/// Issue 20: an agent restarted with the same name (a container restart keeps the pod name)
+/// An agent restarted with the same name (a container restart keeps the pod name)
 /// fails and releases the job its previous life left running at once, instead of leaving it
 /// to the controller's lost-agent deadline; the copy then completes.
 #[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
@@ -1315,7 +1315,7 @@ async fn an_agent_restarted_under_the_same_name_sweeps_its_own_leftovers(pool: P
     cluster.stop().await;
 }
 
-/// Issue 20: a node whose agent never comes back. The lost attempt is retried, and the new
+/// A node whose agent never comes back. The lost attempt is retried, and the new
 /// job waits saying why (`Scheduled`: `AgentLost`, once the agent's Lease ran out), with one
 /// Warning event once it has waited past `--unclaimed-warning`; nothing is failed for it.
 #[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
@@ -1370,7 +1370,7 @@ async fn a_node_whose_agent_never_comes_back_says_so_and_fails_nothing(pool: PgP
     cluster.stop().await;
 }
 
-/// Issue 20: an agent killed (SIGKILL) mid-copy after several heartbeats, twice in a row.
+/// An agent killed (SIGKILL) mid-copy after several heartbeats, twice in a row.
 /// Every heartbeat keeps the job `Running` (it carries all the agent's fields; server-side
 /// apply drops the ones left out), so the controller's lost-agent deadline applies and a new agent finishes the copy,
 /// taking over the dead run's leases at once: every file copied exactly once.
@@ -1457,7 +1457,7 @@ async fn an_agent_killed_after_several_heartbeats_is_found_lost_and_replaced(poo
     cluster.stop().await;
 }
 
-/// Issue 20: a job that waits says why. With no agent on the node the Medium's `Scheduled`
+/// A job that waits says why. With no agent on the node the Medium's `Scheduled`
 /// condition says `NoAgent` (and a Warning event follows once the wait is long); once an agent
 /// announces itself (its node Lease) and claims the job, `Scheduled` is True.
 #[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
@@ -1511,7 +1511,7 @@ async fn a_waiting_job_says_why_it_waits(pool: PgPool) {
     cluster.stop().await;
 }
 
-/// Issue 20: an API server that refuses writes now and then, drops every watch midway and
+/// An API server that refuses writes now and then, drops every watch midway and
 /// delivers events late slows a Medium down but never breaks it: the agent's claim, heartbeat
 /// and final status writes and the controller's status writes are refused a few times each,
 /// and the Medium still ends `Copied` with every file once.
@@ -1680,7 +1680,7 @@ async fn a_raised_profile_images_the_drive_again_and_recopies_what_it_rescued(po
     cluster.stop().await;
 }
 
-/// Issue 22, item 4: a drive less than half of which could be rescued has health `failed`, and
+/// A drive less than half of which could be rescued has health `failed`, and
 /// its volumes are not mounted: enumeration fails for good and says, in the Medium's terms, how
 /// to force it. A force naming another hash forces nothing; the recorded hash mounts it, and
 /// what was readable is enumerated and copied.

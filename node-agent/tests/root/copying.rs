@@ -131,7 +131,7 @@ async fn content_is_stored_once_across_paths_and_media(pool: PgPool) {
     assert_eq!(blobs, 3);
     let shared = blake3::hash(b"shared content\n").to_hex().to_string();
     assert!(store_blobs(&store).contains(&shared));
-    // Issue 21: evidence is nobody else's: the store root 0700, blobs 0440.
+    // Evidence is nobody else's: the store root 0700, blobs 0440.
     let mode = |p: &Path| {
         use std::os::unix::fs::PermissionsExt;
         std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
@@ -278,7 +278,7 @@ async fn kills_at_random_moments_end_like_an_uninterrupted_run(pool: PgPool) {
         partial.values().filter(|(s, _)| s == "copied").count(),
         partial.len()
     );
-    // Issue 20: the killed runs' leases (15 minutes each) are free at once: their runs' locks
+    // The killed runs' leases (15 minutes each) are free at once: their runs' locks
     // died with their sessions. Nothing is expired by hand.
     let last = copy(&host, "mixed", &[]);
     assert_eq!(last["complete"], true);
@@ -557,10 +557,7 @@ async fn awkward_names_copy_cat_and_export_byte_exact(pool: PgPool) {
     report(&host, "names");
 }
 
-/// Issue 20: a lease is bound to its run's liveness. While a run lives, its leases are waited
-/// for, never taken; when its session ends (a killed process, a dead host), they are free at
-/// once, long before they expire.
-/// Issue 20: a copy that ends with files pending says so and exits 75, never 0.
+/// A copy that ends with files pending says so and exits 75, never 0.
 #[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
 async fn a_copy_that_leaves_files_pending_fails_with_its_own_exit_code(pool: PgPool) {
     use ntt_agent::catalog::copying;
@@ -636,7 +633,7 @@ async fn a_copy_that_leaves_files_pending_fails_with_its_own_exit_code(pool: PgP
     assert_eq!(last["copied"], 5, "{last}");
 }
 
-/// Issue 21: a FAT image whose long names climb (`../../x`) or are absolute (`/tmp/.../x`),
+/// A FAT image whose long names climb (`../../x`) or are absolute (`/tmp/.../x`),
 /// read by The Sleuth Kit, must not make `export-tree` (root) write outside its directory.
 #[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
 async fn export_tree_of_crafted_names_writes_nothing_outside_its_directory(pool: PgPool) {
@@ -935,7 +932,7 @@ async fn a_lost_volume_is_mounted_again_once_then_the_run_stops(pool: PgPool) {
     report(&host, "lossy");
 }
 
-/// Issue 21: a second Ctrl-C exits at once, even while reads hang (here: registering an image
+/// A second Ctrl-C exits at once, even while reads hang (here: registering an image
 /// on a disk whose every read takes 6 s, which would take minutes); the first only asks what
 /// runs to finish. (The kernel lets a thread go only when its FUSE read is answered: the exit
 /// comes when the read in flight ends, not after the whole registration.)
@@ -991,7 +988,7 @@ fn with_file_limit(host: &Host, limit: u32, args: &[&str]) -> std::process::Outp
         .unwrap()
 }
 
-/// Issue 21: the copy keeps within the descriptor limit. With 4 workers and a limit of 128
+/// The copy keeps within the descriptor limit. With 4 workers and a limit of 128
 /// (soft and hard), staging up to 256 blobs per worker ran out of descriptors and failed files
 /// for it; now each worker stages its share of what the reserve leaves and all 600 files are
 /// copied.

@@ -342,7 +342,7 @@ async fn an_unreadable_entry_is_recorded_while_its_siblings_load(pool: PgPool) {
     assert!(message.contains("Structure needs cleaning"), "{message}");
 }
 
-/// Issue 21: a damaged or crafted filesystem's duplicates are problems of their entries, never a
+/// A damaged or crafted filesystem's duplicates are problems of their entries, never a
 /// failed load. An ext2 inode given a second name without its link count (`debugfs ln`, read
 /// through the kernel) is loaded once under both names; a FAT directory with two entries of one
 /// name (read by The Sleuth Kit) keeps the first under the name and lists the second under the
@@ -470,7 +470,7 @@ async fn duplicate_inodes_and_names_are_problems_of_their_entries_and_the_rest_l
     );
 }
 
-/// Issue 21: names The Sleuth Kit reads that are no path component (FAT long names holding
+/// Names The Sleuth Kit reads that are no path component (FAT long names holding
 /// `/`, one of them climbing: `../x`) are recorded safely: listed with NUL bytes where they would split
 /// or climb (never as another entry's path), each with an entry error keeping the raw bytes,
 /// and copied like any file.
@@ -591,7 +591,7 @@ async fn ignore_patterns_mark_paths_and_can_be_undone(pool: PgPool) {
     assert!(blob["excluded_reason"].is_null());
 }
 
-/// Issue 21: one definition of excluded and pending. A file with two names, both excluded, then
+/// One definition of excluded and pending. A file with two names, both excluded, then
 /// one included again: its content is wanted, so the copy takes it, and the copy, the report
 /// and `ntt status` agree that nothing is pending. And the accounting can fail: the entries are
 /// the load's own count, so a path row lost afterwards shows as an imbalance.

@@ -398,7 +398,7 @@ async fn kills_during_any_stage_then_a_rerun_ends_like_an_uninterrupted_ingest(p
         *stages.entry(at).or_insert(0) += 1;
     }
     eprintln!("killed at stages: {stages:?}");
-    // Issue 20: the rerun comes at once; the killed runs' leases were freed with their
+    // The rerun comes at once; the killed runs' leases were freed with their
     // sessions, nothing is expired by hand.
     let report = ingest(&host, &image, &[]);
     assert_eq!(report["accounting"]["entries"], 8 * 251 + 1, "{report}");
@@ -414,7 +414,7 @@ async fn kills_during_any_stage_then_a_rerun_ends_like_an_uninterrupted_ingest(p
     assert_eq!(tmp, 0, "no temp files left");
 }
 
-/// Issue 21: a directory source changes under the copy. A file swapped for a FIFO fails as
+/// A directory source changes under the copy. A file swapped for a FIFO fails as
 /// changed at once (it never blocks the copy); a directory swapped for a symlink to a tree
 /// outside the source is never followed (its file fails, nothing from outside is stored); a
 /// file that grew fails as changed; a file replaced by another fails as another inode. The rest
@@ -556,7 +556,7 @@ fn tree_of(dir: &Path, files: &[(&str, &[u8])]) {
     }
 }
 
-/// Issue 21, item 7: the store lives on an archive disk; when the disk is not mounted its
+/// The store lives on an archive disk; when the disk is not mounted its
 /// mount point is an empty directory of the system disk, which nothing may create or fill.
 #[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
 async fn a_store_whose_disk_is_not_mounted_is_refused_and_never_filled(pool: PgPool) {
@@ -746,7 +746,7 @@ fn fusectl_mounted() -> bool {
         .contains(" /sys/fs/fuse/connections ")
 }
 
-/// Issue 21, item 10: a driver that stops answering (a FUSE read that never returns) held the
+/// A driver that stops answering (a FUSE read that never returns) held the
 /// copy, and the medium's lock, until SIGKILL. The watchdog aborts the FUSE connection after
 /// the read timeout; the run stops with the volume lost, the file stays pending (never
 /// failed), and the fuse control filesystem it had to mount is taken down again.
@@ -803,7 +803,7 @@ async fn a_listing_that_never_returns_is_aborted_and_nothing_is_loaded(pool: PgP
     drop(disk);
 }
 
-/// Issue 21, item 10: a path longer than the kernel takes in one call (`PATH_MAX`, 4 096
+/// A path longer than the kernel takes in one call (`PATH_MAX`, 4 096
 /// bytes) was never enumerated; now it is listed, copied and read back like any other, and a
 /// link at the bottom is recorded, not followed.
 #[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]

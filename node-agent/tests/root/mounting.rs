@@ -218,7 +218,7 @@ async fn gpt_volumes_are_each_read_by_the_first_method_that_works_here(pool: PgP
     let hash = register(&host, &disk, "gpt");
 
     let report = mount(&host, "gpt");
-    // Issue 21: what is mounted is reachable only through the mount root, which is root's.
+    // What is mounted is reachable only through the mount root, which is root's.
     let root_mode = {
         use std::os::unix::fs::PermissionsExt;
         std::fs::metadata(host.root.join("mnt"))

@@ -836,7 +836,7 @@ fn blank_edged(size: usize, seed: u64) -> Vec<u8> {
     content
 }
 
-/// Issue 21: a device with a known medium's size and edges but other content is never taken
+/// A device with a known medium's size and edges but other content is never taken
 /// for that medium (its bytes would be spliced into the other's image): refused without
 /// `--name`, a medium of its own with one, found again as that medium, and the first device is
 /// still itself. A `--name` other than the medium's is refused.
@@ -896,7 +896,7 @@ async fn twin_devices_with_the_same_edges_are_never_spliced(pool: PgPool) {
     drop(second);
 }
 
-/// Issue 21: an image file with a registered image's size and edges but other content is not
+/// An image file with a registered image's size and edges but other content is not
 /// that medium: refused, or a medium of its own with `--name`, with its own digest.
 #[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
 async fn twin_image_files_keep_their_own_digests(pool: PgPool) {
@@ -920,7 +920,7 @@ async fn twin_image_files_keep_their_own_digests(pool: PgPool) {
     assert_eq!(renamed.status.code(), Some(1));
 }
 
-/// Issue 21: an image file whose middle cannot be read (on a failing disk or a FUSE driver)
+/// An image file whose middle cannot be read (on a failing disk or a FUSE driver)
 /// is refused with an error naming the read, never a SIGBUS that kills the process (the
 /// digest was hashed through a memory map).
 #[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
@@ -948,7 +948,7 @@ async fn an_image_file_with_unreadable_bytes_is_an_error_not_a_crash(pool: PgPoo
     drop(disk);
 }
 
-/// Issue 21: a device that is mounted (or otherwise held by the kernel) is refused: its bytes
+/// A device that is mounted (or otherwise held by the kernel) is refused: its bytes
 /// may change while ddrescue reads them. Once unmounted it images.
 #[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
 async fn a_mounted_device_is_refused_until_it_is_unmounted(pool: PgPool) {

@@ -558,7 +558,7 @@ async fn the_crd_cel_rules_refuse_bad_media() {
     assert!(moved.to_string().contains("source is immutable"), "{moved}");
 }
 
-/// Issue 22: a MediumJob is a command to a privileged agent; once made, its spec cannot be
+/// A MediumJob is a command to a privileged agent; once made, its spec cannot be
 /// changed (an existing job cannot be turned into another command), while its status can.
 #[tokio::test]
 async fn a_medium_jobs_spec_is_immutable_and_its_status_is_not() {
@@ -604,7 +604,7 @@ async fn a_medium_jobs_spec_is_immutable_and_its_status_is_not() {
     .unwrap();
 }
 
-/// Issue 20: the CRD's structural schema as a real API server applies it: unknown fields
+/// The CRD's structural schema as a real API server applies it: unknown fields
 /// pruned, defaults filled, types, enums and lengths refused with 422 (the in-memory server
 /// used to take anything the CEL rules allowed).
 #[tokio::test]
@@ -715,7 +715,7 @@ async fn leases_and_events_are_served() {
     );
 }
 
-/// Faults on demand (issue 20): a refused write fails with 500 the number of times asked, a
+/// Faults on demand: a refused write fails with 500 the number of times asked, a
 /// dropped watch ends the stream at once, delayed events arrive late but in order.
 #[tokio::test]
 async fn faults_refuse_writes_drop_watches_and_delay_events() {
