@@ -18,6 +18,7 @@ pub mod media;
 pub mod partitions;
 pub mod report;
 pub mod roots;
+pub mod search;
 pub mod states;
 pub mod volumes;
 

@@ -22,6 +22,7 @@ mod text;
 mod unmount;
 mod verify;
 mod volumes;
+mod where_is;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -114,6 +115,9 @@ pub enum Command {
     Cat(cat::CatArgs),
     /// A medium's accounting: entries, copies, exclusions, failures, dedup, problems
     Report(report::ReportArgs),
+    /// Every medium, volume and path holding a content: a local file (hashed here) or a
+    /// BLAKE3 hash; exit 1 when the archive does not have it
+    Where(where_is::WhereArgs),
     /// Re-hash blobs in the store and check the catalog's loads
     Verify(verify::VerifyArgs),
     /// Recreate a medium's tree as hard links into the store
@@ -276,6 +280,7 @@ const fn roots_used(command: &Command) -> &'static [RootKind] {
         | Command::Ignore { .. }
         | Command::Include(_)
         | Command::Report(_)
+        | Command::Where(_)
         | Command::Status { .. } => &[],
     }
 }
@@ -353,6 +358,7 @@ async fn dispatch(
         Command::Include(args) => include::run(&catalog, args, stdout).await?,
         Command::Copy(args) => copy::run(&catalog, host, args, cancel, stdout).await?,
         Command::Cat(args) => cat::run(&catalog, host, args, stdout).await?,
+        Command::Where(args) => return where_is::run(&catalog, args, stdout).await,
         Command::Report(args) => report::run(&catalog, args, stdout).await?,
         Command::Verify(args) => return verify::run(&catalog, host, args, stdout).await,
         Command::ExportTree(args) => return export::run(&catalog, host, args, stdout).await,

@@ -1,14 +1,24 @@
 //! The `ntt` binary end to end against a real PostgreSQL (db tier): what a person at a terminal
-//! sees for a new, an unmigrated and an unreachable catalog.
+//! sees for a new, an unmigrated and an unreachable catalog, and the commands that read only the
+//! catalog (`ntt where`) on a catalog written here.
 
 #![expect(
     clippy::unwrap_used,
     reason = "test helpers fail the test with the error"
 )]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test code: std::fs with unwrap is clear enough"
+)]
 
 use std::process::{Command, Output};
 
-use ntt_agent::catalog::media::{self, MediumKind, NewMedium};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use ntt_agent::catalog::media::{self, MediumId, MediumKind, NewMedium};
+use ntt_agent::catalog::partitions::ensure_medium_partitions;
+use ntt_tests::{add_file, add_volume, medium};
+use serde_json::json;
 use sqlx::PgPool;
 
 #[path = "support/db.rs"]
@@ -159,4 +169,160 @@ fn a_malformed_database_url_is_a_clear_error() {
         "{stderr}"
     );
     assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+/// Marks inode `ino` of the medium's volume copied as `blob` (which the store then holds).
+async fn copied(pool: &PgPool, medium: MediumId, volume: i32, ino: i64, blob: &[u8]) {
+    sqlx::query("insert into blob (id, size) values ($1, 18) on conflict do nothing")
+        .bind(blob)
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "update inode set state = 'copied', blob_id = $4, copied_at = now()
+         where medium_id = $1 and volume_no = $2 and ino = $3",
+    )
+    .bind(medium.get())
+    .bind(volume)
+    .bind(ino)
+    .bind(blob)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn where_lists_every_place_holding_a_content_byte_exact(pool: PgPool) {
+    let url = url_of(&pool).await;
+    let report = b"the annual report\n";
+    let id = blake3::hash(report);
+    let other = blake3::hash(b"a different file\n");
+    // Two media, registered one after the other; the first has two volumes.
+    let first = medium(&pool, "aaaaaaaa000000000000000000000001", "box-1").await;
+    let second = medium(&pool, "bbbbbbbb000000000000000000000002", "box-2").await;
+    for (m, volumes) in [(first, 2), (second, 1)] {
+        ensure_medium_partitions(&pool, m).await.unwrap();
+        for v in 0..volumes {
+            add_volume(&pool, m, v).await;
+        }
+    }
+    // box-1 volume 0: the report under two names (a hard link; one name not UTF-8, with a
+    // newline, and excluded), and another file; volume 1: the report again (the same inode
+    // number on another volume), damaged; box-2: the report once.
+    add_file(&pool, first, 0, 10, b"docs/report.txt").await;
+    add_file(&pool, first, 0, 10, b"docs/old \xff\nname.txt").await;
+    add_file(&pool, first, 0, 11, b"docs/other.txt").await;
+    add_file(&pool, first, 1, 10, b"report.txt").await;
+    add_file(&pool, second, 0, 7, b"r.txt").await;
+    sqlx::query("update path set excluded_reason = 'ignore pattern *.txt~' where path = $1")
+        .bind(b"docs/old \xff\nname.txt".as_slice())
+        .execute(&pool)
+        .await
+        .unwrap();
+    copied(&pool, first, 0, 10, id.as_bytes()).await;
+    copied(&pool, first, 0, 11, other.as_bytes()).await;
+    copied(&pool, first, 1, 10, id.as_bytes()).await;
+    copied(&pool, second, 0, 7, id.as_bytes()).await;
+    sqlx::query(
+        "update inode set damaged_ranges = '{[0,4096)}' where medium_id = $1 and volume_no = 1",
+    )
+    .bind(first.get())
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("update blob set damaged_source = true where id = $1")
+        .bind(id.as_bytes().as_slice())
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let json = ntt(&url, &["where", &id.to_hex(), "--json"]);
+    assert!(json.status.success(), "{}", text(&json.stderr));
+    let found: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(found["blob"], id.to_hex().as_str());
+    assert_eq!(
+        (&found["stored"], &found["damaged_source"], &found["media"]),
+        (&json!(true), &json!(true), &json!(2))
+    );
+    let places: Vec<(String, i64, Vec<u8>, bool, bool)> = found["places"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["medium"].as_str().unwrap().to_owned(),
+                p["volume"].as_i64().unwrap(),
+                BASE64.decode(p["path_b64"].as_str().unwrap()).unwrap(),
+                !p["excluded_reason"].is_null(),
+                p["damaged"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        places,
+        [
+            (
+                "box-1".into(),
+                0,
+                b"docs/old \xff\nname.txt".to_vec(),
+                true,
+                false
+            ),
+            ("box-1".into(), 0, b"docs/report.txt".to_vec(), false, false),
+            ("box-1".into(), 1, b"report.txt".to_vec(), false, true),
+            ("box-2".into(), 0, b"r.txt".to_vec(), false, false),
+        ],
+        "media in the order registered, then volume and path bytes"
+    );
+
+    // A local file: its content is hashed here.
+    let dir = std::env::temp_dir().join(format!("ntt-where-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let local = dir.join("found on a laptop.txt");
+    std::fs::write(&local, report).unwrap();
+    let by_file = ntt(&url, &["where", local.to_str().unwrap()]);
+    assert!(by_file.status.success(), "{}", text(&by_file.stderr));
+    let shown = text(&by_file.stdout);
+    assert!(shown.starts_with(id.to_hex().as_str()), "{shown}");
+    assert!(
+        shown.contains("box-1  aaaaaaaa  registered ")
+            && shown
+                .contains("volume 0  docs/old \\xff\\nname.txt  (excluded: ignore pattern *.txt~)")
+            && shown.contains("volume 1  report.txt  (damaged)")
+            && shown.contains("box-2  bbbbbbbb")
+            && shown.contains("4 place(s) on 2 medium/media"),
+        "{shown}"
+    );
+    // A hash in capitals: the other file, one place.
+    let upper = ntt(&url, &["where", &other.to_hex().to_uppercase()]);
+    assert!(upper.status.success(), "{}", text(&upper.stderr));
+    assert!(
+        text(&upper.stdout).contains("docs/other.txt")
+            && text(&upper.stdout).contains("1 place(s) on 1 medium/media")
+    );
+
+    // Content the archive does not have: exit 1, saying so.
+    let unknown = blake3::hash(b"never seen\n").to_hex().to_string();
+    let missing = ntt(&url, &["where", &unknown]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(text(&missing.stdout).contains("not in the archive"));
+    let missing = ntt(&url, &["where", &unknown, "--json"]);
+    assert_eq!(missing.status.code(), Some(1));
+    let missing: serde_json::Value = serde_json::from_slice(&missing.stdout).unwrap();
+    assert_eq!(
+        (&missing["stored"], &missing["places"]),
+        (&json!(false), &json!([]))
+    );
+    // Neither a file nor a hash, or a directory: a clear error.
+    let neither = ntt(&url, &["where", "/nonexistent/report.txt"]);
+    assert_eq!(neither.status.code(), Some(1));
+    assert!(
+        text(&neither.stderr).contains("no file here and no BLAKE3 hash"),
+        "{}",
+        text(&neither.stderr)
+    );
+    let directory = ntt(&url, &["where", dir.to_str().unwrap()]);
+    assert_eq!(directory.status.code(), Some(1));
+    assert!(text(&directory.stderr).contains("is a directory"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

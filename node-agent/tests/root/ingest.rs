@@ -322,6 +322,52 @@ async fn a_failing_disk_ingests_end_to_end_and_a_second_medium_deduplicates(pool
         .await
         .unwrap();
     assert_eq!(blobs, 1);
+    // Where is it? The local copy's content is on both media; hit.bin's is on one, damaged.
+    let output = host
+        .command(&["where", "--json"])
+        .arg(other.join("copy-of-shared.txt"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let found: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let places: Vec<(&str, &str, bool)> = found["places"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["medium"].as_str().unwrap(),
+                p["path"].as_str().unwrap(),
+                p["damaged"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        places,
+        [
+            ("failing", "shared.txt", false),
+            ("second", "copy-of-shared.txt", false)
+        ]
+    );
+    let hit_content = host.root.join("hit-as-stored.bin");
+    std::fs::write(&hit_content, &stored).unwrap();
+    let output = host.command(&["where"]).arg(&hit_content).output().unwrap();
+    assert!(output.status.success());
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        shown.contains("hit.bin  (damaged)")
+            && shown.contains("some copy came from a damaged source")
+            && shown.contains("1 place(s) on 1 medium/media"),
+        "{shown}"
+    );
+    // The original bytes of hit.bin are not in the archive: only its rescued form is.
+    std::fs::write(&hit_content, faulty_disk::disk_content(64 * 1024, 7)).unwrap();
+    let output = host.command(&["where"]).arg(&hit_content).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
 }
 
 #[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]

@@ -1,0 +1,147 @@
+//! `ntt where FILE|BLAKE3`: every medium, volume and path that holds this content.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use ntt_crds::BlobId;
+
+use super::text::{escape_path, human_bytes};
+use crate::catalog::Catalog;
+use crate::catalog::search::{self, Place};
+use crate::env;
+
+/// Options of `ntt where`.
+#[derive(Debug, clap::Args)]
+pub struct WhereArgs {
+    /// A local file (its content is hashed here) or a BLAKE3 hash (64 hex digits)
+    pub target: std::ffi::OsString,
+
+    /// Print one JSON object: the blob and its places, with exact path bytes in base64
+    #[arg(long, env = env::JSON)]
+    pub json: bool,
+}
+
+/// The content asked about: a local file's hash, or a hash as given.
+fn content_of(target: &std::ffi::OsStr) -> anyhow::Result<BlobId> {
+    let path = Path::new(target);
+    match fs_err::metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            anyhow::bail!("{} is a directory: give a file or a hash", path.display())
+        }
+        Ok(_) => {
+            let file = fs_err::File::open(path)?;
+            let mut hasher = blake3::Hasher::new();
+            hasher
+                .update_reader(file)
+                .with_context(|| format!("read {}", path.display()))?;
+            Ok(BlobId::from_bytes(*hasher.finalize().as_bytes()))
+        }
+        Err(error) => {
+            let text = target.to_string_lossy();
+            if text.len() == BlobId::HEX_LEN {
+                text.to_ascii_lowercase()
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("{text} is no file here and no BLAKE3 hash: {e}"))
+            } else {
+                Err(anyhow::Error::new(error).context(format!(
+                    "{} is no file here and no BLAKE3 hash (64 hex digits)",
+                    path.display()
+                )))
+            }
+        }
+    }
+}
+
+/// `ntt where`; `false` (exit 1) when the store does not hold the content.
+pub(super) async fn run(
+    catalog: &Catalog,
+    args: WhereArgs,
+    stdout: &mut (impl Write + Send),
+) -> anyhow::Result<bool> {
+    let id = content_of(&args.target)?;
+    let blob = search::blob(catalog.pool(), &id).await?;
+    let places = match blob {
+        Some(_) => search::places(catalog.pool(), &id).await?,
+        None => Vec::new(),
+    };
+    if args.json {
+        let value = serde_json::json!({
+            "blob": id.to_hex(),
+            "stored": blob.is_some(),
+            "size": blob.as_ref().map(|b| b.size),
+            "stored_at": blob.as_ref().map(|b| b.stored_at),
+            "damaged_source": blob.as_ref().map(|b| b.damaged_source),
+            "media": distinct_media(&places),
+            "places": places.iter().map(json_place).collect::<Vec<_>>(),
+        });
+        serde_json::to_writer_pretty(&mut *stdout, &value)?;
+        writeln!(stdout)?;
+        return Ok(blob.is_some());
+    }
+    let Some(blob) = blob else {
+        writeln!(stdout, "{}: not in the archive", id.to_hex())?;
+        return Ok(false);
+    };
+    writeln!(
+        stdout,
+        "{}  {}  stored {}{}",
+        id.to_hex(),
+        human_bytes(u64::try_from(blob.size).unwrap_or_default()),
+        blob.stored_at.format("%Y-%m-%d %H:%M"),
+        if blob.damaged_source {
+            "  (some copy came from a damaged source: zeros where it was unreadable)"
+        } else {
+            ""
+        }
+    )?;
+    for place in &places {
+        let mut notes = Vec::new();
+        if place.damaged {
+            notes.push("damaged".to_owned());
+        }
+        if let Some(reason) = &place.excluded_reason {
+            notes.push(format!("excluded: {reason}"));
+        }
+        writeln!(
+            stdout,
+            "{}  {}  registered {}  volume {}  {}{}",
+            place.medium,
+            &place.medium_hash[..place.medium_hash.len().min(8)],
+            place.registered_at.format("%Y-%m-%d"),
+            place.volume_no,
+            escape_path(&place.path),
+            if notes.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", notes.join(", "))
+            }
+        )?;
+    }
+    let media = distinct_media(&places);
+    writeln!(stdout, "{} place(s) on {media} medium/media", places.len())?;
+    Ok(true)
+}
+
+fn distinct_media(places: &[Place]) -> usize {
+    let mut hashes: Vec<&str> = places.iter().map(|p| p.medium_hash.as_str()).collect();
+    hashes.sort_unstable();
+    hashes.dedup();
+    hashes.len()
+}
+
+fn json_place(place: &Place) -> serde_json::Value {
+    serde_json::json!({
+        "medium": place.medium,
+        "medium_hash": place.medium_hash,
+        "registered_at": place.registered_at,
+        "volume": place.volume_no,
+        "inode": u64::from_ne_bytes(place.ino.to_ne_bytes()),
+        "path": String::from_utf8_lossy(&place.path),
+        "path_b64": BASE64.encode(&place.path),
+        "excluded_reason": place.excluded_reason,
+        "damaged": place.damaged,
+    })
+}
