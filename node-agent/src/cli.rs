@@ -8,6 +8,7 @@ mod damage;
 mod db;
 mod enumerate;
 mod export;
+mod find;
 mod ignore;
 mod image;
 mod include;
@@ -115,6 +116,9 @@ pub enum Command {
     Cat(cat::CatArgs),
     /// A medium's accounting: entries, copies, exclusions, failures, dedup, problems
     Report(report::ReportArgs),
+    /// Paths across the archive (or --medium) by name glob, path text or regex, size, time,
+    /// MIME type, state, kind or damage; exit 1 when nothing matches
+    Find(find::FindArgs),
     /// Every medium, volume and path holding a content: a local file (hashed here) or a
     /// BLAKE3 hash; exit 1 when the archive does not have it
     Where(where_is::WhereArgs),
@@ -281,6 +285,7 @@ const fn roots_used(command: &Command) -> &'static [RootKind] {
         | Command::Include(_)
         | Command::Report(_)
         | Command::Where(_)
+        | Command::Find(_)
         | Command::Status { .. } => &[],
     }
 }
@@ -359,6 +364,7 @@ async fn dispatch(
         Command::Copy(args) => copy::run(&catalog, host, args, cancel, stdout).await?,
         Command::Cat(args) => cat::run(&catalog, host, args, stdout).await?,
         Command::Where(args) => return where_is::run(&catalog, args, stdout).await,
+        Command::Find(args) => return find::run(&catalog, args, stdout).await,
         Command::Report(args) => report::run(&catalog, args, stdout).await?,
         Command::Verify(args) => return verify::run(&catalog, host, args, stdout).await,
         Command::ExportTree(args) => return export::run(&catalog, host, args, stdout).await,

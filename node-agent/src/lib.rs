@@ -23,6 +23,7 @@ pub mod env;
 pub mod export;
 pub mod imaging;
 pub mod lock;
+pub mod name_glob;
 pub mod pipeline;
 pub mod private_dir;
 pub mod progress;

@@ -11,6 +11,7 @@
     reason = "test code: std::fs with unwrap is clear enough"
 )]
 
+use std::os::unix::ffi::OsStrExt;
 use std::process::{Command, Output};
 
 use base64::Engine;
@@ -191,11 +192,13 @@ async fn copied(pool: &PgPool, medium: MediumId, volume: i32, ino: i64, blob: &[
     .unwrap();
 }
 
-#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
-async fn where_lists_every_place_holding_a_content_byte_exact(pool: PgPool) {
-    let url = url_of(&pool).await;
-    let report = b"the annual report\n";
-    let id = blake3::hash(report);
+/// Two media written into the catalog as enumeration and copying leave them. box-1 volume 0: the
+/// annual report under two names (a hard link; one name not UTF-8, with a newline, and
+/// excluded), and another file; volume 1: the report again (the same inode number on another
+/// volume), damaged; box-2: the report once. Returns the two contents' hashes.
+async fn archive(pool: &PgPool) -> (blake3::Hash, blake3::Hash) {
+    let pool = pool.clone();
+    let id = blake3::hash(b"the annual report\n");
     let other = blake3::hash(b"a different file\n");
     // Two media, registered one after the other; the first has two volumes.
     let first = medium(&pool, "aaaaaaaa000000000000000000000001", "box-1").await;
@@ -235,7 +238,206 @@ async fn where_lists_every_place_holding_a_content_byte_exact(pool: PgPool) {
         .execute(&pool)
         .await
         .unwrap();
+    // For find: box-2 also has a pending photo in a directory; sizes, times and types differ.
+    add_file(&pool, second, 0, 8, b"photos/IMG_01.JPG").await;
+    sqlx::query(
+        "insert into inode (medium_id, volume_no, ino, kind, mode, uid, gid, nlink, size, state)
+         values ($1, 0, 9, 'dir', 16877, 0, 0, 2, 4096, 'not_a_file')",
+    )
+    .bind(second.get())
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("insert into path (medium_id, volume_no, path, ino) values ($1, 0, 'photos', 9)")
+        .bind(second.get())
+        .execute(&pool)
+        .await
+        .unwrap();
+    let day = |d: &str| {
+        chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+            .unwrap()
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .timestamp_nanos_opt()
+            .unwrap()
+    };
+    for (blob, size, mtime, mime) in [
+        (id, 18, day("1998-06-01"), "text/plain"),
+        (other, 17, day("2003-01-01"), "application/pdf"),
+    ] {
+        sqlx::query("update inode set size = $2, mtime_ns = $3 where blob_id = $1")
+            .bind(blob.as_bytes().as_slice())
+            .bind(size)
+            .bind(mtime)
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("update blob set size = $2, mime_type = $3 where id = $1")
+            .bind(blob.as_bytes().as_slice())
+            .bind(size)
+            .bind(mime)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    sqlx::query("update inode set size = 2000000, mtime_ns = $1 where ino = 8")
+        .bind(day("2005-07-07"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    (id, other)
+}
 
+/// A match: medium, volume, path bytes.
+type At = (String, i64, Vec<u8>);
+
+/// `ntt find --json ARGS` as matches, and its exit code.
+fn find(url: &str, args: &[&std::ffi::OsStr]) -> (Vec<At>, Option<i32>) {
+    let output = Command::new(env!("CARGO_BIN_EXE_ntt"))
+        .args(["find", "--json"])
+        .args(args)
+        .env("NTT_DATABASE_URL", url)
+        .env("NTT_CONNECT_TIMEOUT", "5")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.code().is_some_and(|c| c <= 1),
+        "{}",
+        text(&output.stderr)
+    );
+    let rows = output
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let row: serde_json::Value = serde_json::from_slice(l).unwrap();
+            (
+                row["medium"].as_str().unwrap().to_owned(),
+                row["volume"].as_i64().unwrap(),
+                BASE64.decode(row["path_b64"].as_str().unwrap()).unwrap(),
+            )
+        })
+        .collect();
+    (rows, output.status.code())
+}
+
+fn at(medium: &str, volume: i64, path: &[u8]) -> At {
+    (medium.to_owned(), volume, path.to_vec())
+}
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn find_selects_exactly_the_paths_asked_for_across_media(pool: PgPool) {
+    let url = url_of(&pool).await;
+    archive(&pool).await;
+    let every = [
+        at("box-1", 0, b"docs/old \xff\nname.txt"),
+        at("box-1", 0, b"docs/other.txt"),
+        at("box-1", 0, b"docs/report.txt"),
+        at("box-1", 1, b"report.txt"),
+        at("box-2", 0, b"photos"),
+        at("box-2", 0, b"photos/IMG_01.JPG"),
+        at("box-2", 0, b"r.txt"),
+    ];
+    let cases: &[(&[&[u8]], &[usize])] = &[
+        (&[], &[0, 1, 2, 3, 4, 5, 6]),
+        (&[b"--name", b"*.txt"], &[0, 1, 2, 3, 6]),
+        (&[b"--name", b"report.*"], &[2, 3]),
+        (&[b"--name", b"*.jpg"], &[]),
+        (&[b"--iname", b"*.jpg"], &[5]),
+        (&[b"--name", b"?.txt"], &[6]),
+        (&[b"--name", b"old \xff*"], &[0]),
+        (&[b"--path", b"docs/"], &[0, 1, 2]),
+        (&[b"--path", b"\xff\n"], &[0]),
+        (&[b"--regex", b"^photos(/|$)"], &[4, 5]),
+        (&[b"--regex", b"(?-u:\\xff)"], &[0]),
+        (&[b"--size", b"18"], &[0, 2, 3, 6]),
+        (&[b"--size", b"1M.."], &[5]),
+        (&[b"--size", b"..17"], &[1]),
+        (&[b"--mtime", b"1998-06-01"], &[0, 2, 3, 6]),
+        (&[b"--mtime", b"2000-01-01..2004-01-01"], &[1]),
+        (&[b"--mime", b"application/"], &[1]),
+        (&[b"--state", b"excluded"], &[0]),
+        (&[b"--state", b"pending"], &[5]),
+        (&[b"--state", b"copied"], &[1, 2, 3, 6]),
+        (&[b"--kind", b"dir"], &[4]),
+        (&[b"--damaged"], &[3]),
+        (&[b"--medium", b"box-2"], &[4, 5, 6]),
+        (
+            &[
+                b"--medium",
+                b"bbbbbbbb",
+                b"--medium",
+                b"box-1",
+                b"--name",
+                b"r*",
+            ],
+            &[2, 3, 6],
+        ),
+        (
+            &[
+                b"--name",
+                b"*.txt",
+                b"--size",
+                b"18",
+                b"--medium",
+                b"box-1",
+                b"--state",
+                b"copied",
+            ],
+            &[2, 3],
+        ),
+    ];
+    for (args, expected) in cases {
+        let argv: Vec<&std::ffi::OsStr> = args
+            .iter()
+            .map(|a| std::ffi::OsStr::from_bytes(a))
+            .collect();
+        let (rows, code) = find(&url, &argv);
+        let want: Vec<_> = expected.iter().map(|&i| every[i].clone()).collect();
+        assert_eq!(rows, want, "ntt find {argv:?}");
+        assert_eq!(
+            code,
+            Some(i32::from(want.is_empty())),
+            "exit 1 when nothing matched"
+        );
+    }
+    // A limit, a count, and the other places of each file's content.
+    let (rows, _) = find(
+        &url,
+        &[std::ffi::OsStr::new("--limit"), std::ffi::OsStr::new("2")],
+    );
+    assert_eq!(rows, every[..2]);
+    let count = ntt(&url, &["find", "--count", "--name", "*.txt"]);
+    assert_eq!(text(&count.stdout), "5\n");
+    let others = ntt(&url, &["find", "--others", "--name", "r.txt"]);
+    assert!(
+        text(&others.stdout).contains("box-2  0  r.txt  18 B  copied  +3 elsewhere"),
+        "{}",
+        text(&others.stdout)
+    );
+    // Bad input: a clear error, exit 1.
+    for (args, says) in [
+        (&["find", "--size", "big"][..], "not a size"),
+        (&["find", "--mtime", "yesterday"], "not a day"),
+        (&["find", "--regex", "("], "not a valid regular expression"),
+        (&["find", "--name", "[abc"], "does not close"),
+        (&["find", "--medium", "box-9"], "box-9"),
+    ] {
+        let output = ntt(&url, args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert!(
+            text(&output.stderr).contains(says),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+    }
+}
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn where_lists_every_place_holding_a_content_byte_exact(pool: PgPool) {
+    let url = url_of(&pool).await;
+    let report = b"the annual report\n";
+    let (id, other) = archive(&pool).await;
     let json = ntt(&url, &["where", &id.to_hex(), "--json"]);
     assert!(json.status.success(), "{}", text(&json.stderr));
     let found: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();

@@ -70,3 +70,144 @@ pub async fn places(pool: &PgPool, id: &BlobId) -> Result<Vec<Place>, CatalogErr
     .await
     .map_err(|e| CatalogError::from_sqlx("find the places of a blob", e))
 }
+
+/// What `find` selects in SQL (every field optional); name globs and regular expressions are
+/// applied to the rows it streams ([`Found::path`]).
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// The whole path contains these bytes.
+    pub path_contains: Option<Vec<u8>>,
+    /// Size at least / at most, bytes.
+    pub min_size: Option<i64>,
+    /// Size at most.
+    pub max_size: Option<i64>,
+    /// Modified at or after (ns since the epoch).
+    pub mtime_from: Option<i64>,
+    /// Modified before (ns since the epoch).
+    pub mtime_before: Option<i64>,
+    /// The stored content's MIME type starts with this (`image/`, `application/pdf`).
+    pub mime_prefix: Option<String>,
+    /// The path's state as `ntt ls` shows it (`copied`, `pending`, `failed`, `excluded`,
+    /// `not_a_file`).
+    pub state: Option<String>,
+    /// Only files with content on unreadable areas.
+    pub damaged: bool,
+    /// Entry kind (`file`, `dir`, `symlink`, `block`, `char`, `fifo`, `socket`).
+    pub kind: Option<String>,
+    /// Also count, per file, the other places that hold its content.
+    pub count_others: bool,
+}
+
+/// One path `find` selected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// Volume number.
+    pub volume_no: i32,
+    /// Exact path bytes.
+    pub path: Vec<u8>,
+    /// Inode number (64 bits as bigint).
+    pub ino: i64,
+    /// Entry kind label.
+    pub kind: String,
+    /// Size in bytes.
+    pub size: i64,
+    /// Modification time, ns.
+    pub mtime_ns: Option<i64>,
+    /// State label as `ntt ls` shows it (`excluded` for an excluded path).
+    pub state: String,
+    /// Blob id, once copied.
+    pub blob_id: Option<Vec<u8>>,
+    /// The stored content's MIME type.
+    pub mime_type: Option<String>,
+    /// Whether the content lies partly on unreadable areas.
+    pub damaged: bool,
+    /// Other paths (on any medium) whose file holds the same content, when asked for.
+    pub others: Option<i64>,
+}
+
+/// A medium `find` searches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Searched {
+    /// Surrogate id.
+    pub id: super::media::MediumId,
+    /// Name.
+    pub name: String,
+    /// Hash.
+    pub hash: String,
+}
+
+/// Every medium, in the order they entered the catalog (the order `find` searches them in).
+pub async fn all_media(pool: &PgPool) -> Result<Vec<Searched>, CatalogError> {
+    sqlx::query_as!(
+        Searched,
+        r#"select id as "id: super::media::MediumId", name, hash from medium order by created_at, id"#
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("list the media to search", e))
+}
+
+/// Streams the paths of one medium that `filter` selects, in volume and path byte order (the
+/// path key's order: no sort), to `visit` until it returns `false`; returns whether it was
+/// stopped.
+pub async fn find_in_medium(
+    pool: &PgPool,
+    medium: super::media::MediumId,
+    filter: &Filter,
+    visit: &mut (dyn FnMut(Found) -> std::io::Result<bool> + Send),
+) -> Result<bool, CatalogError> {
+    use futures_util::TryStreamExt;
+    let mut rows = sqlx::query_as!(
+        Found,
+        r#"select p.volume_no, p.path, p.ino, i.kind::text as "kind!", i.size, i.mtime_ns,
+                  case when p.excluded_reason is not null then 'excluded'
+                       else i.state::text end as "state!",
+                  i.blob_id, b.mime_type, i.damaged_ranges is not null as "damaged!",
+                  case when $11 and i.blob_id is not null then
+                      (select count(*) from inode o
+                       join path op on op.medium_id = o.medium_id and op.volume_no = o.volume_no
+                                   and op.ino = o.ino
+                       where o.blob_id = i.blob_id) - 1
+                  end as others
+           from path p
+           join inode i on i.medium_id = p.medium_id and i.volume_no = p.volume_no and i.ino = p.ino
+           left join blob b on b.id = i.blob_id
+           where p.medium_id = $1
+             and ($2::bytea is null or position($2 in p.path) > 0)
+             and ($3::bigint is null or i.size >= $3)
+             and ($4::bigint is null or i.size <= $4)
+             and ($5::bigint is null or i.mtime_ns >= $5)
+             and ($6::bigint is null or i.mtime_ns < $6)
+             and ($7::text is null or starts_with(b.mime_type, $7))
+             and ($8::text is null
+                  or $8 = case when p.excluded_reason is not null then 'excluded'
+                               else i.state::text end)
+             and (not $9 or i.damaged_ranges is not null)
+             and ($10::text is null or i.kind::text = $10)
+           order by p.volume_no, p.path"#,
+        medium as super::media::MediumId,
+        filter.path_contains.as_deref(),
+        filter.min_size,
+        filter.max_size,
+        filter.mtime_from,
+        filter.mtime_before,
+        filter.mime_prefix.as_deref(),
+        filter.state.as_deref(),
+        filter.damaged,
+        filter.kind.as_deref(),
+        filter.count_others,
+    )
+    .fetch(pool);
+    while let Some(row) = rows
+        .try_next()
+        .await
+        .map_err(|e| CatalogError::from_sqlx("search the paths", e))?
+    {
+        let go_on = visit(row)
+            .map_err(|e| CatalogError::from_sqlx("write the matches", sqlx::Error::Io(e)))?;
+        if !go_on {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
