@@ -16,6 +16,7 @@ mod ingest;
 mod init;
 mod ls;
 mod mount;
+mod overlap;
 mod report;
 mod settings;
 mod status;
@@ -119,6 +120,9 @@ pub enum Command {
     /// Paths across the archive (or --medium) by name glob, path text or regex, size, time,
     /// MIME type, state, kind or damage; exit 1 when nothing matches
     Find(find::FindArgs),
+    /// What a medium added to the archive and shares with whom; without one, the overlap of
+    /// the largest media and the savings in registration order
+    Overlap(overlap::OverlapArgs),
     /// Every medium, volume and path holding a content: a local file (hashed here) or a
     /// BLAKE3 hash; exit 1 when the archive does not have it
     Where(where_is::WhereArgs),
@@ -286,6 +290,7 @@ const fn roots_used(command: &Command) -> &'static [RootKind] {
         | Command::Report(_)
         | Command::Where(_)
         | Command::Find(_)
+        | Command::Overlap(_)
         | Command::Status { .. } => &[],
     }
 }
@@ -365,6 +370,7 @@ async fn dispatch(
         Command::Cat(args) => cat::run(&catalog, host, args, stdout).await?,
         Command::Where(args) => return where_is::run(&catalog, args, stdout).await,
         Command::Find(args) => return find::run(&catalog, args, stdout).await,
+        Command::Overlap(args) => overlap::run(&catalog, args, stdout).await?,
         Command::Report(args) => report::run(&catalog, args, stdout).await?,
         Command::Verify(args) => return verify::run(&catalog, host, args, stdout).await,
         Command::ExportTree(args) => return export::run(&catalog, host, args, stdout).await,

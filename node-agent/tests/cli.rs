@@ -528,3 +528,191 @@ async fn where_lists_every_place_holding_a_content_byte_exact(pool: PgPool) {
     assert!(text(&directory.stderr).contains("is a directory"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A copied file of `content` at `path` (inode `ino`, volume 0) on the medium.
+async fn stored_file(pool: &PgPool, medium: MediumId, ino: i64, path: &[u8], content: &[u8]) {
+    let blob = blake3::hash(content);
+    let size = i64::try_from(content.len()).unwrap();
+    add_file(pool, medium, 0, ino, path).await;
+    sqlx::query("insert into blob (id, size) values ($1, $2) on conflict do nothing")
+        .bind(blob.as_bytes().as_slice())
+        .bind(size)
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "update inode set state = 'copied', blob_id = $3, size = $4
+         where medium_id = $1 and volume_no = 0 and ino = $2",
+    )
+    .bind(medium.get())
+    .bind(ino)
+    .bind(blob.as_bytes().as_slice())
+    .bind(size)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+fn json_of(url: &str, args: &[&str]) -> serde_json::Value {
+    let output = ntt(url, args);
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        text(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn overlap_counts_what_each_medium_added_and_shares(pool: PgPool) {
+    let url = url_of(&pool).await;
+    // Contents of 10, 20, 30 and 40 bytes. A (first): x in two files, y in one file with two
+    // names (a hard link), and a file still pending; B: x, z; C (last): y, z, w.
+    let (x, y, z, w) = (
+        &[b'x'; 10][..],
+        &[b'y'; 20][..],
+        &[b'z'; 30][..],
+        &[b'w'; 40][..],
+    );
+    let a = medium(&pool, "aaaaaaaa000000000000000000000001", "A").await;
+    let b = medium(&pool, "bbbbbbbb000000000000000000000002", "B").await;
+    let c = medium(&pool, "cccccccc000000000000000000000003", "C").await;
+    for m in [a, b, c] {
+        ensure_medium_partitions(&pool, m).await.unwrap();
+        add_volume(&pool, m, 0).await;
+    }
+    stored_file(&pool, a, 1, b"x1", x).await;
+    stored_file(&pool, a, 2, b"x2", x).await;
+    stored_file(&pool, a, 3, b"y", y).await;
+    add_file(&pool, a, 0, 3, b"y-link").await;
+    add_file(&pool, a, 0, 4, b"not copied yet").await;
+    stored_file(&pool, b, 1, b"x", x).await;
+    stored_file(&pool, b, 2, b"z", z).await;
+    stored_file(&pool, c, 1, b"y", y).await;
+    stored_file(&pool, c, 2, b"z", z).await;
+    stored_file(&pool, c, 3, b"w", w).await;
+
+    let expected = [
+        ("A", [3, 40, 2, 30, 3, 2, 30, 0, 0]),
+        ("B", [2, 40, 2, 40, 1, 1, 30, 1, 10]),
+        ("C", [3, 90, 3, 90, 1, 1, 40, 2, 50]),
+    ];
+    let fields = [
+        "files",
+        "bytes",
+        "contents",
+        "content_bytes",
+        "new_files",
+        "new_contents",
+        "new_bytes",
+        "shared_contents",
+        "shared_bytes",
+    ];
+    for (name, numbers) in expected {
+        let got = json_of(&url, &["overlap", name, "--json"]);
+        for (field, number) in fields.iter().zip(numbers) {
+            assert_eq!(got[field], number, "{name}: {field}: {got}");
+        }
+    }
+    let shared = |name: &str| -> Vec<(String, bool, i64, i64)> {
+        json_of(&url, &["overlap", name, "--json"])["shared_with"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["medium"].as_str().unwrap().to_owned(),
+                    s["earlier"].as_bool().unwrap(),
+                    s["contents"].as_i64().unwrap(),
+                    s["bytes"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        shared("A"),
+        [("C".into(), false, 1, 20), ("B".into(), false, 1, 10)]
+    );
+    assert_eq!(
+        shared("C"),
+        [("B".into(), true, 1, 30), ("A".into(), true, 1, 20)]
+    );
+
+    // The archive: running totals in registration order end at what the store holds.
+    let archive = json_of(&url, &["overlap", "--json", "--top", "2"]);
+    let steps: Vec<[i64; 5]> = archive["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            [
+                "bytes",
+                "new_bytes",
+                "total_bytes",
+                "stored_bytes",
+                "saved_bytes",
+            ]
+            .map(|f| s[f].as_i64().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            [40, 30, 40, 30, 10],
+            [40, 30, 80, 60, 20],
+            [90, 40, 170, 100, 70]
+        ]
+    );
+    let recount: i64 = sqlx::query_scalar("select sum(size)::bigint from blob")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        recount, 100,
+        "the store holds what the timeline says it stored"
+    );
+    let logical: i64 =
+        sqlx::query_scalar("select sum(size)::bigint from inode where state = 'copied'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(logical, 170);
+    assert_eq!(archive["largest"], json!(["C", "B"]));
+    assert_eq!(
+        archive["pairs"],
+        json!([{"a": "B", "b": "C", "contents": 1, "bytes": 30}])
+    );
+    let all = json_of(&url, &["overlap", "--json", "--top", "3"]);
+    let pairs: Vec<(String, String, i64)> = all["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["a"].as_str().unwrap().to_owned(),
+                p["b"].as_str().unwrap().to_owned(),
+                p["bytes"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            ("A".into(), "B".into(), 10),
+            ("A".into(), "C".into(), 20),
+            ("B".into(), "C".into(), 30)
+        ]
+    );
+    // The tables for people say the same.
+    let table = text(&ntt(&url, &["overlap", "B"]).stdout);
+    assert!(
+        table.contains("adds:   1 contents, 30 B (1 files)")
+            && table.contains("shares: 1 contents, 10 B with earlier media")
+            && table.contains("C (cccccccc, later)  1 contents  30 B"),
+        "{table}"
+    );
+    let table = text(&ntt(&url, &["overlap"]).stdout);
+    assert!(table.contains("B and C: 1 contents, 30 B"), "{table}");
+    let missing = ntt(&url, &["overlap", "D"]);
+    assert_eq!(missing.status.code(), Some(1));
+}
