@@ -15,6 +15,7 @@ mod include;
 mod ingest;
 mod init;
 mod ls;
+mod map;
 mod mount;
 mod overlap;
 mod report;
@@ -101,6 +102,9 @@ pub enum Command {
     Enumerate(enumerate::EnumerateArgs),
     /// List a medium's entries from the catalog
     Ls(ls::LsArgs),
+    /// Draw the rescue map (finished, bad and untried areas, volumes, damaged files) in the
+    /// terminal, or as SVG
+    Map(map::MapArgs),
     /// Map the image's unreadable areas onto the medium's files again (after a later rescue)
     Damage(damage::DamageArgs),
     /// Manage ignore patterns (matching paths are loaded and marked excluded, never dropped)
@@ -280,7 +284,8 @@ const fn roots_used(command: &Command) -> &'static [RootKind] {
         | Command::Volumes(_)
         | Command::Mount(_)
         | Command::Enumerate(_)
-        | Command::Damage(_) => &[RootKind::Data],
+        | Command::Damage(_)
+        | Command::Map(_) => &[RootKind::Data],
         Command::Db { .. }
         | Command::Init(_)
         | Command::Unmount(_)
@@ -370,6 +375,7 @@ async fn dispatch(
         Command::Cat(args) => cat::run(&catalog, host, args, stdout).await?,
         Command::Where(args) => return where_is::run(&catalog, args, stdout).await,
         Command::Find(args) => return find::run(&catalog, args, stdout).await,
+        Command::Map(args) => map::run(&catalog, args, stdout).await?,
         Command::Overlap(args) => overlap::run(&catalog, args, stdout).await?,
         Command::Report(args) => report::run(&catalog, args, stdout).await?,
         Command::Verify(args) => return verify::run(&catalog, host, args, stdout).await,

@@ -17,6 +17,7 @@ pub mod digest;
 pub mod identity;
 pub mod mapfile;
 pub mod passes;
+pub mod picture;
 pub mod recheck;
 pub mod source;
 

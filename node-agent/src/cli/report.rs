@@ -48,6 +48,9 @@ pub(super) fn print(
         "health   {}",
         report.health.as_deref().unwrap_or("-")
     )?;
+    if let Some(map) = &report.map {
+        writeln!(stdout, "map      {map}  (--svg FILE for a picture)")?;
+    }
     for v in &report.volumes {
         writeln!(
             stdout,

@@ -33,6 +33,8 @@ pub struct MediumReport {
     pub problems: serde_json::Value,
     /// Files on unreadable sectors.
     pub damage: crate::catalog::damage::DamageSummary,
+    /// The command that draws the rescue map, for a medium imaged from a device.
+    pub map: Option<String>,
 }
 
 /// The medium's report, from the catalog.
@@ -51,5 +53,9 @@ pub async fn report(catalog: &Catalog, medium: &MediumRecord) -> Result<MediumRe
         entry_errors: report::entry_errors(pool, medium.id).await?,
         problems: report::problems(pool, medium.id).await?,
         damage: crate::catalog::damage::summary(pool, medium.id).await?,
+        map: medium
+            .mapfile_path
+            .as_ref()
+            .map(|_| format!("ntt map {}", medium.hash)),
     })
 }

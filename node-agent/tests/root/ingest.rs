@@ -256,6 +256,11 @@ async fn a_failing_disk_ingests_end_to_end_and_a_second_medium_deduplicates(pool
     let device = disk.attach();
     let report = ingest(&host, &device, &["--name", "failing"]);
     assert_eq!(report["health"], "incomplete", "{report}");
+    assert_eq!(
+        report["map"],
+        format!("ntt map {}", report["hash"].as_str().unwrap()),
+        "the report says how to draw the rescue map"
+    );
     let volumes = report["volumes"].as_array().unwrap();
     let readable: Vec<(String, String)> = volumes
         .iter()
@@ -312,6 +317,7 @@ async fn a_failing_disk_ingests_end_to_end_and_a_second_medium_deduplicates(pool
     std::fs::write(other.join("copy-of-shared.txt"), b"shared between media\n").unwrap();
     let second = ingest(&host, &other, &["--name", "second"]);
     assert_eq!(second["content"]["shared_blobs"], 1);
+    assert!(second["map"].is_null(), "a directory has no rescue map");
     let blobs: i64 = sqlx::query_scalar("select count(*) from blob where id = $1")
         .bind(
             blake3::hash(b"shared between media\n")
@@ -368,6 +374,91 @@ async fn a_failing_disk_ingests_end_to_end_and_a_second_medium_deduplicates(pool
     std::fs::write(&hit_content, faulty_disk::disk_content(64 * 1024, 7)).unwrap();
     let output = host.command(&["where"]).arg(&hit_content).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
+
+    // The rescue map: the SVG draws the bad blocks exactly where the mapfile has them, and
+    // marks both partitions; the terminal picture shows them and lists the damaged file.
+    let picture = host.root.join("failing.svg");
+    let output = host
+        .command(&["map", "failing", "--svg"])
+        .arg(&picture)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let svg = std::fs::read_to_string(&picture).unwrap();
+    let attribute = |line: &str, name: &str| -> u64 {
+        let start = line.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+        line[start..].split('"').next().unwrap().parse().unwrap()
+    };
+    let mut bad: Vec<(u64, u64)> = svg
+        .lines()
+        .filter(|l| l.starts_with("<rect") && l.contains(r#"data-status="-""#))
+        .map(|l| (attribute(l, "data-pos"), attribute(l, "data-size")))
+        .collect();
+    bad.dedup();
+    // Adjacent bad blocks (ddrescue may record a range in several) as one.
+    let bad = bad
+        .into_iter()
+        .fold(Vec::<(u64, u64)>::new(), |mut merged, (pos, size)| {
+            match merged.last_mut() {
+                Some(last) if last.0 + last.1 == pos => last.1 += size,
+                _ => merged.push((pos, size)),
+            }
+            merged
+        });
+    let mut expected: Vec<(u64, u64)> = vec![(hit.start, hit.end - hit.start), (60 * MIB, 8192)];
+    expected.sort_unstable();
+    assert_eq!(bad, expected, "the bad blocks are the injected ranges");
+    let drawn: u64 = svg
+        .lines()
+        .filter(|l| l.starts_with("<rect") && l.contains("data-pos"))
+        .map(|l| (attribute(l, "data-pos"), attribute(l, "data-size")))
+        .collect::<std::collections::BTreeSet<_>>()
+        .iter()
+        .map(|(_, size)| size)
+        .sum();
+    assert_eq!(drawn, 64 * MIB, "every byte of the device is in some block");
+    let volumes: Vec<u64> = svg
+        .lines()
+        .filter(|l| l.starts_with(r#"<line class="volume""#))
+        .map(|l| attribute(l, "data-offset"))
+        .collect();
+    assert_eq!(volumes, [2048 * 512, 43008 * 512]);
+    assert!(svg.contains("hit.bin"));
+    let again = host
+        .command(&["map", "failing", "--svg"])
+        .arg(&picture)
+        .output()
+        .unwrap();
+    assert!(
+        !again.status.success(),
+        "an existing file is never overwritten"
+    );
+    let output = host.run(&["map", "failing", "--width", "32", "--rows", "8"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let shown = String::from_utf8_lossy(&output.stdout);
+    // Each row: its offset (10 columns, right-aligned), a space, then its 32 cells.
+    let rows: Vec<&str> = shown.lines().skip(1).take(8).map(|r| &r[11..]).collect();
+    assert!(
+        rows.iter()
+            .all(|r| r.len() == 32 && r.chars().all(|c| "#.*/X".contains(c))),
+        "{shown}"
+    );
+    assert!(rows.iter().any(|r| r.contains('X')), "{shown}");
+    assert!(
+        shown.contains("1 damaged files") && shown.contains("hit.bin"),
+        "{shown}"
+    );
+    let output = host.run(&["map", "second"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("has no rescue map"));
 }
 
 #[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]

@@ -1,0 +1,195 @@
+//! `ntt map MEDIUM`: the rescue map as ddrescueview draws it, in the terminal or as SVG.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use super::text::{escape_path, human_bytes};
+use crate::catalog::media;
+use crate::catalog::volumes;
+use crate::catalog::{Catalog, listing};
+use crate::imaging::mapfile::{BlockStatus, Mapfile};
+use crate::imaging::picture::{self, Mark};
+
+/// Options of `ntt map`.
+#[derive(Debug, clap::Args)]
+pub struct MapArgs {
+    /// The medium: its name, its hash, or a unique prefix of the hash
+    pub medium: String,
+
+    /// Cells per row in the terminal
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(8..=512))]
+    pub width: u16,
+
+    /// Rows in the terminal and in the SVG
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub rows: u16,
+
+    /// Write the picture as SVG to this file (made anew; refused if it exists) instead
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+}
+
+/// Damaged files listed under the picture at most.
+const MAX_FILES: usize = 50;
+
+/// `ntt map`.
+pub(super) async fn run(
+    catalog: &Catalog,
+    args: MapArgs,
+    stdout: &mut (impl Write + Send),
+) -> anyhow::Result<()> {
+    let medium = media::resolve_medium(catalog.pool(), &args.medium).await?;
+    let Some(path) = &medium.mapfile_path else {
+        anyhow::bail!(
+            "{} has no rescue map: it was registered from an image or a directory, not imaged \
+             from a device",
+            medium.name
+        );
+    };
+    let text = fs_err::read_to_string(path)
+        .context("read the medium's mapfile (is the data directory mounted?)")?;
+    let map = Mapfile::parse(&text).with_context(|| format!("parse the mapfile {path}"))?;
+    let summary = map.summary();
+    let marks: Vec<Mark> = volumes::medium_volumes(catalog.pool(), medium.id)
+        .await?
+        .iter()
+        .map(|v| Mark {
+            offset: u64::try_from(v.offset_bytes).unwrap_or_default(),
+            length: u64::try_from(v.length_bytes).unwrap_or_default(),
+            label: format!(
+                "volume {} {}",
+                v.volume_no,
+                v.fs_type.as_deref().unwrap_or("(no filesystem)")
+            ),
+        })
+        .collect();
+    let mut damaged = Vec::new();
+    listing::list_paths(catalog.pool(), medium.id, None, None, true, &mut |row| {
+        damaged.push(format!(
+            "volume {}  {}  {}",
+            row.volume_no,
+            escape_path(&row.path),
+            row.damaged_ranges.unwrap_or_default()
+        ));
+        Ok(())
+    })
+    .await?;
+    let mut lines = vec![format!(
+        "{} of {} rescued ({:.2} %), {} bad in {} areas, {} not tried",
+        human_bytes(summary.rescued),
+        human_bytes(summary.total),
+        summary.percent(),
+        human_bytes(summary.bad),
+        summary.bad_areas.len(),
+        human_bytes(summary.non_tried)
+    )];
+    lines.extend(marks.iter().map(|m| {
+        format!(
+            "{} at {}, {}",
+            m.label,
+            human_bytes(m.offset),
+            human_bytes(m.length)
+        )
+    }));
+    lines.push(match damaged.len() {
+        0 => "no file is damaged (or the damage is not mapped yet: `ntt damage`)".to_owned(),
+        n => format!("{n} damaged files (file byte ranges on unreadable areas):"),
+    });
+    let more = damaged.len().saturating_sub(MAX_FILES);
+    lines.extend(
+        damaged
+            .into_iter()
+            .take(MAX_FILES)
+            .map(|l| format!("  {l}")),
+    );
+    if more > 0 {
+        lines.push(format!(
+            "  ... and {more} more (`ntt ls {} --damaged`)",
+            medium.name
+        ));
+    }
+    let title = format!("{} ({})", medium.name, medium.hash);
+    if let Some(file) = &args.svg {
+        let picture = picture::svg(&map, u64::from(args.rows), &marks, &title, &lines);
+        let mut out = fs_err::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(file)?;
+        out.write_all(picture.as_bytes())?;
+        out.sync_all()?;
+        writeln!(stdout, "wrote {}", file.display())?;
+        return Ok(());
+    }
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    draw(&map, &args, &marks, colour, &title, stdout)?;
+    for line in &lines {
+        writeln!(stdout, "{line}")?;
+    }
+    Ok(())
+}
+
+/// The terminal picture: rows of cells with the offset each row starts at, volume starts
+/// listed with their cells, and a legend.
+fn draw(
+    map: &Mapfile,
+    args: &MapArgs,
+    marks: &[Mark],
+    colour: bool,
+    title: &str,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    let width = usize::from(args.width);
+    let cells = picture::cells(map, width * usize::from(args.rows));
+    let size = picture::extent(map);
+    let per_cell = size.div_ceil(cells.len().max(1) as u64).max(1);
+    writeln!(out, "{title}: one cell is {}", human_bytes(per_cell))?;
+    for (row, chunk) in cells.chunks(width).enumerate() {
+        write!(
+            out,
+            "{:>10} ",
+            human_bytes(row as u64 * width as u64 * per_cell)
+        )?;
+        for &status in chunk {
+            if colour {
+                write!(
+                    out,
+                    "\x1b[{}m{}\x1b[0m",
+                    ansi(status),
+                    picture::glyph(status)
+                )?;
+            } else {
+                write!(out, "{}", picture::glyph(status))?;
+            }
+        }
+        writeln!(out)?;
+    }
+    let legend: Vec<String> = picture::STATES
+        .iter()
+        .map(|&s| format!("{} {}", picture::glyph(s), picture::label(s)))
+        .collect();
+    writeln!(out, "{}", legend.join("   "))?;
+    for mark in marks {
+        let first = mark.offset / per_cell;
+        let last = (mark.offset + mark.length.max(1) - 1) / per_cell;
+        writeln!(
+            out,
+            "{}: cells {first}-{last} (row {}, column {})",
+            mark.label,
+            first / width as u64,
+            first % width as u64
+        )?;
+    }
+    Ok(())
+}
+
+const fn ansi(status: BlockStatus) -> &'static str {
+    match status {
+        BlockStatus::Finished => "32",
+        BlockStatus::NonTried => "90",
+        BlockStatus::NonTrimmed => "33",
+        BlockStatus::NonScraped => "34",
+        BlockStatus::Bad => "31;1",
+    }
+}

@@ -1,0 +1,309 @@
+//! The rescue map as a picture (`ntt map`), as ddrescueview draws it: the device as rows of
+//! cells, each showing the worst state of the bytes it covers, with the volumes' boundaries and
+//! the damaged files beside it; and the same as SVG, where every block of the mapfile is drawn
+//! at its exact place (a block too small to see is widened to one unit, never dropped).
+
+use std::fmt::Write;
+
+use super::mapfile::{BlockStatus, Mapfile};
+
+/// How bad a state is, for the cell that shows several: unreadable first, then what is not
+/// tried to the end, then what was never read, then what was read.
+const fn severity(status: BlockStatus) -> u8 {
+    match status {
+        BlockStatus::Finished => 0,
+        BlockStatus::NonTried => 1,
+        BlockStatus::NonScraped => 2,
+        BlockStatus::NonTrimmed => 3,
+        BlockStatus::Bad => 4,
+    }
+}
+
+/// The character of a state in the terminal picture.
+pub const fn glyph(status: BlockStatus) -> char {
+    match status {
+        BlockStatus::Finished => '#',
+        BlockStatus::NonTried => '.',
+        BlockStatus::NonTrimmed => '*',
+        BlockStatus::NonScraped => '/',
+        BlockStatus::Bad => 'X',
+    }
+}
+
+/// The colour of a state (ddrescueview's).
+pub const fn colour(status: BlockStatus) -> &'static str {
+    match status {
+        BlockStatus::Finished => "#2e9e44",
+        BlockStatus::NonTried => "#9a9a9a",
+        BlockStatus::NonTrimmed => "#e8c000",
+        BlockStatus::NonScraped => "#3b6fd8",
+        BlockStatus::Bad => "#d42020",
+    }
+}
+
+/// What people call a state.
+pub const fn label(status: BlockStatus) -> &'static str {
+    match status {
+        BlockStatus::Finished => "finished",
+        BlockStatus::NonTried => "non-tried",
+        BlockStatus::NonTrimmed => "non-trimmed",
+        BlockStatus::NonScraped => "non-scraped",
+        BlockStatus::Bad => "bad",
+    }
+}
+
+/// Every state, in legend order.
+pub const STATES: [BlockStatus; 5] = [
+    BlockStatus::Finished,
+    BlockStatus::NonTried,
+    BlockStatus::NonTrimmed,
+    BlockStatus::NonScraped,
+    BlockStatus::Bad,
+];
+
+/// The mapfile's extent: one past its last block.
+pub fn extent(map: &Mapfile) -> u64 {
+    map.blocks.last().map_or(0, super::mapfile::Block::end)
+}
+
+/// The device cut into `cells` equal parts (the last may be shorter), each with the worst state
+/// of its bytes. Bytes the mapfile does not cover count as non-tried.
+pub fn cells(map: &Mapfile, cells: usize) -> Vec<BlockStatus> {
+    let size = extent(map);
+    if size == 0 || cells == 0 {
+        return Vec::new();
+    }
+    let per = size.div_ceil(cells as u64).max(1);
+    let count = usize::try_from(size.div_ceil(per)).unwrap_or(cells);
+    let mut out = vec![BlockStatus::Finished; count];
+    let mut covered = vec![false; count];
+    for block in &map.blocks {
+        if block.size == 0 {
+            continue;
+        }
+        let first = usize::try_from(block.pos / per).unwrap_or(count);
+        let last = usize::try_from((block.end() - 1) / per).unwrap_or(count);
+        for cell in first..=last.min(count - 1) {
+            if !covered[cell] || severity(block.status) > severity(out[cell]) {
+                out[cell] = block.status;
+            }
+            covered[cell] = true;
+        }
+    }
+    for (cell, seen) in out.iter_mut().zip(covered) {
+        if !seen {
+            *cell = BlockStatus::NonTried;
+        }
+    }
+    out
+}
+
+/// A boundary to mark: a volume's first byte and what it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mark {
+    /// Byte offset on the device.
+    pub offset: u64,
+    /// Its length.
+    pub length: u64,
+    /// What to call it.
+    pub label: String,
+}
+
+/// Width of the SVG picture and of its bar, in user units.
+const SVG_WIDTH: u64 = 1024;
+/// Height of one row of the bar.
+const ROW_HEIGHT: u64 = 12;
+
+/// The map as SVG: `rows` rows of the device, left to right, top to bottom; each mapfile block
+/// a `rect` (several when it wraps) carrying its exact `data-pos`, `data-size` and
+/// `data-status`; volume boundaries as lines; a legend and `lines` of text below.
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "picture coordinates: a fraction of a unit does not show"
+)]
+pub fn svg(map: &Mapfile, rows: u64, marks: &[Mark], title: &str, lines: &[String]) -> String {
+    let size = extent(map).max(1);
+    let rows = rows.max(1);
+    let per_row = size.div_ceil(rows).max(1);
+    let width = SVG_WIDTH as f64;
+    let x_of = |offset: u64| (offset % per_row) as f64 * width / per_row as f64;
+    let bar_height = rows * ROW_HEIGHT;
+    let text_top = bar_height + 40;
+    let height = text_top + 20 * (lines.len() as u64 + 2);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{SVG_WIDTH}" height="{height}" viewBox="0 -24 {SVG_WIDTH} {}" font-family="monospace" font-size="12">"#,
+        height + 24
+    );
+    let _ = writeln!(out, "<title>{}</title>", escape(title));
+    let _ = writeln!(out, r#"<text x="0" y="-8">{}</text>"#, escape(title));
+    // The finished blocks first, so that a small bad area is drawn over its neighbours.
+    let mut order: Vec<_> = map.blocks.iter().filter(|b| b.size > 0).collect();
+    order.sort_by_key(|b| severity(b.status));
+    for block in order {
+        let mut start = block.pos;
+        while start < block.end() {
+            let row = start / per_row;
+            let row_end = ((row + 1) * per_row).min(block.end());
+            let x = x_of(start);
+            let mut w = (row_end - start) as f64 * width / per_row as f64;
+            if w < 1.0 {
+                w = 1.0;
+            }
+            let _ = writeln!(
+                out,
+                r#"<rect x="{x:.3}" y="{}" width="{w:.3}" height="{ROW_HEIGHT}" fill="{}" data-pos="{}" data-size="{}" data-status="{}"/>"#,
+                row * ROW_HEIGHT,
+                colour(block.status),
+                block.pos,
+                block.size,
+                block.status.as_char(),
+            );
+            start = row_end;
+        }
+    }
+    for mark in marks {
+        let row = mark.offset / per_row;
+        let x = x_of(mark.offset);
+        let _ = writeln!(
+            out,
+            r#"<line class="volume" x1="{x:.3}" y1="{}" x2="{x:.3}" y2="{}" stroke="black" stroke-width="2" data-offset="{}" data-length="{}"><title>{}</title></line>"#,
+            row * ROW_HEIGHT,
+            (row + 1) * ROW_HEIGHT,
+            mark.offset,
+            mark.length,
+            escape(&mark.label)
+        );
+    }
+    let mut x = 0;
+    for status in STATES {
+        let _ = writeln!(
+            out,
+            r#"<rect x="{x}" y="{}" width="12" height="12" fill="{}"/><text x="{}" y="{}">{}</text>"#,
+            bar_height + 10,
+            colour(status),
+            x + 16,
+            bar_height + 20,
+            label(status)
+        );
+        x += 140;
+    }
+    for (i, line) in lines.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            r#"<text x="0" y="{}">{}</text>"#,
+            text_top + 20 * (i as u64 + 1),
+            escape(line)
+        );
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+/// Text for XML: the five special characters escaped, control characters shown as `\xNN`
+/// (XML 1.0 cannot hold them).
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imaging::mapfile::Block;
+
+    fn map(blocks: &[(u64, u64, BlockStatus)]) -> Mapfile {
+        Mapfile {
+            current_pos: 0,
+            current_status: '+',
+            current_pass: None,
+            blocks: blocks
+                .iter()
+                .map(|&(pos, size, status)| Block { pos, size, status })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_cell_shows_the_worst_state_of_its_bytes() {
+        use BlockStatus::{Bad, Finished, NonTried, NonTrimmed};
+        // 1000 bytes in 10 cells of 100: one bad byte at 250, non-trimmed 500..520, the
+        // last 100 never tried.
+        let m = map(&[
+            (0, 250, Finished),
+            (250, 1, Bad),
+            (251, 249, Finished),
+            (500, 20, NonTrimmed),
+            (520, 380, Finished),
+            (900, 100, NonTried),
+        ]);
+        assert_eq!(
+            cells(&m, 10),
+            [
+                Finished, Finished, Bad, Finished, Finished, NonTrimmed, Finished, Finished,
+                Finished, NonTried
+            ]
+        );
+        assert!(cells(&map(&[]), 10).is_empty());
+        assert_eq!(cells(&m, 3).len(), 3, "334-byte cells: three");
+    }
+
+    #[test]
+    fn the_svg_draws_every_block_where_it_lies_and_escapes_text() {
+        use BlockStatus::{Bad, Finished};
+        let m = map(&[(0, 150, Finished), (150, 100, Bad), (250, 750, Finished)]);
+        let picture = svg(
+            &m,
+            10,
+            &[Mark {
+                offset: 200,
+                length: 800,
+                label: "volume 0 <ext4>".into(),
+            }],
+            "disk & co",
+            &["bad\nname".into()],
+        );
+        // The bad block wraps from row 1 into row 2: two rects, both with its exact bytes.
+        let bad: Vec<&str> = picture
+            .lines()
+            .filter(|l| l.contains(r#"data-status="-""#))
+            .collect();
+        assert_eq!(bad.len(), 2, "{picture}");
+        assert!(
+            bad.iter()
+                .all(|l| l.contains(r#"data-pos="150" data-size="100""#))
+        );
+        assert!(bad[0].contains(r#"x="512.000" y="12""#), "{}", bad[0]);
+        assert!(bad[1].contains(r#"x="0.000" y="24""#), "{}", bad[1]);
+        assert!(picture.contains(r#"data-offset="200" data-length="800""#));
+        assert!(picture.contains("volume 0 &lt;ext4&gt;") && picture.contains("disk &amp; co"));
+        assert!(picture.contains("bad\\x0aname"));
+        // One byte of a huge device is still a visible rect.
+        let tiny = svg(
+            &map(&[(0, 1 << 40, Finished), (1 << 40, 512, Bad)]),
+            4,
+            &[],
+            "t",
+            &[],
+        );
+        let line = tiny
+            .lines()
+            .find(|l| l.contains(r#"data-status="-""#))
+            .unwrap();
+        assert!(line.contains(r#"width="1.000""#), "{line}");
+    }
+}
