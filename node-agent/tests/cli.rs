@@ -477,6 +477,35 @@ async fn where_lists_every_place_holding_a_content_byte_exact(pool: PgPool) {
         "media in the order registered, then volume and path bytes"
     );
 
+    // ls says, per copied file, how many other places hold its content (on request).
+    let listed = ntt(&url, &["ls", "box-1", "--json", "--others"]);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    let others: Vec<(String, serde_json::Value)> = listed
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let row: serde_json::Value = serde_json::from_slice(l).unwrap();
+            (
+                row["path"].as_str().unwrap().to_owned(),
+                row["others"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        others,
+        [
+            ("docs/old \u{fffd}\nname.txt".to_owned(), json!(3)),
+            ("docs/other.txt".to_owned(), json!(0)),
+            ("docs/report.txt".to_owned(), json!(3)),
+            ("report.txt".to_owned(), json!(3)),
+        ]
+    );
+    let plain = ntt(&url, &["ls", "box-1", "--json"]);
+    assert!(text(&plain.stdout).contains("\"others\":null"));
+    assert!(
+        text(&ntt(&url, &["ls", "box-2", "--others"]).stdout).contains("r.txt  (+3 elsewhere)")
+    );
     // A local file: its content is hashed here.
     let dir = std::env::temp_dir().join(format!("ntt-where-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

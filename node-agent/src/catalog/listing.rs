@@ -33,6 +33,8 @@ pub struct Listed {
     pub blob_id: Option<Vec<u8>>,
     /// Damaged byte ranges of the content (`{[0,4096),...}`), if any.
     pub damaged_ranges: Option<String>,
+    /// Other paths (on any medium) whose file holds the same content, when asked for.
+    pub others: Option<i64>,
 }
 
 /// The bounds that select `prefix` itself and everything below it: `[prefix/, prefix0)` holds
@@ -46,13 +48,15 @@ fn below(prefix: &[u8]) -> (Vec<u8>, Vec<u8>) {
 }
 
 /// Streams the medium's paths (optionally one volume, optionally `prefix` and below) in volume
-/// and path byte order to `visit`; memory stays bounded whatever the medium's size.
+/// and path byte order to `visit`; memory stays bounded whatever the medium's size. With
+/// `others`, each copied file also says how many other paths hold its content.
 pub async fn list_paths(
     pool: &PgPool,
     medium: MediumId,
     volume: Option<i32>,
     prefix: Option<&[u8]>,
     damaged_only: bool,
+    others: bool,
     visit: &mut (dyn FnMut(Listed) -> std::io::Result<()> + Send),
 ) -> Result<u64, CatalogError> {
     let (exact, low, high) = match prefix {
@@ -66,7 +70,13 @@ pub async fn list_paths(
         Listed,
         r#"select p.volume_no, p.path, p.excluded_reason, i.ino, i.kind::text as "kind!",
                   i.size, i.nlink, i.mtime_ns, i.target, i.state::text as "state!", i.blob_id,
-                  i.damaged_ranges::text as damaged_ranges
+                  i.damaged_ranges::text as damaged_ranges,
+                  case when $7 and i.blob_id is not null then
+                      (select count(*) from inode o
+                       join path op on op.medium_id = o.medium_id and op.volume_no = o.volume_no
+                                   and op.ino = o.ino
+                       where o.blob_id = i.blob_id) - 1
+                  end as others
            from path p
            join inode i on i.medium_id = p.medium_id and i.volume_no = p.volume_no and i.ino = p.ino
            where p.medium_id = $1
@@ -80,6 +90,7 @@ pub async fn list_paths(
         low,
         high,
         damaged_only,
+        others,
     )
     .fetch(pool);
     let mut count = 0;

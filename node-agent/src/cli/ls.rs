@@ -31,6 +31,10 @@ pub struct LsArgs {
     /// Only files with content on unreadable sectors (with the damaged byte ranges)
     #[arg(long)]
     pub damaged: bool,
+
+    /// Also show, per copied file, how many other places (any medium) hold the same content
+    #[arg(long)]
+    pub others: bool,
 }
 
 /// `ntt ls`.
@@ -53,6 +57,7 @@ pub(super) async fn run(
         args.volume,
         prefix.as_deref(),
         args.damaged,
+        args.others,
         &mut |row| {
             if json {
                 serde_json::to_writer(&mut out, &json_line(&row))?;
@@ -94,6 +99,7 @@ fn json_line(row: &Listed) -> serde_json::Value {
         "excluded_reason": row.excluded_reason,
         "blob": row.blob_id.as_ref().map(hex::encode),
         "damaged_ranges": row.damaged_ranges.as_deref().map(parse_ranges),
+        "others": row.others,
     })
 }
 
@@ -138,6 +144,9 @@ fn write_line(out: &mut (impl Write + Send), row: &Listed) -> std::io::Result<()
     )?;
     if let Some(target) = &row.target {
         write!(out, " -> {}", escape_path(target))?;
+    }
+    if let Some(others) = row.others {
+        write!(out, "  (+{others} elsewhere)")?;
     }
     if let Some(ranges) = &row.damaged_ranges {
         write!(out, "  DAMAGED {ranges}")?;

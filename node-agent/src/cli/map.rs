@@ -66,15 +66,23 @@ pub(super) async fn run(
         })
         .collect();
     let mut damaged = Vec::new();
-    listing::list_paths(catalog.pool(), medium.id, None, None, true, &mut |row| {
-        damaged.push(format!(
-            "volume {}  {}  {}",
-            row.volume_no,
-            escape_path(&row.path),
-            row.damaged_ranges.unwrap_or_default()
-        ));
-        Ok(())
-    })
+    listing::list_paths(
+        catalog.pool(),
+        medium.id,
+        None,
+        None,
+        true,
+        false,
+        &mut |row| {
+            damaged.push(format!(
+                "volume {}  {}  {}",
+                row.volume_no,
+                escape_path(&row.path),
+                row.damaged_ranges.unwrap_or_default()
+            ));
+            Ok(())
+        },
+    )
     .await?;
     let mut lines = vec![format!(
         "{} of {} rescued ({:.2} %), {} bad in {} areas, {} not tried",
