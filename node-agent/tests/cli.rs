@@ -555,6 +555,15 @@ async fn where_lists_every_place_holding_a_content_byte_exact(pool: PgPool) {
     let directory = ntt(&url, &["where", dir.to_str().unwrap()]);
     assert_eq!(directory.status.code(), Some(1));
     assert!(text(&directory.stderr).contains("is a directory"));
+    let fifo = dir.join("pipe");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let pipe = ntt(&url, &["where", fifo.to_str().unwrap()]);
+    assert_eq!(
+        pipe.status.code(),
+        Some(1),
+        "refused at once, not waiting for a writer"
+    );
+    assert!(text(&pipe.stderr).contains("not a regular file"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

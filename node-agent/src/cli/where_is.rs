@@ -31,6 +31,13 @@ fn content_of(target: &std::ffi::OsStr) -> anyhow::Result<BlobId> {
         Ok(meta) if meta.is_dir() => {
             anyhow::bail!("{} is a directory: give a file or a hash", path.display())
         }
+        // A FIFO would wait for a writer forever; a device is not a file someone found.
+        Ok(meta) if !meta.is_file() => {
+            anyhow::bail!(
+                "{} is not a regular file: give a file or a hash",
+                path.display()
+            )
+        }
         Ok(_) => {
             let file = fs_err::File::open(path)?;
             let mut hasher = blake3::Hasher::new();
