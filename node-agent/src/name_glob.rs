@@ -1,10 +1,98 @@
-//! Shell globs over name bytes (`ntt find --name`, `--iname`): `*` any bytes, `?` one
-//! character (or one byte that is not UTF-8), `[abc]` `[a-z]` `[!x]` classes, `\` quotes the
-//! next character; the whole name must match. Names and patterns need not be UTF-8: a byte
-//! that is not part of a character matches itself. Translated to a `regex::bytes` expression,
-//! because glob crates take patterns as `str` and could not match such a byte.
+//! Shell globs over name bytes (`ntt find --name`, `--iname`), as `fnmatch` reads them: `*` any
+//! run, `?` one character, `[abc]` `[a-z]` `[!x]` `[^x]` `[[:digit:]]` classes, `\` quotes the
+//! next character (inside a class too); the whole name must match. Names and patterns need not
+//! be UTF-8: both are read as a sequence of characters and of single bytes that belong to no
+//! character, and a byte matches only the same byte, never part of a character. Glob crates
+//! take patterns as `str`, and a regular expression cannot tell a lone byte from part of a
+//! character by context, so the match is done here on those units.
 
-use std::fmt::Write;
+/// One unit of a name or pattern: a character, or a byte that is not part of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    Char(char),
+    Byte(u8),
+}
+
+/// The units of `bytes`, in order.
+fn units(bytes: &[u8]) -> Vec<Unit> {
+    let mut out = Vec::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.extend(chunk.valid().chars().map(Unit::Char));
+        out.extend(chunk.invalid().iter().copied().map(Unit::Byte));
+    }
+    out
+}
+
+/// A POSIX character class (`[:digit:]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Named {
+    Alnum,
+    Alpha,
+    Blank,
+    Cntrl,
+    Digit,
+    Graph,
+    Lower,
+    Print,
+    Punct,
+    Space,
+    Upper,
+    Xdigit,
+}
+
+impl Named {
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "alnum" => Self::Alnum,
+            "alpha" => Self::Alpha,
+            "blank" => Self::Blank,
+            "cntrl" => Self::Cntrl,
+            "digit" => Self::Digit,
+            "graph" => Self::Graph,
+            "lower" => Self::Lower,
+            "print" => Self::Print,
+            "punct" => Self::Punct,
+            "space" => Self::Space,
+            "upper" => Self::Upper,
+            "xdigit" => Self::Xdigit,
+            _ => return None,
+        })
+    }
+
+    fn holds(self, c: char) -> bool {
+        match self {
+            Self::Alnum => c.is_alphanumeric(),
+            Self::Alpha => c.is_alphabetic(),
+            Self::Blank => c == ' ' || c == '\t',
+            Self::Cntrl => c.is_control(),
+            Self::Digit => c.is_ascii_digit(),
+            Self::Graph => !c.is_control() && !c.is_whitespace(),
+            Self::Lower => c.is_lowercase(),
+            Self::Print => !c.is_control(),
+            Self::Punct => c.is_ascii_punctuation(),
+            Self::Space => c.is_whitespace(),
+            Self::Upper => c.is_uppercase(),
+            Self::Xdigit => c.is_ascii_hexdigit(),
+        }
+    }
+}
+
+/// A member of a bracket class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Member {
+    One(Unit),
+    Range(char, char),
+    Named(Named),
+}
+
+/// One element of a compiled pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Element {
+    Star,
+    Any,
+    Unit(Unit),
+    Class { negated: bool, members: Vec<Member> },
+}
 
 /// A pattern that cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -12,132 +100,218 @@ pub enum GlobError {
     /// `[` without its `]`.
     #[error("the glob {0:?} opens a [class] it does not close")]
     UnclosedClass(String),
-    /// A class holding bytes that are not UTF-8.
-    #[error("the glob {0:?} has a [class] that is not UTF-8")]
-    ClassNotUtf8(String),
-    /// The translated expression was refused (too large).
-    #[error("the glob {pattern:?} cannot be compiled: {message}")]
-    Compile {
+    /// `[:name:]` that POSIX does not define.
+    #[error("the glob {pattern:?} names an unknown class [:{name}:]")]
+    UnknownClass {
         /// The pattern.
         pattern: String,
-        /// Why.
-        message: String,
+        /// The name.
+        name: String,
     },
 }
 
 /// A compiled glob.
 #[derive(Debug, Clone)]
-pub struct NameGlob(regex::bytes::Regex);
+pub struct NameGlob {
+    elements: Vec<Element>,
+    case_insensitive: bool,
+}
 
 impl NameGlob {
-    /// Compiles `pattern`; `case_insensitive` folds case (Unicode simple folding).
+    /// Compiles `pattern`; `case_insensitive` folds case (characters' lowercase forms).
     pub fn new(pattern: &[u8], case_insensitive: bool) -> Result<Self, GlobError> {
         let shown = || String::from_utf8_lossy(pattern).into_owned();
-        let mut expression = String::from(if case_insensitive { "(?i)\\A" } else { "\\A" });
+        let input = units(pattern);
+        let mut elements = Vec::new();
         let mut i = 0;
-        while i < pattern.len() {
-            match pattern[i] {
-                b'*' => {
-                    expression.push_str("(?s-u:.)*");
+        while i < input.len() {
+            match input[i] {
+                Unit::Char('*') => {
+                    if elements.last() != Some(&Element::Star) {
+                        elements.push(Element::Star);
+                    }
                     i += 1;
                 }
-                b'?' => {
-                    expression.push_str("(?:(?s:.)|(?-u:[\\x80-\\xFF]))");
+                Unit::Char('?') => {
+                    elements.push(Element::Any);
                     i += 1;
                 }
-                b'[' => {
-                    let (class, next) = class(pattern, i).ok_or_else(|| {
-                        if pattern[i..].contains(&b']') {
-                            GlobError::ClassNotUtf8(shown())
-                        } else {
-                            GlobError::UnclosedClass(shown())
-                        }
-                    })?;
-                    expression.push_str(&class);
-                    i = next;
+                Unit::Char('[') => match class(&input, i + 1) {
+                    Ok(Some((element, next))) => {
+                        elements.push(element);
+                        i = next;
+                    }
+                    // Not closed: fnmatch reads the `[` as itself.
+                    Ok(None) => return Err(GlobError::UnclosedClass(shown())),
+                    Err(name) => {
+                        return Err(GlobError::UnknownClass {
+                            pattern: shown(),
+                            name,
+                        });
+                    }
+                },
+                Unit::Char('\\') if i + 1 < input.len() => {
+                    elements.push(Element::Unit(input[i + 1]));
+                    i += 2;
                 }
-                b'\\' if i + 1 < pattern.len() => {
-                    i = literal(pattern, i + 1, &mut expression);
+                unit => {
+                    elements.push(Element::Unit(unit));
+                    i += 1;
                 }
-                _ => i = literal(pattern, i, &mut expression),
             }
         }
-        expression.push_str("\\z");
-        regex::bytes::Regex::new(&expression)
-            .map(Self)
-            .map_err(|e| GlobError::Compile {
-                pattern: shown(),
-                message: e.to_string(),
-            })
+        Ok(Self {
+            elements,
+            case_insensitive,
+        })
     }
 
     /// Whether the whole `name` matches.
     pub fn matches(&self, name: &[u8]) -> bool {
-        self.0.is_match(name)
+        let name = units(name);
+        // The classic matcher: on a mismatch, go back to the last star and let it take one
+        // more unit. Linear in practice, at worst patterns × name.
+        let (mut p, mut n) = (0, 0);
+        let mut star: Option<(usize, usize)> = None;
+        while n < name.len() {
+            match self.elements.get(p) {
+                Some(Element::Star) => {
+                    star = Some((p, n));
+                    p += 1;
+                }
+                Some(element) if self.one(element, name[n]) => {
+                    p += 1;
+                    n += 1;
+                }
+                _ => match star {
+                    Some((sp, sn)) => {
+                        p = sp + 1;
+                        n = sn + 1;
+                        star = Some((sp, sn + 1));
+                    }
+                    None => return false,
+                },
+            }
+        }
+        self.elements[p..].iter().all(|e| *e == Element::Star)
+    }
+
+    /// Whether one element matches one unit.
+    fn one(&self, element: &Element, unit: Unit) -> bool {
+        match element {
+            Element::Star | Element::Any => true,
+            Element::Unit(want) => self.same(*want, unit),
+            Element::Class { negated, members } => {
+                members.iter().any(|m| self.member(m, unit)) != *negated
+            }
+        }
+    }
+
+    fn same(&self, want: Unit, unit: Unit) -> bool {
+        match (want, unit) {
+            (Unit::Char(a), Unit::Char(b)) => {
+                a == b || (self.case_insensitive && a.to_lowercase().eq(b.to_lowercase()))
+            }
+            (Unit::Byte(a), Unit::Byte(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    fn member(&self, member: &Member, unit: Unit) -> bool {
+        match (member, unit) {
+            (Member::One(want), unit) => self.same(*want, unit),
+            (Member::Range(low, high), Unit::Char(c)) => {
+                let within = |c: char| (*low..=*high).contains(&c);
+                within(c)
+                    || (self.case_insensitive
+                        && (c.to_lowercase().any(within) || c.to_uppercase().any(within)))
+            }
+            (Member::Named(named), Unit::Char(c)) => {
+                named.holds(c)
+                    || (self.case_insensitive
+                        && matches!(named, Named::Lower | Named::Upper)
+                        && c.is_alphabetic())
+            }
+            (Member::Range(..) | Member::Named(_), Unit::Byte(_)) => false,
+        }
+    }
+}
+
+/// The class whose members start at `start` (after the `[`): the element and the index after
+/// its `]`; `None` when it is not closed; the name of an unknown `[:name:]`.
+fn class(input: &[Unit], start: usize) -> Result<Option<(Element, usize)>, String> {
+    let mut i = start;
+    let negated = matches!(input.get(i), Some(Unit::Char('!' | '^')));
+    if negated {
+        i += 1;
+    }
+    let mut members = Vec::new();
+    let first = i;
+    loop {
+        let Some(&unit) = input.get(i) else {
+            return Ok(None);
+        };
+        match unit {
+            // A `]` first is a member; later it closes the class.
+            Unit::Char(']') if i > first => {
+                return Ok(Some((Element::Class { negated, members }, i + 1)));
+            }
+            Unit::Char('[') if input.get(i + 1) == Some(&Unit::Char(':')) => {
+                let close = (i + 2..input.len().saturating_sub(1))
+                    .find(|&k| input[k] == Unit::Char(':') && input[k + 1] == Unit::Char(']'));
+                let Some(close) = close else {
+                    return Ok(None);
+                };
+                let name: String = input[i + 2..close]
+                    .iter()
+                    .map(|u| match u {
+                        Unit::Char(c) => *c,
+                        Unit::Byte(_) => char::REPLACEMENT_CHARACTER,
+                    })
+                    .collect();
+                members.push(Member::Named(Named::parse(&name).ok_or(name)?));
+                i = close + 2;
+            }
+            _ => {
+                let (low, next) = match unit {
+                    Unit::Char('\\') if i + 1 < input.len() => (input[i + 1], i + 2),
+                    unit => (unit, i + 1),
+                };
+                // `a-z`: a range, unless the `-` is last (then it is a member).
+                match (low, input.get(next), input.get(next + 1)) {
+                    (Unit::Char(a), Some(Unit::Char('-')), Some(&high))
+                        if high != Unit::Char(']') =>
+                    {
+                        let (high, after) = match high {
+                            Unit::Char('\\') if next + 2 < input.len() => {
+                                (input[next + 2], next + 3)
+                            }
+                            high => (high, next + 2),
+                        };
+                        match high {
+                            Unit::Char(b) => members.push(Member::Range(a, b)),
+                            // A range cannot end in a lone byte: its three units are members.
+                            Unit::Byte(_) => members.extend([
+                                Member::One(low),
+                                Member::One(Unit::Char('-')),
+                                Member::One(high),
+                            ]),
+                        }
+                        i = after;
+                    }
+                    _ => {
+                        members.push(Member::One(low));
+                        i = next;
+                    }
+                }
+            }
+        }
     }
 }
 
 /// The last component of `path` (the name `find -name` matches).
 pub fn name_of(path: &[u8]) -> &[u8] {
     path.rsplit(|&b| b == b'/').next().unwrap_or(path)
-}
-
-/// Appends the character (or lone byte) at `i` as a literal; returns the index after it.
-fn literal(pattern: &[u8], i: usize, out: &mut String) -> usize {
-    let valid = pattern[i..]
-        .utf8_chunks()
-        .next()
-        .map_or("", |chunk| chunk.valid());
-    if let Some(c) = valid.chars().next() {
-        out.push_str(&regex::escape(c.encode_utf8(&mut [0; 4])));
-        i + c.len_utf8()
-    } else {
-        let _ = write!(out, "(?-u:\\x{:02X})", pattern[i]);
-        i + 1
-    }
-}
-
-/// The class starting at `[` (index `start`) as a regex class, and the index after its `]`;
-/// `None` when it is not closed or not UTF-8.
-fn class(pattern: &[u8], start: usize) -> Option<(String, usize)> {
-    let mut i = start + 1;
-    let mut out = String::from("[");
-    if matches!(pattern.get(i), Some(b'!' | b'^')) {
-        out.push('^');
-        i += 1;
-    }
-    // A `]` right after the opening (or the negation) is a member.
-    let first = i;
-    let from = if pattern.get(first) == Some(&b']') {
-        first + 1
-    } else {
-        first
-    };
-    let end = from + pattern.get(from..)?.iter().position(|&b| b == b']')?;
-    let members = std::str::from_utf8(&pattern[first..end]).ok()?;
-    let chars: Vec<char> = members.chars().collect();
-    let mut k = 0;
-    while k < chars.len() {
-        let c = chars[k];
-        if k + 2 < chars.len() && chars[k + 1] == '-' {
-            let _ = write!(out, "{}-{}", class_char(c), class_char(chars[k + 2]));
-            k += 3;
-        } else {
-            out.push_str(&class_char(c));
-            k += 1;
-        }
-    }
-    out.push(']');
-    Some((out, end + 1))
-}
-
-/// A character inside a regex class, escaped when the class syntax would read it.
-fn class_char(c: char) -> String {
-    if matches!(c, '\\' | ']' | '[' | '^' | '-' | '&' | '~') {
-        format!("\\{c}")
-    } else {
-        c.to_string()
-    }
 }
 
 #[cfg(test)]
@@ -160,40 +334,56 @@ mod tests {
         let g = glob(b"f?.jpg");
         assert!(g.matches(b"f1.jpg") && g.matches("fé.jpg".as_bytes()) && g.matches(b"f\xff.jpg"));
         assert!(!g.matches(b"f12.jpg") && !g.matches(b"f.jpg"));
+        assert!(
+            !glob(b"f??.jpg").matches("fé.jpg".as_bytes()),
+            "one character is one ?, however many bytes"
+        );
+        assert!(
+            !glob(b"???.txt").matches("дв.txt".as_bytes()),
+            "two letters are not three"
+        );
         let g = glob(b"a.b+(c)");
         assert!(
             g.matches(b"a.b+(c)") && !g.matches(b"axb+(c)"),
-            "regex syntax is literal"
+            "no regex syntax"
         );
+        assert!(glob(b"*a*b*c*").matches(b"xxaxxbxxcxx") && !glob(b"*a*b*c*").matches(b"cba"));
+        assert!(glob(b"").matches(b"") && !glob(b"").matches(b"x"));
     }
 
     #[test]
-    fn classes_ranges_negation_and_quoting() {
+    fn classes_ranges_negation_posix_and_quoting() {
         let g = glob(b"IMG_[0-9][0-9].JPG");
         assert!(g.matches(b"IMG_07.JPG") && !g.matches(b"IMG_7a.JPG"));
         let g = glob(b"[!.]*");
         assert!(g.matches(b"visible") && !g.matches(b".hidden"));
+        assert!(g.matches(b"\xffodd"), "a negated class takes a lone byte");
+        assert!(glob(b"[^.]*").matches(b"x"));
         let g = glob(b"[]a]x");
         assert!(g.matches(b"]x") && g.matches(b"ax") && !g.matches(b"bx"));
+        assert!(glob(b"[\\]]").matches(b"]"), "a quoted ] inside a class");
         let g = glob(b"what\\?");
         assert!(g.matches(b"what?") && !g.matches(b"whatx"));
-        // Inside a class every character is a member (a trailing `-` too); none is special
-        // to the expression it becomes.
-        let g = glob(b"[\\^-]");
-        assert!(g.matches(b"^") && g.matches(b"-") && g.matches(b"\\"));
-        assert!(!g.matches(b"a"));
+        let g = glob(b"[a-]");
+        assert!(
+            g.matches(b"a") && g.matches(b"-") && !g.matches(b"b"),
+            "a last - is a member"
+        );
+        let g = glob(b"f[[:digit:]][[:alpha:]]");
+        assert!(g.matches(b"f1x") && g.matches("f2é".as_bytes()) && !g.matches(b"fxx"));
+        assert!(glob(b"[\xff]").matches(b"\xff") && !glob(b"[\xff]").matches("ÿ".as_bytes()));
         assert_eq!(
             NameGlob::new(b"[abc", false).unwrap_err(),
             GlobError::UnclosedClass("[abc".into())
         );
         assert!(matches!(
-            NameGlob::new(b"[\xff]", false),
-            Err(GlobError::ClassNotUtf8(_))
+            NameGlob::new(b"[[:vowel:]]", false),
+            Err(GlobError::UnknownClass { name, .. }) if name == "vowel"
         ));
     }
 
     #[test]
-    fn patterns_may_hold_bytes_that_are_not_utf8() {
+    fn a_lone_byte_matches_only_itself_never_part_of_a_character() {
         let g = glob(b"bad \xff*");
         assert!(g.matches(b"bad \xff name"));
         assert!(!g.matches(b"bad \xfe name"));
@@ -201,6 +391,9 @@ mod tests {
             !g.matches("bad ÿ name".as_bytes()),
             "the byte, not the character U+00FF"
         );
+        // 0xA9 is Latin-1 ©; in UTF-8 it is the second byte of é (C3 A9).
+        assert!(!glob(b"*\xa9").matches("café".as_bytes()));
+        assert!(glob(b"*\xa9").matches(b"caf\xa9"));
     }
 
     #[test]
@@ -208,6 +401,8 @@ mod tests {
         let g = NameGlob::new("résumé*.DOC".as_bytes(), true).unwrap();
         assert!(g.matches("RÉSUMÉ 1998.doc".as_bytes()));
         assert!(!glob("résumé*.DOC".as_bytes()).matches("RÉSUMÉ 1998.doc".as_bytes()));
+        let g = NameGlob::new(b"[a-c]*", true).unwrap();
+        assert!(g.matches(b"Beta") && !g.matches(b"Delta"));
     }
 
     #[test]

@@ -33,7 +33,8 @@ pub struct Listed {
     pub blob_id: Option<Vec<u8>>,
     /// Damaged byte ranges of the content (`{[0,4096),...}`), if any.
     pub damaged_ranges: Option<String>,
-    /// Other paths (on any medium) whose file holds the same content, when asked for.
+    /// Other files (on any medium; its own hard links not counted) that hold the same
+    /// content, when asked for.
     pub others: Option<i64>,
 }
 
@@ -49,7 +50,7 @@ fn below(prefix: &[u8]) -> (Vec<u8>, Vec<u8>) {
 
 /// Streams the medium's paths (optionally one volume, optionally `prefix` and below) in volume
 /// and path byte order to `visit`; memory stays bounded whatever the medium's size. With
-/// `others`, each copied file also says how many other paths hold its content.
+/// `others`, each copied file also says how many other files (any medium) hold its content.
 pub async fn list_paths(
     pool: &PgPool,
     medium: MediumId,
@@ -68,17 +69,17 @@ pub async fn list_paths(
     };
     let mut rows = sqlx::query_as!(
         Listed,
-        r#"select p.volume_no, p.path, p.excluded_reason, i.ino, i.kind::text as "kind!",
+        r#"with mine as (select distinct blob_id from inode
+                         where $7 and medium_id = $1 and blob_id is not null),
+                holders as (select o.blob_id, count(*) as files from inode o
+                            where o.blob_id in (select blob_id from mine)
+                            group by o.blob_id)
+           select p.volume_no, p.path, p.excluded_reason, i.ino, i.kind::text as "kind!",
                   i.size, i.nlink, i.mtime_ns, i.target, i.state::text as "state!", i.blob_id,
-                  i.damaged_ranges::text as damaged_ranges,
-                  case when $7 and i.blob_id is not null then
-                      (select count(*) from inode o
-                       join path op on op.medium_id = o.medium_id and op.volume_no = o.volume_no
-                                   and op.ino = o.ino
-                       where o.blob_id = i.blob_id) - 1
-                  end as others
+                  i.damaged_ranges::text as damaged_ranges, h.files - 1 as "others?"
            from path p
            join inode i on i.medium_id = p.medium_id and i.volume_no = p.volume_no and i.ino = p.ino
+           left join holders h on h.blob_id = i.blob_id
            where p.medium_id = $1
              and ($2::integer is null or p.volume_no = $2)
              and ($3::bytea is null or p.path = $3 or (p.path >= $4 and p.path < $5))

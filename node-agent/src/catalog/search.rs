@@ -94,8 +94,11 @@ pub struct Filter {
     pub damaged: bool,
     /// Entry kind (`file`, `dir`, `symlink`, `block`, `char`, `fifo`, `socket`).
     pub kind: Option<String>,
-    /// Also count, per file, the other places that hold its content.
+    /// Also count, per file, the other files (any medium; a hard link is one file) that hold
+    /// its content.
     pub count_others: bool,
+    /// At most this many rows (when every filter is in SQL); `None`: all.
+    pub rows: Option<i64>,
 }
 
 /// One path `find` selected.
@@ -121,7 +124,8 @@ pub struct Found {
     pub mime_type: Option<String>,
     /// Whether the content lies partly on unreadable areas.
     pub damaged: bool,
-    /// Other paths (on any medium) whose file holds the same content, when asked for.
+    /// Other files (on any medium; its own hard links not counted) that hold the same
+    /// content, when asked for.
     pub others: Option<i64>,
 }
 
@@ -159,19 +163,20 @@ pub async fn find_in_medium(
     use futures_util::TryStreamExt;
     let mut rows = sqlx::query_as!(
         Found,
-        r#"select p.volume_no, p.path, p.ino, i.kind::text as "kind!", i.size, i.mtime_ns,
+        r#"with mine as (select distinct blob_id from inode
+                         where $11 and medium_id = $1 and blob_id is not null),
+                holders as (select o.blob_id, count(*) as files from inode o
+                            where o.blob_id in (select blob_id from mine)
+                            group by o.blob_id)
+           select p.volume_no, p.path, p.ino, i.kind::text as "kind!", i.size, i.mtime_ns,
                   case when p.excluded_reason is not null then 'excluded'
                        else i.state::text end as "state!",
                   i.blob_id, b.mime_type, i.damaged_ranges is not null as "damaged!",
-                  case when $11 and i.blob_id is not null then
-                      (select count(*) from inode o
-                       join path op on op.medium_id = o.medium_id and op.volume_no = o.volume_no
-                                   and op.ino = o.ino
-                       where o.blob_id = i.blob_id) - 1
-                  end as others
+                  h.files - 1 as "others?"
            from path p
            join inode i on i.medium_id = p.medium_id and i.volume_no = p.volume_no and i.ino = p.ino
            left join blob b on b.id = i.blob_id
+           left join holders h on h.blob_id = i.blob_id
            where p.medium_id = $1
              and ($2::bytea is null or position($2 in p.path) > 0)
              and ($3::bigint is null or i.size >= $3)
@@ -184,7 +189,8 @@ pub async fn find_in_medium(
                                else i.state::text end)
              and (not $9 or i.damaged_ranges is not null)
              and ($10::text is null or i.kind::text = $10)
-           order by p.volume_no, p.path"#,
+           order by p.volume_no, p.path
+           limit $12"#,
         medium as super::media::MediumId,
         filter.path_contains.as_deref(),
         filter.min_size,
@@ -196,6 +202,7 @@ pub async fn find_in_medium(
         filter.damaged,
         filter.kind.as_deref(),
         filter.count_others,
+        filter.rows,
     )
     .fetch(pool);
     while let Some(row) = rows

@@ -69,7 +69,8 @@ pub struct FindArgs {
     #[arg(long, value_parser = ["file", "dir", "symlink", "block", "char", "fifo", "socket"])]
     pub kind: Option<String>,
 
-    /// Also show, per file, how many other places (any medium) hold the same content
+    /// Also show, per file, how many other files (any medium; not its own hard links) hold
+    /// the same content
     #[arg(long)]
     pub others: bool,
 
@@ -110,10 +111,19 @@ pub(super) async fn run(
     } else {
         args.limit
     };
+    // With every filter in SQL, the query stops after the rows wanted (one more says whether
+    // more match) instead of reading the whole medium.
+    let in_sql_only = name.is_none() && regex.is_none();
     let mut out = std::io::BufWriter::new(stdout);
     let mut matched = 0u64;
     let mut stopped = false;
     for medium in &media {
+        let rows = (in_sql_only && limit != u64::MAX)
+            .then(|| i64::try_from(limit - matched + 1).unwrap_or(i64::MAX));
+        let filter = Filter {
+            rows,
+            ..filter.clone()
+        };
         let mut visit = |row: Found| -> std::io::Result<bool> {
             if name
                 .as_ref()
@@ -189,6 +199,7 @@ fn filter(args: &FindArgs) -> anyhow::Result<Filter> {
         damaged: args.damaged,
         kind: args.kind.clone(),
         count_others: args.others,
+        rows: None,
     })
 }
 
@@ -232,7 +243,9 @@ fn time_range(text: &str) -> anyhow::Result<(Option<i64>, Option<i64>)> {
         let day = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
             .with_context(|| format!("{text:?} is not a day (YYYY-MM-DD) or a range FROM..TO"))?;
         let start = nanos(day.and_time(chrono::NaiveTime::MIN).and_utc())?;
-        let end = start + 86_400 * 1_000_000_000;
+        let end = start
+            .checked_add(86_400 * 1_000_000_000)
+            .context("the day is beyond what nanoseconds since 1970 can hold (1677-2262)")?;
         return Ok((Some(start), Some(end)));
     };
     let bound = |s: &str| (!s.is_empty()).then(|| instant(s)).transpose();
@@ -328,6 +341,7 @@ mod tests {
             (None, Some(1_000_000_000))
         );
         assert!(time_range("1970-01-04..1970-01-02").is_err());
+        assert!(time_range("2262-04-11").is_err(), "its end is past 2^63 ns");
         assert!(time_range("yesterday").is_err());
         assert!(time_range("..").is_err());
     }

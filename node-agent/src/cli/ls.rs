@@ -32,7 +32,8 @@ pub struct LsArgs {
     #[arg(long)]
     pub damaged: bool,
 
-    /// Also show, per copied file, how many other places (any medium) hold the same content
+    /// Also show, per copied file, how many other files (any medium; not its own hard links)
+    /// hold the same content
     #[arg(long)]
     pub others: bool,
 }
