@@ -453,6 +453,17 @@ async fn where_lists_every_place_holding_a_content_byte_exact(pool: PgPool) {
         (&found["stored"], &found["damaged_source"], &found["media"]),
         (&json!(true), &json!(true), &json!(2))
     );
+    assert_eq!((&found["files"], &found["paths"]), (&json!(3), &json!(4)));
+    let capped = ntt(&url, &["where", &id.to_hex(), "--limit", "2"]);
+    let shown = text(&capped.stdout);
+    assert!(
+        capped.status.success()
+            && shown.contains("docs/report.txt")
+            && !shown.contains("box-2")
+            && shown.contains("4 place(s): 3 file(s) on 2 medium/media")
+            && shown.contains("(the first 2 listed"),
+        "{shown}"
+    );
     let places: Vec<(String, i64, Vec<u8>, bool, bool)> = found["places"]
         .as_array()
         .unwrap()
@@ -529,7 +540,7 @@ async fn where_lists_every_place_holding_a_content_byte_exact(pool: PgPool) {
                 .contains("volume 0  docs/old \\xff\\nname.txt  (excluded: ignore pattern *.txt~)")
             && shown.contains("volume 1  report.txt  (damaged)")
             && shown.contains("box-2  bbbbbbbb")
-            && shown.contains("4 place(s) on 2 medium/media"),
+            && shown.contains("4 place(s): 3 file(s) on 2 medium/media"),
         "{shown}"
     );
     // A hash in capitals: the other file, one place.
@@ -537,7 +548,7 @@ async fn where_lists_every_place_holding_a_content_byte_exact(pool: PgPool) {
     assert!(upper.status.success(), "{}", text(&upper.stderr));
     assert!(
         text(&upper.stdout).contains("docs/other.txt")
-            && text(&upper.stdout).contains("1 place(s) on 1 medium/media")
+            && text(&upper.stdout).contains("1 place(s): 1 file(s) on 1 medium/media")
     );
 
     // Content the archive does not have: exit 1, saying so.
@@ -623,7 +634,9 @@ async fn overlap_counts_what_each_medium_added_and_shares(pool: PgPool) {
     let a = medium(&pool, "aaaaaaaa000000000000000000000001", "A").await;
     let b = medium(&pool, "bbbbbbbb000000000000000000000002", "B").await;
     let c = medium(&pool, "cccccccc000000000000000000000003", "C").await;
-    for m in [a, b, c] {
+    // D (registered last) has nothing copied yet.
+    let d = medium(&pool, "dddddddd000000000000000000000004", "D").await;
+    for m in [a, b, c, d] {
         ensure_medium_partitions(&pool, m).await.unwrap();
         add_volume(&pool, m, 0).await;
     }
@@ -637,11 +650,13 @@ async fn overlap_counts_what_each_medium_added_and_shares(pool: PgPool) {
     stored_file(&pool, c, 1, b"y", y).await;
     stored_file(&pool, c, 2, b"z", z).await;
     stored_file(&pool, c, 3, b"w", w).await;
+    add_file(&pool, d, 0, 1, b"pending").await;
 
     let expected = [
         ("A", [3, 40, 2, 30, 3, 2, 30, 0, 0]),
         ("B", [2, 40, 2, 40, 1, 1, 30, 1, 10]),
         ("C", [3, 90, 3, 90, 1, 1, 40, 2, 50]),
+        ("D", [0; 9]),
     ];
     let fields = [
         "files",
@@ -706,7 +721,8 @@ async fn overlap_counts_what_each_medium_added_and_shares(pool: PgPool) {
         [
             [40, 30, 40, 30, 10],
             [40, 30, 80, 60, 20],
-            [90, 40, 170, 100, 70]
+            [90, 40, 170, 100, 70],
+            [0, 0, 170, 100, 70]
         ]
     );
     let recount: i64 = sqlx::query_scalar("select sum(size)::bigint from blob")
@@ -759,6 +775,7 @@ async fn overlap_counts_what_each_medium_added_and_shares(pool: PgPool) {
     );
     let table = text(&ntt(&url, &["overlap"]).stdout);
     assert!(table.contains("B and C: 1 contents, 30 B"), "{table}");
-    let missing = ntt(&url, &["overlap", "D"]);
+    assert!(shared("D").is_empty());
+    let missing = ntt(&url, &["overlap", "E"]);
     assert_eq!(missing.status.code(), Some(1));
 }

@@ -13,7 +13,7 @@ use super::media::MediumId;
 pub struct MediumOverlap {
     /// Copied files (inodes: a hard link is one file).
     pub files: i64,
-    /// Their bytes, every file counted.
+    /// Their bytes as stored (each file its content's size), every file counted.
     pub bytes: i64,
     /// Distinct contents among them.
     pub contents: i64,
@@ -51,15 +51,16 @@ pub async fn medium(pool: &PgPool, id: MediumId) -> Result<MediumOverlap, Catalo
     sqlx::query_as!(
         MediumOverlap,
         r#"with me as (select created_at, id from medium where id = $1),
-                files as (select blob_id, size from inode
-                          where medium_id = $1 and blob_id is not null),
-                contents as (
-                    select f.blob_id, b.size,
-                           exists (select 1 from inode o join medium m on m.id = o.medium_id, me
-                                   where o.blob_id = f.blob_id and o.medium_id <> $1
-                                     and (m.created_at, m.id) < (me.created_at, me.id)) as seen
-                    from (select distinct blob_id from files) f
-                    join blob b on b.id = f.blob_id)
+                files as (select i.blob_id, b.size from inode i join blob b on b.id = i.blob_id
+                          where i.medium_id = $1),
+                distinct_contents as (select distinct blob_id, size from files),
+                -- A semi-join (EXISTS in WHERE), not a subplan run once per content.
+                seen as (select d.blob_id from distinct_contents d
+                         where exists (select 1 from inode o join medium m on m.id = o.medium_id, me
+                                       where o.blob_id = d.blob_id and o.medium_id <> $1
+                                         and (m.created_at, m.id) < (me.created_at, me.id))),
+                contents as (select d.blob_id, d.size, s.blob_id is not null as seen
+                             from distinct_contents d left join seen s using (blob_id))
            select (select count(*) from files) as "files!",
                   (select coalesce(sum(size), 0) from files)::bigint as "bytes!",
                   (select count(*) from contents) as "contents!",
@@ -111,7 +112,8 @@ pub struct Step {
     pub medium_hash: String,
     /// When it was registered.
     pub registered_at: chrono::DateTime<chrono::Utc>,
-    /// Bytes of its copied files (every file counted).
+    /// Bytes of its copied files as stored (each its content's size, every file counted), so
+    /// that the running totals and the store's size are measured alike.
     pub bytes: i64,
     /// Bytes of the content it was the first to bring.
     pub new_bytes: i64,
@@ -129,8 +131,8 @@ pub async fn timeline(pool: &PgPool) -> Result<Vec<Step>, CatalogError> {
                     order by p.blob_id, m.created_at, m.id),
                 added as (select f.medium_id, sum(b.size) as bytes
                           from firsts f join blob b on b.id = f.blob_id group by f.medium_id),
-                held as (select medium_id, sum(size) as bytes from inode
-                         where blob_id is not null group by medium_id)
+                held as (select i.medium_id, sum(b.size) as bytes
+                         from inode i join blob b on b.id = i.blob_id group by i.medium_id)
            select m.name as medium, m.hash as medium_hash, m.created_at as registered_at,
                   coalesce(h.bytes, 0)::bigint as "bytes!",
                   coalesce(a.bytes, 0)::bigint as "new_bytes!"

@@ -49,10 +49,14 @@ pub async fn blob(pool: &PgPool, id: &BlobId) -> Result<Option<Blob>, CatalogErr
     .map_err(|e| CatalogError::from_sqlx("look up a blob", e))
 }
 
-/// Every path of every medium whose file was stored as `id`: media in the order they entered
-/// the catalog, then volume and path bytes. Served by the inode blob index and the path inode
-/// index, whatever the archive's size.
-pub async fn places(pool: &PgPool, id: &BlobId) -> Result<Vec<Place>, CatalogError> {
+/// The paths of every medium whose file was stored as `id` (at most `limit`): media in the
+/// order they entered the catalog, then volume and path bytes. Served by the inode blob index
+/// and the path inode index, whatever the archive's size.
+pub async fn places(
+    pool: &PgPool,
+    id: &BlobId,
+    limit: Option<i64>,
+) -> Result<Vec<Place>, CatalogError> {
     sqlx::query_as!(
         Place,
         r#"select m.name as medium, m.hash as medium_hash, m.created_at as registered_at,
@@ -63,12 +67,32 @@ pub async fn places(pool: &PgPool, id: &BlobId) -> Result<Vec<Place>, CatalogErr
                       and p.ino = i.ino
            join medium m on m.id = i.medium_id
            where i.blob_id = $1
-           order by m.created_at, m.id, p.volume_no, p.path"#,
+           order by m.created_at, m.id, p.volume_no, p.path
+           limit $2"#,
         id.as_bytes().as_slice(),
+        limit,
     )
     .fetch_all(pool)
     .await
     .map_err(|e| CatalogError::from_sqlx("find the places of a blob", e))
+}
+
+/// How many paths, files and media hold the content stored as `id`.
+pub async fn count_places(pool: &PgPool, id: &BlobId) -> Result<(i64, i64, i64), CatalogError> {
+    let row = sqlx::query!(
+        r#"select count(*) as "paths!",
+                  count(distinct (i.medium_id, i.volume_no, i.ino)) as "files!",
+                  count(distinct i.medium_id) as "media!"
+           from inode i
+           join path p on p.medium_id = i.medium_id and p.volume_no = i.volume_no
+                      and p.ino = i.ino
+           where i.blob_id = $1"#,
+        id.as_bytes().as_slice(),
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("count the places of a blob", e))?;
+    Ok((row.paths, row.files, row.media))
 }
 
 /// What `find` selects in SQL (every field optional); name globs and regular expressions are

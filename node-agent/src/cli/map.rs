@@ -65,59 +65,7 @@ pub(super) async fn run(
             ),
         })
         .collect();
-    let mut damaged = Vec::new();
-    listing::list_paths(
-        catalog.pool(),
-        medium.id,
-        None,
-        None,
-        true,
-        false,
-        &mut |row| {
-            damaged.push(format!(
-                "volume {}  {}  {}",
-                row.volume_no,
-                escape_path(&row.path),
-                row.damaged_ranges.unwrap_or_default()
-            ));
-            Ok(())
-        },
-    )
-    .await?;
-    let mut lines = vec![format!(
-        "{} of {} rescued ({:.2} %), {} bad in {} areas, {} not tried",
-        human_bytes(summary.rescued),
-        human_bytes(summary.total),
-        summary.percent(),
-        human_bytes(summary.bad),
-        summary.bad_areas.len(),
-        human_bytes(summary.non_tried)
-    )];
-    lines.extend(marks.iter().map(|m| {
-        format!(
-            "{} at {}, {}",
-            m.label,
-            human_bytes(m.offset),
-            human_bytes(m.length)
-        )
-    }));
-    lines.push(match damaged.len() {
-        0 => "no file is damaged (or the damage is not mapped yet: `ntt damage`)".to_owned(),
-        n => format!("{n} damaged files (file byte ranges on unreadable areas):"),
-    });
-    let more = damaged.len().saturating_sub(MAX_FILES);
-    lines.extend(
-        damaged
-            .into_iter()
-            .take(MAX_FILES)
-            .map(|l| format!("  {l}")),
-    );
-    if more > 0 {
-        lines.push(format!(
-            "  ... and {more} more (`ntt ls {} --damaged`)",
-            medium.name
-        ));
-    }
+    let lines = describe(catalog, &medium, &summary, &marks).await?;
     let title = format!("{} ({})", medium.name, medium.hash);
     if let Some(file) = &args.svg {
         let picture = picture::svg(&map, u64::from(args.rows), &marks, &title, &lines);
@@ -138,6 +86,79 @@ pub(super) async fn run(
     Ok(())
 }
 
+/// The text beside the picture: the rescue totals, the volumes, and the damaged files.
+async fn describe(
+    catalog: &Catalog,
+    medium: &media::MediumRecord,
+    summary: &crate::imaging::mapfile::RescueSummary,
+    marks: &[Mark],
+) -> anyhow::Result<Vec<String>> {
+    let mut damaged = Vec::new();
+    let mut files = std::collections::BTreeSet::new();
+    listing::list_paths(
+        catalog.pool(),
+        medium.id,
+        None,
+        None,
+        true,
+        false,
+        &mut |row| {
+            files.insert((row.volume_no, row.ino));
+            damaged.push(format!(
+                "volume {}  {}  {}",
+                row.volume_no,
+                escape_path(&row.path),
+                row.damaged_ranges.unwrap_or_default()
+            ));
+            Ok(())
+        },
+    )
+    .await?;
+    let mut lines = vec![format!(
+        "{} of {} rescued ({:.2} %); {} bad in {} areas, {} non-trimmed, {} non-scraped, {} \
+         non-tried",
+        human_bytes(summary.rescued),
+        human_bytes(summary.total),
+        summary.percent(),
+        human_bytes(summary.bad),
+        summary.bad_areas.len(),
+        human_bytes(summary.non_trimmed),
+        human_bytes(summary.non_scraped),
+        human_bytes(summary.non_tried)
+    )];
+    lines.extend(marks.iter().map(|m| {
+        format!(
+            "{} at {}, {}",
+            m.label,
+            human_bytes(m.offset),
+            human_bytes(m.length)
+        )
+    }));
+    lines.push(match (files.len(), damaged.len()) {
+        (0, _) => "no file is damaged (or the damage is not mapped yet: `ntt damage`)".to_owned(),
+        (n, paths) if paths == n => {
+            format!("{n} damaged files (file byte ranges on unreadable areas):")
+        }
+        (n, paths) => {
+            format!("{n} damaged files under {paths} paths (file byte ranges on unreadable areas):")
+        }
+    });
+    let more = damaged.len().saturating_sub(MAX_FILES);
+    lines.extend(
+        damaged
+            .into_iter()
+            .take(MAX_FILES)
+            .map(|l| format!("  {l}")),
+    );
+    if more > 0 {
+        lines.push(format!(
+            "  ... and {more} more (`ntt ls {} --damaged`)",
+            medium.name
+        ));
+    }
+    Ok(lines)
+}
+
 /// The terminal picture: rows of cells with the offset each row starts at, volume starts
 /// listed with their cells, and a legend.
 fn draw(
@@ -151,14 +172,10 @@ fn draw(
     let width = usize::from(args.width);
     let cells = picture::cells(map, width * usize::from(args.rows));
     let size = picture::extent(map);
-    let per_cell = size.div_ceil(cells.len().max(1) as u64).max(1);
-    writeln!(out, "{title}: one cell is {}", human_bytes(per_cell))?;
-    for (row, chunk) in cells.chunks(width).enumerate() {
-        write!(
-            out,
-            "{:>10} ",
-            human_bytes(row as u64 * width as u64 * per_cell)
-        )?;
+    let per_cell = size / (cells.states.len().max(1) as u64);
+    writeln!(out, "{title}: one cell is about {}", human_bytes(per_cell))?;
+    for (row, chunk) in cells.states.chunks(width).enumerate() {
+        write!(out, "{:>10} ", human_bytes(cells.start(row * width)))?;
         for &status in chunk {
             if colour {
                 write!(
@@ -179,14 +196,14 @@ fn draw(
         .collect();
     writeln!(out, "{}", legend.join("   "))?;
     for mark in marks {
-        let first = mark.offset / per_cell;
-        let last = (mark.offset + mark.length.max(1) - 1) / per_cell;
+        let first = cells.cell_of(mark.offset);
+        let last = cells.cell_of(mark.offset + mark.length.max(1) - 1);
         writeln!(
             out,
             "{}: cells {first}-{last} (row {}, column {})",
             mark.label,
-            first / width as u64,
-            first % width as u64
+            first / width,
+            first % width
         )?;
     }
     Ok(())

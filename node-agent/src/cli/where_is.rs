@@ -22,6 +22,10 @@ pub struct WhereArgs {
     /// Print one JSON object: the blob and its places, with exact path bytes in base64
     #[arg(long, env = env::JSON)]
     pub json: bool,
+
+    /// List at most this many places (0: all); the totals are always given
+    #[arg(long, default_value_t = 1000)]
+    pub limit: u64,
 }
 
 /// The content asked about: a local file's hash, or a hash as given.
@@ -70,9 +74,15 @@ pub(super) async fn run(
 ) -> anyhow::Result<bool> {
     let id = content_of(&args.target)?;
     let blob = search::blob(catalog.pool(), &id).await?;
+    let limit = (args.limit > 0).then(|| i64::try_from(args.limit).unwrap_or(i64::MAX));
     let places = match blob {
-        Some(_) => search::places(catalog.pool(), &id).await?,
+        Some(_) => search::places(catalog.pool(), &id, limit).await?,
         None => Vec::new(),
+    };
+    let (paths, files, media) = if blob.is_some() {
+        search::count_places(catalog.pool(), &id).await?
+    } else {
+        (0, 0, 0)
     };
     if args.json {
         let value = serde_json::json!({
@@ -81,7 +91,9 @@ pub(super) async fn run(
             "size": blob.as_ref().map(|b| b.size),
             "stored_at": blob.as_ref().map(|b| b.stored_at),
             "damaged_source": blob.as_ref().map(|b| b.damaged_source),
-            "media": distinct_media(&places),
+            "media": media,
+            "files": files,
+            "paths": paths,
             "places": places.iter().map(json_place).collect::<Vec<_>>(),
         });
         serde_json::to_writer_pretty(&mut *stdout, &value)?;
@@ -127,16 +139,18 @@ pub(super) async fn run(
             }
         )?;
     }
-    let media = distinct_media(&places);
-    writeln!(stdout, "{} place(s) on {media} medium/media", places.len())?;
+    writeln!(
+        stdout,
+        "{paths} place(s): {files} file(s) on {media} medium/media"
+    )?;
+    if usize::try_from(paths).is_ok_and(|p| p > places.len()) {
+        writeln!(
+            stdout,
+            "(the first {} listed: --limit N for more, --limit 0 for all)",
+            places.len()
+        )?;
+    }
     Ok(true)
-}
-
-fn distinct_media(places: &[Place]) -> usize {
-    let mut hashes: Vec<&str> = places.iter().map(|p| p.medium_hash.as_str()).collect();
-    hashes.sort_unstable();
-    hashes.dedup();
-    hashes.len()
 }
 
 fn json_place(place: &Place) -> serde_json::Value {

@@ -66,36 +66,73 @@ pub fn extent(map: &Mapfile) -> u64 {
     map.blocks.last().map_or(0, super::mapfile::Block::end)
 }
 
-/// The device cut into `cells` equal parts (the last may be shorter), each with the worst state
-/// of its bytes. Bytes the mapfile does not cover count as non-tried.
-pub fn cells(map: &Mapfile, cells: usize) -> Vec<BlockStatus> {
-    let size = extent(map);
-    if size == 0 || cells == 0 {
-        return Vec::new();
+/// The device cut into cells: cell `i` covers bytes `[i * size / n, (i + 1) * size / n)`, so
+/// the cells are as equal as whole bytes allow and there are exactly `n` of them (fewer only
+/// for a device of fewer bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cells {
+    /// The worst state of each cell's bytes.
+    pub states: Vec<BlockStatus>,
+    size: u64,
+}
+
+impl Cells {
+    fn n(&self) -> u128 {
+        self.states.len() as u128
     }
-    let per = size.div_ceil(cells as u64).max(1);
-    let count = usize::try_from(size.div_ceil(per)).unwrap_or(cells);
-    let mut out = vec![BlockStatus::Finished; count];
-    let mut covered = vec![false; count];
+
+    /// The first byte of cell `i`.
+    pub fn start(&self, i: usize) -> u64 {
+        if self.states.is_empty() {
+            return 0;
+        }
+        u64::try_from(u128::from(self.size) * i as u128 / self.n()).unwrap_or(u64::MAX)
+    }
+
+    /// The cell holding byte `offset` (the last cell for an offset past the end).
+    pub fn cell_of(&self, offset: u64) -> usize {
+        if self.states.is_empty() {
+            return 0;
+        }
+        let offset = offset.min(self.size - 1);
+        let cell = (u128::from(offset) + 1) * self.n();
+        let cell = cell.div_ceil(u128::from(self.size)) - 1;
+        usize::try_from(cell).unwrap_or(usize::MAX)
+    }
+}
+
+/// The device cut into `wanted` cells, each with the worst state of its bytes. Bytes the
+/// mapfile does not cover count as non-tried.
+pub fn cells(map: &Mapfile, wanted: usize) -> Cells {
+    let size = extent(map);
+    let n = usize::try_from(size).map_or(wanted, |size| wanted.min(size));
+    let mut cells = Cells {
+        states: vec![BlockStatus::Finished; n],
+        size,
+    };
+    if n == 0 {
+        return cells;
+    }
+    let mut covered = vec![false; n];
     for block in &map.blocks {
         if block.size == 0 {
             continue;
         }
-        let first = usize::try_from(block.pos / per).unwrap_or(count);
-        let last = usize::try_from((block.end() - 1) / per).unwrap_or(count);
-        for cell in first..=last.min(count - 1) {
-            if !covered[cell] || severity(block.status) > severity(out[cell]) {
-                out[cell] = block.status;
+        let (first, last) = (cells.cell_of(block.pos), cells.cell_of(block.end() - 1));
+        let states = cells.states[first..=last].iter_mut();
+        for (state, seen) in states.zip(&mut covered[first..=last]) {
+            if !*seen || severity(block.status) > severity(*state) {
+                *state = block.status;
             }
-            covered[cell] = true;
+            *seen = true;
         }
     }
-    for (cell, seen) in out.iter_mut().zip(covered) {
+    for (cell, seen) in cells.states.iter_mut().zip(covered) {
         if !seen {
             *cell = BlockStatus::NonTried;
         }
     }
-    out
+    cells
 }
 
 /// A boundary to mark: a volume's first byte and what it is.
@@ -133,7 +170,8 @@ pub fn svg(map: &Mapfile, rows: u64, marks: &[Mark], title: &str, lines: &[Strin
     let mut out = String::new();
     let _ = writeln!(
         out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{SVG_WIDTH}" height="{height}" viewBox="0 -24 {SVG_WIDTH} {}" font-family="monospace" font-size="12">"#,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{SVG_WIDTH}" height="{}" viewBox="0 -24 {SVG_WIDTH} {}" font-family="monospace" font-size="12">"#,
+        height + 24,
         height + 24
     );
     let _ = writeln!(out, "<title>{}</title>", escape(title));
@@ -212,7 +250,7 @@ fn escape(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
-            c if c.is_control() => {
+            c if c.is_control() || matches!(c, '\u{fffe}' | '\u{ffff}') => {
                 let _ = write!(out, "\\x{:02x}", u32::from(c));
             }
             c => out.push(c),
@@ -252,14 +290,29 @@ mod tests {
             (900, 100, NonTried),
         ]);
         assert_eq!(
-            cells(&m, 10),
+            cells(&m, 10).states,
             [
                 Finished, Finished, Bad, Finished, Finished, NonTrimmed, Finished, Finished,
                 Finished, NonTried
             ]
         );
-        assert!(cells(&map(&[]), 10).is_empty());
-        assert_eq!(cells(&m, 3).len(), 3, "334-byte cells: three");
+        assert!(cells(&map(&[]), 10).states.is_empty());
+        // Cells of 333, 333 and 334 bytes: [0,333) [333,666) [666,1000).
+        let three = cells(&m, 3);
+        assert_eq!(three.states, [Bad, NonTrimmed, NonTried]);
+        assert_eq!((three.start(1), three.start(2)), (333, 666));
+        assert_eq!(
+            (three.cell_of(332), three.cell_of(333), three.cell_of(999)),
+            (0, 1, 2)
+        );
+        // A size that does not divide: still exactly the cells asked for, the last one full.
+        let odd = map(&[(0, 1_024_000, Finished), (1_024_000, 1, Bad)]);
+        let many = cells(&odd, 1024);
+        assert_eq!(many.states.len(), 1024);
+        assert_eq!(many.states[1023], Bad);
+        assert_eq!(many.states.iter().filter(|s| **s == Bad).count(), 1);
+        // A device smaller than the cells asked for: a cell per byte.
+        assert_eq!(cells(&map(&[(0, 5, Finished)]), 64).states.len(), 5);
     }
 
     #[test]

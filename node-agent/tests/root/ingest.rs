@@ -367,7 +367,7 @@ async fn a_failing_disk_ingests_end_to_end_and_a_second_medium_deduplicates(pool
     assert!(
         shown.contains("hit.bin  (damaged)")
             && shown.contains("some copy came from a damaged source")
-            && shown.contains("1 place(s) on 1 medium/media"),
+            && shown.contains("1 place(s): 1 file(s) on 1 medium/media"),
         "{shown}"
     );
     // The original bytes of hit.bin are not in the archive: only its rescued form is.
@@ -445,13 +445,27 @@ async fn a_failing_disk_ingests_end_to_end_and_a_second_medium_deduplicates(pool
     );
     let shown = String::from_utf8_lossy(&output.stdout);
     // Each row: its offset (10 columns, right-aligned), a space, then its 32 cells.
-    let rows: Vec<&str> = shown.lines().skip(1).take(8).map(|r| &r[11..]).collect();
+    let rows: Vec<&str> = shown
+        .lines()
+        .skip(1)
+        .take(8)
+        .map(|r| r.get(11..).unwrap_or_default())
+        .collect();
+    assert_eq!(rows.len(), 8, "{shown}");
     assert!(
         rows.iter()
             .all(|r| r.len() == 32 && r.chars().all(|c| "#.*/X".contains(c))),
         "{shown}"
     );
-    assert!(rows.iter().any(|r| r.contains('X')), "{shown}");
+    // 256 cells of 256 KiB: exactly the cells holding the two bad ranges show X.
+    let cell = |offset: u64| usize::try_from(offset / (256 * 1024)).unwrap();
+    let bad_cells: Vec<usize> = rows
+        .concat()
+        .char_indices()
+        .filter(|(_, c)| *c == 'X')
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(bad_cells, [cell(hit.start), cell(60 * MIB)], "{shown}");
     assert!(
         shown.contains("1 damaged files") && shown.contains("hit.bin"),
         "{shown}"
