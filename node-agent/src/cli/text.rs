@@ -17,7 +17,8 @@ pub(super) fn human_bytes(bytes: u64) -> String {
     }
 }
 
-/// Path bytes for a terminal: printable UTF-8 as is, anything else escaped (`\n`, `\xNN`).
+/// Path bytes for a terminal: printable UTF-8 as is; control and invisible format characters
+/// and bytes that are not UTF-8 escaped (`\n`, `\xNN`).
 pub(super) fn escape_path(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
@@ -27,7 +28,7 @@ pub(super) fn escape_path(bytes: &[u8]) -> String {
                 '\n' => out.push_str("\\n"),
                 '\r' => out.push_str("\\r"),
                 '\t' => out.push_str("\\t"),
-                c if c.is_control() => {
+                c if c.is_control() || is_invisible(c) => {
                     let mut buf = [0; 4];
                     for b in c.encode_utf8(&mut buf).bytes() {
                         push_hex(&mut out, b);
@@ -41,6 +42,27 @@ pub(super) fn escape_path(bytes: &[u8]) -> String {
         }
     }
     out
+}
+
+/// Unicode format characters and the like that change how a line shows without showing
+/// themselves (bidi overrides and isolates, zero-width characters, the soft hyphen, tag
+/// characters): a crafted name must not display as another.
+const fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{ad}'
+            | '\u{600}'..='\u{605}'
+            | '\u{61c}'
+            | '\u{6dd}'
+            | '\u{70f}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{e0000}'..='\u{e007f}'
+    )
 }
 
 fn push_hex(out: &mut String, byte: u8) {
@@ -70,5 +92,11 @@ mod tests {
         assert_eq!(escape_path(b"x\x1cy"), "x\\x1cy");
         assert_eq!(escape_path(b"caf\xe9"), "caf\\xe9");
         assert_eq!(escape_path("ímynd".as_bytes()), "ímynd");
+        // A right-to-left override would show "evil\u{202e}txt.exe" as "evilexe.txt".
+        assert_eq!(
+            escape_path("evil\u{202e}txt.exe".as_bytes()),
+            "evil\\xe2\\x80\\xaetxt.exe"
+        );
+        assert_eq!(escape_path("a\u{200b}b".as_bytes()), "a\\xe2\\x80\\x8bb");
     }
 }

@@ -1,7 +1,8 @@
 //! The rescue map as a picture (`ntt map`), as ddrescueview draws it: the device as rows of
 //! cells, each showing the worst state of the bytes it covers, with the volumes' boundaries and
 //! the damaged files beside it; and the same as SVG, where every block of the mapfile is drawn
-//! at its exact place (a block too small to see is widened to one unit, never dropped).
+//! at its exact place (a block too small to see is widened to one unit, never dropped; a run of
+//! such blocks within one unit is one shape in the worst state among them).
 
 use std::fmt::Write;
 
@@ -153,7 +154,9 @@ const ROW_HEIGHT: u64 = 12;
 
 /// The map as SVG: `rows` rows of the device, left to right, top to bottom; each mapfile block
 /// a `rect` (several when it wraps) carrying its exact `data-pos`, `data-size` and
-/// `data-status`; volume boundaries as lines; a legend and `lines` of text below.
+/// `data-status` (consecutive blocks narrower than a unit within one unit: one `rect` over
+/// their bytes in their worst state, with `data-blocks`); volume boundaries as lines; a legend
+/// and `lines` of text below.
 #[expect(
     clippy::cast_precision_loss,
     reason = "picture coordinates: a fraction of a unit does not show"
@@ -177,26 +180,32 @@ pub fn svg(map: &Mapfile, rows: u64, marks: &[Mark], title: &str, lines: &[Strin
     let _ = writeln!(out, "<title>{}</title>", escape(title));
     let _ = writeln!(out, r#"<text x="0" y="-8">{}</text>"#, escape(title));
     // The finished blocks first, so that a small bad area is drawn over its neighbours.
-    let mut order: Vec<_> = map.blocks.iter().filter(|b| b.size > 0).collect();
-    order.sort_by_key(|b| severity(b.status));
-    for block in order {
-        let mut start = block.pos;
-        while start < block.end() {
+    let mut order = pieces(map, (per_row / SVG_WIDTH).max(1));
+    order.sort_by_key(|p| severity(p.status));
+    for piece in order {
+        let end = piece.pos + piece.size;
+        let mut start = piece.pos;
+        while start < end {
             let row = start / per_row;
-            let row_end = ((row + 1) * per_row).min(block.end());
+            let row_end = ((row + 1) * per_row).min(end);
             let x = x_of(start);
             let mut w = (row_end - start) as f64 * width / per_row as f64;
             if w < 1.0 {
                 w = 1.0;
             }
+            let merged = if piece.blocks > 1 {
+                format!(r#" data-blocks="{}""#, piece.blocks)
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 out,
-                r#"<rect x="{x:.3}" y="{}" width="{w:.3}" height="{ROW_HEIGHT}" fill="{}" data-pos="{}" data-size="{}" data-status="{}"/>"#,
+                r#"<rect x="{x:.3}" y="{}" width="{w:.3}" height="{ROW_HEIGHT}" fill="{}" data-pos="{}" data-size="{}" data-status="{}"{merged}/>"#,
                 row * ROW_HEIGHT,
-                colour(block.status),
-                block.pos,
-                block.size,
-                block.status.as_char(),
+                colour(piece.status),
+                piece.pos,
+                piece.size,
+                piece.status.as_char(),
             );
             start = row_end;
         }
@@ -236,6 +245,43 @@ pub fn svg(map: &Mapfile, rows: u64, marks: &[Mark], title: &str, lines: &[Strin
         );
     }
     out.push_str("</svg>\n");
+    out
+}
+
+/// What the SVG draws as one rectangle: a block, or consecutive blocks narrower than a unit
+/// of the picture that lie in one unit (drawn in the worst state among them, with their count),
+/// so that a mapfile of a million small blocks does not make a picture of a million shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Piece {
+    pos: u64,
+    size: u64,
+    status: BlockStatus,
+    blocks: usize,
+}
+
+fn pieces(map: &Mapfile, unit: u64) -> Vec<Piece> {
+    let mut out: Vec<Piece> = Vec::new();
+    for block in map.blocks.iter().filter(|b| b.size > 0) {
+        if block.size < unit
+            && let Some(last) = out.last_mut()
+            && last.size < unit
+            && last.pos + last.size == block.pos
+            && last.pos / unit == block.pos / unit
+        {
+            last.size += block.size;
+            if severity(block.status) > severity(last.status) {
+                last.status = block.status;
+            }
+            last.blocks += 1;
+            continue;
+        }
+        out.push(Piece {
+            pos: block.pos,
+            size: block.size,
+            status: block.status,
+            blocks: 1,
+        });
+    }
     out
 }
 
@@ -358,5 +404,26 @@ mod tests {
             .find(|l| l.contains(r#"data-status="-""#))
             .unwrap();
         assert!(line.contains(r#"width="1.000""#), "{line}");
+        // 20 000 blocks of 512 bytes, bad and finished in turn, on 10 MiB: a unit of the
+        // picture (one row, 1024 units) is 10 KiB, so 20 blocks share a unit and are one
+        // rectangle, bad, saying how many blocks it stands for.
+        let mut blocks: Vec<(u64, u64, BlockStatus)> = (0..20_000u64)
+            .map(|i| (i * 512, 512, if i % 2 == 0 { Bad } else { Finished }))
+            .collect();
+        blocks.push((20_000 * 512, 10 * (1 << 20) - 20_000 * 512, Finished));
+        let busy = svg(&map(&blocks), 1, &[], "t", &[]);
+        let rects: Vec<&str> = busy
+            .lines()
+            .filter(|l| l.starts_with("<rect") && l.contains("data-pos"))
+            .collect();
+        assert!(rects.len() <= 1100, "{} rects", rects.len());
+        assert!(
+            rects
+                .iter()
+                .all(|r| !r.contains("data-blocks") || r.contains(r#"data-status="-""#))
+        );
+        assert!(rects.iter().any(|r| {
+            r.contains(r#"data-pos="0" data-size="10240" data-status="-" data-blocks="20""#)
+        }));
     }
 }
