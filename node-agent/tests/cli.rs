@@ -26,7 +26,7 @@ use sqlx::PgPool;
 mod db;
 use db::url_of;
 
-fn ntt(url: &str, args: &[&str]) -> Output {
+fn ntt(url: &str, args: &[impl AsRef<std::ffi::OsStr>]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ntt"))
         .args(args)
         .env("NTT_DATABASE_URL", url)
@@ -172,21 +172,25 @@ fn a_malformed_database_url_is_a_clear_error() {
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
 
-/// Marks inode `ino` of the medium's volume copied as `blob` (which the store then holds).
-async fn copied(pool: &PgPool, medium: MediumId, volume: i32, ino: i64, blob: &[u8]) {
-    sqlx::query("insert into blob (id, size) values ($1, 18) on conflict do nothing")
-        .bind(blob)
+/// Marks inode `ino` of the medium's volume copied as `content` (which the store then holds).
+async fn copied(pool: &PgPool, medium: MediumId, volume: i32, ino: i64, content: &[u8]) {
+    let blob = blake3::hash(content);
+    let size = i64::try_from(content.len()).unwrap();
+    sqlx::query("insert into blob (id, size) values ($1, $2) on conflict do nothing")
+        .bind(blob.as_bytes().as_slice())
+        .bind(size)
         .execute(pool)
         .await
         .unwrap();
     sqlx::query(
-        "update inode set state = 'copied', blob_id = $4, copied_at = now()
+        "update inode set state = 'copied', blob_id = $4, size = $5, copied_at = now()
          where medium_id = $1 and volume_no = $2 and ino = $3",
     )
     .bind(medium.get())
     .bind(volume)
     .bind(ino)
-    .bind(blob)
+    .bind(blob.as_bytes().as_slice())
+    .bind(size)
     .execute(pool)
     .await
     .unwrap();
@@ -198,8 +202,8 @@ async fn copied(pool: &PgPool, medium: MediumId, volume: i32, ino: i64, blob: &[
 /// volume), damaged; box-2: the report once. Returns the two contents' hashes.
 async fn archive(pool: &PgPool) -> (blake3::Hash, blake3::Hash) {
     let pool = pool.clone();
-    let id = blake3::hash(b"the annual report\n");
-    let other = blake3::hash(b"a different file\n");
+    let (report, different) = (b"the annual report\n", b"a different file\n");
+    let (id, other) = (blake3::hash(report), blake3::hash(different));
     // Two media, registered one after the other; the first has two volumes.
     let first = medium(&pool, "aaaaaaaa000000000000000000000001", "box-1").await;
     let second = medium(&pool, "bbbbbbbb000000000000000000000002", "box-2").await;
@@ -222,10 +226,10 @@ async fn archive(pool: &PgPool) -> (blake3::Hash, blake3::Hash) {
         .execute(&pool)
         .await
         .unwrap();
-    copied(&pool, first, 0, 10, id.as_bytes()).await;
-    copied(&pool, first, 0, 11, other.as_bytes()).await;
-    copied(&pool, first, 1, 10, id.as_bytes()).await;
-    copied(&pool, second, 0, 7, id.as_bytes()).await;
+    copied(&pool, first, 0, 10, report).await;
+    copied(&pool, first, 0, 11, different).await;
+    copied(&pool, first, 1, 10, report).await;
+    copied(&pool, second, 0, 7, report).await;
     sqlx::query(
         "update inode set damaged_ranges = '{[0,4096)}' where medium_id = $1 and volume_no = 1",
     )
@@ -261,20 +265,19 @@ async fn archive(pool: &PgPool) -> (blake3::Hash, blake3::Hash) {
             .timestamp_nanos_opt()
             .unwrap()
     };
-    for (blob, size, mtime, mime) in [
-        (id, 18, day("1998-06-01"), "text/plain"),
-        (other, 17, day("2003-01-01"), "application/pdf"),
+    // Sizes are the contents' (18 and 17 bytes, from `copied`).
+    for (blob, mtime, mime) in [
+        (id, day("1998-06-01"), "text/plain"),
+        (other, day("2003-01-01"), "application/pdf"),
     ] {
-        sqlx::query("update inode set size = $2, mtime_ns = $3 where blob_id = $1")
+        sqlx::query("update inode set mtime_ns = $2 where blob_id = $1")
             .bind(blob.as_bytes().as_slice())
-            .bind(size)
             .bind(mtime)
             .execute(&pool)
             .await
             .unwrap();
-        sqlx::query("update blob set size = $2, mime_type = $3 where id = $1")
+        sqlx::query("update blob set mime_type = $2 where id = $1")
             .bind(blob.as_bytes().as_slice())
-            .bind(size)
             .bind(mime)
             .execute(&pool)
             .await
@@ -293,13 +296,9 @@ type At = (String, i64, Vec<u8>);
 
 /// `ntt find --json ARGS` as matches, and its exit code.
 fn find(url: &str, args: &[&std::ffi::OsStr]) -> (Vec<At>, Option<i32>) {
-    let output = Command::new(env!("CARGO_BIN_EXE_ntt"))
-        .args(["find", "--json"])
-        .args(args)
-        .env("NTT_DATABASE_URL", url)
-        .env("NTT_CONNECT_TIMEOUT", "5")
-        .output()
-        .unwrap();
+    let mut command: Vec<&std::ffi::OsStr> = vec!["find".as_ref(), "--json".as_ref()];
+    command.extend_from_slice(args);
+    let output = ntt(url, &command);
     assert!(
         output.status.code().is_some_and(|c| c <= 1),
         "{}",
@@ -588,26 +587,8 @@ async fn where_lists_every_place_holding_a_content_byte_exact(pool: PgPool) {
 
 /// A copied file of `content` at `path` (inode `ino`, volume 0) on the medium.
 async fn stored_file(pool: &PgPool, medium: MediumId, ino: i64, path: &[u8], content: &[u8]) {
-    let blob = blake3::hash(content);
-    let size = i64::try_from(content.len()).unwrap();
     add_file(pool, medium, 0, ino, path).await;
-    sqlx::query("insert into blob (id, size) values ($1, $2) on conflict do nothing")
-        .bind(blob.as_bytes().as_slice())
-        .bind(size)
-        .execute(pool)
-        .await
-        .unwrap();
-    sqlx::query(
-        "update inode set state = 'copied', blob_id = $3, size = $4
-         where medium_id = $1 and volume_no = 0 and ino = $2",
-    )
-    .bind(medium.get())
-    .bind(ino)
-    .bind(blob.as_bytes().as_slice())
-    .bind(size)
-    .execute(pool)
-    .await
-    .unwrap();
+    copied(pool, medium, 0, ino, content).await;
 }
 
 fn json_of(url: &str, args: &[&str]) -> serde_json::Value {

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use super::text::human_bytes;
+use super::text::{human_bytes, short_hash};
 use crate::catalog::Catalog;
 use crate::catalog::media;
 use crate::catalog::overlap::{self, Step};
@@ -61,7 +61,7 @@ async fn medium(
         stdout,
         "{} ({}): {} copied files, {}; {} distinct contents, {}",
         found.name,
-        &found.hash[..found.hash.len().min(8)],
+        short_hash(&found.hash),
         totals.files,
         bytes(totals.bytes),
         totals.contents,
@@ -85,7 +85,7 @@ async fn medium(
             stdout,
             "    {} ({}, {})  {} contents  {}",
             other.medium,
-            &other.medium_hash[..other.medium_hash.len().min(8)],
+            short_hash(&other.medium_hash),
             if other.earlier { "earlier" } else { "later" },
             other.contents,
             bytes(other.bytes)

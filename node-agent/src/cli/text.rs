@@ -17,6 +17,11 @@ pub(super) fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// A medium's hash as people read it: its first 8 characters (all of it when shorter).
+pub(super) fn short_hash(hash: &str) -> &str {
+    hash.get(..8).unwrap_or(hash)
+}
+
 /// Path bytes for a terminal: printable UTF-8 as is; control and invisible format characters
 /// and bytes that are not UTF-8 escaped (`\n`, `\xNN`).
 pub(super) fn escape_path(bytes: &[u8]) -> String {

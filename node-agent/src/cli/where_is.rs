@@ -8,7 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ntt_crds::BlobId;
 
-use super::text::{escape_path, human_bytes};
+use super::text::{escape_path, human_bytes, short_hash};
 use crate::catalog::Catalog;
 use crate::catalog::search::{self, Place};
 use crate::env;
@@ -79,10 +79,12 @@ pub(super) async fn run(
         Some(_) => search::places(catalog.pool(), &id, limit).await?,
         None => Vec::new(),
     };
-    let (paths, files, media) = if blob.is_some() {
+    // The totals: from the places when they are all listed, from the catalog when capped.
+    let capped = limit.is_some_and(|l| usize::try_from(l).is_ok_and(|l| places.len() >= l));
+    let (paths, files, media) = if capped {
         search::count_places(catalog.pool(), &id).await?
     } else {
-        (0, 0, 0)
+        totals(&places)
     };
     if args.json {
         let value = serde_json::json!({
@@ -128,7 +130,7 @@ pub(super) async fn run(
             stdout,
             "{}  {}  registered {}  volume {}  {}{}",
             place.medium,
-            &place.medium_hash[..place.medium_hash.len().min(8)],
+            short_hash(&place.medium_hash),
             place.registered_at.format("%Y-%m-%d"),
             place.volume_no,
             escape_path(&place.path),
@@ -151,6 +153,17 @@ pub(super) async fn run(
         )?;
     }
     Ok(true)
+}
+
+/// Paths, files and media among `places`.
+fn totals(places: &[Place]) -> (i64, i64, i64) {
+    let files: std::collections::BTreeSet<_> = places
+        .iter()
+        .map(|p| (p.medium_hash.as_str(), p.volume_no, p.ino))
+        .collect();
+    let media: std::collections::BTreeSet<_> = files.iter().map(|f| f.0).collect();
+    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    (count(places.len()), count(files.len()), count(media.len()))
 }
 
 fn json_place(place: &Place) -> serde_json::Value {
