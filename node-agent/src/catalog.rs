@@ -15,6 +15,7 @@ pub mod entry;
 pub mod listing;
 pub mod load;
 pub mod media;
+pub mod names;
 pub mod overlap;
 pub mod partitions;
 pub mod report;

@@ -12,6 +12,7 @@ mod find;
 mod ignore;
 mod image;
 mod include;
+mod index_names;
 mod ingest;
 mod init;
 mod ls;
@@ -130,6 +131,9 @@ pub enum Command {
     /// Every medium, volume and path holding a content: a local file (hashed here) or a
     /// BLAKE3 hash; exit 1 when the archive does not have it
     Where(where_is::WhereArgs),
+    /// Index the names of media for `ntt find` (copying does it; this does it for media
+    /// enumerated before the name index or not copied)
+    IndexNames(index_names::IndexNamesArgs),
     /// Re-hash blobs in the store and check the catalog's loads
     Verify(verify::VerifyArgs),
     /// Recreate a medium's tree as hard links into the store
@@ -296,6 +300,7 @@ const fn roots_used(command: &Command) -> &'static [RootKind] {
         | Command::Where(_)
         | Command::Find(_)
         | Command::Overlap(_)
+        | Command::IndexNames(_)
         | Command::Status { .. } => &[],
     }
 }
@@ -377,6 +382,7 @@ async fn dispatch(
         Command::Find(args) => return find::run(&catalog, args, stdout).await,
         Command::Map(args) => map::run(&catalog, args, stdout).await?,
         Command::Overlap(args) => overlap::run(&catalog, args, stdout).await?,
+        Command::IndexNames(args) => index_names::run(&catalog, args, stdout).await?,
         Command::Report(args) => report::run(&catalog, args, stdout).await?,
         Command::Verify(args) => return verify::run(&catalog, host, args, stdout).await,
         Command::ExportTree(args) => return export::run(&catalog, host, args, stdout).await,

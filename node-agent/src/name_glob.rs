@@ -166,6 +166,40 @@ impl NameGlob {
         })
     }
 
+    /// A `LIKE` pattern over [`fold`]ed names that every name this glob matches satisfies (and
+    /// others may): its runs of literal units, folded, in order, anchored at an end the glob
+    /// is anchored at. `None` when the glob has no literal (nothing to narrow by).
+    pub fn like_pattern(&self) -> Option<String> {
+        let mut pattern = String::new();
+        let mut literal = false;
+        // Whether the pattern ends in a `%` (open) or in a literal.
+        let mut open = false;
+        for element in &self.elements {
+            match element {
+                Element::Unit(unit) => {
+                    literal = true;
+                    let mut folded = String::new();
+                    fold_unit(*unit, &mut folded);
+                    for c in folded.chars() {
+                        if matches!(c, '%' | '_' | '\\') {
+                            pattern.push('\\');
+                        }
+                        pattern.push(c);
+                    }
+                    open = false;
+                }
+                // `?` and a class stand for one unit, whose fold may be several characters.
+                Element::Star | Element::Any | Element::Class { .. } => {
+                    if !open {
+                        pattern.push('%');
+                        open = true;
+                    }
+                }
+            }
+        }
+        literal.then_some(pattern)
+    }
+
     /// Whether the whole `name` matches.
     pub fn matches(&self, name: &[u8]) -> bool {
         let name = units(name);
@@ -309,6 +343,34 @@ fn class(input: &[Unit], start: usize) -> Result<Option<(Element, usize)>, Strin
     }
 }
 
+/// The hash a name is indexed under (`path.name_id`, `file_name.hash`): the first 8 bytes of its
+/// BLAKE3, little-endian. Stored, so it must never change.
+pub fn name_hash(name: &[u8]) -> i64 {
+    let digest = blake3::hash(name);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest.as_bytes()[..8]);
+    i64::from_le_bytes(first)
+}
+
+/// The text the name index holds for `name` (`file_name.fold`): each character lowercased on
+/// its own, each byte that is not part of a character (and NUL, which text cannot hold) as
+/// U+FFFD. Folded alike, a run of literal units of a glob ([`NameGlob::like_pattern`]) is a
+/// substring of the fold of every name the glob matches, with or without case.
+pub fn fold(name: &[u8]) -> String {
+    let mut out = String::with_capacity(name.len());
+    for unit in units(name) {
+        fold_unit(unit, &mut out);
+    }
+    out
+}
+
+fn fold_unit(unit: Unit, out: &mut String) {
+    match unit {
+        Unit::Char('\0') | Unit::Byte(_) => out.push(char::REPLACEMENT_CHARACTER),
+        Unit::Char(c) => out.extend(c.to_lowercase()),
+    }
+}
+
 /// The last component of `path` (the name `find -name` matches).
 pub fn name_of(path: &[u8]) -> &[u8] {
     path.rsplit(|&b| b == b'/').next().unwrap_or(path)
@@ -394,6 +456,88 @@ mod tests {
         // 0xA9 is Latin-1 ©; in UTF-8 it is the second byte of é (C3 A9).
         assert!(!glob(b"*\xa9").matches("café".as_bytes()));
         assert!(glob(b"*\xa9").matches(b"caf\xa9"));
+    }
+
+    /// `LIKE` as PostgreSQL reads it (backslash escapes), for checking the patterns here.
+    fn like(text: &str, pattern: &str) -> bool {
+        let mut regex = String::from("^");
+        let mut chars = pattern.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '%' => regex.push_str(".*"),
+                '_' => regex.push('.'),
+                '\\' => regex.push_str(&regex::escape(&chars.next().unwrap().to_string())),
+                c => regex.push_str(&regex::escape(&c.to_string())),
+            }
+        }
+        regex.push('$');
+        regex::Regex::new(&format!("(?s){regex}"))
+            .unwrap()
+            .is_match(text)
+    }
+
+    #[test]
+    fn like_patterns_keep_every_match_of_the_glob() {
+        let pattern = |g: &[u8]| glob(g).like_pattern();
+        assert_eq!(pattern(b"*report*").as_deref(), Some("%report%"));
+        assert_eq!(pattern(b"IMG_[0-9]?.JPG").as_deref(), Some("img\\_%.jpg"));
+        assert_eq!(pattern(b"50%*").as_deref(), Some("50\\%%"));
+        assert_eq!(pattern(b"*"), None);
+        assert_eq!(pattern(b"?[ab]*"), None);
+        assert_eq!(pattern(b"a*b").as_deref(), Some("a%b"));
+        let names: [&[u8]; 9] = [
+            b"report.pdf",
+            b"Annual REPORT 1998.pdf",
+            "RÉSUMÉ 1998.doc".as_bytes(),
+            "İstanbul.txt".as_bytes(),
+            b"bad \xff name",
+            b"caf\xa9",
+            "café".as_bytes(),
+            b"IMG_07.JPG",
+            b"50% off",
+        ];
+        let globs: [&[u8]; 10] = [
+            b"*report*",
+            "résumé*.DOC".as_bytes(),
+            "i̇stanbul*".as_bytes(),
+            "İST*".as_bytes(),
+            b"bad \xff*",
+            b"*\xa9",
+            "*é".as_bytes(),
+            b"img_??.jpg",
+            b"50\\% *",
+            b"*[0-9]*",
+        ];
+        let mut matched = 0;
+        for g in globs {
+            for insensitive in [false, true] {
+                let compiled = NameGlob::new(g, insensitive).unwrap();
+                for name in names {
+                    if !compiled.matches(name) {
+                        continue;
+                    }
+                    matched += 1;
+                    if let Some(pattern) = compiled.like_pattern() {
+                        assert!(
+                            like(&fold(name), &pattern),
+                            "{:?} matches {:?} but its fold {:?} is not like {pattern:?}",
+                            String::from_utf8_lossy(g),
+                            String::from_utf8_lossy(name),
+                            fold(name)
+                        );
+                    }
+                }
+            }
+        }
+        assert!(matched >= 16, "the cases exercise matches ({matched})");
+        assert_eq!(fold(b"A\xffb\x00"), "a\u{fffd}b\u{fffd}");
+        assert_eq!(fold("ΣΟΦΟΣ".as_bytes()), "σοφοσ", "no final-sigma context");
+        assert_eq!(name_hash(b"report.pdf"), name_hash(b"report.pdf"));
+        assert_ne!(name_hash(b"report.pdf"), name_hash(b"Report.pdf"));
+        assert_eq!(
+            name_hash(b""),
+            i64::from_le_bytes(blake3::hash(b"").as_bytes()[..8].try_into().unwrap())
+        );
     }
 
     #[test]

@@ -226,6 +226,10 @@ async fn archive(pool: &PgPool) -> (blake3::Hash, blake3::Hash) {
         .execute(&pool)
         .await
         .unwrap();
+    sqlx::query("update medium set enumerated_at = now()")
+        .execute(&pool)
+        .await
+        .unwrap();
     copied(&pool, first, 0, 10, report).await;
     copied(&pool, first, 0, 11, different).await;
     copied(&pool, first, 1, 10, report).await;
@@ -345,6 +349,12 @@ async fn find_selects_exactly_the_paths_asked_for_across_media(pool: PgPool) {
         (&[b"--iname", b"*.jpg"], &[5]),
         (&[b"--name", b"?.txt"], &[6]),
         (&[b"--name", b"old \xff*"], &[0]),
+        (&[b"--name", b"*eport*"], &[2, 3]),
+        (&[b"--iname", b"*EPORT.T?T"], &[2, 3]),
+        (&[b"--iname", b"img_[0-9]1.jpg"], &[5]),
+        (&[b"--name", b"img_*"], &[]),
+        (&[b"--iname", b"*\xff\n*"], &[0]),
+        (&[b"--name", b"*.txt", b"--path", b"docs"], &[0, 1, 2]),
         (&[b"--path", b"docs/"], &[0, 1, 2]),
         (&[b"--path", b"\xff\n"], &[0]),
         (&[b"--regex", b"^photos(/|$)"], &[4, 5]),
@@ -386,20 +396,47 @@ async fn find_selects_exactly_the_paths_asked_for_across_media(pool: PgPool) {
             &[2, 3],
         ),
     ];
-    for (args, expected) in cases {
-        let argv: Vec<&std::ffi::OsStr> = args
-            .iter()
-            .map(|a| std::ffi::OsStr::from_bytes(a))
-            .collect();
-        let (rows, code) = find(&url, &argv);
-        let want: Vec<_> = expected.iter().map(|&i| every[i].clone()).collect();
-        assert_eq!(rows, want, "ntt find {argv:?}");
-        assert_eq!(
-            code,
-            Some(i32::from(want.is_empty())),
-            "exit 1 when nothing matched"
-        );
+    // The same answers with no name indexed (paths written as loads before the name index
+    // left them: no name hashes), with one medium indexed, and with both.
+    for (round, index) in [(0, None), (1, Some("box-1")), (2, Some(""))] {
+        if let Some(medium) = index {
+            let mut argv = vec!["index-names", "--json"];
+            argv.extend((!medium.is_empty()).then_some(medium));
+            let output = ntt(&url, &argv);
+            assert!(output.status.success(), "{}", text(&output.stderr));
+            let lines: Vec<serde_json::Value> = text(&output.stdout)
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            let (medium, paths, names) = if round == 1 {
+                ("box-1", 4, 3)
+            } else {
+                ("box-2", 3, 3)
+            };
+            assert_eq!(lines.len(), 1, "only the unindexed medium: {lines:?}");
+            assert_eq!(lines[0]["medium"], medium);
+            assert_eq!(lines[0]["outcome"], "indexed");
+            assert_eq!(lines[0]["paths"], paths);
+            assert_eq!(lines[0]["names"], names);
+            assert_eq!(lines[0]["fixed"], paths, "every hash set afresh");
+        }
+        for (args, expected) in cases {
+            let argv: Vec<&std::ffi::OsStr> = args
+                .iter()
+                .map(|a| std::ffi::OsStr::from_bytes(a))
+                .collect();
+            let (rows, code) = find(&url, &argv);
+            let want: Vec<_> = expected.iter().map(|&i| every[i].clone()).collect();
+            assert_eq!(rows, want, "ntt find {argv:?}, round {round}");
+            assert_eq!(
+                code,
+                Some(i32::from(want.is_empty())),
+                "exit 1 when nothing matched"
+            );
+        }
     }
+    let again = ntt(&url, &["index-names", "box-1"]);
+    assert_eq!(text(&again.stdout), "box-1: indexed already\n");
     // A limit, a count, and the other places of each file's content.
     for limit in [2, 5] {
         let (rows, _) = find(
@@ -437,6 +474,16 @@ async fn find_selects_exactly_the_paths_asked_for_across_media(pool: PgPool) {
             text(&output.stderr)
         );
     }
+    // Indexed media are searched through the index: a path whose name hash is wrong is no
+    // longer found by name (a scan would find it), and still by path.
+    sqlx::query("update path set name_id = 0 where path = 'docs/report.txt'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let by_name = find(&url, &["--name", "*eport*"].map(std::ffi::OsStr::new)).0;
+    assert_eq!(by_name, [every[3].clone()]);
+    let by_path = find(&url, &["--path", "eport"].map(std::ffi::OsStr::new)).0;
+    assert_eq!(by_path, [every[2].clone(), every[3].clone()]);
 }
 
 #[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]

@@ -150,6 +150,12 @@ constraints! {
     ArchiveRootKind = "archive_root_kind",
     /// a root's path is absolute
     ArchiveRootPathAbsolute = "archive_root_path_absolute",
+    /// the name index holds each distinct name once
+    FileNamePkey = "file_name_pkey",
+    /// a medium holds a name hash once in the name index
+    FileNameMediumPkey = "file_name_medium_pkey",
+    /// the name index only names media in the catalog
+    FileNameMediumMediumFkey = "file_name_medium_medium_fkey",
 }
 
 impl Constraint {

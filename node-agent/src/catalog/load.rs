@@ -323,9 +323,15 @@ impl Loader {
             path: String::from_utf8_lossy(&entry.path).into_owned(),
         };
         let ino = ino_as_bigint(entry.ino);
-        self.paths.row(5).int8(self.id).int4(volume_no);
+        self.paths.row(6).int8(self.id).int4(volume_no);
         let path_start = self.paths.len() + 4;
-        self.paths.bytea(&entry.path).int8(ino).opt_text(excluded);
+        self.paths
+            .bytea(&entry.path)
+            .int8(ino)
+            .opt_text(excluded)
+            .int8(crate::name_glob::name_hash(crate::name_glob::name_of(
+                &entry.path,
+            )));
         if let Some(held) = &mut self.held {
             let (start, len) = self.paths.last_row();
             held.paths.push(HeldRow {
@@ -673,8 +679,11 @@ impl Loader {
                 });
             }
         }
+        // The names of the old load: the new one's are indexed after publish
+        // ([`super::names::index_names`]); until then the medium is searched by its paths.
         let swap = format!(
-            "drop table if exists entry_error_m{id}, copy_error_m{id}, path_m{id}, inode_m{id};
+            "delete from file_name_medium where medium_id = {id};
+             drop table if exists entry_error_m{id}, copy_error_m{id}, path_m{id}, inode_m{id};
              alter table inode_m{id}_next rename to inode_m{id};
              alter table path_m{id}_next rename to path_m{id};
              alter table entry_error_m{id}_next rename to entry_error_m{id};
@@ -696,7 +705,7 @@ impl Loader {
         let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         sqlx::query(
             "update medium set enumerated_at = now(), entries_walked = $2, inodes_loaded = $3,
-                               paths_excluded = $4, entry_errors = $5
+                               paths_excluded = $4, entry_errors = $5, names_indexed_at = null
              where id = $1",
         )
         .bind(id)

@@ -123,6 +123,9 @@ pub struct Filter {
     pub count_others: bool,
     /// At most this many rows (when every filter is in SQL); `None`: all.
     pub rows: Option<i64>,
+    /// Only paths whose name has one of these hashes (`path.name_id`: from the name index,
+    /// for a medium whose names are indexed).
+    pub name_ids: Option<Vec<i64>>,
 }
 
 /// One path `find` selected.
@@ -162,13 +165,17 @@ pub struct Searched {
     pub name: String,
     /// Hash.
     pub hash: String,
+    /// Whether the names of its load are indexed ([`super::names`]).
+    pub names_indexed: bool,
 }
 
 /// Every medium, in the order they entered the catalog (the order `find` searches them in).
 pub async fn all_media(pool: &PgPool) -> Result<Vec<Searched>, CatalogError> {
     sqlx::query_as!(
         Searched,
-        r#"select id as "id: super::media::MediumId", name, hash from medium order by created_at, id"#
+        r#"select id as "id: super::media::MediumId", name, hash,
+                  names_indexed_at is not null as "names_indexed!"
+           from medium order by created_at, id"#
     )
     .fetch_all(pool)
     .await
@@ -213,6 +220,7 @@ pub async fn find_in_medium(
                                else i.state::text end)
              and (not $9 or i.damaged_ranges is not null)
              and ($10::text is null or i.kind::text = $10)
+             and ($13::bigint[] is null or p.name_id = any($13))
            order by p.volume_no, p.path
            limit $12"#,
         medium as super::media::MediumId,
@@ -227,6 +235,7 @@ pub async fn find_in_medium(
         filter.kind.as_deref(),
         filter.count_others,
         filter.rows,
+        filter.name_ids.as_deref(),
     )
     .fetch(pool);
     while let Some(row) = rows

@@ -10,8 +10,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::text::{escape_path, human_bytes};
 use crate::catalog::Catalog;
-use crate::catalog::media;
 use crate::catalog::search::{self, Filter, Found, Searched};
+use crate::catalog::{media, names};
 use crate::env;
 use crate::name_glob::{NameGlob, name_of};
 
@@ -114,14 +114,30 @@ pub(super) async fn run(
     // With every filter in SQL, the query stops after the rows wanted (one more says whether
     // more match) instead of reading the whole medium.
     let in_sql_only = name.is_none() && regex.is_none();
+    // A glob with a literal narrows each medium whose names are indexed to the paths with
+    // names the index finds; the others are read path by path (same results, slower).
+    let named = match name.as_ref().and_then(NameGlob::like_pattern) {
+        Some(like) if media.iter().any(|m| m.names_indexed) => {
+            Some(names::media_with_names(catalog.pool(), &like).await?)
+        }
+        _ => None,
+    };
     let mut out = std::io::BufWriter::new(stdout);
     let mut matched = 0u64;
     let mut stopped = false;
     for medium in &media {
+        let name_ids = match &named {
+            Some(named) if medium.names_indexed => match named.get(&medium.id) {
+                Some(hashes) => Some(hashes.clone()),
+                None => continue,
+            },
+            _ => None,
+        };
         let rows = (in_sql_only && limit != u64::MAX)
             .then(|| i64::try_from(limit - matched + 1).unwrap_or(i64::MAX));
         let filter = Filter {
             rows,
+            name_ids,
             ..filter.clone()
         };
         let mut visit = |row: Found| -> std::io::Result<bool> {
@@ -200,6 +216,7 @@ fn filter(args: &FindArgs) -> anyhow::Result<Filter> {
         kind: args.kind.clone(),
         count_others: args.others,
         rows: None,
+        name_ids: None,
     })
 }
 

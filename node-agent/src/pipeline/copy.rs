@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Host, PipelineError, Result};
 use crate::catalog::Catalog;
 use crate::catalog::media::MediumRecord;
-use crate::catalog::{copying, report};
+use crate::catalog::{copying, names, report};
 use crate::copy::{self as stage, CopyReport, CopyStageError};
 use crate::store::Store;
 
@@ -113,7 +113,9 @@ pub async fn copy(
         force: options.force,
         cancel,
     };
-    let result = run.remounting_once().await;
+    // The medium's names are indexed beside the copy (reads set its pace, which leaves CPU
+    // for it); an index that fails only leaves the medium searched path by path.
+    let (result, ()) = tokio::join!(run.remounting_once(), index_names(catalog, medium, cancel));
     ticker.finish().await;
     if let Err(error) = lock.end().await {
         tracing::warn!(%error, "ending the copy run's lock (its session was closed instead)");
@@ -128,6 +130,23 @@ pub async fn copy(
         });
     }
     Ok(report)
+}
+
+/// Indexes the names of the medium's load for `ntt find` unless they are already, or the run
+/// is cancelled; logs the outcome.
+async fn index_names(catalog: &Catalog, medium: &MediumRecord, cancel: &CancellationToken) {
+    let indexed = tokio::select! {
+        indexed = names::index_names(catalog.pool(), medium.id) => indexed,
+        () = cancel.cancelled() => return,
+    };
+    match indexed {
+        Ok(outcome) => tracing::info!(medium = %medium.name, ?outcome, "name index"),
+        Err(error) => tracing::warn!(
+            medium = %medium.name,
+            %error,
+            "could not index the medium's names; `ntt find` reads its paths instead (`ntt index-names` retries)"
+        ),
+    }
 }
 
 /// One copy run's whole input.

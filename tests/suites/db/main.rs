@@ -9,4 +9,5 @@ mod claims;
 mod constraints;
 mod media;
 mod migrations;
+mod names;
 mod partitions;

@@ -156,7 +156,7 @@ pub(super) fn inode_lanes(id: i64) -> Vec<Lane> {
     ]
 }
 
-/// The path table's: the key, and the path -> inode index then the statistics.
+/// The path table's: the key, and the path -> inode and name indexes then the statistics.
 pub(super) fn path_lanes(id: i64) -> Vec<Lane> {
     vec![
         Lane {
@@ -172,6 +172,8 @@ pub(super) fn path_lanes(id: i64) -> Vec<Lane> {
         },
         Lane::plain(vec![
             format!("create index on path_m{id}_next (ino, volume_no, medium_id) {NO_DEDUP}"),
+            // The name search's: the paths of a medium with given names.
+            format!("create index on path_m{id}_next (name_id)"),
             format!("analyze path_m{id}_next {PATH_STATISTICS}"),
         ]),
     ]

@@ -19,7 +19,8 @@ pub(super) const NO_DEDUP: &str = "with (deduplicate_items = off)";
 /// Autovacuum's later analyze still covers every column.
 pub(super) const INODE_STATISTICS: &str = "(medium_id, volume_no, ino, kind, state, size, blob_id, lease_until, error_class, attempts, damaged_ranges)";
 /// The path columns likewise; `path` itself stays, for the planner's prefix-range estimates.
-pub(super) const PATH_STATISTICS: &str = "(medium_id, volume_no, ino, path, excluded_reason)";
+pub(super) const PATH_STATISTICS: &str =
+    "(medium_id, volume_no, ino, path, excluded_reason, name_id)";
 
 /// Rows ANALYZE samples per column at publish: 300 times this. The planner's choices on a fresh
 /// load (every file pending, a handful of kinds) need no finer statistics, and the default
@@ -68,7 +69,7 @@ pub(super) fn copy_statement(table: usize, id: i64, frozen: bool) -> String {
              from stdin ({options})"
         ),
         1 => format!(
-            "copy path_m{id}_next (medium_id, volume_no, path, ino, excluded_reason)
+            "copy path_m{id}_next (medium_id, volume_no, path, ino, excluded_reason, name_id)
              from stdin ({options})"
         ),
         _ => format!(
