@@ -13,7 +13,7 @@ CARGO_BIN := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin
 export PATH := $(CARGO_BIN):$(PATH)
 
 
-.PHONY: crdgen setup build fmt fmt-check lint test test-unit test-db test-cluster test-root test-tiers-cover sqlx-prepare sqlx-check test-database bench bench-imaging bench-enumerate bench-copy bench-ingest
+.PHONY: crdgen setup build fmt fmt-check lint test test-unit test-db test-cluster test-root test-tiers-cover sqlx-prepare sqlx-check test-database bench bench-imaging bench-enumerate bench-copy bench-ingest bench-search
 
 setup:
 	scripts/setup
@@ -85,10 +85,14 @@ sqlx-check:
 	DATABASE_URL=$(CHECK_DATABASE_URL) cargo sqlx prepare --workspace --check -- --all-targets
 
 # ntt image vs plain ddrescue on a 2 GiB loop device (root); prints the throughput ratio.
-bench: bench-imaging bench-enumerate bench-copy bench-ingest
+bench: bench-imaging bench-enumerate bench-copy bench-ingest bench-search
 
 bench-ingest: build
 	bench/ingest.sh
+
+bench-search: build
+	cargo build --release --locked --example search_bench
+	bench/search.sh
 
 bench-copy: build
 	bench/copy.sh

@@ -77,7 +77,7 @@ copy_seconds=$(printf '%s' "$report" | /usr/bin/python3 -c 'import json,sys; pri
 id=$(psql "$bench_url" -Atc "select id from medium where name = 'bench-corpus'")
 psql "$bench_url" -q \
   -c "\\copy (select medium_id, volume_no, ino, kind, mode, uid, gid, nlink, size, rdev, mtime_ns, ctime_ns, atime_ns, birth_ns, target, state from inode where medium_id = $id) to '$work/inode.bin' with (format binary)" \
-  -c "\\copy (select medium_id, volume_no, path, ino, excluded_reason from path where medium_id = $id) to '$work/path.bin' with (format binary)"
+  -c "\\copy (select medium_id, volume_no, path, ino, excluded_reason, name_id from path where medium_id = $id) to '$work/path.bin' with (format binary)"
 psql_times=()
 for run in 1 2 3; do
   psql "$bench_url" -q -c "drop table if exists bench_inode, bench_path" \
@@ -86,7 +86,7 @@ for run in 1 2 3; do
   start=$(date +%s.%N)
   psql "$bench_url" -q \
     -c "\\copy bench_inode (medium_id, volume_no, ino, kind, mode, uid, gid, nlink, size, rdev, mtime_ns, ctime_ns, atime_ns, birth_ns, target, state) from '$work/inode.bin' with (format binary)" \
-    -c "\\copy bench_path (medium_id, volume_no, path, ino, excluded_reason) from '$work/path.bin' with (format binary)"
+    -c "\\copy bench_path (medium_id, volume_no, path, ino, excluded_reason, name_id) from '$work/path.bin' with (format binary)"
   psql_times+=("$(echo "$(date +%s.%N) - $start" | bc)")
 done
 psql "$bench_url" -q -c "drop table if exists bench_inode, bench_path"

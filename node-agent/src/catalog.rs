@@ -238,7 +238,8 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Opens a pool and one connection, so an unreachable database fails here with its cause.
+    /// Opens a pool and its first connection, so an unreachable database fails here with its
+    /// cause.
     pub async fn connect(options: &ConnectOptions) -> Result<Self, CatalogError> {
         // Index builds of a big load take seconds by design: a slow statement is worth a debug
         // line, not a warning on every enumeration.
@@ -255,8 +256,18 @@ impl Catalog {
             .max_connections(options.max_connections)
             .acquire_timeout(options.connect_timeout)
             .connect_lazy_with(connect.clone());
-        // Open the first connection directly: the pool would report only "timed out", hiding
-        // the cause (refused, auth failed, no such database) a person needs to fix it.
+        // The pool's first connection, kept for the command's queries (a connection costs a
+        // server process and an authentication: a third of a short query's time). The pool
+        // reports most failures (auth failed, no such database) as they are, but retries a
+        // refused connection until its timeout and then says only "timed out": when it has no
+        // connection within a second, open one directly, which fails with the cause a person
+        // needs to fix it.
+        if let Ok(Ok(connection)) =
+            tokio::time::timeout(Duration::from_secs(1), pool.acquire()).await
+        {
+            drop(connection);
+            return Ok(Self { pool });
+        }
         let first = tokio::time::timeout(options.connect_timeout, async {
             use sqlx::Connection;
             sqlx::PgConnection::connect_with(&connect).await

@@ -123,9 +123,6 @@ pub struct Filter {
     pub count_others: bool,
     /// At most this many rows (when every filter is in SQL); `None`: all.
     pub rows: Option<i64>,
-    /// Only paths whose name has one of these hashes (`path.name_id`: from the name index,
-    /// for a medium whose names are indexed).
-    pub name_ids: Option<Vec<i64>>,
 }
 
 /// One path `find` selected.
@@ -220,7 +217,6 @@ pub async fn find_in_medium(
                                else i.state::text end)
              and (not $9 or i.damaged_ranges is not null)
              and ($10::text is null or i.kind::text = $10)
-             and ($13::bigint[] is null or p.name_id = any($13))
            order by p.volume_no, p.path
            limit $12"#,
         medium as super::media::MediumId,
@@ -235,7 +231,6 @@ pub async fn find_in_medium(
         filter.kind.as_deref(),
         filter.count_others,
         filter.rows,
-        filter.name_ids.as_deref(),
     )
     .fetch(pool);
     while let Some(row) = rows
@@ -244,6 +239,95 @@ pub async fn find_in_medium(
         .map_err(|e| CatalogError::from_sqlx("search the paths", e))?
     {
         let go_on = visit(row)
+            .map_err(|e| CatalogError::from_sqlx("write the matches", sqlx::Error::Io(e)))?;
+        if !go_on {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Streams the paths of `media` (in that order; their names indexed) whose names satisfy `like`
+/// over folded names ([`crate::name_glob::NameGlob::like_pattern`]) and that `filter` selects
+/// (its `rows` aside), in medium, volume and path byte order, to `visit` with the
+/// medium's index in `media`, until it returns `false`; returns whether it was stopped. One
+/// query for every medium: the name index gives each medium's name hashes, and each medium's
+/// paths with those hashes come from its partition's name index.
+pub async fn find_named(
+    pool: &PgPool,
+    media: &[super::media::MediumId],
+    like: &str,
+    filter: &Filter,
+    visit: &mut (dyn FnMut(usize, Found) -> std::io::Result<bool> + Send),
+) -> Result<bool, CatalogError> {
+    use futures_util::TryStreamExt;
+    let ids: Vec<i64> = media.iter().map(|m| m.get()).collect();
+    let mut rows = sqlx::query!(
+        r#"with ranked as (select id, rank from unnest($1::bigint[]) with ordinality as r (id, rank)),
+                named as (select m.medium_id, array_agg(distinct n.hash) as hashes
+                          from file_name n
+                          join file_name_medium m on m.hash = n.hash
+                          where n.fold like $2 and m.medium_id = any($1)
+                          group by m.medium_id)
+           select r.rank as "rank!", p.volume_no, p.path, p.ino, i.kind::text as "kind!", i.size,
+                  i.mtime_ns,
+                  case when p.excluded_reason is not null then 'excluded'
+                       else i.state::text end as "state!",
+                  i.blob_id, b.mime_type, i.damaged_ranges is not null as "damaged!",
+                  case when $12 and i.blob_id is not null
+                       then (select count(*) from inode o where o.blob_id = i.blob_id) - 1
+                  end as "others?"
+           from named
+           join ranked r on r.id = named.medium_id
+           join path p on p.medium_id = named.medium_id and p.name_id = any(named.hashes)
+           join inode i on i.medium_id = p.medium_id and i.volume_no = p.volume_no and i.ino = p.ino
+           left join blob b on b.id = i.blob_id
+           where ($3::bytea is null or position($3 in p.path) > 0)
+             and ($4::bigint is null or i.size >= $4)
+             and ($5::bigint is null or i.size <= $5)
+             and ($6::bigint is null or i.mtime_ns >= $6)
+             and ($7::bigint is null or i.mtime_ns < $7)
+             and ($8::text is null or starts_with(b.mime_type, $8))
+             and ($9::text is null
+                  or $9 = case when p.excluded_reason is not null then 'excluded'
+                               else i.state::text end)
+             and (not $10 or i.damaged_ranges is not null)
+             and ($11::text is null or i.kind::text = $11)
+           order by r.rank, p.volume_no, p.path"#,
+        &ids,
+        like,
+        filter.path_contains.as_deref(),
+        filter.min_size,
+        filter.max_size,
+        filter.mtime_from,
+        filter.mtime_before,
+        filter.mime_prefix.as_deref(),
+        filter.state.as_deref(),
+        filter.damaged,
+        filter.kind.as_deref(),
+        filter.count_others,
+    )
+    .fetch(pool);
+    while let Some(row) = rows
+        .try_next()
+        .await
+        .map_err(|e| CatalogError::from_sqlx("search the names", e))?
+    {
+        let index = usize::try_from(row.rank - 1).unwrap_or(usize::MAX);
+        let found = Found {
+            volume_no: row.volume_no,
+            path: row.path,
+            ino: row.ino,
+            kind: row.kind,
+            size: row.size,
+            mtime_ns: row.mtime_ns,
+            state: row.state,
+            blob_id: row.blob_id,
+            mime_type: row.mime_type,
+            damaged: row.damaged,
+            others: row.others,
+        };
+        let go_on = visit(index, found)
             .map_err(|e| CatalogError::from_sqlx("write the matches", sqlx::Error::Io(e)))?;
         if !go_on {
             return Ok(true);

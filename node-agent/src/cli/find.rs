@@ -10,8 +10,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::text::{escape_path, human_bytes};
 use crate::catalog::Catalog;
+use crate::catalog::media;
 use crate::catalog::search::{self, Filter, Found, Searched};
-use crate::catalog::{media, names};
 use crate::env;
 use crate::name_glob::{NameGlob, name_of};
 
@@ -114,64 +114,50 @@ pub(super) async fn run(
     // With every filter in SQL, the query stops after the rows wanted (one more says whether
     // more match) instead of reading the whole medium.
     let in_sql_only = name.is_none() && regex.is_none();
-    // A glob with a literal narrows each medium whose names are indexed to the paths with
-    // names the index finds; the others are read path by path (same results, slower).
-    let named = match name.as_ref().and_then(NameGlob::like_pattern) {
-        Some(like) if media.iter().any(|m| m.names_indexed) => {
-            Some(names::media_with_names(catalog.pool(), &like).await?)
-        }
-        _ => None,
+    // A glob with a literal is served by the name index for media whose names are indexed
+    // (one query for each run of them); the others are read path by path (same results).
+    let like = name.as_ref().and_then(NameGlob::like_pattern);
+    let mut printer = Printer {
+        out: std::io::BufWriter::new(stdout),
+        matched: 0,
+        limit,
+        count: args.count,
+        json: args.json,
+        name,
+        regex,
     };
-    let mut out = std::io::BufWriter::new(stdout);
-    let mut matched = 0u64;
     let mut stopped = false;
-    for medium in &media {
-        let name_ids = match &named {
-            Some(named) if medium.names_indexed => match named.get(&medium.id) {
-                Some(hashes) => Some(hashes.clone()),
-                None => continue,
-            },
-            _ => None,
-        };
-        let rows = (in_sql_only && limit != u64::MAX)
-            .then(|| i64::try_from(limit - matched + 1).unwrap_or(i64::MAX));
-        let filter = Filter {
-            rows,
-            name_ids,
-            ..filter.clone()
-        };
-        let mut visit = |row: Found| -> std::io::Result<bool> {
-            if name
-                .as_ref()
-                .is_some_and(|g| !g.matches(name_of(&row.path)))
-                || regex.as_ref().is_some_and(|r| !r.is_match(&row.path))
-            {
-                return Ok(true);
-            }
-            if matched == limit {
-                return Ok(false);
-            }
-            matched += 1;
-            if args.count {
-                Ok(true)
-            } else if args.json {
-                serde_json::to_writer(&mut out, &json_line(medium, &row))?;
-                writeln!(out)?;
-                Ok(true)
-            } else {
-                write_line(&mut out, medium, &row)?;
-                Ok(true)
-            }
-        };
-        if search::find_in_medium(catalog.pool(), medium.id, &filter, &mut visit).await? {
-            stopped = true;
-            break;
+    let mut next = 0;
+    while next < media.len() && !stopped {
+        if let Some(like) = like.as_deref().filter(|_| media[next].names_indexed) {
+            let run = &media[next..];
+            let run = &run[..run.iter().take_while(|m| m.names_indexed).count()];
+            let ids: Vec<_> = run.iter().map(|m| m.id).collect();
+            stopped = search::find_named(catalog.pool(), &ids, like, &filter, &mut |i, row| {
+                printer.visit(&run[i], &row)
+            })
+            .await?;
+            next += run.len();
+        } else {
+            let medium = &media[next];
+            let rows = (in_sql_only && limit != u64::MAX)
+                .then(|| i64::try_from(limit - printer.matched + 1).unwrap_or(i64::MAX));
+            let filter = Filter {
+                rows,
+                ..filter.clone()
+            };
+            stopped = search::find_in_medium(catalog.pool(), medium.id, &filter, &mut |row| {
+                printer.visit(medium, &row)
+            })
+            .await?;
+            next += 1;
         }
     }
+    let matched = printer.matched;
     if args.count {
-        writeln!(out, "{matched}")?;
+        writeln!(printer.out, "{matched}")?;
     }
-    out.flush()?;
+    printer.out.flush()?;
     if stopped {
         let _ = writeln!(
             std::io::stderr(),
@@ -179,6 +165,43 @@ pub(super) async fn run(
         );
     }
     Ok(matched > 0)
+}
+
+/// Where `find`'s matches go: the checks SQL does not make, then a line each (or a count).
+struct Printer<W: Write> {
+    out: std::io::BufWriter<W>,
+    matched: u64,
+    limit: u64,
+    count: bool,
+    json: bool,
+    name: Option<NameGlob>,
+    regex: Option<regex::bytes::Regex>,
+}
+
+impl<W: Write> Printer<W> {
+    /// Prints `row` if it matches; `false` once the limit is reached (and more match).
+    fn visit(&mut self, medium: &Searched, row: &Found) -> std::io::Result<bool> {
+        if self
+            .name
+            .as_ref()
+            .is_some_and(|g| !g.matches(name_of(&row.path)))
+            || self.regex.as_ref().is_some_and(|r| !r.is_match(&row.path))
+        {
+            return Ok(true);
+        }
+        if self.matched == self.limit {
+            return Ok(false);
+        }
+        self.matched += 1;
+        if self.count {
+        } else if self.json {
+            serde_json::to_writer(&mut self.out, &json_line(medium, row))?;
+            writeln!(self.out)?;
+        } else {
+            write_line(&mut self.out, medium, row)?;
+        }
+        Ok(true)
+    }
 }
 
 /// The media to search, in the order they entered the catalog.
@@ -216,7 +239,6 @@ fn filter(args: &FindArgs) -> anyhow::Result<Filter> {
         kind: args.kind.clone(),
         count_others: args.others,
         rows: None,
-        name_ids: None,
     })
 }
 
