@@ -487,7 +487,10 @@ async fn run(pool: &PgPool, ntt: &str, plocate_db: &str, count: i64) -> anyhow::
             );
         }
         if let Some(pattern) = &query.plocate {
-            let mut args = ["-d", plocate_db, "-b", "-0"].map(str::to_owned).to_vec();
+            // `--`: a pattern may begin with `-` (`-719.`).
+            let mut args = ["-d", plocate_db, "-b", "-0", "--"]
+                .map(str::to_owned)
+                .to_vec();
             args.extend(pattern.iter().cloned());
             let (seconds, found, _) = timed("plocate", &args, 0)?;
             times

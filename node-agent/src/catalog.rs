@@ -252,6 +252,9 @@ impl Catalog {
             connect =
                 connect.options([("statement_timeout", format!("{}ms", timeout.as_millis()))]);
         }
+        // No JIT compilation: the catalog's statements are short or bulk, and a search over
+        // many partitions that the planner costs high was compiled for 8 s to run for 0.4 s.
+        connect = connect.options([("jit", "off")]);
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.connect_timeout)

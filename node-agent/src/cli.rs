@@ -251,7 +251,17 @@ fn cancel_on_signals() -> anyhow::Result<CancellationToken> {
 /// The catalog pool for a command: every copy worker holds a connection while it claims or
 /// commits, so a pool smaller than the workers made them time out waiting for one (seen with
 /// `--workers 16` and a pool of 8).
+///
+/// A query command runs one statement at a time: one connection, which every statement then
+/// reuses (a larger pool opened another whenever a statement began before the last one's
+/// connection was back in it, a server process and an authentication each time).
 fn connections_for(command: &Command, default: u32) -> u32 {
+    if matches!(
+        command,
+        Command::Where(_) | Command::Find(_) | Command::Overlap(_) | Command::Status { .. }
+    ) {
+        return 1;
+    }
     let workers = match command {
         Command::Copy(a) => a.workers,
         Command::Ingest(a) => a.workers,
@@ -427,7 +437,12 @@ mod pool_tests {
             ),
             20
         );
-        assert_eq!(connections_for(&parse(&["ntt", "status"]), 8), 8);
+        assert_eq!(connections_for(&parse(&["ntt", "ls", "m"]), 8), 8);
+        assert_eq!(connections_for(&parse(&["ntt", "status"]), 8), 1);
+        assert_eq!(
+            connections_for(&parse(&["ntt", "find", "--name", "x"]), 8),
+            1
+        );
     }
 }
 

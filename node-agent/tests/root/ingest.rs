@@ -359,6 +359,29 @@ async fn a_failing_disk_ingests_end_to_end_and_a_second_medium_deduplicates(pool
             ("second", "copy-of-shared.txt", false)
         ]
     );
+    // Ingest indexed both media's names (beside copying): find by name goes through the
+    // index, across both.
+    let unindexed: i64 =
+        sqlx::query_scalar("select count(*) from medium where names_indexed_at is null")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(unindexed, 0);
+    let output = host
+        .command(&["find", "--iname", "*SHARED*"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.len(), 2, "{shown}");
+    assert!(
+        lines[0].starts_with("failing  ") && lines[0].contains("shared.txt"),
+        "{shown}"
+    );
+    assert!(
+        lines[1].starts_with("second  0  copy-of-shared.txt"),
+        "{shown}"
+    );
     let hit_content = host.root.join("hit-as-stored.bin");
     std::fs::write(&hit_content, &stored).unwrap();
     let output = host.command(&["where"]).arg(&hit_content).output().unwrap();
