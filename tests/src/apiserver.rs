@@ -45,6 +45,8 @@ struct Shared {
     changed: watch::Sender<u64>,
     requests: Mutex<Vec<Request>>,
     faults: Mutex<Faults>,
+    /// Service proxy backends: `(namespace, service, port name)` → where the pods listen.
+    services: Mutex<Vec<(String, String, String, SocketAddr)>>,
 }
 
 /// Faults a test asks for, to see its clients survive what real API servers do at times.
@@ -71,6 +73,8 @@ pub struct Request {
     pub resource: String,
     /// The namespace (none for cluster-wide requests).
     pub namespace: Option<String>,
+    /// The object named (for `resourceNames` rules), when the path names one.
+    pub name: Option<String>,
 }
 
 /// A running in-memory API server; stops when dropped.
@@ -159,13 +163,19 @@ impl ApiServer {
             changed,
             requests: Mutex::new(Vec::new()),
             faults: Mutex::new(Faults::default()),
+            services: Mutex::new(Vec::new()),
         }));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let state = shared.clone();
         let app = axum::Router::new().fallback(
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
                 let state = state.clone();
-                async move { handle(&state, &method, &uri, &headers, &body) }
+                async move {
+                    match proxied(uri.path()) {
+                        Some(target) => proxy(&state, &method, &uri, &headers, body, target).await,
+                        None => handle(&state, &method, &uri, &headers, &body),
+                    }
+                }
             },
         );
         tokio::spawn(async move {
@@ -198,15 +208,20 @@ impl ApiServer {
     /// A client that authenticates as `user` (a bearer token the server takes as the user's
     /// name), so that its requests can be checked against RBAC ([`ApiServer::requests`]).
     pub async fn client_as(&self, namespace: &str, user: &str) -> kube::Client {
+        kube::Client::try_from(self.config_as(namespace, user).await)
+            .expect("a client for the local server")
+    }
+
+    /// The client configuration [`ApiServer::client_as`] uses, for clients built otherwise.
+    pub async fn config_as(&self, namespace: &str, user: &str) -> kube::Config {
         let kubeconfig = kube::config::Kubeconfig::from_yaml(&self.kubeconfig(namespace, user))
             .expect("the kubeconfig parses");
-        let config = kube::Config::from_custom_kubeconfig(
+        kube::Config::from_custom_kubeconfig(
             kubeconfig,
             &kube::config::KubeConfigOptions::default(),
         )
         .await
-        .expect("a client config");
-        kube::Client::try_from(config).expect("a client for the local server")
+        .expect("a client config")
     }
 
     /// A kubeconfig for the server, as `user` (its bearer token), in `namespace`.
@@ -261,6 +276,23 @@ impl ApiServer {
             .store
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sends what the service proxy receives for port `port` of Service `namespace/name`
+    /// (`/api/v1/namespaces/NS/services/NAME:PORT/proxy/...`) to `backend`, as the API server
+    /// does to the Service's endpoints.
+    pub fn serve_service(&self, namespace: &str, name: &str, port: &str, backend: SocketAddr) {
+        self.shared
+            .0
+            .services
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((
+                namespace.to_owned(),
+                name.to_owned(),
+                port.to_owned(),
+                backend,
+            ));
     }
 
     /// Forgets the watch history (watches from older resourceVersions get 410 Gone).
@@ -339,6 +371,7 @@ fn record(
                     group: owner_type.group.clone(),
                     resource: format!("{}/finalizers", owner_type.plural),
                     namespace: target.namespace.clone(),
+                    name: owner["name"].as_str().map(str::to_owned),
                 });
             }
         }
@@ -363,8 +396,139 @@ fn record(
         group: t.group.clone(),
         resource,
         namespace: target.namespace.clone(),
+        name: target.name.clone(),
     });
     refused
+}
+
+/// A service proxy request: namespace, service, port name (empty: the only one) and the path
+/// on the service.
+struct Proxied {
+    namespace: String,
+    service: String,
+    port: String,
+    rest: String,
+}
+
+/// `/api/v1/namespaces/NS/services/[SCHEME:]NAME[:PORT]/proxy[/REST]`.
+fn proxied(path: &str) -> Option<Proxied> {
+    let rest = path.strip_prefix("/api/v1/namespaces/")?;
+    let (namespace, rest) = rest.split_once("/services/")?;
+    let (service, rest) = rest.split_once("/proxy")?;
+    if namespace.contains('/') || service.contains('/') {
+        return None;
+    }
+    let parts: Vec<&str> = service.split(':').collect();
+    let (service, port) = match parts.as_slice() {
+        [name] => (*name, ""),
+        [name, port] => (*name, *port),
+        [_scheme, name, port] => (*name, *port),
+        _ => return None,
+    };
+    Some(Proxied {
+        namespace: namespace.to_owned(),
+        service: service.to_owned(),
+        port: port.to_owned(),
+        rest: if rest.is_empty() { "/" } else { rest }.to_owned(),
+    })
+}
+
+/// The service proxy: records `VERB services/proxy` for RBAC, then forwards the request to the
+/// Service's backend and its answer back (503 when nothing listens, as for a Service without
+/// ready endpoints).
+async fn proxy(
+    state: &Arc<SharedHandle>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+    target: Proxied,
+) -> Response {
+    let shared = &state.0;
+    let user = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("anonymous")
+        .to_owned();
+    let verb = match method.as_str() {
+        "GET" | "HEAD" | "OPTIONS" => "get",
+        "POST" => "create",
+        "PUT" => "update",
+        "PATCH" => "patch",
+        "DELETE" => "delete",
+        other => other,
+    };
+    shared
+        .requests
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(Request {
+            user,
+            verb: verb.to_owned(),
+            group: String::new(),
+            resource: "services/proxy".to_owned(),
+            namespace: Some(target.namespace.clone()),
+            name: Some(target.service.clone()),
+        });
+    let backend = shared
+        .services
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .find(|(ns, name, port, _)| {
+            *ns == target.namespace
+                && *name == target.service
+                && (target.port.is_empty() || *port == target.port)
+        })
+        .map(|s| s.3);
+    let unavailable = |message: String| {
+        error(&ApiError {
+            code: 503,
+            reason: "ServiceUnavailable",
+            message,
+        })
+    };
+    let Some(backend) = backend else {
+        return error(&ApiError {
+            code: 404,
+            reason: "NotFound",
+            message: format!(
+                "services \"{}\" not found (or no port {:?})",
+                target.service, target.port
+            ),
+        });
+    };
+    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let forward = axum::http::Request::builder()
+        .method(method.clone())
+        .uri(format!("{}{query}", target.rest))
+        .body(kube::client::Body::from(body.to_vec()));
+    let Ok(forward) = forward else {
+        return unavailable("cannot build the proxied request".to_owned());
+    };
+    let client = match format!("http://{backend}")
+        .parse::<Uri>()
+        .map_err(|e| e.to_string())
+        .and_then(|uri| {
+            // The API server answers with what the backend said; it never retries.
+            let mut config = kube::Config::new(uri);
+            config.default_retry = false;
+            kube::Client::try_from(config).map_err(|e| e.to_string())
+        }) {
+        Ok(client) => client,
+        Err(e) => return unavailable(e),
+    };
+    match client.send(forward).await {
+        Ok(answer) => {
+            let (parts, body) = answer.into_parts();
+            let mut response = Response::new(Body::new(body));
+            *response.status_mut() = parts.status;
+            *response.headers_mut() = parts.headers;
+            response
+        }
+        Err(e) => unavailable(format!("error trying to reach service: {e}")),
+    }
 }
 
 /// The parts of a request path.

@@ -17,6 +17,8 @@ struct Grant {
     groups: Vec<String>,
     resources: Vec<String>,
     verbs: Vec<String>,
+    /// `resourceNames`: the objects the rule is limited to (empty: all).
+    names: Vec<String>,
 }
 
 /// What the chart lets one service account do.
@@ -79,18 +81,41 @@ impl Grants {
     /// What the chart, rendered into `namespace`, grants the service account `account`
     /// (`ntt-agent`, `ntt-controller`) through its `RoleBindings` and `ClusterRoleBindings`.
     pub fn of(documents: &[Value], namespace: &str, account: &str) -> Self {
+        Self::of_subject(
+            documents,
+            namespace,
+            &|s: &Value| {
+                s["kind"] == "ServiceAccount" && s["name"] == account && s["namespace"] == namespace
+            },
+            format!("system:serviceaccount:{namespace}:{account}"),
+        )
+    }
+
+    /// What the chart grants the person `user` (a `User` subject of its bindings, as values
+    /// such as `catalogApi.readers` bind them).
+    pub fn of_user(documents: &[Value], namespace: &str, user: &str) -> Self {
+        Self::of_subject(
+            documents,
+            namespace,
+            &|s: &Value| s["kind"] == "User" && s["name"] == user,
+            user.to_owned(),
+        )
+    }
+
+    fn of_subject(
+        documents: &[Value],
+        namespace: &str,
+        subject: &dyn Fn(&Value) -> bool,
+        user: String,
+    ) -> Self {
         let mut grants = Vec::new();
         for binding in documents.iter().filter(|d| {
             matches!(
                 d["kind"].as_str(),
                 Some("RoleBinding" | "ClusterRoleBinding")
-            ) && d["subjects"].as_array().is_some_and(|subjects| {
-                subjects.iter().any(|s| {
-                    s["kind"] == "ServiceAccount"
-                        && s["name"] == account
-                        && s["namespace"] == namespace
-                })
-            })
+            ) && d["subjects"]
+                .as_array()
+                .is_some_and(|subjects| subjects.iter().any(subject))
         }) {
             let cluster_wide = binding["kind"] == "ClusterRoleBinding";
             let role = &binding["roleRef"];
@@ -112,13 +137,11 @@ impl Grants {
                     groups: strings(&rule["apiGroups"]),
                     resources: strings(&rule["resources"]),
                     verbs: strings(&rule["verbs"]),
+                    names: strings(&rule["resourceNames"]),
                 });
             }
         }
-        Self {
-            user: format!("system:serviceaccount:{namespace}:{account}"),
-            grants,
-        }
+        Self { user, grants }
     }
 
     /// Whether a request is allowed.
@@ -130,6 +153,8 @@ impl Grants {
                 && g.groups.contains(&request.group)
                 && g.resources.contains(&request.resource)
                 && g.verbs.contains(&request.verb)
+                && (g.names.is_empty()
+                    || request.name.as_ref().is_some_and(|n| g.names.contains(n)))
         })
     }
 
