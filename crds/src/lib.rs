@@ -7,7 +7,8 @@
 //!     ├── condition  condition types and reasons, labels, annotations, field managers
 //!     ├── id         MediumHash, BlobId
 //!     ├── health     Health, HealthThresholds
-//!     └── patch      finalizer and status patch bodies
+//!     ├── patch      finalizer and status patch bodies
+//!     └── query      the catalog query API's wire format (`ntt serve`, `kubectl ntt find`)
 //!          ▲                       ▲
 //!   ntt-agent (stages, catalog)   ntt-controller (reconcile)
 //! ```
@@ -22,6 +23,7 @@ pub mod id;
 pub mod job;
 pub mod medium;
 pub mod patch;
+pub mod query;
 
 pub use health::{Health, HealthThresholds};
 pub use id::{BlobId, MediumHash, ParseIdError};

@@ -213,6 +213,8 @@ pub struct ConnectOptions {
     pub statement_timeout: Option<Duration>,
     /// Size of the connection pool.
     pub max_connections: u32,
+    /// Every transaction read-only (`ntt serve`: queries from elsewhere never write).
+    pub read_only: bool,
 }
 
 impl ConnectOptions {
@@ -227,6 +229,7 @@ impl ConnectOptions {
             // their own.
             statement_timeout: Some(Duration::from_mins(5)),
             max_connections: 8,
+            read_only: false,
         }
     }
 }
@@ -255,6 +258,9 @@ impl Catalog {
         // No JIT compilation: the catalog's statements are short or bulk, and a search over
         // many partitions that the planner costs high was compiled for 8 s to run for 0.4 s.
         connect = connect.options([("jit", "off")]);
+        if options.read_only {
+            connect = connect.options([("default_transaction_read_only", "on")]);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.connect_timeout)

@@ -20,6 +20,7 @@ mod map;
 mod mount;
 mod overlap;
 mod report;
+mod serve;
 mod settings;
 mod status;
 mod text;
@@ -42,6 +43,8 @@ use crate::env;
 use crate::pipeline::{Class, Host, PipelineError};
 use crate::roots::RootKind;
 use crate::telemetry::LogFormat;
+
+pub use serve::{Limits as ServeLimits, serve as serve_queries};
 
 /// NTT ("No Two Things") ingests storage media into a deduplicated, content-addressed archive
 /// with a PostgreSQL catalog.
@@ -140,6 +143,9 @@ pub enum Command {
     ExportTree(export::ExportArgs),
     /// Run as the node agent of a cluster: run the MediumJobs of this node
     Agent(agent::AgentArgs),
+    /// Answer read-only catalog queries over HTTP (find, where, overlap, report, status) for
+    /// `kubectl ntt`, through a read-only catalog connection
+    Serve(serve::ServeArgs),
     /// Show every medium in the catalog: stage, health, size
     Status {
         /// Print a JSON array instead of a table
@@ -262,6 +268,9 @@ fn connections_for(command: &Command, default: u32) -> u32 {
     ) {
         return 1;
     }
+    if let Command::Serve(a) = command {
+        return a.concurrency;
+    }
     let workers = match command {
         Command::Copy(a) => a.workers,
         Command::Ingest(a) => a.workers,
@@ -283,6 +292,7 @@ const fn is_long(command: &Command) -> bool {
             | Command::Damage(_)
             | Command::Copy(_)
             | Command::Agent(_)
+            | Command::Serve(_)
     )
 }
 
@@ -311,6 +321,7 @@ const fn roots_used(command: &Command) -> &'static [RootKind] {
         | Command::Find(_)
         | Command::Overlap(_)
         | Command::IndexNames(_)
+        | Command::Serve(_)
         | Command::Status { .. } => &[],
     }
 }
@@ -319,6 +330,12 @@ const fn roots_used(command: &Command) -> &'static [RootKind] {
 pub async fn run(args: Args, stdout: &mut (impl Write + Send)) -> anyhow::Result<ExitCode> {
     let mut options = args.connect_options()?;
     options.max_connections = connections_for(&args.command, options.max_connections);
+    if let Command::Serve(serve) = &args.command {
+        // Queries from people elsewhere: a connection that cannot write, and a time limit
+        // per statement as per answer.
+        options.read_only = true;
+        options.statement_timeout = Some(Duration::from_secs(serve.query_timeout));
+    }
     if let Command::Db { command } = &args.command {
         return db::run(options, command, stdout).await;
     }
@@ -389,7 +406,9 @@ async fn dispatch(
         Command::Copy(args) => copy::run(&catalog, host, args, cancel, stdout).await?,
         Command::Cat(args) => cat::run(&catalog, host, args, stdout).await?,
         Command::Where(args) => return where_is::run(&catalog, args, stdout).await,
-        Command::Find(args) => return find::run(&catalog, args, stdout).await,
+        Command::Find(args) => {
+            return find::run(&catalog, args, stdout, &mut std::io::stderr()).await;
+        }
         Command::Map(args) => map::run(&catalog, args, stdout).await?,
         Command::Overlap(args) => overlap::run(&catalog, args, stdout).await?,
         Command::IndexNames(args) => index_names::run(&catalog, args, stdout).await?,
@@ -397,6 +416,7 @@ async fn dispatch(
         Command::Verify(args) => return verify::run(&catalog, host, args, stdout).await,
         Command::ExportTree(args) => return export::run(&catalog, host, args, stdout).await,
         Command::Agent(args) => agent::run(catalog, host, args, cancel).await?,
+        Command::Serve(args) => serve::run(catalog, args, cancel).await?,
         Command::Status { json } => status::run(&catalog, json, stdout).await?,
     }
     Ok(true)

@@ -87,11 +87,13 @@ pub struct FindArgs {
     pub json: bool,
 }
 
-/// `ntt find`: `false` (exit 1) when nothing matched.
+/// `ntt find`: `false` (exit 1) when nothing matched; a note on `notes` when the limit cut the
+/// list short.
 pub(super) async fn run(
     catalog: &Catalog,
     args: FindArgs,
     stdout: &mut (impl Write + Send),
+    notes: &mut impl Write,
 ) -> anyhow::Result<bool> {
     let media = media_to_search(catalog, &args.media).await?;
     let filter = filter(&args)?;
@@ -160,7 +162,7 @@ pub(super) async fn run(
     printer.out.flush()?;
     if stopped {
         let _ = writeln!(
-            std::io::stderr(),
+            notes,
             "{matched} shown; more match (--limit N for more, --limit 0 for all, --count to count)"
         );
     }

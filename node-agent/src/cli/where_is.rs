@@ -73,6 +73,33 @@ pub(super) async fn run(
     stdout: &mut (impl Write + Send),
 ) -> anyhow::Result<bool> {
     let id = content_of(&args.target)?;
+    answer(catalog, &id, &args, stdout).await
+}
+
+/// `ntt where` for a query from elsewhere (`ntt serve`): the target must be a hash, never a
+/// file of this host.
+pub(super) async fn run_for_hash(
+    catalog: &Catalog,
+    args: WhereArgs,
+    stdout: &mut (impl Write + Send),
+) -> anyhow::Result<bool> {
+    let text = args.target.to_string_lossy().to_ascii_lowercase();
+    let id: BlobId = text.parse().map_err(|e| {
+        anyhow::anyhow!(
+            "{text} is not a BLAKE3 hash (64 hex digits): {e}; kubectl ntt where hashes a local file itself"
+        )
+    })?;
+    answer(catalog, &id, &args, stdout).await
+}
+
+/// Every place holding `id`, as `args` asks.
+async fn answer(
+    catalog: &Catalog,
+    id: &BlobId,
+    args: &WhereArgs,
+    stdout: &mut (impl Write + Send),
+) -> anyhow::Result<bool> {
+    let id = *id;
     let blob = search::blob(catalog.pool(), &id).await?;
     let limit = (args.limit > 0).then(|| i64::try_from(args.limit).unwrap_or(i64::MAX));
     let places = match blob {
