@@ -1,9 +1,14 @@
 //! `kubectl ntt`: the kubectl plugin's commands over the API (`status`, `retry`, `pause`,
-//! `resume`, `purge`, `report`), as functions of a client and an output, so they are testable.
+//! `resume`, `purge`, `report`, `find`, `where`, `overlap`), as functions of a client and an
+//! output, so they are testable.
 //!
 //! Rules: `retry` sets the retry annotation to a new value (the time), which the controller
 //! acts on once; `pause`/`resume` set and remove the pause annotation; `report` prints the
-//! Medium's status and then the catalog report from the agent on the Medium's node.
+//! Medium's status and then the catalog's report; the catalog is asked through the API
+//! server's service proxy to the release's catalog service (`ntt serve`, unprivileged, with a
+//! read-only connection), never by exec into the privileged agent.
+
+pub mod cli;
 
 use std::io::Write;
 
@@ -28,6 +33,21 @@ pub enum PluginError {
     /// Writing the output failed.
     #[error("cannot write the output")]
     Output(#[from] std::io::Error),
+    /// Reading a local file failed (the error names it).
+    #[error("{0}")]
+    Local(#[source] std::io::Error),
+    /// A catalog query could not be made or answered.
+    #[error("{0}")]
+    Query(String),
+}
+
+/// The plugin's client for `config`: an interactive command answers at once, so it does not
+/// retry 429/503/504 (kube's default retries 503 up to 15 times with backoff growing to
+/// minutes, which left `kubectl ntt find` silent for five minutes when the catalog service had
+/// no ready pod); the server's message is shown instead, as kubectl shows it.
+pub fn client(mut config: kube::Config) -> Result<kube::Client, kube::Error> {
+    config.default_retry = false;
+    kube::Client::try_from(config)
 }
 
 fn api_error(action: impl Into<String>) -> impl FnOnce(kube::Error) -> PluginError {
@@ -169,7 +189,7 @@ pub async fn pause(
 }
 
 /// The first half of `kubectl ntt report MEDIUM`: the Medium's status; returns its node and
-/// catalog hash (the second half asks the agent on that node).
+/// catalog hash (the second half asks the catalog service for the medium's report).
 pub async fn report_status(
     api: &Api<Medium>,
     name: &str,
@@ -205,4 +225,101 @@ pub async fn report_status(
         writeln!(out, "error    {:?}: {}", error.class, error.message)?;
     }
     Ok((m.spec.node_name.clone(), status.medium_hash))
+}
+
+/// Where the catalog's query API (`ntt serve`) is: a Service reached through the API server's
+/// service proxy, so Kubernetes authenticates the person and RBAC decides (`get` on
+/// `services/proxy`), and nobody execs into the privileged agent.
+#[derive(Debug, Clone)]
+pub struct CatalogService {
+    /// The release's namespace.
+    pub namespace: String,
+    /// The Service's name.
+    pub name: String,
+    /// The Service's port name.
+    pub port: String,
+}
+
+/// What a catalog query printed and its exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogAnswer {
+    /// 0 answered, 1 nothing found or failed, 2 arguments refused.
+    pub exit_code: u8,
+    /// The printed bytes.
+    pub stdout: Vec<u8>,
+    /// Notes and errors.
+    pub stderr: String,
+}
+
+/// Asks the catalog `command` (`find`, `where`, `overlap`, `report`, `status`) with `args` as
+/// `ntt` takes them (byte-exact).
+pub async fn query_catalog(
+    client: &kube::Client,
+    service: &CatalogService,
+    command: &str,
+    args: &[std::ffi::OsString],
+) -> Result<CatalogAnswer, PluginError> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use ntt_crds::query::{ARG_PARAM, QUERY_PREFIX, QueryAnswer};
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = format!(
+        "/api/v1/namespaces/{}/services/{}:{}/proxy{QUERY_PREFIX}{command}",
+        service.namespace, service.name, service.port
+    );
+    for (i, arg) in args.iter().enumerate() {
+        uri.push(if i == 0 { '?' } else { '&' });
+        uri.push_str(ARG_PARAM);
+        uri.push('=');
+        uri.push_str(&URL_SAFE_NO_PAD.encode(arg.as_bytes()));
+    }
+    let action = format!(
+        "ask the catalog service {}/{} (`ntt serve`)",
+        service.namespace, service.name
+    );
+    let request = axum::http::Request::get(uri)
+        .body(Vec::new())
+        .map_err(|e| PluginError::Query(format!("{action}: {e}")))?;
+    let answer: QueryAnswer = client.request(request).await.map_err(api_error(action))?;
+    let stdout = STANDARD
+        .decode(answer.stdout_b64.as_bytes())
+        .map_err(|e| PluginError::Query(format!("the catalog's answer is not base64: {e}")))?;
+    Ok(CatalogAnswer {
+        exit_code: answer.exit_code,
+        stdout,
+        stderr: answer.stderr,
+    })
+}
+
+/// `kubectl ntt where FILE|BLAKE3`: the content to ask about, as `ntt where` takes it (a local
+/// file is hashed here; the catalog service never reads files).
+pub fn content_of(target: &std::ffi::OsStr) -> Result<String, PluginError> {
+    let path = std::path::Path::new(target);
+    match fs_err::metadata(path) {
+        Ok(meta) if meta.is_dir() => Err(PluginError::Query(format!(
+            "{} is a directory: give a file or a hash",
+            path.display()
+        ))),
+        // A FIFO would wait for a writer forever; a device is not a file someone found.
+        Ok(meta) if !meta.is_file() => Err(PluginError::Query(format!(
+            "{} is not a regular file: give a file or a hash",
+            path.display()
+        ))),
+        Ok(_) => {
+            let file = fs_err::File::open(path).map_err(PluginError::Local)?;
+            let mut hasher = blake3::Hasher::new();
+            hasher.update_reader(file).map_err(PluginError::Local)?;
+            Ok(hasher.finalize().to_hex().to_string())
+        }
+        Err(error) => {
+            let text = target.to_string_lossy().to_ascii_lowercase();
+            if text.parse::<ntt_crds::BlobId>().is_ok() {
+                Ok(text)
+            } else {
+                Err(PluginError::Query(format!(
+                    "{error}: no file here and no BLAKE3 hash (64 hex digits)"
+                )))
+            }
+        }
+    }
 }

@@ -807,3 +807,313 @@ async fn overlap_counts_what_each_medium_added_and_shares(pool: PgPool) {
     let missing = ntt(&url, &["overlap", "E"]);
     assert_eq!(missing.status.code(), Some(1));
 }
+
+/// `ntt serve` as the chart runs it, on a free local port; stopped (SIGTERM, as Kubernetes
+/// stops a pod) when dropped.
+struct Served {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        // A stop with a client's idle connection open must still end within its grace; past
+        // it the process is killed so the test's failure, not a hang, is what is reported.
+        for _ in 0..400 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        assert!(
+            std::thread::panicking(),
+            "ntt serve did not stop within 20 s of SIGTERM"
+        );
+    }
+}
+
+async fn serve(url: &str) -> Served {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_ntt"))
+        .args([
+            "serve",
+            "--listen",
+            &addr.to_string(),
+            "--max-output",
+            "4096",
+        ])
+        .env("NTT_DATABASE_URL", url)
+        .env_remove("NTT_JSON")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let served = Served { child, addr };
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return served;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("ntt serve does not listen on {addr}");
+}
+
+/// `kubectl ntt ARGS` with `client`: exit code, stdout, stderr (errors included, as printed).
+async fn kubectl_ntt(client: &kube::Client, args: &[std::ffi::OsString]) -> (u8, Vec<u8>, String) {
+    use ntt_controller::plugin::cli;
+    let mut words = vec![std::ffi::OsString::from("kubectl-ntt")];
+    words.extend(args.iter().cloned());
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let parsed = <cli::Args as clap::Parser>::try_parse_from(words);
+    let code = match parsed {
+        Ok(parsed) => match cli::run(parsed, client.clone(), &mut out, &mut err).await {
+            Ok(code) => code,
+            Err(error) => {
+                err.extend(format!("kubectl ntt: {error}\n").bytes());
+                1
+            }
+        },
+        Err(error) => {
+            err.extend(error.render().to_string().bytes());
+            u8::try_from(error.exit_code()).unwrap()
+        }
+    };
+    (code, out, text(&err))
+}
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn kubectl_ntt_asks_the_catalog_service_through_the_api_server_and_gets_what_ntt_prints(
+    pool: PgPool,
+) {
+    use ntt_controller::plugin::{self, CatalogService};
+    use ntt_tests::apiserver::{ApiServer, ntt_types};
+    use ntt_tests::rbac::{Grants, render_chart, render_chart_with};
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+
+    let url = url_of(&pool).await;
+    let (id, _) = archive(&pool).await;
+    let served = serve(&url).await;
+    let api = ApiServer::start(ntt_types()).await.unwrap();
+    api.serve_service("ntt", "ntt-catalog", "http", served.addr);
+    // The client kubectl-ntt makes, as alice; the plugin's commands run as its binary runs them.
+    let client = plugin::client(api.config_as("default", "alice").await).unwrap();
+    let service = CatalogService {
+        namespace: "ntt".into(),
+        name: "ntt-catalog".into(),
+        port: "http".into(),
+    };
+    let words = |args: &[&[u8]]| -> Vec<OsString> {
+        args.iter()
+            .map(|a| OsString::from_vec(a.to_vec()))
+            .collect()
+    };
+    let hash = id.to_hex().to_string();
+    // Byte for byte what `ntt` prints, with its exit code: matches, a pattern that is not
+    // UTF-8, a capped list (and its note), nothing found, a bad value, each catalog command.
+    let queries: [(&str, &[&[u8]]); 10] = [
+        ("find", &[b"--iname", b"*.TXT"]),
+        ("find", &[b"--name", b"*\xff*", b"--json"]),
+        ("find", &[b"--path", b"docs", b"--limit", b"1"]),
+        ("find", &[b"--name", b"nothing-*"]),
+        ("find", &[b"--size", b"ten"]),
+        ("where", &[hash.as_bytes(), b"--json"]),
+        (
+            "where",
+            &[b"0000000000000000000000000000000000000000000000000000000000000000"],
+        ),
+        ("overlap", &[b"box-2", b"--json"]),
+        ("report", &[b"box-1"]),
+        ("status", &[]),
+    ];
+    for (command, args) in queries {
+        let args = words(args);
+        let mut words = vec![OsString::from(command)];
+        words.extend(args.iter().cloned());
+        let (code, stdout, stderr) = if matches!(command, "report" | "status") {
+            // `kubectl ntt report|status` show the Medium resources too; the service's own
+            // answer is the catalog's part.
+            let answer = plugin::query_catalog(&client, &service, command, &args)
+                .await
+                .unwrap();
+            (answer.exit_code, answer.stdout, answer.stderr)
+        } else {
+            kubectl_ntt(&client, &words).await
+        };
+        let local = ntt(&url, &words);
+        assert_eq!(
+            (Some(i32::from(code)), text(&stdout)),
+            (local.status.code(), text(&local.stdout)),
+            "{command} {args:?}: {stderr}"
+        );
+        assert_eq!(stdout, local.stdout, "{command} {args:?}");
+        assert_eq!(stderr, text(&local.stderr), "{command} {args:?}");
+    }
+    // The non-UTF-8 name was found by its bytes.
+    let (_, found, _) =
+        kubectl_ntt(&client, &words(&[b"find", b"--name", b"*\xff*", b"--json"])).await;
+    let row: serde_json::Value = serde_json::from_slice(&found).unwrap();
+    assert_eq!(
+        BASE64.decode(row["path_b64"].as_str().unwrap()).unwrap(),
+        b"docs/old \xff\nname.txt"
+    );
+    // `where FILE` hashes the local file here; the service never reads a file of its host.
+    let dir = tempfile_dir();
+    let copy = dir.join("found on a laptop.txt");
+    std::fs::write(&copy, b"the annual report\n").unwrap();
+    assert_eq!(plugin::content_of(copy.as_os_str()).unwrap(), hash);
+    let by_file = kubectl_ntt(&client, &[OsString::from("where"), copy.clone().into()]).await;
+    let by_hash = ntt(&url, &["where", hash.as_str()]);
+    assert_eq!(
+        (by_file.0, by_file.1),
+        (0, by_hash.stdout.clone()),
+        "{}",
+        by_file.2
+    );
+    assert!(
+        text(&by_hash.stdout).contains("box-1"),
+        "{}",
+        text(&by_hash.stdout)
+    );
+    let unknown = dir.join("never archived");
+    std::fs::write(&unknown, b"nobody has this\n").unwrap();
+    assert_eq!(
+        kubectl_ntt(&client, &[OsString::from("where"), unknown.into()])
+            .await
+            .0,
+        1
+    );
+    assert_eq!(
+        plugin::content_of(hash.to_uppercase().as_ref()).unwrap(),
+        hash
+    );
+    assert!(plugin::content_of(dir.as_os_str()).is_err(), "a directory");
+    assert!(plugin::content_of("no such file".as_ref()).is_err());
+    let missing = plugin::cli::run(
+        <plugin::cli::Args as clap::Parser>::try_parse_from([
+            "kubectl-ntt",
+            "where",
+            "no such file",
+        ])
+        .unwrap(),
+        client.clone(),
+        &mut Vec::new(),
+        &mut Vec::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(missing.to_string().contains("no such file"), "{missing}");
+    let refused = plugin::query_catalog(&client, &service, "where", &words(&[b"/etc/hostname"]))
+        .await
+        .unwrap();
+    assert!(
+        refused.exit_code != 0 && refused.stderr.contains("not a BLAKE3 hash"),
+        "{refused:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    // Usage: the commands' own help and errors; commands that write are not queries.
+    let help = kubectl_ntt(&client, &words(&[b"find", b"--help"])).await;
+    assert_eq!(help.0, 0);
+    assert!(text(&help.1).contains("--iname"), "{help:?}");
+    for (command, args) in [
+        ("find", &[&b"--bogus"[..]][..]),
+        ("copy", &[b"box-1"]),
+        ("ingest", &[b"/dev/sda"]),
+    ] {
+        let answer = plugin::query_catalog(&client, &service, command, &words(args))
+            .await
+            .unwrap();
+        assert_eq!(answer.exit_code, 2, "{command}: {answer:?}");
+        assert!(
+            answer.stdout.is_empty() && answer.stderr.contains("error"),
+            "{answer:?}"
+        );
+    }
+    // An answer longer than the service allows fails and says so (never a cut list).
+    for n in 0..200 {
+        add_file(
+            &pool,
+            media::resolve_medium(&pool, "box-2").await.unwrap().id,
+            0,
+            1000 + n,
+            format!("bulk/file-{n:04}.txt").as_bytes(),
+        )
+        .await;
+    }
+    let long = plugin::query_catalog(&client, &service, "find", &words(&[b"--path", b"bulk/"]))
+        .await
+        .unwrap();
+    assert!(
+        long.exit_code == 1 && long.stderr.contains("longer than 4096 bytes"),
+        "{long:?}"
+    );
+    // What alice asked is what the chart lets readers do (get on this Service's proxy), and
+    // nothing the chart grants by default.
+    let requests = api.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.user == "alice" && r.verb == "get" && r.resource == "services/proxy"),
+        "{requests:?}"
+    );
+    let readers = render_chart_with(
+        "ntt",
+        &[
+            "--set-json",
+            r#"catalogApi.readers=[{"kind":"User","name":"alice"}]"#,
+        ],
+    );
+    assert_eq!(
+        Grants::of_user(&readers, "ntt", "alice").refused(&requests),
+        Vec::<&ntt_tests::apiserver::Request>::new()
+    );
+    assert!(
+        !Grants::of_user(&render_chart("ntt"), "ntt", "alice")
+            .refused(&requests)
+            .is_empty()
+    );
+    // Without a service behind it, the API server says so and the plugin passes it on.
+    drop(served);
+    let gone = plugin::query_catalog(&client, &service, "status", &[])
+        .await
+        .unwrap_err();
+    assert!(gone.to_string().contains("ntt/ntt-catalog"), "{gone}");
+}
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn the_query_services_catalog_connection_cannot_write(pool: PgPool) {
+    use ntt_agent::catalog::{Catalog, ConnectOptions};
+    let url = url_of(&pool).await;
+    let mut options = ConnectOptions::new(url.parse().unwrap());
+    options.read_only = true;
+    let catalog = Catalog::connect(&options).await.unwrap();
+    let error = sqlx::query("insert into ignore_pattern (pattern) values ('x')")
+        .execute(catalog.pool())
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("read-only transaction"),
+        "{error}"
+    );
+}
+
+/// A fresh directory under the system's temporary directory.
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "ntt-cli-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir(&dir).unwrap();
+    dir
+}

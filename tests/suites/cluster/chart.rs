@@ -141,12 +141,15 @@ fn default_values_render_valid_manifests_with_least_privilege() {
             "CustomResourceDefinition",
             "DaemonSet",
             "Deployment",
+            "Deployment",
             "Job",
             "PodDisruptionBudget",
             "Role",
             "Role",
+            "Role",
             "RoleBinding",
             "RoleBinding",
+            "Service",
             "Service",
             "ServiceAccount",
             "ServiceAccount",
@@ -527,6 +530,75 @@ fn other_values_switch_parts_and_storage_on_and_off() {
 }
 
 #[test]
+fn the_catalog_service_is_unprivileged_and_only_bound_readers_may_ask_it() {
+    let (_, documents) = render(&[]);
+    let deployment = find(&documents, "Deployment", "-catalog");
+    let pod = &deployment["spec"]["template"]["spec"];
+    // No API token, no host paths or devices, not root, nothing writable but the catalog
+    // (through a read-only connection, see the test of `ntt serve`).
+    assert_eq!(pod["automountServiceAccountToken"], false, "{pod}");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{pod}");
+    assert!(
+        pod["volumes"].is_null() && pod["hostNetwork"].is_null(),
+        "{pod}"
+    );
+    let container = &pod["containers"][0];
+    assert_eq!(container["command"], serde_json::json!(["ntt", "serve"]));
+    let security = &container["securityContext"];
+    assert_eq!(security["privileged"], Value::Null, "{security}");
+    assert_eq!(security["allowPrivilegeEscalation"], false);
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert_eq!(security["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    // The Service the plugin asks by default (`ntt-catalog:http`) in the release namespace.
+    let service = find(&documents, "Service", "-catalog");
+    assert_eq!(service["metadata"]["name"], "ntt-catalog");
+    assert_eq!(service["spec"]["ports"][0]["name"], "http");
+    // The reader Role allows `get` on that Service's proxy and nothing else; nobody is bound by
+    // default.
+    let reader = find(&documents, "Role", "-catalog-reader");
+    assert_eq!(
+        reader["rules"],
+        serde_json::json!([{"apiGroups": [""], "resources": ["services/proxy"], "resourceNames": ["ntt-catalog"], "verbs": ["get"]}])
+    );
+    assert!(
+        !documents
+            .iter()
+            .any(|d| d["kind"] == "RoleBinding" && d["roleRef"]["name"] == "ntt-catalog-reader"),
+        "readers are bound only when named"
+    );
+    let (text, documents) = render(&[
+        "catalogApi.readers[0].kind=Group",
+        "catalogApi.readers[0].name=archivists",
+        "catalogApi.readers[1].kind=ServiceAccount",
+        "catalogApi.readers[1].name=search-ui",
+        "networkPolicy.enabled=true",
+    ]);
+    validate(&text, &[]);
+    let binding = find(&documents, "RoleBinding", "-catalog-reader");
+    assert_eq!(
+        binding["subjects"],
+        serde_json::json!([
+            {"kind": "Group", "name": "archivists", "apiGroup": "rbac.authorization.k8s.io"},
+            {"kind": "ServiceAccount", "name": "search-ui", "namespace": "ntt"}
+        ])
+    );
+    let policy = find(&documents, "NetworkPolicy", "-catalog");
+    assert_eq!(
+        policy["spec"]["ingress"][0]["ports"][0]["port"],
+        service["spec"]["ports"][0]["port"]
+    );
+    // Off: none of it.
+    let (_, documents) = render(&["catalogApi.enabled=false"]);
+    assert!(
+        !documents.iter().any(|d| d["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n.contains("catalog"))),
+        "catalogApi.enabled=false"
+    );
+}
+
+#[test]
 fn the_example_manifests_are_valid_media() {
     use kube::CustomResourceExt;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
@@ -564,6 +636,11 @@ fn the_example_manifests_are_valid_media() {
 fn the_values_schema_refuses_what_the_chart_cannot_use() {
     for (value, complaint) in [
         ("agent.maxJobs=0", "/agent/maxJobs"),
+        ("catalogApi.concurrency=0", "/catalogApi/concurrency"),
+        (
+            "catalogApi.readers[0].kind=Robot",
+            "/catalogApi/readers/0/kind",
+        ),
         ("agent.typo=1", "'typo' not allowed"),
         ("agent.mountPropagation=Sideways", "/agent/mountPropagation"),
         ("agent.sourcePaths={relative/path}", "/agent/sourcePaths/0"),
