@@ -366,8 +366,40 @@ pub async fn find_named(
     filter: &Filter,
     visit: &mut (dyn FnMut(usize, Found) -> std::io::Result<bool> + Send),
 ) -> Result<bool, CatalogError> {
+    let mut tries = 0;
+    loop {
+        match find_named_once(pool, media, like, filter, visit).await {
+            // A medium purged after its name was found: nothing was printed yet (the
+            // statement fails before its first row), so ask again.
+            Err(NamedTry::Vanished(e)) if partition_vanished(&e, &mut tries) => {}
+            Err(NamedTry::Vanished(e)) => {
+                return Err(CatalogError::from_sqlx("search the names", e));
+            }
+            Err(NamedTry::Failed(e)) => return Err(e),
+            Ok(stopped) => return Ok(stopped),
+        }
+    }
+}
+
+/// Why one try of [`find_named`] failed.
+enum NamedTry {
+    /// The statement failed before any row was visited (perhaps a partition was dropped).
+    Vanished(sqlx::Error),
+    /// Anything else.
+    Failed(CatalogError),
+}
+
+async fn find_named_once(
+    pool: &PgPool,
+    media: &[super::media::MediumId],
+    like: &str,
+    filter: &Filter,
+    visit: &mut (dyn FnMut(usize, Found) -> std::io::Result<bool> + Send),
+) -> Result<bool, NamedTry> {
     use futures_util::TryStreamExt;
-    let mut named = super::names::media_with_names(pool, like).await?;
+    let mut named = super::names::media_with_names(pool, like)
+        .await
+        .map_err(NamedTry::Failed)?;
     let holding: Vec<(usize, i64, Vec<i64>)> = media
         .iter()
         .enumerate()
@@ -429,14 +461,27 @@ pub async fn find_named(
         query = query.bind(hashes);
     }
     let mut rows = query.fetch(pool);
-    while let Some(row) = rows
-        .try_next()
-        .await
-        .map_err(|e| CatalogError::from_sqlx("search the names", e))?
-    {
+    let mut visited = false;
+    loop {
+        let row = match rows.try_next().await {
+            Ok(Some(row)) => row,
+            Ok(None) => break,
+            Err(e) if !visited => return Err(NamedTry::Vanished(e)),
+            Err(e) => {
+                return Err(NamedTry::Failed(CatalogError::from_sqlx(
+                    "search the names",
+                    e,
+                )));
+            }
+        };
+        visited = true;
         let index = usize::try_from(row.rank).unwrap_or(usize::MAX);
-        let go_on = visit(index, row.found)
-            .map_err(|e| CatalogError::from_sqlx("write the matches", sqlx::Error::Io(e)))?;
+        let go_on = visit(index, row.found).map_err(|e| {
+            NamedTry::Failed(CatalogError::from_sqlx(
+                "write the matches",
+                sqlx::Error::Io(e),
+            ))
+        })?;
         if !go_on {
             return Ok(true);
         }
