@@ -583,6 +583,22 @@ fn the_catalog_service_is_unprivileged_and_only_bound_readers_may_ask_it() {
             {"kind": "ServiceAccount", "name": "search-ui", "namespace": "ntt"}
         ])
     );
+    let env = |documents: &[Value]| {
+        find(documents, "Deployment", "-catalog")["spec"]["template"]["spec"]["containers"][0]
+            ["env"][0]
+            .clone()
+    };
+    // By default the agent's catalog Secret; a read-only role's Secret when one is named.
+    assert_eq!(
+        env(&documents)["valueFrom"]["secretKeyRef"],
+        serde_json::json!({"name": "ntt-database", "key": "url"})
+    );
+    let (_, reader_db) = render(&["catalogApi.database.existingSecret=ntt-reader"]);
+    assert_eq!(env(&reader_db)["name"], "NTT_DATABASE_URL");
+    assert_eq!(
+        env(&reader_db)["valueFrom"]["secretKeyRef"],
+        serde_json::json!({"name": "ntt-reader", "key": "url"})
+    );
     let policy = find(&documents, "NetworkPolicy", "-catalog");
     assert_eq!(
         policy["spec"]["ingress"][0]["ports"][0]["port"],
