@@ -33,9 +33,9 @@ pub enum PluginError {
     /// Writing the output failed.
     #[error("cannot write the output")]
     Output(#[from] std::io::Error),
-    /// Reading a local file failed (the error names it).
-    #[error("{0}")]
-    Local(#[source] std::io::Error),
+    /// The target of `where` names no content.
+    #[error(transparent)]
+    Target(#[from] ntt_crds::query::TargetError),
     /// A catalog query could not be made or answered.
     #[error("{0}")]
     Query(String),
@@ -289,37 +289,4 @@ pub async fn query_catalog(
         stdout,
         stderr: answer.stderr,
     })
-}
-
-/// `kubectl ntt where FILE|BLAKE3`: the content to ask about, as `ntt where` takes it (a local
-/// file is hashed here; the catalog service never reads files).
-pub fn content_of(target: &std::ffi::OsStr) -> Result<String, PluginError> {
-    let path = std::path::Path::new(target);
-    match fs_err::metadata(path) {
-        Ok(meta) if meta.is_dir() => Err(PluginError::Query(format!(
-            "{} is a directory: give a file or a hash",
-            path.display()
-        ))),
-        // A FIFO would wait for a writer forever; a device is not a file someone found.
-        Ok(meta) if !meta.is_file() => Err(PluginError::Query(format!(
-            "{} is not a regular file: give a file or a hash",
-            path.display()
-        ))),
-        Ok(_) => {
-            let file = fs_err::File::open(path).map_err(PluginError::Local)?;
-            let mut hasher = blake3::Hasher::new();
-            hasher.update_reader(file).map_err(PluginError::Local)?;
-            Ok(hasher.finalize().to_hex().to_string())
-        }
-        Err(error) => {
-            let text = target.to_string_lossy().to_ascii_lowercase();
-            if text.parse::<ntt_crds::BlobId>().is_ok() {
-                Ok(text)
-            } else {
-                Err(PluginError::Query(format!(
-                    "{error}: no file here and no BLAKE3 hash (64 hex digits)"
-                )))
-            }
-        }
-    }
 }

@@ -8,7 +8,7 @@
 //!     ├── id         MediumHash, BlobId
 //!     ├── health     Health, HealthThresholds
 //!     ├── patch      finalizer and status patch bodies
-//!     └── query      the catalog query API's wire format (`ntt serve`, `kubectl ntt find`)
+//!     └── query      the catalog query API's wire format (`ntt serve`, `kubectl ntt find`), `where`'s target
 //!          ▲                       ▲
 //!   ntt-agent (stages, catalog)   ntt-controller (reconcile)
 //! ```

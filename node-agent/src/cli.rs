@@ -44,8 +44,6 @@ use crate::pipeline::{Class, Host, PipelineError};
 use crate::roots::RootKind;
 use crate::telemetry::LogFormat;
 
-pub use serve::{Limits as ServeLimits, serve as serve_queries};
-
 /// NTT ("No Two Things") ingests storage media into a deduplicated, content-addressed archive
 /// with a PostgreSQL catalog.
 #[derive(Debug, Parser)]

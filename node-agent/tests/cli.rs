@@ -893,6 +893,7 @@ async fn kubectl_ntt_asks_the_catalog_service_through_the_api_server_and_gets_wh
     pool: PgPool,
 ) {
     use ntt_controller::plugin::{self, CatalogService};
+    use ntt_crds::query::content_of;
     use ntt_tests::apiserver::{ApiServer, ntt_types};
     use ntt_tests::rbac::{Grants, render_chart, render_chart_with};
     use std::ffi::OsString;
@@ -968,7 +969,7 @@ async fn kubectl_ntt_asks_the_catalog_service_through_the_api_server_and_gets_wh
     let dir = tempfile_dir();
     let copy = dir.join("found on a laptop.txt");
     std::fs::write(&copy, b"the annual report\n").unwrap();
-    assert_eq!(plugin::content_of(copy.as_os_str()).unwrap(), hash);
+    assert_eq!(content_of(copy.as_os_str()).unwrap().to_hex(), hash);
     let by_file = kubectl_ntt(&client, &[OsString::from("where"), copy.clone().into()]).await;
     let by_hash = ntt(&url, &["where", hash.as_str()]);
     assert_eq!(
@@ -991,11 +992,11 @@ async fn kubectl_ntt_asks_the_catalog_service_through_the_api_server_and_gets_wh
         1
     );
     assert_eq!(
-        plugin::content_of(hash.to_uppercase().as_ref()).unwrap(),
+        content_of(hash.to_uppercase().as_ref()).unwrap().to_hex(),
         hash
     );
-    assert!(plugin::content_of(dir.as_os_str()).is_err(), "a directory");
-    assert!(plugin::content_of("no such file".as_ref()).is_err());
+    assert!(content_of(dir.as_os_str()).is_err(), "a directory");
+    assert!(content_of("no such file".as_ref()).is_err());
     let missing = plugin::cli::run(
         <plugin::cli::Args as clap::Parser>::try_parse_from([
             "kubectl-ntt",

@@ -309,6 +309,16 @@ impl Drop for ApiServer {
     }
 }
 
+/// Who asked: the bearer token is the user's name (`ApiServer::client_as`).
+fn user_of(headers: &HeaderMap) -> String {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("anonymous")
+        .to_owned()
+}
+
 /// Records who asked for what, as RBAC names it.
 fn record(
     shared: &Shared,
@@ -319,12 +329,7 @@ fn record(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Option<ApiError> {
-    let user = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("anonymous")
-        .to_owned();
+    let user = user_of(headers);
     let watch = param(params, "watch").is_some_and(|w| w == "true" || w == "1");
     let verb = match (method.as_str(), target.name.is_some()) {
         ("GET", true) => "get",
@@ -445,12 +450,7 @@ async fn proxy(
     target: Proxied,
 ) -> Response {
     let shared = &state.0;
-    let user = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("anonymous")
-        .to_owned();
+    let user = user_of(headers);
     let verb = match method.as_str() {
         "GET" | "HEAD" | "OPTIONS" => "get",
         "POST" => "create",

@@ -146,7 +146,9 @@ pub async fn run(
             json,
             limit,
         } => {
-            let mut query = vec![OsString::from(super::content_of(&target)?)];
+            let mut query = vec![OsString::from(
+                ntt_crds::query::content_of(&target)?.to_hex(),
+            )];
             if json {
                 query.push("--json".into());
             }

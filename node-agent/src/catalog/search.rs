@@ -17,7 +17,7 @@ pub struct Blob {
 }
 
 /// One path of one medium whose file holds a given content.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Place {
     /// The medium's name.
     pub medium: String,
@@ -98,15 +98,6 @@ pub async fn places(
     id: &BlobId,
     limit: Option<i64>,
 ) -> Result<Vec<Place>, CatalogError> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        medium_id: i64,
-        volume_no: i32,
-        ino: i64,
-        path: Vec<u8>,
-        excluded_reason: Option<String>,
-        damaged: bool,
-    }
     let mut tries = 0;
     loop {
         let media = media_holding(pool, id).await?;
@@ -114,7 +105,8 @@ pub async fn places(
             return Ok(Vec::new());
         }
         let sql = format!(
-            "select h.medium_id, h.volume_no, h.ino, h.path, h.excluded_reason, h.damaged
+            "select m.name as medium, m.hash as medium_hash, m.created_at as registered_at,
+                    h.volume_no, h.ino, h.path, h.excluded_reason, h.damaged
              from ({}) h
              join medium m on m.id = h.medium_id
              order by m.created_at, m.id, h.volume_no, h.path
@@ -125,38 +117,17 @@ pub async fn places(
                  i.damaged_ranges is not null as damaged"
             )
         );
-        let rows: Vec<Row> = match sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        match sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(id.as_bytes().as_slice())
             .bind(limit)
             .fetch_all(pool)
             .await
         {
-            Err(e) if partition_vanished(&e, &mut tries) => continue,
-            rows => rows.map_err(|e| CatalogError::from_sqlx("find the places of a blob", e))?,
-        };
-        let holders = sqlx::query!(
-            "select id, name, hash, created_at from medium where id = any($1)",
-            &media
-        )
-        .fetch_all(pool)
-        .await
-        .map_err(|e| CatalogError::from_sqlx("name the media holding a blob", e))?;
-        return Ok(rows
-            .into_iter()
-            .filter_map(|r| {
-                let m = holders.iter().find(|m| m.id == r.medium_id)?;
-                Some(Place {
-                    medium: m.name.clone(),
-                    medium_hash: m.hash.clone(),
-                    registered_at: m.created_at,
-                    volume_no: r.volume_no,
-                    ino: r.ino,
-                    path: r.path,
-                    excluded_reason: r.excluded_reason,
-                    damaged: r.damaged,
-                })
-            })
-            .collect());
+            Err(e) if partition_vanished(&e, &mut tries) => {}
+            places => {
+                return places.map_err(|e| CatalogError::from_sqlx("find the places of a blob", e));
+            }
+        }
     }
 }
 

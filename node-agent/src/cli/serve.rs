@@ -29,7 +29,7 @@ use super::{find, overlap, report, status, where_is};
 use crate::catalog::Catalog;
 
 /// Options of `ntt serve`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
     /// Address and port to listen on
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -47,17 +47,6 @@ pub struct ServeArgs {
     /// smaller --limit)
     #[arg(long, default_value_t = 64 << 20)]
     pub max_output: usize,
-}
-
-/// How the server answers.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Longest a query may run.
-    pub query_timeout: Duration,
-    /// Largest answer in bytes.
-    pub max_output: usize,
-    /// Queries at once.
-    pub concurrency: u32,
 }
 
 /// A query as `kubectl ntt` sends it: the `ntt` commands that only read the catalog, with
@@ -91,21 +80,22 @@ enum Query {
 
 struct Served {
     catalog: Catalog,
-    limits: Limits,
+    args: ServeArgs,
     permits: tokio::sync::Semaphore,
 }
 
 /// Serves queries on `listener` until `shutdown` (a query being answered finishes first).
-pub async fn serve(
+async fn serve(
     listener: tokio::net::TcpListener,
     catalog: Catalog,
-    limits: Limits,
+    args: ServeArgs,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let grace = Duration::from_secs(args.query_timeout.saturating_add(5));
     let served = Arc::new(Served {
         catalog,
-        limits,
-        permits: tokio::sync::Semaphore::new(usize::try_from(limits.concurrency).unwrap_or(1)),
+        permits: tokio::sync::Semaphore::new(usize::try_from(args.concurrency).unwrap_or(1)),
+        args,
     });
     let app = axum::Router::new()
         .route(
@@ -147,7 +137,6 @@ pub async fn serve(
         .with_state(served);
     // A stop lets the queries being answered finish; a client that keeps a connection open
     // does not hold the process past the longest query's time.
-    let grace = limits.query_timeout + Duration::from_secs(5);
     let stopping = shutdown.clone();
     let serving = axum::serve(listener, app)
         .with_graceful_shutdown(async move { stopping.cancelled().await });
@@ -174,12 +163,7 @@ pub(super) async fn run(
         .await
         .with_context(|| format!("listen on {}", args.listen))?;
     tracing::info!(address = %args.listen, "answering catalog queries");
-    let limits = Limits {
-        query_timeout: Duration::from_secs(args.query_timeout),
-        max_output: args.max_output,
-        concurrency: args.concurrency,
-    };
-    serve(listener, catalog, limits, cancel.clone())
+    serve(listener, catalog, args, cancel.clone())
         .await
         .context("serve catalog queries")
 }
@@ -221,11 +205,11 @@ async fn answer(served: &Served, command: &str, query: &str) -> QueryAnswer {
     };
     let mut out = Capped {
         bytes: Vec::new(),
-        max: served.limits.max_output,
+        max: served.args.max_output,
     };
     let mut notes = Vec::new();
     let catalog = &served.catalog;
-    let ran = tokio::time::timeout(served.limits.query_timeout, async {
+    let ran = tokio::time::timeout(Duration::from_secs(served.args.query_timeout), async {
         match parsed {
             Query::Find(args) => find::run(catalog, *args, &mut out, &mut notes).await,
             Query::Where(args) => where_is::run_for_hash(catalog, args, &mut out).await,
@@ -248,7 +232,7 @@ async fn answer(served: &Served, command: &str, query: &str) -> QueryAnswer {
             notes,
             &format!(
                 "the query ran longer than {} s: narrow it",
-                served.limits.query_timeout.as_secs()
+                served.args.query_timeout
             ),
         ),
     }

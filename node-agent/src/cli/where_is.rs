@@ -1,9 +1,7 @@
 //! `ntt where FILE|BLAKE3`: every medium, volume and path that holds this content.
 
 use std::io::Write;
-use std::path::Path;
 
-use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ntt_crds::BlobId;
@@ -28,51 +26,13 @@ pub struct WhereArgs {
     pub limit: u64,
 }
 
-/// The content asked about: a local file's hash, or a hash as given.
-fn content_of(target: &std::ffi::OsStr) -> anyhow::Result<BlobId> {
-    let path = Path::new(target);
-    match fs_err::metadata(path) {
-        Ok(meta) if meta.is_dir() => {
-            anyhow::bail!("{} is a directory: give a file or a hash", path.display())
-        }
-        // A FIFO would wait for a writer forever; a device is not a file someone found.
-        Ok(meta) if !meta.is_file() => {
-            anyhow::bail!(
-                "{} is not a regular file: give a file or a hash",
-                path.display()
-            )
-        }
-        Ok(_) => {
-            let file = fs_err::File::open(path)?;
-            let mut hasher = blake3::Hasher::new();
-            hasher
-                .update_reader(file)
-                .with_context(|| format!("read {}", path.display()))?;
-            Ok(BlobId::from_bytes(*hasher.finalize().as_bytes()))
-        }
-        Err(error) => {
-            let text = target.to_string_lossy();
-            if text.len() == BlobId::HEX_LEN {
-                text.to_ascii_lowercase()
-                    .parse()
-                    .map_err(|e| anyhow::anyhow!("{text} is no file here and no BLAKE3 hash: {e}"))
-            } else {
-                Err(anyhow::Error::new(error).context(format!(
-                    "{} is no file here and no BLAKE3 hash (64 hex digits)",
-                    path.display()
-                )))
-            }
-        }
-    }
-}
-
 /// `ntt where`; `false` (exit 1) when the store does not hold the content.
 pub(super) async fn run(
     catalog: &Catalog,
     args: WhereArgs,
     stdout: &mut (impl Write + Send),
 ) -> anyhow::Result<bool> {
-    let id = content_of(&args.target)?;
+    let id = ntt_crds::query::content_of(&args.target)?;
     answer(catalog, &id, &args, stdout).await
 }
 
