@@ -366,6 +366,16 @@ async fn mark_copied(pool: &PgPool, copied: &[(MediumId, i64, u64)]) -> anyhow::
         .bind(&blobs)
         .execute(pool)
         .await?;
+        // As the copier records them beside the inodes (`blob_medium`, for `ntt where`).
+        sqlx::query(
+            "insert into blob_medium (blob_id, medium_id)
+             select distinct blob, medium_id from unnest($1::bigint[], $2::bytea[]) as c (medium_id, blob)
+             on conflict do nothing",
+        )
+        .bind(&media)
+        .bind(&blobs)
+        .execute(pool)
+        .await?;
     }
     Ok(())
 }

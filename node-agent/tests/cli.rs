@@ -194,6 +194,15 @@ async fn copied(pool: &PgPool, medium: MediumId, volume: i32, ino: i64, content:
     .execute(pool)
     .await
     .unwrap();
+    // As the copier lists it, for `ntt where`.
+    sqlx::query(
+        "insert into blob_medium (blob_id, medium_id) values ($1, $2) on conflict do nothing",
+    )
+    .bind(blob.as_bytes().as_slice())
+    .bind(medium.get())
+    .execute(pool)
+    .await
+    .unwrap();
 }
 
 /// Two media written into the catalog as enumeration and copying leave them. box-1 volume 0: the

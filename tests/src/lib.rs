@@ -11,6 +11,8 @@ pub mod apiserver;
 pub mod pod;
 pub mod rbac;
 
+use ntt_agent::catalog::entry::{Entry, EntryKind};
+use ntt_agent::catalog::load::Loader;
 use ntt_agent::catalog::media::{self, MediumId, MediumKind, NewMedium};
 use sqlx::PgPool;
 
@@ -68,4 +70,42 @@ pub async fn add_file(pool: &PgPool, medium: MediumId, volume: i32, ino: i64, pa
         .execute(pool)
         .await
         .expect("insert test path");
+}
+
+/// A 5-byte regular file entry at `path`, as the walker makes them.
+#[must_use]
+pub fn file_entry(ino: u64, path: &[u8]) -> Entry {
+    Entry {
+        path: path.to_vec(),
+        ino,
+        kind: EntryKind::File,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        nlink: 1,
+        size: 5,
+        rdev: None,
+        mtime_ns: Some(0),
+        ctime_ns: None,
+        atime_ns: None,
+        birth_ns: None,
+        target: None,
+    }
+}
+
+/// Publishes a load of `paths` on volume 0 (one file each, inodes 100, 101, ...) as the
+/// medium's, through the loader (replacing any earlier load).
+pub async fn publish(pool: &PgPool, medium: MediumId, name: &str, paths: &[&[u8]]) {
+    let mut loader = Loader::begin(pool, medium, 1 << 20)
+        .await
+        .expect("begin a test load");
+    for (ino, path) in (100..).zip(paths) {
+        loader
+            .add_entry(0, &file_entry(ino, path), None)
+            .expect("add a test entry");
+    }
+    loader
+        .publish(name, true)
+        .await
+        .expect("publish a test load");
 }

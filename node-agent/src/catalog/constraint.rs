@@ -156,6 +156,12 @@ constraints! {
     FileNameMediumPkey = "file_name_medium_pkey",
     /// the name index only names media in the catalog
     FileNameMediumMediumFkey = "file_name_medium_medium_fkey",
+    /// a medium is listed once as holding a content
+    BlobMediumPkey = "blob_medium_pkey",
+    /// the media holding a content are listed only for contents the store has
+    BlobMediumBlobFkey = "blob_medium_blob_fkey",
+    /// the media holding a content are media in the catalog
+    BlobMediumMediumFkey = "blob_medium_medium_fkey",
 }
 
 impl Constraint {

@@ -401,20 +401,29 @@ async fn record_copies(
     if inodes.is_empty() {
         return Ok(0);
     }
-    let updated = sqlx::query!(
-        "update inode i set state = 'copied', blob_id = c.blob_id, copied_at = now(),
-                            lease_worker = null, lease_until = null,
-                            error_class = null, error_message = null
-         from unnest($2::integer[], $3::bigint[], $4::bytea[]) as c (volume_no, ino, blob_id)
-         where i.medium_id = $1 and i.volume_no = c.volume_no and i.ino = c.ino
-           and i.state = 'pending' and (i.lease_worker = $5 or i.lease_until < now())",
+    // The media-holding-a-blob table (`blob_medium`, for `ntt where`) from the rows this
+    // statement changed, in the same transaction.
+    let updated = sqlx::query_scalar!(
+        r#"with copied as (
+             update inode i set state = 'copied', blob_id = c.blob_id, copied_at = now(),
+                                lease_worker = null, lease_until = null,
+                                error_class = null, error_message = null
+             from unnest($2::integer[], $3::bigint[], $4::bytea[]) as c (volume_no, ino, blob_id)
+             where i.medium_id = $1 and i.volume_no = c.volume_no and i.ino = c.ino
+               and i.state = 'pending' and (i.lease_worker = $5 or i.lease_until < now())
+             returning i.blob_id),
+           held as (
+             insert into blob_medium (blob_id, medium_id)
+             select distinct blob_id, $1 from copied
+             on conflict do nothing)
+           select count(*) as "updated!" from copied"#,
         medium as MediumId,
         &volumes,
         &inodes,
         &blobs as &[&[u8]],
         worker,
     )
-    .execute(&mut **transaction)
+    .fetch_one(&mut **transaction)
     .await
     .map_err(|e| CatalogError::from_sqlx("record the copies", e))?;
     // A blob copied from a file with unreadable parts holds zeros there: say so on the blob.
@@ -431,7 +440,7 @@ async fn record_copies(
     .execute(&mut **transaction)
     .await
     .map_err(|e| CatalogError::from_sqlx("mark blobs from damaged files", e))?;
-    Ok(updated.rows_affected())
+    Ok(u64::try_from(updated).unwrap_or(0))
 }
 
 /// One failure to record.

@@ -681,8 +681,10 @@ impl Loader {
         }
         // The names of the old load: the new one's are indexed after publish
         // ([`super::names::index_names`]); until then the medium is searched by its paths.
+        // The contents of the old load: the new one's inodes hold no blob until copied.
         let swap = format!(
             "delete from file_name_medium where medium_id = {id};
+             delete from blob_medium where medium_id = {id};
              drop table if exists entry_error_m{id}, copy_error_m{id}, path_m{id}, inode_m{id};
              alter table inode_m{id}_next rename to inode_m{id};
              alter table path_m{id}_next rename to path_m{id};

@@ -49,11 +49,12 @@ pub async fn blob(pool: &PgPool, id: &BlobId) -> Result<Option<Blob>, CatalogErr
     .map_err(|e| CatalogError::from_sqlx("look up a blob", e))
 }
 
-/// The media with a file stored as `id` (each partition's blob index, through the parent: one
-/// table, so little to plan).
+/// The media that may hold a file stored as `id` (`blob_medium`, one small table: through the
+/// partitioned `inode` table a new connection planned over every medium's partition, 70-95 ms
+/// at 100 media); a medium listed there that no longer holds it adds an empty branch.
 async fn media_holding(pool: &PgPool, id: &BlobId) -> Result<Vec<i64>, CatalogError> {
     sqlx::query_scalar!(
-        r#"select distinct medium_id as "medium_id!" from inode where blob_id = $1"#,
+        "select medium_id from blob_medium where blob_id = $1 order by medium_id",
         id.as_bytes().as_slice(),
     )
     .fetch_all(pool)

@@ -7,6 +7,7 @@
 
 mod claims;
 mod constraints;
+mod holders;
 mod media;
 mod migrations;
 mod names;

@@ -212,3 +212,59 @@ async fn re_keying_inodes_keeps_a_loaded_catalog_and_its_foreign_keys(pool: PgPo
     .unwrap();
     assert_eq!(left, (2, 0));
 }
+
+/// 0010 lists which media hold each content (`blob_medium`) from the copies a catalog made
+/// under 0009 already holds: `ntt where` finds them after the upgrade.
+#[sqlx::test(migrations = false)]
+async fn media_holding_a_content_are_listed_for_copies_made_before_the_upgrade(pool: PgPool) {
+    let before: Vec<_> = MIGRATOR
+        .iter()
+        .filter(|m| m.version <= 9)
+        .cloned()
+        .collect();
+    sqlx::migrate::Migrator::with_migrations(before)
+        .run(&pool)
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "insert into medium (id, hash, name, kind, source) overriding system value
+             values (7, 'deadbeef00000000000000000000000a', 'old', 'image', '/old.img'),
+                    (8, 'deadbeef00000000000000000000000b', 'older', 'image', '/older.img');
+         insert into volume (medium_id, volume_no, scheme, offset_bytes, length_bytes)
+             values (7, 0, 'none', 0, 1048576), (8, 0, 'none', 0, 1048576);
+         select ensure_medium_partitions(7);
+         select ensure_medium_partitions(8);
+         insert into blob (id, size) values (decode(repeat('aa', 32), 'hex'), 5),
+                                            (decode(repeat('bb', 32), 'hex'), 5);
+         insert into inode (medium_id, volume_no, ino, kind, mode, uid, gid, nlink, size, state, blob_id)
+             values (7, 0, 12, 'file', 33188, 0, 0, 1, 5, 'copied', decode(repeat('aa', 32), 'hex')),
+                    (7, 0, 13, 'file', 33188, 0, 0, 1, 5, 'copied', decode(repeat('aa', 32), 'hex')),
+                    (7, 0, 14, 'file', 33188, 0, 0, 1, 5, 'pending', null),
+                    (8, 0, 12, 'file', 33188, 0, 0, 1, 5, 'copied', decode(repeat('aa', 32), 'hex')),
+                    (8, 0, 15, 'file', 33188, 0, 0, 1, 5, 'copied', decode(repeat('bb', 32), 'hex'));",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let catalog = Catalog::from_pool(pool.clone());
+    assert_eq!(
+        catalog.migrate().await.unwrap(),
+        MIGRATOR.iter().count() - 9
+    );
+    catalog.check_schema().await.unwrap();
+    let pairs: Vec<(String, i64)> = sqlx::query_as(
+        "select encode(substr(blob_id, 1, 1), 'hex'), medium_id from blob_medium order by 1, 2",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        pairs,
+        [
+            ("aa".to_owned(), 7),
+            ("aa".to_owned(), 8),
+            ("bb".to_owned(), 8)
+        ]
+    );
+}

@@ -4,43 +4,11 @@
 
 use std::collections::BTreeSet;
 
-use ntt_agent::catalog::entry::{Entry, EntryKind};
-use ntt_agent::catalog::load::Loader;
 use ntt_agent::catalog::media::{self, MediumId};
 use ntt_agent::catalog::names::{self, NamesIndexed};
 use ntt_agent::name_glob::{name_hash, name_of};
-use ntt_tests::{add_volume, medium};
+use ntt_tests::{add_volume, medium, publish as load};
 use sqlx::PgPool;
-
-fn file(ino: u64, path: &[u8]) -> Entry {
-    Entry {
-        path: path.to_vec(),
-        ino,
-        kind: EntryKind::File,
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-        nlink: 1,
-        size: 5,
-        rdev: None,
-        mtime_ns: Some(0),
-        ctime_ns: None,
-        atime_ns: None,
-        birth_ns: None,
-        target: None,
-    }
-}
-
-/// Publishes a load of `paths` (one file each) as the medium's (replacing any).
-async fn load(pool: &PgPool, medium: MediumId, name: &str, paths: &[&[u8]]) {
-    let mut loader = Loader::begin(pool, medium, 1 << 20).await.unwrap();
-    for (i, path) in paths.iter().enumerate() {
-        loader
-            .add_entry(0, &file(100 + i as u64, path), None)
-            .unwrap();
-    }
-    loader.publish(name, true).await.unwrap();
-}
 
 /// The hashes the index finds for a `LIKE` pattern, per medium.
 async fn found(pool: &PgPool, like: &str) -> Vec<(i64, BTreeSet<i64>)> {
