@@ -52,14 +52,24 @@ pub async fn blob(pool: &PgPool, id: &BlobId) -> Result<Option<Blob>, CatalogErr
 /// The media that may hold a file stored as `id` (`blob_medium`, one small table: through the
 /// partitioned `inode` table a new connection planned over every medium's partition, 70-95 ms
 /// at 100 media); a medium listed there that no longer holds it adds an empty branch.
-async fn media_holding(pool: &PgPool, id: &BlobId) -> Result<Vec<i64>, CatalogError> {
-    sqlx::query_scalar!(
+/// With `only_present` (asking again after a purge dropped a partition), only media whose
+/// partitions exist.
+async fn media_holding(
+    pool: &PgPool,
+    id: &BlobId,
+    only_present: bool,
+) -> Result<Vec<i64>, CatalogError> {
+    let media = sqlx::query_scalar!(
         "select medium_id from blob_medium where blob_id = $1 order by medium_id",
         id.as_bytes().as_slice(),
     )
     .fetch_all(pool)
     .await
-    .map_err(|e| CatalogError::from_sqlx("find the media holding a blob", e))
+    .map_err(|e| CatalogError::from_sqlx("find the media holding a blob", e))?;
+    if only_present {
+        return with_partitions(pool, &media).await;
+    }
+    Ok(media)
 }
 
 /// Whether a statement over named partitions failed because one of them is gone (a purge
@@ -101,7 +111,7 @@ pub async fn places(
 ) -> Result<Vec<Place>, CatalogError> {
     let mut tries = 0;
     loop {
-        let media = media_holding(pool, id).await?;
+        let media = media_holding(pool, id, tries > 0).await?;
         if media.is_empty() {
             return Ok(Vec::new());
         }
@@ -136,7 +146,7 @@ pub async fn places(
 pub async fn count_places(pool: &PgPool, id: &BlobId) -> Result<(i64, i64, i64), CatalogError> {
     let mut tries = 0;
     loop {
-        let media = media_holding(pool, id).await?;
+        let media = media_holding(pool, id, tries > 0).await?;
         if media.is_empty() {
             return Ok((0, 0, 0));
         }
@@ -340,9 +350,10 @@ pub async fn find_named(
 ) -> Result<bool, CatalogError> {
     let mut tries = 0;
     loop {
-        match find_named_once(pool, media, like, filter, visit).await {
+        match find_named_once(pool, media, like, filter, tries > 0, visit).await {
             // A medium purged after its name was found: nothing was printed yet (the
-            // statement fails before its first row), so ask again.
+            // statement fails before its first row), so ask again, leaving out media whose
+            // partitions are gone (their names go with them, a moment later).
             Err(NamedTry::Vanished(e)) if partition_vanished(&e, &mut tries) => {}
             Err(NamedTry::Vanished(e)) => {
                 return Err(CatalogError::from_sqlx("search the names", e));
@@ -351,6 +362,19 @@ pub async fn find_named(
             Ok(stopped) => return Ok(stopped),
         }
     }
+}
+
+/// The media among `media` whose path and inode partitions exist.
+async fn with_partitions(pool: &PgPool, media: &[i64]) -> Result<Vec<i64>, CatalogError> {
+    sqlx::query_scalar(
+        "select id from unnest($1::bigint[]) as m (id)
+         where to_regclass(format('path_m%s', id)) is not null
+           and to_regclass(format('inode_m%s', id)) is not null",
+    )
+    .bind(media)
+    .fetch_all(pool)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("find the media still in the catalog", e))
 }
 
 /// Why one try of [`find_named`] failed.
@@ -366,12 +390,20 @@ async fn find_named_once(
     media: &[super::media::MediumId],
     like: &str,
     filter: &Filter,
+    only_present: bool,
     visit: &mut (dyn FnMut(usize, Found) -> std::io::Result<bool> + Send),
 ) -> Result<bool, NamedTry> {
     use futures_util::TryStreamExt;
     let mut named = super::names::media_with_names(pool, like)
         .await
         .map_err(NamedTry::Failed)?;
+    if only_present {
+        let asked: Vec<i64> = named.keys().map(|m| m.get()).collect();
+        let present = with_partitions(pool, &asked)
+            .await
+            .map_err(NamedTry::Failed)?;
+        named.retain(|m, _| present.contains(&m.get()));
+    }
     let holding: Vec<(usize, i64, Vec<i64>)> = media
         .iter()
         .enumerate()

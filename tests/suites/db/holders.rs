@@ -141,9 +141,23 @@ async fn the_media_holding_a_content_follow_copies_new_loads_and_purges(pool: Pg
         (0, 0, 0)
     );
 
-    // A purged medium goes from the table with its rows.
+    // A purge drops the medium's partitions, then the medium (its rows here with it): in
+    // between, `where` leaves it out and lists the others.
+    copy_all(&pool, first, |_| REPORT).await;
     drop_medium_partitions(&pool, second).await.unwrap();
+    assert_eq!(holders(&pool, REPORT).await, [first.get(), second.get()]);
+    assert_eq!(
+        places(&pool, REPORT).await,
+        [("box-1".to_owned(), "new.txt".to_owned())]
+    );
+    assert_eq!(
+        search::count_places(&pool, &blob(REPORT)).await.unwrap(),
+        (1, 1, 1)
+    );
     assert!(media::delete_medium(&pool, second).await.unwrap());
+    assert_eq!(holders(&pool, REPORT).await, [first.get()]);
+    drop_medium_partitions(&pool, first).await.unwrap();
+    assert!(media::delete_medium(&pool, first).await.unwrap());
     assert!(holders(&pool, REPORT).await.is_empty());
     assert!(places(&pool, REPORT).await.is_empty());
 }

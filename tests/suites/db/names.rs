@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use ntt_agent::catalog::media::{self, MediumId};
 use ntt_agent::catalog::names::{self, NamesIndexed};
+use ntt_agent::catalog::search::{self, Filter};
 use ntt_agent::name_glob::{name_hash, name_of};
 use ntt_tests::{add_volume, medium, publish as load};
 use sqlx::PgPool;
@@ -19,6 +20,19 @@ async fn found(pool: &PgPool, like: &str) -> Vec<(i64, BTreeSet<i64>)> {
         .map(|(m, hashes)| (m.get(), hashes.into_iter().collect::<BTreeSet<_>>()))
         .collect();
     rows.sort();
+    rows
+}
+
+/// What the name search streams for `like` over `media`: (index in `media`, path).
+async fn searched(pool: &PgPool, media: &[MediumId], like: &str) -> Vec<(usize, Vec<u8>)> {
+    let mut rows = Vec::new();
+    let stopped = search::find_named(pool, media, like, &Filter::default(), &mut |i, row| {
+        rows.push((i, row.path));
+        Ok(true)
+    })
+    .await
+    .unwrap();
+    assert!(!stopped);
     rows
 }
 
@@ -159,10 +173,25 @@ async fn names_are_indexed_after_publish_once_per_archive_and_again_after_a_new_
     );
     assert!(names::unindexed_media(&pool).await.unwrap().is_empty());
 
-    // Deleting a medium forgets which names it held.
+    // The search, medium by medium, in the order asked.
+    assert_eq!(
+        searched(&pool, &[second, first], "%report%").await,
+        [
+            (0, b"backup/annual report.pdf".to_vec()),
+            (1, b"letters/draft report.odt".to_vec())
+        ]
+    );
+    // A purge that drops a medium's partitions after the name index named it (its rows go
+    // with the medium, a moment later): the search skips it and finds the others.
     ntt_agent::catalog::partitions::drop_medium_partitions(&pool, second)
         .await
         .unwrap();
+    assert_eq!(
+        searched(&pool, &[second, first], "%report%").await,
+        [(1, b"letters/draft report.odt".to_vec())]
+    );
+
+    // Deleting a medium forgets which names it held.
     assert!(media::delete_medium(&pool, second).await.unwrap());
     assert_eq!(
         found(&pool, "%report%").await,
