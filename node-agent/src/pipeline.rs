@@ -238,7 +238,7 @@ pub enum PipelineError {
     },
     /// Re-hashing found blobs that are wrong or missing.
     #[error("verification of the stored blobs failed: {0}")]
-    Verification(verify::Verification),
+    Verification(Box<verify::Verification>),
     /// Removing a purged medium's files failed.
     #[error("cannot remove {path}")]
     Remove {

@@ -1,6 +1,7 @@
 //! What a medium holds and how far it got: the accounting of `ntt report`, the lookups of
 //! `ntt cat` and `ntt export-tree`, and the bookkeeping of `ntt verify`.
 
+use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use serde::Serialize;
 use sqlx::PgPool;
@@ -252,42 +253,97 @@ pub struct BlobToVerify {
     pub size: i64,
 }
 
-/// The blobs to verify: those of one medium, or all, optionally a random sample of `sample`.
-pub async fn blobs_to_verify(
+/// The catalog's clock: verifications are stamped with it, and a run takes only blobs
+/// verified before it started.
+pub async fn now(pool: &PgPool) -> Result<DateTime<Utc>, CatalogError> {
+    sqlx::query_scalar!(r#"select now() as "now!""#)
+        .fetch_one(pool)
+        .await
+        .map_err(error("read the catalog's clock"))
+}
+
+/// The next `limit` blobs to verify, least recently verified first (never verified first):
+/// those of one medium (the media listed as holding them, `blob_medium`), or all, not
+/// verified since `started` (so a run that records as it goes moves on).
+pub async fn next_to_verify(
     pool: &PgPool,
     medium: Option<MediumId>,
-    sample: Option<i64>,
+    started: DateTime<Utc>,
+    limit: i64,
 ) -> Result<Vec<BlobToVerify>, CatalogError> {
     sqlx::query_as!(
         BlobToVerify,
         r#"select b.id, b.size from blob b
-           where $1::bigint is null
-              or exists (select 1 from inode i where i.medium_id = $1 and i.blob_id = b.id)
-           order by case when $2::bigint is null then 0 else random() end, b.verified_at nulls first
-           limit $2"#,
+           where (b.verified_at is null or b.verified_at < $2)
+             and ($1::bigint is null
+                  or b.id in (select bm.blob_id from blob_medium bm where bm.medium_id = $1))
+           order by b.verified_at nulls first, b.id
+           limit $3"#,
         medium.map(MediumId::get),
-        sample,
+        started,
+        limit,
     )
     .fetch_all(pool)
     .await
     .map_err(error("choose blobs to verify"))
 }
 
-/// Records a blob's verification.
-pub async fn record_verification(
+/// Records the outcomes (`ok`, `mismatch`, `missing`) of a page of verifications, in one
+/// statement.
+pub async fn record_verifications(
     pool: &PgPool,
-    id: &[u8],
-    outcome: &str,
+    ids: &[Vec<u8>],
+    outcomes: &[&str],
 ) -> Result<(), CatalogError> {
     sqlx::query!(
-        "update blob set verified_at = now(), verify_outcome = $2::text::verify_outcome where id = $1",
-        id,
-        outcome,
+        "update blob b set verified_at = now(), verify_outcome = v.outcome::verify_outcome
+         from unnest($1::bytea[], $2::text[]) as v (id, outcome)
+         where b.id = v.id",
+        ids,
+        outcomes as &[&str],
     )
     .execute(pool)
     .await
-    .map_err(error("record the verification"))?;
+    .map_err(error("record the verifications"))?;
     Ok(())
+}
+
+/// Sets, for one copied medium or every one, when it was last fully verified: the oldest
+/// verification of its blobs when every one of them was verified and found right, otherwise
+/// none (never fully verified, or a blob is wrong or missing). Returns the media updated.
+pub async fn record_media_verified(
+    pool: &PgPool,
+    medium: Option<MediumId>,
+) -> Result<u64, CatalogError> {
+    let updated = sqlx::query!(
+        "update medium m set verified_at = v.verified_at
+         from (select bm.medium_id,
+                      case when bool_and(b.verify_outcome is not distinct from 'ok')
+                           then min(b.verified_at) end as verified_at
+               from blob_medium bm join blob b on b.id = bm.blob_id
+               where $1::bigint is null or bm.medium_id = $1
+               group by bm.medium_id) v
+         where m.id = v.medium_id and m.copied_at is not null
+           and m.verified_at is distinct from v.verified_at",
+        medium.map(MediumId::get),
+    )
+    .execute(pool)
+    .await
+    .map_err(error("record when media were verified"))?;
+    Ok(updated.rows_affected())
+}
+
+/// Of `ids` (store file names read as blob ids), those the catalog has no blob for.
+pub async fn unknown_blobs(pool: &PgPool, ids: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, CatalogError> {
+    sqlx::query_scalar!(
+        r#"select v.id as "id!" from unnest($1::bytea[]) as v (id)
+           where not exists (select 1 from blob b where b.id = v.id)
+           order by v.id"#,
+        ids,
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(error("look for store files the catalog does not name"))
 }
 
 /// Validates the path→inode keys the loader added unchecked, for one medium or all; returns the

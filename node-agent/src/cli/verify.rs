@@ -5,7 +5,8 @@ use std::io::Write;
 use crate::catalog::Catalog;
 use crate::catalog::media;
 use crate::env;
-use crate::pipeline::{self, Host, verify::VerifyScope};
+use crate::pipeline::verify::{Budget, VerifyScope};
+use crate::pipeline::{self, Host};
 
 /// Options of `ntt verify`.
 #[derive(Debug, clap::Args)]
@@ -16,9 +17,19 @@ pub struct VerifyArgs {
     /// Every blob in the catalog
     #[arg(long)]
     pub all: bool,
-    /// A random sample of this many blobs (of the medium, or of all)
+    /// At most this many blobs (of the medium, or of all), the least recently verified
     #[arg(long)]
-    pub sample: Option<i64>,
+    pub sample: Option<u64>,
+    /// Stop taking blobs after this much time (`90s`, `45m`, `8h`, `2d`) or data (`500G`,
+    /// `2T`); the next run goes on with the blobs this one did not reach
+    #[arg(long, value_name = "DURATION|BYTES")]
+    pub budget: Option<Budget>,
+    /// Blobs hashed at once (default: the number of cores)
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Also list store files the catalog has no blob for
+    #[arg(long)]
+    pub orphans: bool,
     /// Print the outcome as JSON on stdout
     #[arg(long, env = env::JSON)]
     pub json: bool,
@@ -32,9 +43,13 @@ pub(super) async fn run(
     stdout: &mut (impl Write + Send),
 ) -> anyhow::Result<bool> {
     anyhow::ensure!(
-        (args.medium.is_some() || args.all || args.sample.is_some())
+        (args.medium.is_some() || args.all || args.sample.is_some() || args.budget.is_some())
             && !(args.all && args.medium.is_some()),
-        "say what to verify: --medium MEDIUM or --all, and/or --sample N"
+        "say what to verify: --medium MEDIUM or --all, and/or --sample N or --budget B"
+    );
+    anyhow::ensure!(
+        !(args.orphans && args.medium.is_some()),
+        "--orphans looks at the whole store: use it without --medium"
     );
     let medium = match &args.medium {
         Some(given) => Some(media::resolve_medium(catalog.pool(), given).await?),
@@ -46,6 +61,11 @@ pub(super) async fn run(
         VerifyScope {
             medium: medium.as_ref(),
             sample: args.sample,
+            budget: args.budget,
+            jobs: args
+                .jobs
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from)),
+            orphans: args.orphans,
         },
     )
     .await?;

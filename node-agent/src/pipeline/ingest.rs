@@ -152,7 +152,7 @@ async fn copy_stage(
 ) -> Result<()> {
     tracing::info!(medium = %medium.name, "stage 4/5: copy");
     super::copy::copy(catalog, host, medium, &options.copy, cancel).await?;
-    let sample = options.verify_sample.max(1);
+    let sample = u64::try_from(options.verify_sample.max(1)).unwrap_or(1);
     tracing::info!(medium = %medium.name, sample, "stage 5/5: verify a sample");
     let verification = super::verify::verify(
         catalog,
@@ -160,11 +160,14 @@ async fn copy_stage(
         VerifyScope {
             medium: Some(medium),
             sample: Some(sample),
+            budget: None,
+            jobs: std::thread::available_parallelism().map_or(2, usize::from),
+            orphans: false,
         },
     )
     .await?;
     if !verification.is_good() {
-        return Err(PipelineError::Verification(verification));
+        return Err(PipelineError::Verification(Box::new(verification)));
     }
     Ok(())
 }

@@ -1,4 +1,14 @@
-//! Verification: re-hash stored blobs and check the catalog's loads.
+//! Verification: re-hash stored blobs, least recently verified first, within a budget; list
+//! store files the catalog does not name; check the catalog's loads.
+//!
+//! A run reads the catalog page by page (memory flat in the number of blobs), hashes each
+//! page's blobs on `jobs` threads, and records the page's outcomes in one statement before
+//! taking the next page, so a run stopped by its budget (or killed) leaves every blob it
+//! hashed recorded, and the next run starts with the blobs it did not reach.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ntt_crds::BlobId;
 use serde::Serialize;
@@ -7,14 +17,67 @@ use super::{Host, PipelineError, Result};
 use crate::catalog::Catalog;
 use crate::catalog::media::MediumRecord;
 use crate::catalog::report;
+use crate::store::Store;
 
-/// Which blobs to re-hash.
+/// Blobs taken from the catalog at a time.
+const PAGE: i64 = 256;
+
+/// How much one run may do: it takes no further blob once spent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// Wall-clock time.
+    Time(Duration),
+    /// Bytes re-hashed.
+    Bytes(u64),
+}
+
+impl std::str::FromStr for Budget {
+    type Err = String;
+
+    /// `90s`, `45m`, `8h`, `2d`, or bytes with `k`, `M`, `G`, `T` (powers of 1024).
+    fn from_str(text: &str) -> std::result::Result<Self, Self::Err> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (digits, unit) = text.split_at(split);
+        let number: u64 = digits.parse().map_err(|_| {
+            format!(
+                "{text:?} is not a budget: a number then s, m, h, d (time) or k, M, G, T (bytes)"
+            )
+        })?;
+        let seconds = |factor: u64| Self::Time(Duration::from_secs(number.saturating_mul(factor)));
+        let bytes = |shift: u32| Self::Bytes(number.saturating_mul(1 << shift));
+        match unit {
+            "s" => Ok(seconds(1)),
+            "m" => Ok(seconds(60)),
+            "h" => Ok(seconds(3600)),
+            "d" => Ok(seconds(86_400)),
+            "" | "B" => Ok(bytes(0)),
+            "k" | "K" => Ok(bytes(10)),
+            "M" => Ok(bytes(20)),
+            "G" => Ok(bytes(30)),
+            "T" => Ok(bytes(40)),
+            _ => Err(format!(
+                "{text:?} is not a budget: the unit is one of s, m, h, d (time) or k, M, G, T (bytes)"
+            )),
+        }
+    }
+}
+
+/// Which blobs to re-hash, and how.
 #[derive(Debug, Clone, Copy)]
 pub struct VerifyScope<'a> {
     /// Only the blobs of this medium (all media when `None`).
     pub medium: Option<&'a MediumRecord>,
-    /// Only a random sample of this many.
-    pub sample: Option<i64>,
+    /// At most this many blobs (the least recently verified).
+    pub sample: Option<u64>,
+    /// At most this much time or data.
+    pub budget: Option<Budget>,
+    /// Blobs hashed at once.
+    pub jobs: usize,
+    /// Also list store files the catalog has no blob for.
+    pub orphans: bool,
 }
 
 /// What a verification found.
@@ -22,20 +85,34 @@ pub struct VerifyScope<'a> {
 pub struct Verification {
     /// Blobs re-hashed.
     pub checked: u64,
+    /// Bytes re-hashed.
+    pub bytes: u64,
     /// Blobs whose content matches their name.
     pub ok: u64,
     /// Blobs whose content does not match (hex ids).
     pub mismatched: Vec<String>,
     /// Blobs the catalog has and the store does not (hex ids).
     pub missing: Vec<String>,
+    /// Blobs the store could not read (hex id, then the error).
+    pub unreadable: Vec<String>,
+    /// Whether every blob in scope was verified by this run (not stopped by the sample size
+    /// or the budget).
+    pub complete: bool,
+    /// Store files named like blobs that the catalog has no blob for (hex ids), when asked.
+    pub orphans: Option<Vec<String>>,
+    /// Media whose last full verification time changed.
+    pub media_updated: u64,
     /// Loads whose every path was checked to have its inode (whole verifications only).
     pub loads_validated: u64,
 }
 
 impl Verification {
-    /// Whether every blob checked is right.
+    /// Whether every blob checked is right and the store holds nothing unnamed.
     pub fn is_good(&self) -> bool {
-        self.mismatched.is_empty() && self.missing.is_empty()
+        self.mismatched.is_empty()
+            && self.missing.is_empty()
+            && self.unreadable.is_empty()
+            && self.orphans.as_ref().is_none_or(Vec::is_empty)
     }
 }
 
@@ -43,25 +120,63 @@ impl std::fmt::Display for Verification {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} blob(s) checked: {} ok, {} mismatched, {} missing",
+            "{} blob(s) checked ({} bytes): {} ok, {} mismatched, {} missing, {} unreadable",
             self.checked,
+            self.bytes,
             self.ok,
             self.mismatched.len(),
-            self.missing.len()
+            self.missing.len(),
+            self.unreadable.len()
         )?;
+        if !self.complete {
+            write!(
+                f,
+                "\nstopped by the sample size or the budget: the next run starts with the blobs not reached"
+            )?;
+        }
         for id in &self.mismatched {
             write!(f, "\nmismatch {id}")?;
         }
         for id in &self.missing {
             write!(f, "\nmissing  {id}")?;
         }
+        for line in &self.unreadable {
+            write!(f, "\nunreadable {line}")?;
+        }
+        if let Some(orphans) = &self.orphans {
+            write!(f, "\n{} orphan(s) in the store", orphans.len())?;
+            for id in orphans {
+                write!(f, "\norphan   {id}")?;
+            }
+        }
         Ok(())
     }
 }
 
-/// Re-hashes the blobs in `scope` and records each outcome on its blob; a whole verification
-/// (no sample) also checks that every path of the loads has its inode. Wrong or missing blobs
-/// are in the result, not an error (see [`Verification::is_good`]).
+/// What re-hashing one blob found.
+enum Outcome {
+    Ok,
+    Mismatch,
+    Missing,
+    Unreadable(String),
+}
+
+impl Outcome {
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Mismatch => "mismatch",
+            Self::Missing => "missing",
+            Self::Unreadable(_) => "unreadable",
+        }
+    }
+}
+
+/// Re-hashes the blobs in `scope` (least recently verified first) and records each outcome on
+/// its blob, then when each medium was last fully verified; a whole verification (no sample,
+/// no budget, nothing left) also checks that every path of the loads has its inode. Wrong,
+/// missing or unreadable blobs are in the result, not an error (see
+/// [`Verification::is_good`]).
 pub async fn verify(
     catalog: &Catalog,
     host: &Host,
@@ -70,42 +185,198 @@ pub async fn verify(
     let pool = catalog.pool();
     let medium = scope.medium.map(|m| m.id);
     let store = super::copy::open_store(host)?;
-    let blobs = report::blobs_to_verify(pool, medium, scope.sample).await?;
-    let mut found = Verification::default();
-    for blob in blobs {
+    let started = report::now(pool).await?;
+    let mut found = Verification {
+        complete: true,
+        ..Verification::default()
+    };
+    let mut spending = Spending {
+        budget: scope.budget,
+        clock: Instant::now(),
+        bytes_taken: 0,
+    };
+    loop {
+        let left = scope
+            .sample
+            .map_or(PAGE, |n| {
+                i64::try_from(n.saturating_sub(found.checked)).unwrap_or(PAGE)
+            })
+            .min(PAGE);
+        if left == 0 || spending.spent() {
+            found.complete = report::next_to_verify(pool, medium, started, 1)
+                .await?
+                .is_empty();
+            break;
+        }
+        let page = report::next_to_verify(pool, medium, started, left).await?;
+        if page.is_empty() {
+            break;
+        }
+        // In the order the hashes finished: each id beside its own outcome.
+        let outcomes = hash_page(&store, page, scope.jobs.max(1), &mut spending).await?;
+        let ids: Vec<Vec<u8>> = outcomes
+            .iter()
+            .map(|(id, _, _)| id.as_bytes().to_vec())
+            .collect();
+        let labels: Vec<&str> = outcomes.iter().map(|(_, _, o)| o.label()).collect();
+        report::record_verifications(pool, &ids, &labels).await?;
+        for (id, size, outcome) in outcomes {
+            found.checked += 1;
+            found.bytes += size;
+            match outcome {
+                Outcome::Ok => found.ok += 1,
+                Outcome::Mismatch => found.mismatched.push(id.to_hex()),
+                Outcome::Missing => found.missing.push(id.to_hex()),
+                Outcome::Unreadable(error) => {
+                    found.unreadable.push(format!("{}: {error}", id.to_hex()));
+                }
+            }
+        }
+    }
+    found.media_updated = report::record_media_verified(pool, medium).await?;
+    if scope.orphans {
+        found.orphans = Some(orphans(catalog, &store).await?);
+    }
+    if found.complete && scope.sample.is_none() && scope.budget.is_none() {
+        found.loads_validated = report::validate_loads(pool, medium).await?;
+    }
+    Ok(found)
+}
+
+/// What a run has spent of its budget.
+struct Spending {
+    budget: Option<Budget>,
+    clock: Instant,
+    /// Recorded sizes of the blobs taken so far.
+    bytes_taken: u64,
+}
+
+impl Spending {
+    /// Whether the run may take no further blob.
+    fn spent(&self) -> bool {
+        match self.budget {
+            Some(Budget::Time(limit)) => self.clock.elapsed() >= limit,
+            Some(Budget::Bytes(limit)) => self.bytes_taken >= limit,
+            None => false,
+        }
+    }
+}
+
+/// Hashes a page of blobs, `jobs` at a time, each on a blocking thread, taking none once the
+/// budget is spent; returns the outcomes of those taken.
+async fn hash_page(
+    store: &Arc<Store>,
+    page: Vec<report::BlobToVerify>,
+    jobs: usize,
+    spending: &mut Spending,
+) -> Result<Vec<(BlobId, u64, Outcome)>> {
+    let mut running = tokio::task::JoinSet::new();
+    let mut done = Vec::with_capacity(page.len());
+    for blob in page {
+        if spending.spent() {
+            break;
+        }
+        spending.bytes_taken = spending
+            .bytes_taken
+            .saturating_add(u64::try_from(blob.size).unwrap_or(0));
         let id =
             BlobId::try_from(blob.id.as_slice()).map_err(|_| PipelineError::MalformedBlob {
                 id: hex::encode(&blob.id),
             })?;
         let path = store.blob_path(&id);
-        let outcome = tokio::task::spawn_blocking(move || -> Result<&'static str> {
-            let opened = fs_err::File::open(&path);
-            match opened {
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok("missing"),
-                Err(source) => Err(PipelineError::ReadBlob { path, source }),
-                Ok(mut file) => {
-                    let mut hasher = blake3::Hasher::new();
-                    std::io::copy(&mut file, &mut hasher)
-                        .map_err(|source| PipelineError::ReadBlob { path, source })?;
-                    Ok(if hasher.finalize().as_bytes() == id.as_bytes() {
-                        "ok"
-                    } else {
-                        "mismatch"
-                    })
-                }
+        if running.len() == jobs
+            && let Some(finished) = running.join_next().await
+        {
+            done.push(finished?);
+        }
+        running.spawn_blocking(move || {
+            let (size, outcome) = hash_blob(&path, &id);
+            (id, size, outcome)
+        });
+    }
+    while let Some(finished) = running.join_next().await {
+        done.push(finished?);
+    }
+    Ok(done)
+}
+
+/// Re-hashes one blob file: its size read and what it found.
+fn hash_blob(path: &PathBuf, id: &BlobId) -> (u64, Outcome) {
+    let mut file = match fs_err::File::open(path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return (0, Outcome::Missing),
+        Err(error) => return (0, Outcome::Unreadable(error.to_string())),
+        Ok(file) => file,
+    };
+    let mut hasher = blake3::Hasher::new();
+    match std::io::copy(&mut file, &mut hasher) {
+        Err(error) => (0, Outcome::Unreadable(error.to_string())),
+        Ok(size) if hasher.finalize().as_bytes() == id.as_bytes() => (size, Outcome::Ok),
+        Ok(size) => (size, Outcome::Mismatch),
+    }
+}
+
+/// Store files named like blobs (`ab/cd/abcd...`, 64 hex digits) that the catalog has no blob
+/// for, in id order: listed, never removed (a copy running now may not have recorded its
+/// newest blobs yet).
+async fn orphans(catalog: &Catalog, store: &Arc<Store>) -> Result<Vec<String>> {
+    let mut orphans = Vec::new();
+    for first in sorted_children(store.root(), 2)? {
+        for second in sorted_children(&store.root().join(&first), 2)? {
+            let dir = store.root().join(&first).join(&second);
+            let names = sorted_children(&dir, BlobId::HEX_LEN)?;
+            let ids: Vec<Vec<u8>> = names
+                .iter()
+                .filter(|n| n.starts_with(&format!("{first}{second}")))
+                .filter_map(|n| hex::decode(n).ok())
+                .collect();
+            for chunk in ids.chunks(4096) {
+                let unknown = report::unknown_blobs(catalog.pool(), chunk).await?;
+                orphans.extend(unknown.iter().map(hex::encode));
             }
-        })
-        .await??;
-        report::record_verification(pool, &blob.id, outcome).await?;
-        found.checked += 1;
-        match outcome {
-            "ok" => found.ok += 1,
-            "missing" => found.missing.push(id.to_hex()),
-            _ => found.mismatched.push(id.to_hex()),
         }
     }
-    if scope.sample.is_none() {
-        found.loads_validated = report::validate_loads(pool, medium).await?;
+    Ok(orphans)
+}
+
+/// The names of `dir`'s entries that are `len` lowercase hex digits, sorted.
+fn sorted_children(dir: &std::path::Path, len: usize) -> Result<Vec<String>> {
+    let read = |source| PipelineError::ReadBlob {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut names = Vec::new();
+    for entry in fs_err::read_dir(dir).map_err(read)? {
+        let entry = entry.map_err(read)?;
+        if let Some(name) = entry.file_name().to_str()
+            && name.len() == len
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            names.push(name.to_owned());
+        }
     }
-    Ok(found)
+    names.sort_unstable();
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_are_times_or_bytes() {
+        let parsed = |text: &str| text.parse::<Budget>();
+        assert_eq!(parsed("90s"), Ok(Budget::Time(Duration::from_secs(90))));
+        assert_eq!(parsed("45m"), Ok(Budget::Time(Duration::from_secs(2700))));
+        assert_eq!(parsed("8h"), Ok(Budget::Time(Duration::from_secs(28_800))));
+        assert_eq!(parsed("2d"), Ok(Budget::Time(Duration::from_secs(172_800))));
+        assert_eq!(parsed("4096"), Ok(Budget::Bytes(4096)));
+        assert_eq!(parsed("192k"), Ok(Budget::Bytes(196_608)));
+        assert_eq!(parsed("500G"), Ok(Budget::Bytes(500 << 30)));
+        assert_eq!(parsed("2T"), Ok(Budget::Bytes(2 << 40)));
+        for bad in ["", "h", "3 weeks", "1.5h", "-1s", "10x"] {
+            assert!(parsed(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::faulty_disk::{Faults, FaultyDisk};
 use crate::host::{Host, MIB, craft_fat_long_name, ext4, register, run, sparse_file};
 use crate::{faulty_disk, host};
-use serde_json::Value;
+use serde_json::{Value, json};
 use sqlx::PgPool;
 
 fn ok_json(host: &Host, args: &[&str]) -> Value {
@@ -459,7 +459,7 @@ async fn verify_finds_a_flipped_byte_and_a_missing_blob(pool: PgPool) {
     copy(&host, "v", &[]);
     let good = host.run(&["verify", "--medium", "v"]);
     assert!(good.status.success());
-    assert!(String::from_utf8_lossy(&good.stdout).contains("3 blob(s) checked: 3 ok"));
+    assert!(String::from_utf8_lossy(&good.stdout).contains("3 blob(s) checked (34 bytes): 3 ok"));
 
     let store = host.root.join("store");
     let one = blake3::hash(b"first blob\n").to_hex().to_string();
@@ -492,6 +492,139 @@ async fn verify_finds_a_flipped_byte_and_a_missing_blob(pool: PgPool) {
     assert!(outcomes.contains(&(two.clone(), "missing".into())));
     let sample = host.run(&["verify", "--sample", "1"]);
     assert!(String::from_utf8_lossy(&sample.stdout).contains("1 blob(s) checked"));
+}
+
+/// The blobs verified so far (hex ids).
+async fn verified(pool: &PgPool) -> BTreeSet<String> {
+    sqlx::query_scalar("select encode(id, 'hex') from blob where verified_at is not null")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+/// When the medium was last fully verified (whether it was).
+async fn medium_verified(pool: &PgPool, name: &str) -> bool {
+    sqlx::query_scalar("select verified_at is not null from medium where name = $1")
+        .bind(name)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn budgeted_verifies_cover_the_store_over_a_cycle_and_orphans_are_listed(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let source = host.root.join("src");
+    std::fs::create_dir_all(&source).unwrap();
+    // Twelve different blobs of 64 KiB each.
+    for i in 0..12u8 {
+        std::fs::write(source.join(format!("f{i:02}")), vec![i; 64 * 1024]).unwrap();
+    }
+    let image = host.root.join("cycle.img");
+    ext4(&image, 8 * MIB, &source);
+    register(&host, &image, "cycle");
+    enumerate(&host, "cycle");
+    copy(&host, "cycle", &[]);
+    assert!(verified(&pool).await.is_empty());
+
+    // A budget of three blobs' bytes: three per run, never-verified first, each run going on
+    // where the last stopped, the whole store after four runs.
+    let mut runs: Vec<BTreeSet<String>> = Vec::new();
+    let mut before = BTreeSet::new();
+    for run in 0..4 {
+        let output = host.run(&["verify", "--all", "--budget", "192k", "--json"]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let found: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(
+            (&found["checked"], &found["ok"]),
+            (&json!(3), &json!(3)),
+            "{found}"
+        );
+        assert_eq!(found["bytes"], 3 * 64 * 1024);
+        assert_eq!(
+            found["complete"], false,
+            "run {run}: stopped by its budget with blobs it did not verify: {found}"
+        );
+        let now = verified(&pool).await;
+        let new: BTreeSet<String> = now.difference(&before).cloned().collect();
+        assert_eq!(new.len(), 3, "run {run} verified three blobs no run had");
+        assert_eq!(
+            medium_verified(&pool, "cycle").await,
+            run == 3,
+            "the medium is fully verified once every blob is"
+        );
+        runs.push(new);
+        before = now;
+    }
+    assert_eq!(before.len(), 12);
+    // The fifth run takes the least recently verified: the first run's.
+    let output = host.run(&["verify", "--all", "--budget", "192k"]);
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("3 blob(s) checked") && stdout.contains("stopped by"),
+        "{stdout}"
+    );
+    let again: BTreeSet<String> = sqlx::query_scalar(
+        "select encode(id, 'hex') from blob order by verified_at desc, id limit 3",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    assert_eq!(again, runs[0]);
+    // A sample is the least recently verified too (the second run's now).
+    let output = host.run(&["verify", "--sample", "3", "--jobs", "1"]);
+    assert!(output.status.success());
+    let latest: BTreeSet<String> = sqlx::query_scalar(
+        "select encode(id, 'hex') from blob order by verified_at desc, id limit 3",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    assert_eq!(latest, runs[1]);
+
+    // A flipped byte: found by the next whole run, and the medium is no longer fully verified.
+    let store = host.root.join("store");
+    let path = |hex: &str| store.join(&hex[..2]).join(&hex[2..4]).join(hex);
+    let victim = runs[2].iter().next().unwrap().clone();
+    let mut bytes = std::fs::read(path(&victim)).unwrap();
+    bytes[100] ^= 0x80;
+    let mut permissions = std::fs::metadata(path(&victim)).unwrap().permissions();
+    #[allow(
+        clippy::permissions_set_readonly_false,
+        reason = "the test tampers on purpose"
+    )]
+    permissions.set_readonly(false);
+    std::fs::set_permissions(path(&victim), permissions).unwrap();
+    std::fs::write(path(&victim), &bytes).unwrap();
+    // An orphan (named like a blob, no catalog row) and a stray file that is no blob.
+    let orphan = blake3::hash(b"nobody recorded me\n").to_hex().to_string();
+    std::fs::create_dir_all(path(&orphan).parent().unwrap()).unwrap();
+    std::fs::write(path(&orphan), b"nobody recorded me\n").unwrap();
+    std::fs::write(store.join(&orphan[..2]).join("notes.txt"), b"not a blob").unwrap();
+    let output = host.run(&["verify", "--all", "--orphans", "--json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let found: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(found["checked"], 12);
+    assert_eq!(found["mismatched"], json!([victim]));
+    assert_eq!(found["orphans"], json!([orphan]));
+    assert_eq!(found["complete"], true);
+    assert!(!medium_verified(&pool, "cycle").await);
+    let refused = host.run(&["verify", "--medium", "cycle", "--orphans"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let bad_budget = host.run(&["verify", "--all", "--budget", "3 weeks"]);
+    assert_eq!(bad_budget.status.code(), Some(2), "a usage error");
+    assert!(String::from_utf8_lossy(&bad_budget.stderr).contains("is not a budget"));
 }
 
 #[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
