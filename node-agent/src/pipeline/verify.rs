@@ -368,9 +368,9 @@ mod tests {
     fn budgets_are_times_or_bytes() {
         let parsed = |text: &str| text.parse::<Budget>();
         assert_eq!(parsed("90s"), Ok(Budget::Time(Duration::from_secs(90))));
-        assert_eq!(parsed("45m"), Ok(Budget::Time(Duration::from_secs(2700))));
-        assert_eq!(parsed("8h"), Ok(Budget::Time(Duration::from_secs(28_800))));
-        assert_eq!(parsed("2d"), Ok(Budget::Time(Duration::from_secs(172_800))));
+        assert_eq!(parsed("45m"), Ok(Budget::Time(Duration::from_mins(45))));
+        assert_eq!(parsed("8h"), Ok(Budget::Time(Duration::from_hours(8))));
+        assert_eq!(parsed("2d"), Ok(Budget::Time(Duration::from_hours(48))));
         assert_eq!(parsed("4096"), Ok(Budget::Bytes(4096)));
         assert_eq!(parsed("192k"), Ok(Budget::Bytes(196_608)));
         assert_eq!(parsed("500G"), Ok(Budget::Bytes(500 << 30)));
