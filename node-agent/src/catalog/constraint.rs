@@ -156,6 +156,8 @@ constraints! {
     FileNameMediumPkey = "file_name_medium_pkey",
     /// the name index only names media in the catalog
     FileNameMediumMediumFkey = "file_name_medium_medium_fkey",
+    /// an image verification has a time and an outcome, or neither
+    MediumImageVerifiedPair = "medium_image_verified_pair",
     /// a medium is listed once as holding a content
     BlobMediumPkey = "blob_medium_pkey",
     /// the media holding a content are listed only for contents the store has

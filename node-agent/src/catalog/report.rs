@@ -333,6 +333,58 @@ pub async fn record_media_verified(
     Ok(updated.rows_affected())
 }
 
+/// A medium's image to re-hash.
+#[derive(Debug, Clone)]
+pub struct ImageToVerify {
+    /// The medium.
+    pub id: MediumId,
+    /// Its name.
+    pub name: String,
+    /// Where the image is (on the host that imaged it).
+    pub image_path: String,
+    /// The BLAKE3 digest recorded when it was imaged.
+    pub image_digest: Vec<u8>,
+}
+
+/// The images with a recorded digest, of one medium or all, least recently verified first.
+pub async fn images_to_verify(
+    pool: &PgPool,
+    medium: Option<MediumId>,
+) -> Result<Vec<ImageToVerify>, CatalogError> {
+    sqlx::query_as!(
+        ImageToVerify,
+        r#"select id as "id: MediumId", name, image_path as "image_path!",
+                  image_digest as "image_digest!"
+           from medium
+           where image_path is not null and image_digest is not null
+             and ($1::bigint is null or id = $1)
+           order by image_verified_at nulls first, id"#,
+        medium.map(MediumId::get),
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(error("choose images to verify"))
+}
+
+/// Records what re-hashing a medium's image found (`ok`, `mismatch`, `missing`, `unreadable`).
+pub async fn record_image_verification(
+    pool: &PgPool,
+    medium: MediumId,
+    outcome: &str,
+) -> Result<(), CatalogError> {
+    sqlx::query!(
+        "update medium set image_verified_at = now(),
+                           image_verify_outcome = $2::text::verify_outcome
+         where id = $1",
+        medium as MediumId,
+        outcome,
+    )
+    .execute(pool)
+    .await
+    .map_err(error("record the image verification"))?;
+    Ok(())
+}
+
 /// Of `ids` (store file names read as blob ids), those the catalog has no blob for.
 pub async fn unknown_blobs(pool: &PgPool, ids: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, CatalogError> {
     sqlx::query_scalar!(

@@ -10,6 +10,10 @@ use crate::pipeline::{self, Host};
 
 /// Options of `ntt verify`.
 #[derive(Debug, clap::Args)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent command-line switches"
+)]
 pub struct VerifyArgs {
     /// The blobs of this medium
     #[arg(long)]
@@ -30,6 +34,10 @@ pub struct VerifyArgs {
     /// Also list store files the catalog has no blob for
     #[arg(long)]
     pub orphans: bool,
+    /// Also re-hash each medium's image (of the medium, or all) against the digest recorded
+    /// at imaging; an image not on this host is `missing`
+    #[arg(long)]
+    pub images: bool,
     /// Print the outcome as JSON on stdout
     #[arg(long, env = env::JSON)]
     pub json: bool,
@@ -66,6 +74,7 @@ pub(super) async fn run(
                 .jobs
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from)),
             orphans: args.orphans,
+            images: args.images,
         },
     )
     .await?;

@@ -163,6 +163,7 @@ async fn copy_stage(
             budget: None,
             jobs: std::thread::available_parallelism().map_or(2, usize::from),
             orphans: false,
+            images: false,
         },
     )
     .await?;

@@ -78,6 +78,23 @@ pub struct VerifyScope<'a> {
     pub jobs: usize,
     /// Also list store files the catalog has no blob for.
     pub orphans: bool,
+    /// Also re-hash the media's images against the digests recorded at imaging (whole, not
+    /// counted in the budget).
+    pub images: bool,
+}
+
+/// What re-hashing one medium's image found.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageCheck {
+    /// The medium's name.
+    pub medium: String,
+    /// The image file.
+    pub path: String,
+    /// `ok`, `mismatch`, `missing` (no such file on this host) or `unreadable`.
+    pub outcome: &'static str,
+    /// The read error, when unreadable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// What a verification found.
@@ -100,6 +117,8 @@ pub struct Verification {
     pub complete: bool,
     /// Store files named like blobs that the catalog has no blob for (hex ids), when asked.
     pub orphans: Option<Vec<String>>,
+    /// The images re-hashed, when asked.
+    pub images: Option<Vec<ImageCheck>>,
     /// Media whose last full verification time changed.
     pub media_updated: u64,
     /// Loads whose every path was checked to have its inode (whole verifications only).
@@ -113,6 +132,10 @@ impl Verification {
             && self.missing.is_empty()
             && self.unreadable.is_empty()
             && self.orphans.as_ref().is_none_or(Vec::is_empty)
+            && self
+                .images
+                .as_ref()
+                .is_none_or(|images| images.iter().all(|i| i.outcome == "ok"))
     }
 }
 
@@ -142,6 +165,20 @@ impl std::fmt::Display for Verification {
         }
         for line in &self.unreadable {
             write!(f, "\nunreadable {line}")?;
+        }
+        if let Some(images) = &self.images {
+            let good = images.iter().filter(|i| i.outcome == "ok").count();
+            write!(f, "\n{} image(s) checked: {good} ok", images.len())?;
+            for image in images.iter().filter(|i| i.outcome != "ok") {
+                write!(
+                    f,
+                    "\nimage {} {}: {}",
+                    image.outcome, image.medium, image.path
+                )?;
+                if let Some(error) = &image.error {
+                    write!(f, " ({error})")?;
+                }
+            }
         }
         if let Some(orphans) = &self.orphans {
             write!(f, "\n{} orphan(s) in the store", orphans.len())?;
@@ -237,6 +274,9 @@ pub async fn verify(
     if scope.orphans {
         found.orphans = Some(orphans(catalog, &store).await?);
     }
+    if scope.images {
+        found.images = Some(images(catalog, medium).await?);
+    }
     if found.complete && scope.sample.is_none() && scope.budget.is_none() {
         found.loads_validated = report::validate_loads(pool, medium).await?;
     }
@@ -313,6 +353,39 @@ fn hash_blob(path: &PathBuf, id: &BlobId) -> (u64, Outcome) {
         Ok(size) if hasher.finalize().as_bytes() == id.as_bytes() => (size, Outcome::Ok),
         Ok(size) => (size, Outcome::Mismatch),
     }
+}
+
+/// Re-hashes the images (of one medium or all) against the digests recorded at imaging, each
+/// on a blocking thread, recording each outcome on its medium.
+async fn images(
+    catalog: &Catalog,
+    medium: Option<crate::catalog::media::MediumId>,
+) -> Result<Vec<ImageCheck>> {
+    let mut checks = Vec::new();
+    for image in report::images_to_verify(catalog.pool(), medium).await? {
+        let path = PathBuf::from(&image.image_path);
+        let (outcome, error) = match crate::imaging::digest_file(&path).await {
+            Ok(digest) if digest.as_slice() == image.image_digest.as_slice() => ("ok", None),
+            Ok(_) => ("mismatch", None),
+            Err(crate::imaging::ImagingError::Digest { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                ("missing", None)
+            }
+            Err(crate::imaging::ImagingError::Digest { source, .. }) => {
+                ("unreadable", Some(source.to_string()))
+            }
+            Err(other) => return Err(other.into()),
+        };
+        report::record_image_verification(catalog.pool(), image.id, outcome).await?;
+        checks.push(ImageCheck {
+            medium: image.name,
+            path: image.image_path,
+            outcome,
+            error,
+        });
+    }
+    Ok(checks)
 }
 
 /// Store files named like blobs (`ab/cd/abcd...`, 64 hex digits) that the catalog has no blob

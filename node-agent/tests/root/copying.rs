@@ -620,6 +620,31 @@ async fn budgeted_verifies_cover_the_store_over_a_cycle_and_orphans_are_listed(p
     assert_eq!(found["orphans"], json!([orphan]));
     assert_eq!(found["complete"], true);
     assert!(!medium_verified(&pool, "cycle").await);
+    // The image, against the digest recorded when it was imaged: right, then a flipped byte.
+    let output = host.run(&[
+        "verify", "--medium", "cycle", "--sample", "0", "--images", "--json",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let found: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(found["images"][0]["outcome"], "ok", "{found}");
+    assert_eq!(found["images"][0]["medium"], "cycle");
+    let mut bytes = std::fs::read(&image).unwrap();
+    bytes[1000] ^= 0x01;
+    std::fs::write(&image, &bytes).unwrap();
+    let output = host.run(&["verify", "--medium", "cycle", "--sample", "0", "--images"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("image mismatch cycle:"), "{stdout}");
+    let recorded: String =
+        sqlx::query_scalar("select image_verify_outcome::text from medium where name = 'cycle'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(recorded, "mismatch");
     let refused = host.run(&["verify", "--medium", "cycle", "--orphans"]);
     assert_eq!(refused.status.code(), Some(1));
     let bad_budget = host.run(&["verify", "--all", "--budget", "3 weeks"]);
