@@ -6,7 +6,7 @@
 //! taking the next page, so a run stopped by its budget (or killed) leaves every blob it
 //! hashed recorded, and the next run starts with the blobs it did not reach.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -340,23 +340,32 @@ async fn hash_page(
     Ok(done)
 }
 
-/// Re-hashes one blob file: its size read and what it found.
-fn hash_blob(path: &PathBuf, id: &BlobId) -> (u64, Outcome) {
-    let mut file = match fs_err::File::open(path) {
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return (0, Outcome::Missing),
-        Err(error) => return (0, Outcome::Unreadable(error.to_string())),
-        Ok(file) => file,
-    };
-    let mut hasher = blake3::Hasher::new();
-    match std::io::copy(&mut file, &mut hasher) {
-        Err(error) => (0, Outcome::Unreadable(error.to_string())),
-        Ok(size) if hasher.finalize().as_bytes() == id.as_bytes() => (size, Outcome::Ok),
-        Ok(size) => (size, Outcome::Mismatch),
+/// Re-hashes one blob file on this thread (blobs are hashed `jobs` at a time; the image
+/// digest's reader spreads one big file over every core): its size read and what it found.
+fn hash_blob(path: &Path, id: &BlobId) -> (u64, Outcome) {
+    let digest = fs_err::File::open(path).and_then(|mut file| {
+        let mut hasher = blake3::Hasher::new();
+        let size = std::io::copy(&mut file, &mut hasher)?;
+        Ok((size, *hasher.finalize().as_bytes()))
+    });
+    match digest {
+        Ok((size, digest)) => (size, outcome(Ok(digest), id.as_bytes())),
+        Err(error) => (0, outcome(Err(error), id.as_bytes())),
     }
 }
 
-/// Re-hashes the images (of one medium or all) against the digests recorded at imaging, each
-/// on a blocking thread, recording each outcome on its medium.
+/// What a file's digest (or the error reading it) says against the digest it should have.
+fn outcome(digest: std::io::Result<[u8; 32]>, expected: &[u8]) -> Outcome {
+    match digest {
+        Ok(digest) if digest.as_slice() == expected => Outcome::Ok,
+        Ok(_) => Outcome::Mismatch,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Outcome::Missing,
+        Err(error) => Outcome::Unreadable(error.to_string()),
+    }
+}
+
+/// Re-hashes the images (of one medium or all) against the digests recorded at imaging (with
+/// the imaging's own digest), recording each outcome on its medium.
 async fn images(
     catalog: &Catalog,
     medium: Option<crate::catalog::media::MediumId>,
@@ -364,25 +373,18 @@ async fn images(
     let mut checks = Vec::new();
     for image in report::images_to_verify(catalog.pool(), medium).await? {
         let path = PathBuf::from(&image.image_path);
-        let (outcome, error) = match crate::imaging::digest_file(&path).await {
-            Ok(digest) if digest.as_slice() == image.image_digest.as_slice() => ("ok", None),
-            Ok(_) => ("mismatch", None),
-            Err(crate::imaging::ImagingError::Digest { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                ("missing", None)
-            }
-            Err(crate::imaging::ImagingError::Digest { source, .. }) => {
-                ("unreadable", Some(source.to_string()))
-            }
-            Err(other) => return Err(other.into()),
-        };
-        report::record_image_verification(catalog.pool(), image.id, outcome).await?;
+        let digest =
+            tokio::task::spawn_blocking(move || crate::imaging::digest::digest_file(&path)).await?;
+        let outcome = outcome(digest, &image.image_digest);
+        report::record_image_verification(catalog.pool(), image.id, outcome.label()).await?;
         checks.push(ImageCheck {
             medium: image.name,
             path: image.image_path,
-            outcome,
-            error,
+            outcome: outcome.label(),
+            error: match outcome {
+                Outcome::Unreadable(error) => Some(error),
+                _ => None,
+            },
         });
     }
     Ok(checks)

@@ -465,16 +465,7 @@ async fn verify_finds_a_flipped_byte_and_a_missing_blob(pool: PgPool) {
     let one = blake3::hash(b"first blob\n").to_hex().to_string();
     let two = blake3::hash(b"second blob\n").to_hex().to_string();
     let path = |hex: &str| store.join(&hex[..2]).join(&hex[2..4]).join(hex);
-    let mut bytes = std::fs::read(path(&one)).unwrap();
-    bytes[3] ^= 0x01;
-    let mut permissions = std::fs::metadata(path(&one)).unwrap().permissions();
-    #[allow(
-        clippy::permissions_set_readonly_false,
-        reason = "the test tampers on purpose"
-    )]
-    permissions.set_readonly(false);
-    std::fs::set_permissions(path(&one), permissions).unwrap();
-    std::fs::write(path(&one), &bytes).unwrap();
+    flip_stored_byte(&path(&one), 3, 0x01);
     std::fs::remove_file(path(&two)).unwrap();
 
     let bad = host.run(&["verify", "--all", "--json"]);
@@ -492,6 +483,31 @@ async fn verify_finds_a_flipped_byte_and_a_missing_blob(pool: PgPool) {
     assert!(outcomes.contains(&(two.clone(), "missing".into())));
     let sample = host.run(&["verify", "--sample", "1"]);
     assert!(String::from_utf8_lossy(&sample.stdout).contains("1 blob(s) checked"));
+}
+
+/// Flips the bits `mask` of byte `at` of a read-only store file (the test tampers on purpose).
+fn flip_stored_byte(path: &Path, at: usize, mask: u8) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at] ^= mask;
+    let mut permissions = std::fs::metadata(path).unwrap().permissions();
+    #[allow(
+        clippy::permissions_set_readonly_false,
+        reason = "the test tampers on purpose"
+    )]
+    permissions.set_readonly(false);
+    std::fs::set_permissions(path, permissions).unwrap();
+    std::fs::write(path, &bytes).unwrap();
+}
+
+/// The `n` blobs verified last (hex ids).
+async fn verified_last(pool: &PgPool, n: i64) -> BTreeSet<String> {
+    sqlx::query_scalar("select encode(id, 'hex') from blob order by verified_at desc, id limit $1")
+        .bind(n)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
 }
 
 /// The blobs verified so far (hex ids).
@@ -571,42 +587,17 @@ async fn budgeted_verifies_cover_the_store_over_a_cycle_and_orphans_are_listed(p
         stdout.contains("3 blob(s) checked") && stdout.contains("stopped by"),
         "{stdout}"
     );
-    let again: BTreeSet<String> = sqlx::query_scalar(
-        "select encode(id, 'hex') from blob order by verified_at desc, id limit 3",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap()
-    .into_iter()
-    .collect();
-    assert_eq!(again, runs[0]);
+    assert_eq!(verified_last(&pool, 3).await, runs[0]);
     // A sample is the least recently verified too (the second run's now).
     let output = host.run(&["verify", "--sample", "3", "--jobs", "1"]);
     assert!(output.status.success());
-    let latest: BTreeSet<String> = sqlx::query_scalar(
-        "select encode(id, 'hex') from blob order by verified_at desc, id limit 3",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap()
-    .into_iter()
-    .collect();
-    assert_eq!(latest, runs[1]);
+    assert_eq!(verified_last(&pool, 3).await, runs[1]);
 
     // A flipped byte: found by the next whole run, and the medium is no longer fully verified.
     let store = host.root.join("store");
     let path = |hex: &str| store.join(&hex[..2]).join(&hex[2..4]).join(hex);
     let victim = runs[2].iter().next().unwrap().clone();
-    let mut bytes = std::fs::read(path(&victim)).unwrap();
-    bytes[100] ^= 0x80;
-    let mut permissions = std::fs::metadata(path(&victim)).unwrap().permissions();
-    #[allow(
-        clippy::permissions_set_readonly_false,
-        reason = "the test tampers on purpose"
-    )]
-    permissions.set_readonly(false);
-    std::fs::set_permissions(path(&victim), permissions).unwrap();
-    std::fs::write(path(&victim), &bytes).unwrap();
+    flip_stored_byte(&path(&victim), 100, 0x80);
     // An orphan (named like a blob, no catalog row) and a stray file that is no blob.
     let orphan = blake3::hash(b"nobody recorded me\n").to_hex().to_string();
     std::fs::create_dir_all(path(&orphan).parent().unwrap()).unwrap();

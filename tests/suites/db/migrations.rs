@@ -124,19 +124,24 @@ async fn modified_migration_is_refused(pool: PgPool) {
     );
 }
 
+/// Applies the migrations up to `version` only, as a catalog made by an older release has them.
+async fn migrate_up_to(pool: &PgPool, version: i64) {
+    let before: Vec<_> = MIGRATOR
+        .iter()
+        .filter(|m| m.version <= version)
+        .cloned()
+        .collect();
+    sqlx::migrate::Migrator::with_migrations(before)
+        .run(pool)
+        .await
+        .unwrap();
+}
+
 /// 0006 re-keys the inode tables: a catalog loaded under 0005 keeps every row, and its
 /// per-partition foreign keys (dropped with the old key) are made again and still enforced.
 #[sqlx::test(migrations = false)]
 async fn re_keying_inodes_keeps_a_loaded_catalog_and_its_foreign_keys(pool: PgPool) {
-    let before: Vec<_> = MIGRATOR
-        .iter()
-        .filter(|m| m.version <= 5)
-        .cloned()
-        .collect();
-    sqlx::migrate::Migrator::with_migrations(before)
-        .run(&pool)
-        .await
-        .unwrap();
+    migrate_up_to(&pool, 5).await;
     sqlx::raw_sql(
         "insert into medium (id, hash, name, kind, source) overriding system value
              values (7, 'deadbeef00000000000000000000000a', 'old', 'image', '/old.img');
@@ -217,15 +222,7 @@ async fn re_keying_inodes_keeps_a_loaded_catalog_and_its_foreign_keys(pool: PgPo
 /// under 0009 already holds: `ntt where` finds them after the upgrade.
 #[sqlx::test(migrations = false)]
 async fn media_holding_a_content_are_listed_for_copies_made_before_the_upgrade(pool: PgPool) {
-    let before: Vec<_> = MIGRATOR
-        .iter()
-        .filter(|m| m.version <= 9)
-        .cloned()
-        .collect();
-    sqlx::migrate::Migrator::with_migrations(before)
-        .run(&pool)
-        .await
-        .unwrap();
+    migrate_up_to(&pool, 9).await;
     sqlx::raw_sql(
         "insert into medium (id, hash, name, kind, source) overriding system value
              values (7, 'deadbeef00000000000000000000000a', 'old', 'image', '/old.img'),
