@@ -46,6 +46,13 @@ struct Args {
     /// Seconds a job may wait for an agent to claim it before a Warning event says so
     #[arg(long, env = "NTT_UNCLAIMED_WARNING", default_value_t = 300)]
     unclaimed_warning: u64,
+    /// Seconds between verifications of a copied medium's stored content (each blob re-hashed
+    /// once per interval); 0 schedules none
+    #[arg(long, env = "NTT_VERIFY_INTERVAL", default_value_t = 30 * 86_400)]
+    verify_interval: u64,
+    /// Seconds one verify job may run (a longer verification continues in the next job)
+    #[arg(long, env = "NTT_VERIFY_BUDGET", default_value_t = 3600)]
+    verify_budget: u64,
 }
 
 #[tokio::main]
@@ -85,6 +92,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             backoff_max: Duration::from_secs(args.backoff_max),
             max_attempts: args.max_stage_attempts.max(1),
             unclaimed_warning: Duration::from_secs(args.unclaimed_warning),
+            verification: (args.verify_interval > 0).then(|| plan::VerifySettings {
+                interval: Duration::from_secs(args.verify_interval),
+                budget: Duration::from_secs(args.verify_budget.max(1)),
+            }),
         },
         lease: leader::LeaseSettings::new(&args.lease_namespace, &identity),
     };

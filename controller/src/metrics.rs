@@ -24,6 +24,8 @@ pub struct Metrics {
     errors: Family<Labels, Counter>,
     media: Family<Labels, Gauge>,
     jobs: Family<Labels, Gauge>,
+    verified: Family<Labels, Gauge>,
+    bad_blobs: Family<Labels, Gauge>,
     phases: Mutex<BTreeMap<String, Phase>>,
     states: Mutex<BTreeMap<String, JobState>>,
     ready: AtomicBool,
@@ -51,12 +53,26 @@ impl Default for Metrics {
         );
         registry.register("media", "Media by phase", media.clone());
         registry.register("jobs", "MediumJobs by state", jobs.clone());
+        let verified = Family::<Labels, Gauge>::default();
+        let bad_blobs = Family::<Labels, Gauge>::default();
+        registry.register(
+            "medium_verified_timestamp_seconds",
+            "When every blob of a copied medium was last found right (Unix time; 0: not now)",
+            verified.clone(),
+        );
+        registry.register(
+            "medium_bad_blobs",
+            "Blobs of a medium its last verification found wrong",
+            bad_blobs.clone(),
+        );
         Self {
             registry,
             reconciles,
             errors,
             media,
             jobs,
+            verified,
+            bad_blobs,
             phases: Mutex::new(BTreeMap::new()),
             states: Mutex::new(BTreeMap::new()),
             ready: AtomicBool::new(false),
@@ -105,6 +121,28 @@ impl Metrics {
             self.jobs
                 .get_or_create(&vec![("state".to_owned(), format!("{state:?}"))])
                 .inc();
+        }
+    }
+
+    /// What the verification of a Medium (by namespace and name) last found; `None` forgets
+    /// it (deleted, or not verified by this controller).
+    pub fn observe_verification(
+        &self,
+        namespace: &str,
+        name: &str,
+        verification: Option<&ntt_crds::VerificationStatus>,
+    ) {
+        let labels = vec![
+            ("namespace".to_owned(), namespace.to_owned()),
+            ("medium".to_owned(), name.to_owned()),
+        ];
+        if let Some(v) = verification {
+            let at = v.last_verified_at.as_ref().map_or(0, |t| t.0.as_second());
+            self.verified.get_or_create(&labels).set(at);
+            self.bad_blobs.get_or_create(&labels).set(v.bad_blobs);
+        } else {
+            self.verified.remove(&labels);
+            self.bad_blobs.remove(&labels);
         }
     }
 

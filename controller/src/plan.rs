@@ -14,6 +14,8 @@
 //!   one was armed at deletion time (`kubectl ntt purge`: the purge annotation holds the
 //!   Medium's uid), then the finalizer goes. Nothing else removes evidence.
 
+mod verification;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -39,7 +41,11 @@ pub struct Settings {
     pub max_attempts: i32,
     /// A job no agent claimed for this long gets a Warning event (once).
     pub unclaimed_warning: Duration,
+    /// Periodic verification of copied media (`None`: none is scheduled).
+    pub verification: Option<VerifySettings>,
 }
+
+pub use verification::{VerifyRequest, VerifySettings};
 
 impl Default for Settings {
     fn default() -> Self {
@@ -49,6 +55,7 @@ impl Default for Settings {
             backoff_max: Duration::from_hours(1),
             max_attempts: 5,
             unclaimed_warning: Duration::from_mins(5),
+            verification: Some(VerifySettings::default()),
         }
     }
 }
@@ -105,6 +112,8 @@ pub struct Plan {
     pub release: Vec<String>,
     /// Events to record.
     pub events: Vec<EventIntent>,
+    /// Other Media to ask for a verification now (they hold a blob found wrong).
+    pub verify_requests: Vec<VerifyRequest>,
     /// Reconcile again after this long even if nothing changes.
     pub requeue: Option<Duration>,
 }
@@ -302,8 +311,9 @@ pub fn new_job(medium: &Medium, recorded: &MediumStatus, stage: Stage, attempt: 
             force: spec.force_confirmed(recorded.medium_hash.as_deref()),
             image_profile: match stage {
                 Stage::Enumerate | Stage::Copy => recorded.imaged_profile,
-                Stage::Image | Stage::Purge => None,
+                Stage::Image | Stage::Verify | Stage::Purge => None,
             },
+            verify: None,
         },
         status: None,
     }
@@ -522,6 +532,7 @@ pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
         delete: Vec::new(),
         release: Vec::new(),
         events: Vec::new(),
+        verify_requests: Vec::new(),
         requeue: None,
     };
     let has_finalizer = medium
@@ -558,11 +569,17 @@ pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
         None => Outcome::default(),
         Some(stage) => stage_work(&seen, stage, &mut status, &mut plan, settings),
     };
+    let fixity = if seen.deleting {
+        status.new.verification.clone_from(&seen.old.verification);
+        None
+    } else {
+        verification::verification(&seen, &mut status, &mut plan, settings)
+    };
     aggregate_conditions(&seen, &outcome, &mut status);
     if seen.deleting {
         deletion_blocked(&seen, &outcome, work, &mut status, &plan);
     }
-    degraded(&outcome, &mut status);
+    degraded(&outcome, fixity, &mut status);
     if seen.old.phase != status.new.phase
         && !matches!(status.new.phase, Phase::Completed | Phase::Failed)
         && plan.events.is_empty()
@@ -581,10 +598,11 @@ pub fn plan(facts: Facts<'_>, settings: &Settings) -> Plan {
 /// Jobs that run but are not the one wanted now (the target was lowered, a newer attempt
 /// exists), and finished jobs a later attempt superseded: deleted.
 fn superseded_jobs(seen: &Observed<'_>) -> Vec<String> {
+    // With every stage done, a verification is the work of the moment.
     let current_stage = if seen.deleting {
         Some(Stage::Purge)
     } else {
-        seen.next
+        seen.next.or(Some(Stage::Verify))
     };
     seen.jobs
         .iter()
@@ -1194,8 +1212,9 @@ fn deletion_blocked(
     status.condition(condition::DELETION_BLOCKED, blocked, why, message);
 }
 
-/// `Degraded`: a terminal failure, or a medium not wholly readable (typed health).
-fn degraded(outcome: &Outcome, status: &mut StatusBuilder<'_>) {
+/// `Degraded`: a terminal failure, stored content found wrong (`fixity`: which), or a medium
+/// not wholly readable (typed health).
+fn degraded(outcome: &Outcome, fixity: Option<String>, status: &mut StatusBuilder<'_>) {
     let health = status
         .new
         .health
@@ -1203,6 +1222,7 @@ fn degraded(outcome: &Outcome, status: &mut StatusBuilder<'_>) {
         .map(|h| h.parse::<Health>().map_err(|_| h.to_owned()));
     let (degraded, why, message) = match (&outcome.stalled, health) {
         (Some((_, failure)), _) if outcome.terminal => (true, reason::FAILED, failure.clone()),
+        _ if fixity.is_some() => (true, reason::FIXITY_FAILED, fixity.unwrap_or_default()),
         (_, None | Some(Ok(Health::Ok))) => (false, reason::HEALTHY, String::new()),
         (_, Some(Ok(health))) => (true, reason::UNREADABLE_AREAS, format!("health {health}")),
         // A health this controller does not know is not vouched for.

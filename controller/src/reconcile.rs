@@ -14,7 +14,9 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
-use ntt_crds::condition::{AGENT_FINALIZER, FIELD_MANAGER_CONTROLLER, FINALIZER, MEDIUM_UID_LABEL};
+use ntt_crds::condition::{
+    AGENT_FINALIZER, FIELD_MANAGER_CONTROLLER, FINALIZER, MEDIUM_UID_LABEL, VERIFY_ANNOTATION,
+};
 use ntt_crds::{JobState, Medium, MediumJob};
 use serde_json::json;
 
@@ -137,6 +139,12 @@ pub async fn reconcile(medium: Arc<Medium>, ctx: Arc<Context>) -> Result<Action,
     );
     carry_out(&ctx, &medium, &media, &jobs_api, &plan).await?;
     ctx.metrics.observe_phase(&uid, plan.status.phase);
+    let verification = plan.status.verification.as_ref();
+    ctx.metrics.observe_verification(
+        &namespace,
+        &name,
+        verification.filter(|_| plan.finalizer != FinalizerAction::Remove),
+    );
     for job in &listed {
         let state = job.status.as_ref().map(|s| s.state).unwrap_or_default();
         ctx.metrics
@@ -144,7 +152,7 @@ pub async fn reconcile(medium: Arc<Medium>, ctx: Arc<Context>) -> Result<Action,
     }
     Ok(plan.requeue.map_or_else(
         || Action::requeue(RESYNC),
-        |after| Action::requeue(after.max(Duration::from_millis(200))),
+        |after| Action::requeue(after.clamp(Duration::from_millis(200), RESYNC)),
     ))
 }
 
@@ -206,6 +214,9 @@ async fn carry_out(
         return Ok(());
     }
     carry_out_jobs(&name, jobs, plan).await?;
+    // Before the status that takes the verification's end in: a reconcile that stops between
+    // the two asks again (the same value changes nothing).
+    ask_to_verify(ctx, &name, plan).await;
     if medium.status.as_ref() != Some(&plan.status) {
         let patch = ntt_crds::patch::status_apply::<Medium>(&plan.status);
         call(
@@ -230,6 +241,35 @@ async fn carry_out(
     }
     publish_events(ctx, medium, plan).await;
     Ok(())
+}
+
+/// Asks the other Media holding a blob found wrong to verify now (their verify annotation);
+/// best effort: a Medium gone, or in a namespace this controller may not write, is logged.
+async fn ask_to_verify(ctx: &Context, name: &str, plan: &Plan) {
+    for request in &plan.verify_requests {
+        let media: Api<Medium> = Api::namespaced(ctx.client.clone(), &request.namespace);
+        let patch = json!({"metadata": {"annotations": {VERIFY_ANNOTATION: request.value}}});
+        let patched = tokio::time::timeout(
+            CALL_TIMEOUT,
+            media.patch(
+                &request.name,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            ),
+        )
+        .await;
+        match patched {
+            Ok(Ok(_)) => {
+                tracing::info!(medium = %name, other = %format!("{}/{}", request.namespace, request.name), "asked a medium sharing a wrong blob to verify");
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(medium = %name, other = %format!("{}/{}", request.namespace, request.name), %error, "cannot ask a medium sharing a wrong blob to verify");
+            }
+            Err(_) => {
+                tracing::warn!(medium = %name, other = %format!("{}/{}", request.namespace, request.name), "asking a medium to verify timed out");
+            }
+        }
+    }
 }
 
 /// Records the plan's events; best effort (a lost event must not stop the reconcile).

@@ -10,9 +10,11 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use ntt_controller::plan::{
-    AgentFacts, Facts, FinalizerAction, Plan, Settings, backoff, job_name, plan,
+    AgentFacts, Facts, FinalizerAction, Plan, Settings, VerifySettings, backoff, job_name, plan,
 };
-use ntt_crds::condition::{self, AGENT_FINALIZER, FINALIZER, PAUSED_ANNOTATION, RETRY_ANNOTATION};
+use ntt_crds::condition::{
+    self, AGENT_FINALIZER, FINALIZER, PAUSED_ANNOTATION, RETRY_ANNOTATION, VERIFY_ANNOTATION,
+};
 use ntt_crds::{
     DeletionPolicy, ErrorClass, ImagingProfile, JobError, JobResult, JobState, Medium, MediumJob,
     MediumJobStatus, MediumSpec, Phase, Progress, Source, Stage, Target,
@@ -25,6 +27,7 @@ fn settings() -> Settings {
         backoff_max: Duration::from_secs(100),
         max_attempts: 3,
         unclaimed_warning: Duration::from_mins(2),
+        verification: None,
     }
 }
 
@@ -136,6 +139,12 @@ impl World {
             );
             let mut job = job.clone();
             job.metadata.creation_timestamp = Some(Time(self.now));
+            // As the API server does: each object its own uid.
+            job.metadata.uid = Some(format!(
+                "uid-{}-{}",
+                job.metadata.name.as_deref().unwrap_or_default(),
+                self.now.as_second()
+            ));
             self.jobs.push(job);
         }
         self.medium.status = Some(plan.status.clone());
@@ -237,6 +246,7 @@ impl World {
             medium_hash: Some("726cdff6dc73e3dd1abe0e4c9762dff5".to_owned()),
             health: Some("ok".to_owned()),
             summary: String::new(),
+            verification: None,
         };
         self.finish(&name, Ok(result));
         name
@@ -382,6 +392,7 @@ fn the_full_lifecycle_runs_one_job_per_stage_to_copied_and_then_settles() {
             medium_hash: Some("726cdff6".to_owned()),
             health: Some("ok".to_owned()),
             summary: String::new(),
+            verification: None,
         }),
     );
     let plan = world.reconcile();
@@ -1046,6 +1057,7 @@ fn unreadable_areas_show_as_degraded_but_the_pipeline_goes_on() {
             medium_hash: Some("aa".to_owned()),
             health: Some("incomplete".to_owned()),
             summary: String::new(),
+            verification: None,
         }),
     );
     let plan = world.reconcile();
@@ -1333,6 +1345,291 @@ fn backoff_doubles_up_to_its_ceiling() {
     assert_eq!(waits, [10, 20, 40, 80, 100, 100]);
 }
 
+/// What a verify job reports: covered or not, `bad` wrong blobs held by this Medium, another
+/// Medium and a medium ingested standalone.
+fn verify_result(complete: bool, bad: u8, at: Timestamp) -> ntt_crds::VerifyResult {
+    let blobs: Vec<ntt_crds::BadBlob> = (0..bad)
+        .map(|i| ntt_crds::BadBlob {
+            blake3: format!("{i:064x}"),
+            outcome: "mismatch".to_owned(),
+            media: vec![
+                "lab/box-7-disk-2".to_owned(),
+                "lab/box-9".to_owned(),
+                "old-standalone-disk".to_owned(),
+            ],
+        })
+        .collect();
+    ntt_crds::VerifyResult {
+        checked: 12,
+        bytes: 4096,
+        complete,
+        verified_at: (complete && bad == 0).then_some(Time(at)),
+        bad_total: i64::from(bad),
+        bad: blobs,
+    }
+}
+
+/// [`verify_result`] in a job's result; `at`: when the medium's oldest check was.
+fn verify_job_result(complete: bool, bad: u8, at: Timestamp) -> JobResult {
+    JobResult {
+        medium_hash: Some("726cdff6dc73e3dd1abe0e4c9762dff5".to_owned()),
+        verification: Some(verify_result(complete, bad, at)),
+        ..JobResult::default()
+    }
+}
+
+/// Runs the pipeline of a new Medium to Copied.
+fn copied_world(verification: Option<VerifySettings>) -> World {
+    let mut world = World::new(Target::Copied);
+    world.settings.verification = verification;
+    for _ in 0..20 {
+        world.reconcile();
+        if world.status().phase == Phase::Completed {
+            return world;
+        }
+        if world.active().len() == 1 {
+            world.run_active();
+        }
+    }
+    panic!("not copied: {:?}", world.status());
+}
+
+#[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one medium's verifications, step by step"
+)]
+fn a_copied_medium_is_verified_each_interval_within_its_budget_and_wrong_blobs_degrade_it() {
+    let interval = Duration::from_secs(1000);
+    let mut world = copied_world(Some(VerifySettings {
+        interval,
+        budget: Duration::from_secs(100),
+    }));
+    world.settle();
+    let copied_at = world.status().completed_at.clone().unwrap();
+    assert_eq!(
+        world.condition(condition::VERIFIED),
+        ("False".to_owned(), "NotVerifiedYet".to_owned())
+    );
+    let state = world.status().verification.clone().unwrap();
+    assert_eq!(
+        state.next_at.unwrap().0,
+        copied_at.0 + SignedDuration::from_secs(1000),
+        "the first verification one interval after the copy"
+    );
+    assert!(world.plan().requeue.unwrap() <= interval);
+    // Due: one job, budgeted, re-hashing what was not found right within the interval.
+    world.advance(1000);
+    let plan = world.reconcile();
+    let job = plan.create.expect("a verify job");
+    assert_eq!(job.spec.stage, Stage::Verify);
+    assert_eq!(job.metadata.name.as_deref(), Some("box-7-disk-2-verify-1"));
+    assert_eq!(job.spec.medium_hash, world.status().medium_hash);
+    let options = job.spec.verify.clone().unwrap();
+    assert_eq!(options.budget_seconds, 100);
+    assert_eq!(
+        options.stale_before.0,
+        world.now - SignedDuration::from_secs(1000)
+    );
+    assert_eq!(
+        world.status().phase,
+        Phase::Completed,
+        "still completed while verifying"
+    );
+    assert_eq!(world.condition(condition::READY).0, "True");
+    world.settle();
+    // The budget ran out: the next job at once, the first one removed.
+    world.claim("box-7-disk-2-verify-1");
+    world.advance(100);
+    world.finish(
+        "box-7-disk-2-verify-1",
+        Ok(verify_job_result(false, 0, world.now)),
+    );
+    let plan = world.reconcile();
+    assert_eq!(
+        plan.create.and_then(|j| j.metadata.name).as_deref(),
+        Some("box-7-disk-2-verify-2")
+    );
+    assert!(plan.events.is_empty(), "{:?}", plan.events);
+    let plan = world.reconcile();
+    assert_eq!(plan.delete, ["box-7-disk-2-verify-1"]);
+    // Covered, all right: Verified, the next one an interval after the oldest check.
+    world.claim("box-7-disk-2-verify-2");
+    world.advance(50);
+    let oldest = world.now - SignedDuration::from_secs(30);
+    world.finish(
+        "box-7-disk-2-verify-2",
+        Ok(verify_job_result(true, 0, oldest)),
+    );
+    let plan = world.reconcile();
+    assert_eq!(plan.events.len(), 1, "{:?}", plan.events);
+    assert_eq!(plan.events[0].reason, "Verified");
+    assert_eq!(
+        world.condition(condition::VERIFIED),
+        ("True".to_owned(), "AllBlobsMatch".to_owned())
+    );
+    let state = world.status().verification.clone().unwrap();
+    // The oldest check of its blobs (another medium's verification may have made it).
+    let verified_at = oldest;
+    assert_eq!(state.last_verified_at.unwrap().0, verified_at);
+    assert_eq!(
+        state.next_at.unwrap().0,
+        verified_at + SignedDuration::from_secs(1000)
+    );
+    assert_eq!(state.bad_blobs, 0);
+    world.settle();
+    // Asked for (the annotation): at once, and the same value does nothing twice.
+    world.annotate(VERIFY_ANNOTATION, "now");
+    let plan = world.reconcile();
+    assert_eq!(plan.create.unwrap().spec.stage, Stage::Verify);
+    assert_eq!(
+        world
+            .status()
+            .verification
+            .as_ref()
+            .unwrap()
+            .request_seen
+            .as_deref(),
+        Some("now")
+    );
+    // Wrong blobs: Verified False, Degraded naming them and their media, a Warning once, and
+    // the other Medium holding them asked to verify (not this one, not a standalone medium).
+    world.claim("box-7-disk-2-verify-3");
+    world.advance(10);
+    world.finish(
+        "box-7-disk-2-verify-3",
+        Ok(verify_job_result(true, 2, world.now)),
+    );
+    let plan = world.reconcile();
+    assert_eq!(
+        world.condition(condition::VERIFIED),
+        ("False".to_owned(), "FixityFailed".to_owned())
+    );
+    assert_eq!(
+        world.condition(condition::DEGRADED),
+        ("True".to_owned(), "FixityFailed".to_owned())
+    );
+    let degraded = world
+        .status()
+        .condition(condition::DEGRADED)
+        .unwrap()
+        .message
+        .clone();
+    assert!(
+        degraded.starts_with("2 blob(s) of this medium failed verification")
+            && degraded.contains(&format!(
+                "{:064x} mismatch (held by lab/box-7-disk-2, lab/box-9",
+                1
+            )),
+        "{degraded}"
+    );
+    let warnings: Vec<_> = plan.events.iter().filter(|e| e.warning).collect();
+    assert_eq!(warnings.len(), 1, "{:?}", plan.events);
+    assert_eq!(warnings[0].reason, "FixityFailed");
+    assert!(
+        warnings[0].note.contains("lab/box-9"),
+        "{}",
+        warnings[0].note
+    );
+    assert_eq!(plan.verify_requests.len(), 1, "{:?}", plan.verify_requests);
+    let request = &plan.verify_requests[0];
+    assert_eq!(
+        (request.namespace.as_str(), request.name.as_str()),
+        ("lab", "box-9")
+    );
+    assert_eq!(world.status().verification.as_ref().unwrap().bad_blobs, 2);
+    assert!(
+        world
+            .status()
+            .verification
+            .as_ref()
+            .unwrap()
+            .last_verified_at
+            .is_none()
+    );
+    world.settle();
+    // Stays degraded (its message too) while the next verification runs.
+    world.advance(1000);
+    world.reconcile();
+    world.claim("box-7-disk-2-verify-4");
+    let plan = world.reconcile();
+    assert!(
+        plan.verify_requests.is_empty() && plan.events.is_empty(),
+        "{plan:?}"
+    );
+    assert_eq!(
+        world
+            .status()
+            .condition(condition::DEGRADED)
+            .unwrap()
+            .message,
+        degraded
+    );
+    // A failed verify job: a warning, then another after the backoff.
+    world.advance(5);
+    world.finish(
+        "box-7-disk-2-verify-4",
+        Err(error(ErrorClass::Transient, "database down")),
+    );
+    let plan = world.reconcile();
+    assert_eq!(plan.events.len(), 1, "{:?}", plan.events);
+    assert_eq!(plan.events[0].reason, "VerifyFailed");
+    assert!(plan.create.is_none());
+    assert_eq!(world.status().verification.as_ref().unwrap().failures, 1);
+    world.advance(10);
+    let plan = world.reconcile();
+    assert_eq!(plan.create.unwrap().spec.stage, Stage::Verify);
+    // It finds them right again: the degradation ends.
+    world.claim("box-7-disk-2-verify-5");
+    world.finish(
+        "box-7-disk-2-verify-5",
+        Ok(verify_job_result(true, 0, world.now)),
+    );
+    world.reconcile();
+    assert_eq!(
+        world.condition(condition::DEGRADED),
+        ("False".to_owned(), "Healthy".to_owned())
+    );
+    assert_eq!(world.status().verification.as_ref().unwrap().failures, 0);
+    world.settle();
+}
+
+#[test]
+fn pipeline_work_and_pause_come_before_verification() {
+    let mut world = copied_world(Some(VerifySettings {
+        interval: Duration::from_secs(100),
+        budget: Duration::from_secs(10),
+    }));
+    world.advance(100);
+    world.reconcile();
+    world.claim("box-7-disk-2-verify-1");
+    // A stronger profile images the drive again: the verification is cancelled for it.
+    world.medium.spec.imaging.profile = ImagingProfile::Thorough;
+    *world.medium.metadata.generation.as_mut().unwrap() += 1;
+    let plan = world.reconcile();
+    assert_eq!(plan.delete, ["box-7-disk-2-verify-1"]);
+    assert_eq!(plan.create.unwrap().spec.stage, Stage::Image);
+    // Paused once copied again: no verification starts, even when asked.
+    world.annotate(PAUSED_ANNOTATION, "true");
+    world.annotate(VERIFY_ANNOTATION, "now");
+    world.finish(
+        "box-7-disk-2-verify-1",
+        Err(error(ErrorClass::Cancelled, "cancelled")),
+    );
+    world.settle();
+    let plan = world.plan();
+    assert!(plan.create.is_none());
+    // Without verification scheduled, the condition says so and no job comes.
+    let mut quiet = copied_world(None);
+    quiet.advance(1_000_000);
+    quiet.settle();
+    assert_eq!(
+        quiet.condition(condition::VERIFIED),
+        ("False".to_owned(), "NotScheduled".to_owned())
+    );
+    assert!(quiet.jobs.iter().all(|j| j.spec.stage != Stage::Verify));
+}
+
 mod properties {
     use super::*;
     use proptest::prelude::*;
@@ -1349,6 +1646,7 @@ mod properties {
         Target(Target),
         Pause(bool),
         Retry(u8),
+        Verify(u8),
         Delete,
     }
 
@@ -1370,6 +1668,7 @@ mod properties {
                 .prop_map(Event::Target),
             1 => any::<bool>().prop_map(Event::Pause),
             1 => (0_u8..3).prop_map(Event::Retry),
+            1 => (0_u8..3).prop_map(Event::Verify),
             1 => Just(Event::Delete),
         ]
     }
@@ -1387,6 +1686,10 @@ mod properties {
         #[test]
         fn invariants_hold_under_random_histories(events in prop::collection::vec(event(), 1..80)) {
             let mut world = World::new(Target::Copied);
+            world.settings.verification = Some(VerifySettings {
+                interval: Duration::from_mins(5),
+                budget: Duration::from_mins(1),
+            });
             for event in events {
                 if world.gone {
                     break;
@@ -1402,10 +1705,15 @@ mod properties {
                         prop_assert_eq!(&first, &world.plan(), "deterministic");
                         let plan = world.reconcile();
                         if let Some(job) = &plan.create {
-                            prop_assert!(
-                                job.spec.stage == Stage::Purge
-                                    || job.spec.stage.completes().unwrap() <= world.medium.spec.target
-                            );
+                            match job.spec.stage {
+                                Stage::Purge => {}
+                                Stage::Verify => {
+                                    prop_assert_eq!(world.medium.spec.target, Target::Copied);
+                                    prop_assert!(world.status().condition(condition::READY)
+                                        .is_some_and(|c| c.status == "True"), "verified once copied");
+                                }
+                                stage => prop_assert!(stage.completes().unwrap() <= world.medium.spec.target),
+                            }
                         }
                         let paused = world.medium.metadata.annotations.as_ref()
                             .is_some_and(|a| a.get(PAUSED_ANNOTATION).is_some_and(|v| v == "true"));
@@ -1426,7 +1734,12 @@ mod properties {
                     Event::Claim => if let Some(name) = active.filter(|_| !claimed) { world.claim(&name) },
                     Event::Heartbeat => if let Some(name) = active.filter(|_| claimed) { world.heartbeat(&name, None) },
                     Event::Succeed => if let Some(name) = active.filter(|_| claimed) {
-                        world.finish(&name, Ok(JobResult::default()));
+                        let verify = name.contains("-verify-");
+                        let complete = world.now.as_second() % 2 == 0;
+                        world.finish(&name, Ok(JobResult {
+                            verification: verify.then(|| verify_result(complete, u8::from(!complete), world.now)),
+                            ..JobResult::default()
+                        }));
                     },
                     Event::Fail(class) => if let Some(name) = active.filter(|_| claimed) {
                         world.finish(&name, Err(error(class, "boom")));
@@ -1434,6 +1747,7 @@ mod properties {
                     Event::Target(t) => world.set_target(t),
                     Event::Pause(p) => world.annotate(PAUSED_ANNOTATION, if p { "true" } else { "false" }),
                     Event::Retry(v) => world.annotate(RETRY_ANNOTATION, &v.to_string()),
+                    Event::Verify(v) => world.annotate(VERIFY_ANNOTATION, &v.to_string()),
                     Event::Delete => world.delete(),
                 }
                 prop_assert!(world.active().len() <= 1, "one active job: {:?}", world.names());
@@ -1617,4 +1931,27 @@ fn the_argocd_health_check_maps_each_phase_of_the_controllers_statuses() {
     let (status, message) = health(&world);
     assert_eq!(status, "Progressing");
     assert!(message.starts_with("Deleting"), "{message}");
+}
+
+#[test]
+fn the_argocd_health_check_says_degraded_when_stored_content_is_wrong() {
+    // Stored content found wrong by a verification: degraded, naming it.
+    let mut world = copied_world(Some(VerifySettings {
+        interval: Duration::from_secs(10),
+        budget: Duration::from_secs(10),
+    }));
+    world.advance(10);
+    world.reconcile();
+    world.claim("box-7-disk-2-verify-1");
+    world.finish(
+        "box-7-disk-2-verify-1",
+        Ok(verify_job_result(true, 1, world.now)),
+    );
+    world.reconcile();
+    let (status, message) = argocd_health(&world.medium);
+    assert_eq!(status, "Degraded");
+    assert!(
+        message.starts_with("FixityFailed: 1 blob(s) of this medium failed verification"),
+        "{message}"
+    );
 }

@@ -10,6 +10,9 @@ pub const IMAGED: &str = "Imaged";
 pub const ENUMERATED: &str = "Enumerated";
 /// The copy stage succeeded.
 pub const COPIED: &str = "Copied";
+/// The stored content was verified (periodic fixity): True while every blob of the medium was
+/// last found right; False before the first complete verification, or once a blob is wrong.
+pub const VERIFIED: &str = "Verified";
 /// Every stage up to the target succeeded.
 pub const READY: &str = "Ready";
 /// A stage failed for good, or the medium could not be read completely.
@@ -108,6 +111,14 @@ pub mod reason {
     pub const PURGE_NOT_ARMED: &str = "PurgeNotArmed";
     /// Deleted without a purge: the evidence is retained (status reason).
     pub const RETAINED: &str = "Retained";
+    /// Every blob of the medium was found right by its last verification (condition reason).
+    pub const ALL_BLOBS_MATCH: &str = "AllBlobsMatch";
+    /// A verification found blobs of the medium wrong (condition reason, Warning event).
+    pub const FIXITY_FAILED: &str = "FixityFailed";
+    /// A verification runs or is due, and none has covered the medium yet (condition reason).
+    pub const NOT_VERIFIED_YET: &str = "NotVerifiedYet";
+    /// The controller schedules no verification (condition reason).
+    pub const NOT_SCHEDULED: &str = "NotScheduled";
 }
 
 /// Reasons of events the controller records on a Medium (besides the reasons above that are
@@ -126,6 +137,10 @@ pub mod event {
     pub const JOB_UNCLAIMED: &str = "JobUnclaimed";
     /// The phase changed (other than to Completed or Failed, which have their own).
     pub const PHASE_CHANGED: &str = "PhaseChanged";
+    /// A verification covered the medium and found every blob right.
+    pub const VERIFIED: &str = "Verified";
+    /// A verify job failed (it is tried again later).
+    pub const VERIFY_FAILED: &str = "VerifyFailed";
 }
 
 /// The finalizer the controller keeps on every Medium until its jobs are gone.
@@ -148,6 +163,9 @@ pub fn agent_lease_name(node: &str) -> String {
 
 /// Change its value to retry a medium whose stage failed for good.
 pub const RETRY_ANNOTATION: &str = "ntt.hrdag.org/retry";
+/// Change its value to verify a copied medium's stored content now (the controller also sets
+/// it on the other media holding a blob a verification found wrong).
+pub const VERIFY_ANNOTATION: &str = "ntt.hrdag.org/verify";
 /// `"true"` stops new jobs (a running one finishes; deletion still proceeds).
 pub const PAUSED_ANNOTATION: &str = "ntt.hrdag.org/paused";
 /// Label on each MediumJob: the uid of its Medium.

@@ -96,6 +96,23 @@ pub struct MediumJobSpec {
     /// a stage that read a weaker image runs again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_profile: Option<ImagingProfile>,
+    /// For a verify job: which blobs to re-hash and for how long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifyOptions>,
+}
+
+/// What a verify job re-hashes: the medium's blobs not found right since `staleBefore`
+/// (never verified, verified earlier, or found wrong), least recently verified first, for at
+/// most `budgetSeconds`; the next job goes on where it stopped.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyOptions {
+    /// Blobs found right at or after this time are not re-hashed (another medium's
+    /// verification may have done it).
+    pub stale_before: Time,
+    /// The job takes no further blob after this many seconds.
+    #[schemars(range(min = 1))]
+    pub budget_seconds: i64,
 }
 
 /// A job's state.
@@ -132,6 +149,47 @@ pub struct JobResult {
     /// One line for people.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub summary: String,
+    /// What a verify job found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerifyResult>,
+}
+
+/// What a verify job found about its medium's stored content.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyResult {
+    /// Blobs re-hashed by this job.
+    pub checked: i64,
+    /// Bytes re-hashed by this job.
+    pub bytes: i64,
+    /// Whether every blob of the medium has now been verified since `staleBefore` (false:
+    /// the budget ran out and the next job goes on).
+    pub complete: bool,
+    /// When every blob of the medium was last found right (absent while one is wrong or
+    /// not verified yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<Time>,
+    /// Blobs of the medium whose last verification found them wrong.
+    pub bad_total: i64,
+    /// The first of them (at most 20), each with the media that hold it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub bad: Vec<BadBlob>,
+}
+
+/// A blob whose verification found it wrong.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BadBlob {
+    /// Its BLAKE3 hash (hex).
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
+    pub blake3: String,
+    /// `mismatch`, `missing` or `unreadable`.
+    pub outcome: String,
+    /// The catalog names of the media holding it (`namespace/name` for Media).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub media: Vec<String>,
 }
 
 /// A job's status, written by the agent that runs it.

@@ -27,10 +27,14 @@ pub mod query;
 
 pub use health::{Health, HealthThresholds};
 pub use id::{BlobId, MediumHash, ParseIdError};
-pub use job::{JobResult, JobState, MediumJob, MediumJobSpec, MediumJobStatus};
+pub use job::{
+    BadBlob, JobResult, JobState, MediumJob, MediumJobSpec, MediumJobStatus, VerifyOptions,
+    VerifyResult,
+};
 pub use medium::{
     DeletionPolicy, ErrorClass, IgnoreOptions, ImagingOptions, ImagingProfile, JobError, Medium,
     MediumSpec, MediumStatus, Phase, Progress, Source, SourceKind, Stage, Target,
+    VerificationStatus,
 };
 
 /// The API group.

@@ -101,6 +101,13 @@ use serde::{Deserialize, Serialize};
         json_path = ".status.lastError.message",
         priority = 1,
         description = "The last failure"
+    ),
+    printcolumn(
+        name = "Verified",
+        type_ = "date",
+        json_path = ".status.verification.lastVerifiedAt",
+        priority = 1,
+        description = "When all of its stored content was last found right"
     )
 )]
 #[serde(rename_all = "camelCase")]
@@ -334,7 +341,8 @@ pub enum Phase {
     Enumerating,
     /// Its files are being copied into the store.
     Copying,
-    /// A sample of the stored content is being re-hashed.
+    /// Stored content is being re-hashed (the copy's sample; a periodic verification shows in
+    /// the job and the `Verified` condition while the Medium stays `Completed`).
     Verifying,
     /// Every stage up to the target is done.
     Completed,
@@ -357,6 +365,9 @@ pub enum Stage {
     Enumerate,
     /// Copy every file into the store, then verify a sample.
     Copy,
+    /// Re-hash the stored content of a copied medium (periodic fixity, within a budget; not a
+    /// pipeline stage: it never changes what the medium holds).
+    Verify,
     /// Remove the image and the catalog rows (deletion armed by `kubectl ntt purge`).
     Purge,
 }
@@ -371,7 +382,7 @@ impl Stage {
             Self::Image => Some(Target::Imaged),
             Self::Enumerate => Some(Target::Enumerated),
             Self::Copy => Some(Target::Copied),
-            Self::Purge => None,
+            Self::Verify | Self::Purge => None,
         }
     }
 
@@ -381,6 +392,7 @@ impl Stage {
             Self::Image => "image",
             Self::Enumerate => "enumerate",
             Self::Copy => "copy",
+            Self::Verify => "verify",
             Self::Purge => "purge",
         }
     }
@@ -391,6 +403,7 @@ impl Stage {
             Self::Image => Phase::Imaging,
             Self::Enumerate => Phase::Enumerating,
             Self::Copy => Phase::Copying,
+            Self::Verify => Phase::Verifying,
             Self::Purge => Phase::Deleting,
         }
     }
@@ -401,6 +414,7 @@ impl Stage {
             Self::Image => Some(crate::condition::IMAGED),
             Self::Enumerate => Some(crate::condition::ENUMERATED),
             Self::Copy => Some(crate::condition::COPIED),
+            Self::Verify => Some(crate::condition::VERIFIED),
             Self::Purge => None,
         }
     }
@@ -489,8 +503,9 @@ pub struct MediumStatus {
     pub reason: Option<String>,
     /// `Ready` (everything up to the target is done), `Reconciling` (work toward the spec is
     /// under way), `Stalled` (no progress without someone acting), `Degraded` (a stage failed
-    /// for good, or the medium could not be read completely), the stages' `Imaged`,
-    /// `Enumerated` and `Copied`, `Scheduled`, `Undockable` and, while a deletion waits,
+    /// for good, the medium could not be read completely, or stored content failed its
+    /// verification), the stages' `Imaged`, `Enumerated` and `Copied`, `Verified` (the
+    /// periodic verification of the stored content), `Scheduled`, `Undockable` and, while a deletion waits,
     /// `DeletionBlocked`. Each carries the generation it describes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
@@ -535,6 +550,39 @@ pub struct MediumStatus {
     /// When the target was reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Time>,
+    /// What the periodic verification of the stored content found (copied media, when the
+    /// controller schedules verifications).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerificationStatus>,
+}
+
+/// The periodic verification of a medium's stored content, as the controller last observed it.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationStatus {
+    /// When every blob of the medium was last found right: the oldest of their last
+    /// verifications (absent until a verification covered it all, and while a blob is wrong).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verified_at: Option<Time>,
+    /// When the next verification job is due (absent while one runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_at: Option<Time>,
+    /// The latest verify job whose end this status reflects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// That job's uid (its end is taken in once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_uid: Option<String>,
+    /// Blobs of the medium found wrong (mismatched, missing or unreadable) by the last
+    /// verification.
+    #[serde(default)]
+    pub bad_blobs: i64,
+    /// Verify jobs that failed in a row (reset by one that succeeds).
+    #[serde(default)]
+    pub failures: i32,
+    /// The value of the `ntt.hrdag.org/verify` annotation last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_seen: Option<String>,
 }
 
 impl MediumStatus {

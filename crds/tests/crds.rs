@@ -91,7 +91,8 @@ fn names_columns_and_subresources_are_what_kubectl_shows() {
             ("Progress", 0),
             ("Age", 0),
             ("Reason", 1),
-            ("Error", 1)
+            ("Error", 1),
+            ("Verified", 1)
         ]
         .map(|(n, p)| (n.to_owned(), p))
     );

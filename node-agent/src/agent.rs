@@ -431,6 +431,7 @@ fn facts(job: &MediumJob) -> JobFacts {
         deleting: job.metadata.deletion_timestamp.is_some(),
         claimed: job.finalizers().iter().any(|f| f == AGENT_FINALIZER),
         agent: job.status.as_ref().and_then(|s| s.agent.clone()),
+        background: job.spec.stage == ntt_crds::Stage::Verify,
     }
 }
 

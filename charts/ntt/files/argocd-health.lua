@@ -2,7 +2,8 @@
 --   resource.customizations.health.ntt.hrdag.org_Medium: |
 --     <this file>
 -- It reads the controller's kstatus-style conditions (docs/cluster.md):
---   Stalled=True -> Degraded; Ready=True -> Healthy; paused -> Suspended; else Progressing.
+--   Stalled=True -> Degraded; stored content found wrong (Degraded=True, FixityFailed) ->
+--   Degraded; Ready=True -> Healthy; paused -> Suspended; else Progressing.
 -- A status older than the spec (observedGeneration behind) is Progressing.
 local hs = {}
 
@@ -42,6 +43,14 @@ local stalled = condition("Stalled")
 if stalled ~= nil and stalled.status == "True" then
   hs.status = "Degraded"
   hs.message = text(stalled.reason) .. ": " .. text(stalled.message)
+  return hs
+end
+
+local degraded = condition("Degraded")
+if degraded ~= nil and degraded.status == "True" and degraded.reason == "FixityFailed" then
+  -- Content in the store no longer matches its hash: the archive needs someone.
+  hs.status = "Degraded"
+  hs.message = "FixityFailed: " .. text(degraded.message)
   return hs
 end
 

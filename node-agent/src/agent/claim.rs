@@ -7,8 +7,9 @@
 //! - A job is claimed when it waits (`Pending`, no agent finalizer, not being deleted), its
 //!   medium is not busy (this agent runs a job of it, or any agent's job of it is `Running`, or
 //!   another job of it is claimed in the same decision), and the node's limit leaves room.
-//!   Jobs are taken oldest attempt first, then by name, so a decision is the same for the same
-//!   facts.
+//!   Jobs are taken by name, background jobs (periodic verifications) after every other
+//!   waiting one, so a decision is the same for the same facts and a drive docked for
+//!   ingest never waits behind verifications that have not started.
 
 use ntt_crds::JobState;
 
@@ -31,6 +32,8 @@ pub struct JobFacts {
     pub claimed: bool,
     /// The agent its status names.
     pub agent: Option<String>,
+    /// A background job (a periodic verification): taken after the others.
+    pub background: bool,
 }
 
 /// One job this agent runs.
@@ -86,7 +89,9 @@ pub fn decide(
         .iter()
         .filter(|j| j.state == JobState::Pending && !j.deleting && !j.claimed)
         .collect();
-    waiting.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    waiting.sort_by(|a, b| {
+        (a.background, &a.namespace, &a.name).cmp(&(b.background, &b.namespace, &b.name))
+    });
     let room = max_jobs.max(1).saturating_sub(running.len());
     for job in waiting {
         if decision.claim.len() >= room {
@@ -116,6 +121,7 @@ mod tests {
             deleting: false,
             claimed: false,
             agent: None,
+            background: false,
         }
     }
 
@@ -226,6 +232,19 @@ mod tests {
             // In namespace, then name order.
             assert_eq!(claims(jobs, run, *max), *expected, "case {index}");
         }
+    }
+
+    #[test]
+    fn a_verification_waits_behind_pipeline_jobs_whatever_the_names() {
+        let verify = |uid: &str, medium: &str| JobFacts {
+            background: true,
+            ..job(uid, medium, JobState::Pending)
+        };
+        let jobs = vec![verify("a", "m1"), job("b", "m2", JobState::Pending)];
+        assert_eq!(claims(&jobs, &[], 1), ["b"]);
+        assert_eq!(claims(&jobs, &[], 2), ["b", "a"]);
+        // Alone, it is taken.
+        assert_eq!(claims(&jobs[..1], &[], 1), ["a"]);
     }
 
     #[test]

@@ -271,7 +271,7 @@ async fn heartbeats(
                 progress.bytes_copied.unwrap_or(0),
             ),
             Stage::Enumerate => (progress.entries.unwrap_or(0), 0),
-            Stage::Image | Stage::Purge => (0, 0),
+            Stage::Image | Stage::Verify | Stage::Purge => (0, 0),
         };
         if let Some((f, b)) = last {
             context.metrics.processed(
@@ -325,6 +325,11 @@ async fn progress(
         summary: format!("{} running", stage.as_str()),
         ..Progress::default()
     };
+    if stage == Stage::Verify {
+        // Its figures are in its result; the catalog's accounting is not what it changes.
+        "re-hashing the medium's stored content".clone_into(&mut progress.summary);
+        return progress;
+    }
     if stage == Stage::Image {
         let latest = watch.lock().ok().and_then(|latest| latest.clone());
         if let Some(summary) = latest {
@@ -463,7 +468,114 @@ async fn run_stage(
         Stage::Image => image(context, job, watch, cancel).await,
         Stage::Enumerate => advance(context, job, Target::Enumerated, cancel).await,
         Stage::Copy => advance(context, job, Target::Copied, cancel).await,
+        Stage::Verify => verify(context, job, cancel).await,
     }
+}
+
+/// The most wrong blobs a verify job names in its result (the CRD's limit).
+const BAD_LISTED: i64 = 20;
+
+/// Verification: the medium's blobs not found right since the job's `staleBefore`, least
+/// recently verified first, within its budget; the result says what is wrong now (also what
+/// an earlier job or another medium's verification found) and whether the medium is covered.
+async fn verify(
+    context: &Context,
+    job: &MediumJob,
+    cancel: &CancellationToken,
+) -> Result<JobResult, JobError> {
+    use crate::catalog::report;
+    use crate::pipeline::verify::{Budget, VerifyScope};
+    let catalog = &context.catalog;
+    let fail = |failure: PipelineError| job_error(context, &failure);
+    let Some(options) = &job.spec.verify else {
+        return Err(error(
+            ErrorClass::Permanent,
+            "a verify job without verify options (staleBefore, budgetSeconds)",
+        ));
+    };
+    if job.spec.medium_hash.is_none() {
+        return Err(error(
+            ErrorClass::Permanent,
+            "a verify job must name the medium's hash",
+        ));
+    }
+    let Some(medium) = medium_of(catalog, job, None).await else {
+        return Err(error(
+            ErrorClass::Permanent,
+            format!(
+                "the medium {} (hash {}) is not in the catalog",
+                catalog_name(job),
+                job.spec.medium_hash.as_deref().unwrap_or_default()
+            ),
+        ));
+    };
+    let stale = options.stale_before.0;
+    let stale_before = chrono::DateTime::from_timestamp(
+        stale.as_second(),
+        u32::try_from(stale.subsec_nanosecond()).unwrap_or(0),
+    );
+    let budget = Duration::from_secs(u64::try_from(options.budget_seconds).unwrap_or(1).max(1));
+    let run = pipeline::verify::verify(
+        catalog,
+        &context.host,
+        VerifyScope {
+            medium: Some(&medium),
+            sample: None,
+            budget: Some(Budget::Time(budget)),
+            stale_before,
+            jobs: context.workers,
+            orphans: false,
+            images: false,
+        },
+    );
+    // Stopped between pages or in one: every page recorded before stays recorded.
+    let found = tokio::select! {
+        found = run => found.map_err(fail)?,
+        () = cancel.cancelled() => return Err(fail(PipelineError::Interrupted)),
+    };
+    let pool = catalog.pool();
+    let (bad_total, bad) = report::bad_blobs(pool, medium.id, BAD_LISTED)
+        .await
+        .map_err(|e| fail(e.into()))?;
+    let verified_at = report::medium_verified_at(pool, medium.id)
+        .await
+        .map_err(|e| fail(e.into()))?
+        .and_then(|at| {
+            let nanos = i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0);
+            k8s_openapi::jiff::Timestamp::new(at.timestamp(), nanos).ok()
+        })
+        .map(Time);
+    let summary = format!(
+        "{} blob(s) re-hashed ({} bytes); {} wrong{}",
+        found.checked,
+        found.bytes,
+        bad_total,
+        if found.complete {
+            "; the medium is covered"
+        } else {
+            "; the budget ran out, the next job goes on"
+        }
+    );
+    Ok(JobResult {
+        medium_hash: Some(medium.hash.clone()),
+        health: None,
+        summary,
+        verification: Some(ntt_crds::VerifyResult {
+            checked: i64::try_from(found.checked).unwrap_or(i64::MAX),
+            bytes: i64::try_from(found.bytes).unwrap_or(i64::MAX),
+            complete: found.complete,
+            verified_at,
+            bad_total,
+            bad: bad
+                .into_iter()
+                .map(|blob| ntt_crds::BadBlob {
+                    blake3: hex::encode(&blob.id),
+                    outcome: blob.outcome,
+                    media: blob.media,
+                })
+                .collect(),
+        }),
+    })
 }
 
 /// Purge: only the medium whose hash the `Medium` recorded, never one found by name.
@@ -484,6 +596,7 @@ async fn purge(context: &Context, job: &MediumJob) -> Result<JobResult, JobError
     Ok(JobResult {
         medium_hash: Some(hash.to_string()),
         health: None,
+        verification: None,
         summary: if purged.found {
             format!(
                 "catalog rows and {} image file(s) removed; blobs kept",
@@ -554,6 +667,7 @@ async fn image(
         medium_hash: Some(medium.hash.clone()),
         health,
         summary,
+        verification: None,
     })
 }
 
@@ -612,6 +726,7 @@ async fn advance(
         medium_hash: Some(medium.hash.clone()),
         health: report.health,
         summary,
+        verification: None,
     })
 }
 

@@ -8,7 +8,8 @@
 //! - the job is owned (controller reference) by a Medium of the job's `spec.medium`, and that
 //!   Medium exists with the owner's uid (not a namesake made later);
 //! - the job's node and source are the Medium's;
-//! - a catalog hash the job acts on is the one the Medium's status records;
+//! - a catalog hash the job acts on is the one the Medium's status records (a purge or a
+//!   verification acts on one only);
 //! - a forced mount (a failed medium's volumes) only where the Medium's `force` holds that
 //!   recorded hash;
 //! - a purge runs only for a Medium being deleted whose purge was armed (its annotation holds
@@ -75,6 +76,14 @@ pub fn check(job: &MediumJob, medium: Option<&Medium>) -> Result<(), NotFromItsM
         (Some(job_hash), None) if job.spec.stage == Stage::Purge => {
             return refuse(format!(
                 "it purges medium {job_hash} but its Medium recorded none"
+            ));
+        }
+        (None, _) if job.spec.stage == Stage::Verify => {
+            return refuse("it verifies a medium without naming its hash".to_owned());
+        }
+        (Some(job_hash), None) if job.spec.stage == Stage::Verify => {
+            return refuse(format!(
+                "it verifies medium {job_hash} but its Medium recorded none"
             ));
         }
         _ => {}

@@ -264,17 +264,21 @@ pub async fn now(pool: &PgPool) -> Result<DateTime<Utc>, CatalogError> {
 
 /// The next `limit` blobs to verify, least recently verified first (never verified first):
 /// those of one medium (the media listed as holding them, `blob_medium`), or all, not
-/// verified since `started` (so a run that records as it goes moves on).
+/// verified since `started` (so a run that records as it goes moves on); with
+/// `stale_before`, only those not found right since then.
 pub async fn next_to_verify(
     pool: &PgPool,
     medium: Option<MediumId>,
     started: DateTime<Utc>,
+    stale_before: Option<DateTime<Utc>>,
     limit: i64,
 ) -> Result<Vec<BlobToVerify>, CatalogError> {
     sqlx::query_as!(
         BlobToVerify,
         r#"select b.id, b.size from blob b
            where (b.verified_at is null or b.verified_at < $2)
+             and ($4::timestamptz is null or b.verified_at is null or b.verified_at < $4
+                  or b.verify_outcome is distinct from 'ok')
              and ($1::bigint is null
                   or b.id in (select bm.blob_id from blob_medium bm where bm.medium_id = $1))
            order by b.verified_at nulls first, b.id
@@ -282,6 +286,7 @@ pub async fn next_to_verify(
         medium.map(MediumId::get),
         started,
         limit,
+        stale_before,
     )
     .fetch_all(pool)
     .await
@@ -308,29 +313,101 @@ pub async fn record_verifications(
     Ok(())
 }
 
-/// Sets, for one copied medium or every one, when it was last fully verified: the oldest
-/// verification of its blobs when every one of them was verified and found right, otherwise
-/// none (never fully verified, or a blob is wrong or missing). Returns the media updated.
+/// Sets, for the copied media listed (every one when `None`), when each was last fully
+/// verified: the oldest verification of its blobs when every one of them was verified and
+/// found right, otherwise none (never fully verified, or a blob is wrong or missing). Returns
+/// the media updated.
 pub async fn record_media_verified(
     pool: &PgPool,
-    medium: Option<MediumId>,
+    media: Option<&[MediumId]>,
 ) -> Result<u64, CatalogError> {
+    let ids: Option<Vec<i64>> = media.map(|m| m.iter().map(|id| id.get()).collect());
     let updated = sqlx::query!(
         "update medium m set verified_at = v.verified_at
          from (select bm.medium_id,
                       case when bool_and(b.verify_outcome is not distinct from 'ok')
                            then min(b.verified_at) end as verified_at
                from blob_medium bm join blob b on b.id = bm.blob_id
-               where $1::bigint is null or bm.medium_id = $1
+               where $1::bigint[] is null or bm.medium_id = any($1)
                group by bm.medium_id) v
          where m.id = v.medium_id and m.copied_at is not null
            and m.verified_at is distinct from v.verified_at",
-        medium.map(MediumId::get),
+        ids.as_deref(),
     )
     .execute(pool)
     .await
     .map_err(error("record when media were verified"))?;
     Ok(updated.rows_affected())
+}
+
+/// A blob whose last verification found it wrong, with the media that hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadBlob {
+    /// Its id.
+    pub id: Vec<u8>,
+    /// `mismatch`, `missing` or `unreadable`.
+    pub outcome: String,
+    /// The names of the media holding it, by name.
+    pub media: Vec<String>,
+}
+
+/// The blobs of `medium` whose last verification found them wrong, by id: how many, and the
+/// first `limit` with the names of the media holding each (at most 64 names each).
+pub async fn bad_blobs(
+    pool: &PgPool,
+    medium: MediumId,
+    limit: i64,
+) -> Result<(i64, Vec<BadBlob>), CatalogError> {
+    let total = sqlx::query_scalar!(
+        r#"select count(*) as "count!" from blob_medium bm join blob b on b.id = bm.blob_id
+           where bm.medium_id = $1 and b.verify_outcome <> 'ok'"#,
+        medium as MediumId,
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(error("count the medium's wrong blobs"))?;
+    let first = sqlx::query_as!(
+        BadBlob,
+        r#"select b.id, b.verify_outcome::text as "outcome!",
+                  array(select m.name from blob_medium h join medium m on m.id = h.medium_id
+                        where h.blob_id = b.id order by m.name limit 64) as "media!"
+           from blob_medium bm join blob b on b.id = bm.blob_id
+           where bm.medium_id = $1 and b.verify_outcome <> 'ok'
+           order by b.id
+           limit $2"#,
+        medium as MediumId,
+        limit,
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(error("list the medium's wrong blobs"))?;
+    Ok((total, first))
+}
+
+/// The media holding any of `ids`.
+pub async fn holders(pool: &PgPool, ids: &[Vec<u8>]) -> Result<Vec<MediumId>, CatalogError> {
+    sqlx::query_scalar!(
+        r#"select distinct medium_id as "id!: MediumId" from blob_medium
+           where blob_id = any($1::bytea[]) order by 1"#,
+        ids,
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(error("find the media holding blobs"))
+}
+
+/// When `medium` was last fully verified (none: never, or a blob of it is wrong).
+pub async fn medium_verified_at(
+    pool: &PgPool,
+    medium: MediumId,
+) -> Result<Option<DateTime<Utc>>, CatalogError> {
+    sqlx::query_scalar!(
+        "select verified_at from medium where id = $1",
+        medium as MediumId
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(error("read when the medium was verified"))
 }
 
 /// A medium's image to re-hash.

@@ -28,6 +28,10 @@ pub struct VerifyArgs {
     /// `2T`); the next run goes on with the blobs this one did not reach
     #[arg(long, value_name = "DURATION|BYTES")]
     pub budget: Option<Budget>,
+    /// Only blobs not found right within this time (`30d`, `12h`): the others count as
+    /// verified (a cycle of runs re-hashes each blob once per period)
+    #[arg(long, value_name = "DURATION", value_parser = age)]
+    pub older_than: Option<std::time::Duration>,
     /// Blobs hashed at once (default: the number of cores)
     #[arg(long)]
     pub jobs: Option<usize>,
@@ -63,6 +67,13 @@ pub(super) async fn run(
         Some(given) => Some(media::resolve_medium(catalog.pool(), given).await?),
         None => None,
     };
+    let stale_before = match args.older_than {
+        Some(age) => {
+            let now = crate::catalog::report::now(catalog.pool()).await?;
+            Some(now - chrono::Duration::from_std(age)?)
+        }
+        None => None,
+    };
     let found = pipeline::verify::verify(
         catalog,
         host,
@@ -70,6 +81,7 @@ pub(super) async fn run(
             medium: medium.as_ref(),
             sample: args.sample,
             budget: args.budget,
+            stale_before,
             jobs: args
                 .jobs
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from)),
@@ -85,4 +97,14 @@ pub(super) async fn run(
         writeln!(stdout, "{found}")?;
     }
     Ok(found.is_good())
+}
+
+/// A duration as `--budget` writes time (`90s`, `45m`, `8h`, `2d`).
+fn age(text: &str) -> Result<std::time::Duration, String> {
+    match text.parse::<Budget>()? {
+        Budget::Time(age) => Ok(age),
+        Budget::Bytes(_) => Err(format!(
+            "{text:?} is not a duration: a number then s, m, h or d"
+        )),
+    }
 }

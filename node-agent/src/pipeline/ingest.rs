@@ -161,6 +161,7 @@ async fn copy_stage(
             medium: Some(medium),
             sample: Some(sample),
             budget: None,
+            stale_before: None,
             jobs: std::thread::available_parallelism().map_or(2, usize::from),
             orphans: false,
             images: false,

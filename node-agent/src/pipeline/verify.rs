@@ -74,6 +74,8 @@ pub struct VerifyScope<'a> {
     pub sample: Option<u64>,
     /// At most this much time or data.
     pub budget: Option<Budget>,
+    /// Only blobs not found right since this time (the others count as verified).
+    pub stale_before: Option<chrono::DateTime<chrono::Utc>>,
     /// Blobs hashed at once.
     pub jobs: usize,
     /// Also list store files the catalog has no blob for.
@@ -232,6 +234,7 @@ pub async fn verify(
         clock: Instant::now(),
         bytes_taken: 0,
     };
+    let mut bad: Vec<Vec<u8>> = Vec::new();
     loop {
         let left = scope
             .sample
@@ -240,12 +243,12 @@ pub async fn verify(
             })
             .min(PAGE);
         if left == 0 || spending.spent() {
-            found.complete = report::next_to_verify(pool, medium, started, 1)
+            found.complete = report::next_to_verify(pool, medium, started, scope.stale_before, 1)
                 .await?
                 .is_empty();
             break;
         }
-        let page = report::next_to_verify(pool, medium, started, left).await?;
+        let page = report::next_to_verify(pool, medium, started, scope.stale_before, left).await?;
         if page.is_empty() {
             break;
         }
@@ -257,6 +260,12 @@ pub async fn verify(
             .collect();
         let labels: Vec<&str> = outcomes.iter().map(|(_, _, o)| o.label()).collect();
         report::record_verifications(pool, &ids, &labels).await?;
+        bad.extend(
+            outcomes
+                .iter()
+                .filter(|(_, _, o)| !matches!(o, Outcome::Ok))
+                .map(|(id, _, _)| id.as_bytes().to_vec()),
+        );
         for (id, size, outcome) in outcomes {
             found.checked += 1;
             found.bytes += size;
@@ -270,7 +279,18 @@ pub async fn verify(
             }
         }
     }
-    found.media_updated = report::record_media_verified(pool, medium).await?;
+    // The medium's time, and that of every other medium holding a blob found wrong (it is
+    // no longer wholly right either).
+    found.media_updated = match medium {
+        None => report::record_media_verified(pool, None).await?,
+        Some(medium) => {
+            let mut media = report::holders(pool, &bad).await?;
+            media.push(medium);
+            media.sort_unstable();
+            media.dedup();
+            report::record_media_verified(pool, Some(&media)).await?
+        }
+    };
     if scope.orphans {
         found.orphans = Some(orphans(catalog, &store).await?);
     }

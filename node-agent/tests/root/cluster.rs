@@ -37,10 +37,20 @@ struct Cluster {
     media: Api<Medium>,
     jobs: Api<MediumJob>,
     controller: (CancellationToken, tokio::task::JoinHandle<()>),
+    /// The controller's metrics.
+    metrics: Arc<Metrics>,
 }
 
 impl Cluster {
     async fn start(host: &Host) -> Self {
+        Self::start_verifying(host, None).await
+    }
+
+    /// [`Cluster::start`] with the controller scheduling verifications as `verification` says.
+    async fn start_verifying(
+        host: &Host,
+        verification: Option<ntt_controller::plan::VerifySettings>,
+    ) -> Self {
         let server = ApiServer::start(ntt_types()).await.unwrap();
         let kubeconfig = host.root.join("kubeconfig");
         std::fs::write(&kubeconfig, server.kubeconfig(NS, AGENT_USER)).unwrap();
@@ -52,14 +62,16 @@ impl Cluster {
                 backoff_max: Duration::from_secs(2),
                 max_attempts: 4,
                 unclaimed_warning: Duration::from_secs(20),
+                verification,
             },
             lease: LeaseSettings::new(NS, "controller-0"),
         };
         let stop = CancellationToken::new();
+        let metrics = Arc::new(Metrics::default());
         let task = tokio::spawn(ntt_controller::run(
             server.client_as(NS, CONTROLLER_USER).await,
             config,
-            Arc::new(Metrics::default()),
+            metrics.clone(),
             stop.clone(),
         ));
         let client = server.client(NS);
@@ -69,6 +81,7 @@ impl Cluster {
             server,
             kubeconfig,
             controller: (stop, task),
+            metrics,
         }
     }
 
@@ -1800,6 +1813,199 @@ async fn a_failed_drive_is_mounted_only_once_its_force_confirms_its_hash(pool: P
     assert_eq!(report["balances"], true, "{report}");
     stop_agent(agent).await;
     disk.detach();
+    cluster.assert_rbac();
+    cluster.stop().await;
+}
+
+/// The value of a metric line of the controller (`name{labels}`), if exposed.
+fn metric(cluster: &Cluster, series: &str) -> Option<f64> {
+    cluster.metrics.render().lines().find_map(|line| {
+        line.strip_prefix(series)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|value| value.trim().parse().ok())
+    })
+}
+
+/// Periodic verification in the cluster: two media sharing a file are verified by verify
+/// jobs the controller makes (Verified, the last verified time, metrics); a byte flipped in
+/// the shared blob is found when one Medium is asked to verify (the annotation): it becomes
+/// Degraded naming the blob and both media, with a Warning event, and the other Medium is
+/// asked and finds it too.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn copied_media_are_verified_on_a_schedule_and_a_flipped_byte_degrades_every_holder(
+    pool: PgPool,
+) {
+    use k8s_openapi::api::events::v1::Event;
+    let host = Host::new(&pool).await;
+    let cluster = Cluster::start_verifying(
+        &host,
+        Some(ntt_controller::plan::VerifySettings {
+            interval: Duration::from_secs(6),
+            budget: Duration::from_mins(1),
+        }),
+    )
+    .await;
+    let (agent, _) = cluster.agent(&host, "agent-a");
+    let shared = "the same report, on two media\n".repeat(200);
+    for name in ["first", "second"] {
+        let dir = host.root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("report.txt"), &shared).unwrap();
+        std::fs::write(dir.join("own.txt"), format!("only on {name}\n")).unwrap();
+        cluster
+            .apply(&manifest(name, &json!({"directory": dir})))
+            .await;
+    }
+    let verified = |m: &Medium| {
+        m.status
+            .as_ref()
+            .and_then(|s| s.condition(condition::VERIFIED))
+            .is_some_and(|c| c.status == "True")
+    };
+    for name in ["first", "second"] {
+        let medium = cluster
+            .until(name, "verified by a verify job", 120, verified)
+            .await;
+        let status = medium.status.unwrap();
+        assert_eq!(status.phase, Phase::Completed);
+        let state = status.verification.unwrap();
+        assert!(state.last_verified_at.is_some(), "{state:?}");
+        assert_eq!(state.bad_blobs, 0);
+        assert!(
+            state
+                .job
+                .as_deref()
+                .is_some_and(|j| j.starts_with(&format!("{name}-verify-"))),
+            "{state:?}"
+        );
+        let at = metric(
+            &cluster,
+            &format!(
+                "ntt_controller_medium_verified_timestamp_seconds{{namespace=\"{NS}\",medium=\"{name}\"}}"
+            ),
+        );
+        assert!(
+            at.is_some_and(|t| t > 1.0e9),
+            "{}",
+            cluster.metrics.render()
+        );
+    }
+    // The catalog says the same: each medium fully verified.
+    let unverified: i64 =
+        sqlx::query_scalar("select count(*) from medium where verified_at is null")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(unverified, 0);
+    // A byte flipped in the shared blob, then `first` asked to verify now.
+    let blob = blake3::hash(shared.as_bytes()).to_hex().to_string();
+    let path = host
+        .root
+        .join("store")
+        .join(&blob[..2])
+        .join(&blob[2..4])
+        .join(&blob);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[7] ^= 0x20;
+    let mut permissions = std::fs::metadata(&path).unwrap().permissions();
+    #[allow(
+        clippy::permissions_set_readonly_false,
+        reason = "the test tampers on purpose"
+    )]
+    permissions.set_readonly(false);
+    std::fs::set_permissions(&path, permissions).unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    cluster
+        .media
+        .patch(
+            "first",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {condition::VERIFY_ANNOTATION: "now"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let degraded = |m: &Medium| {
+        m.status
+            .as_ref()
+            .and_then(|s| s.condition(condition::DEGRADED))
+            .is_some_and(|c| c.status == "True" && c.reason == condition::reason::FIXITY_FAILED)
+    };
+    for name in ["first", "second"] {
+        let medium = cluster
+            .until(name, "degraded by the flipped byte", 120, degraded)
+            .await;
+        let status = medium.status.unwrap();
+        let message = &status.condition(condition::DEGRADED).unwrap().message;
+        assert!(
+            message.starts_with("1 blob(s) of this medium failed verification")
+                && message.contains(&format!("{blob} mismatch (held by lab/first, lab/second)")),
+            "{message}"
+        );
+        assert_eq!(
+            status.condition(condition::VERIFIED).unwrap().reason,
+            condition::reason::FIXITY_FAILED
+        );
+        let state = status.verification.unwrap();
+        assert_eq!(state.bad_blobs, 1);
+        assert!(state.last_verified_at.is_none());
+        let bad = metric(
+            &cluster,
+            &format!("ntt_controller_medium_bad_blobs{{namespace=\"{NS}\",medium=\"{name}\"}}"),
+        );
+        assert_eq!(bad, Some(1.0), "{}", cluster.metrics.render());
+    }
+    // `second` was asked by the controller, not by a person.
+    let second = cluster.media.get("second").await.unwrap();
+    assert!(
+        second
+            .annotations()
+            .get(condition::VERIFY_ANNOTATION)
+            .is_some_and(|v| v.starts_with("fixity-failed-")),
+        "{:?}",
+        second.annotations()
+    );
+    // A Warning event on each, naming the blob.
+    let events: Api<Event> = Api::namespaced(cluster.server.client(NS), NS);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let warned: Vec<String> = events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.reason.as_deref() == Some(condition::reason::FIXITY_FAILED)
+                    && e.note.as_deref().is_some_and(|n| n.contains(&blob))
+            })
+            .filter_map(|e| e.regarding.and_then(|r| r.name))
+            .collect();
+        if warned.contains(&"first".to_owned()) && warned.contains(&"second".to_owned()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no FixityFailed event on both: {warned:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The catalog agrees: the blob is recorded wrong and neither medium is fully verified.
+    let outcome: String =
+        sqlx::query_scalar("select verify_outcome::text from blob where encode(id, 'hex') = $1")
+            .bind(&blob)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(outcome, "mismatch");
+    let verified: i64 =
+        sqlx::query_scalar("select count(*) from medium where verified_at is not null")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(verified, 0);
+    stop_agent(agent).await;
     cluster.assert_rbac();
     cluster.stop().await;
 }

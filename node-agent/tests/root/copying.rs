@@ -611,6 +611,18 @@ async fn budgeted_verifies_cover_the_store_over_a_cycle_and_orphans_are_listed(p
     assert_eq!(found["orphans"], json!([orphan]));
     assert_eq!(found["complete"], true);
     assert!(!medium_verified(&pool, "cycle").await);
+    // Within an hour every blob was found right but the wrong one: only it is re-hashed.
+    let output = host.run(&["verify", "--all", "--older-than", "1h", "--json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let found: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        (&found["checked"], &found["mismatched"], &found["complete"]),
+        (&json!(1), &json!([victim]), &json!(true)),
+        "{found}"
+    );
+    let bad_age = host.run(&["verify", "--all", "--older-than", "5G"]);
+    assert_eq!(bad_age.status.code(), Some(2), "a usage error");
+    assert!(String::from_utf8_lossy(&bad_age.stderr).contains("is not a duration"));
     // The image, against the digest recorded when it was imaged: right, then a flipped byte.
     let output = host.run(&[
         "verify", "--medium", "cycle", "--sample", "0", "--images", "--json",

@@ -52,6 +52,7 @@ fn job(name: &str, node: &str, owner: &Medium) -> MediumJob {
             description: None,
             force: false,
             image_profile: None,
+            verify: None,
         },
     );
     job.metadata.owner_references = Some(vec![

@@ -279,6 +279,16 @@ fn default_values_render_valid_manifests_with_least_privilege() {
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
     // The controller runs its own small image; a drain keeps one replica.
     assert_eq!(container["image"], "ghcr.io/hrdag/ntt-controller:0.1.0");
+    // Copied media are verified every 30 days, an hour per job at most.
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    for wanted in ["--verify-interval=2592000", "--verify-budget=3600"] {
+        assert!(args.contains(&wanted), "{wanted} in {args:?}");
+    }
     let budget = find(&documents, "PodDisruptionBudget", "-controller");
     assert_eq!(budget["spec"]["minAvailable"], 1);
     assert_eq!(
@@ -432,6 +442,7 @@ fn other_values_switch_parts_and_storage_on_and_off() {
         "agent.mountPropagation=Bidirectional",
         "controller.image.repository=registry.lab/ntt-controller",
         "controller.image.tag=1.2",
+        "controller.verification.interval=0",
     ]);
     validate(&text, &["ServiceMonitor", "PodMonitor"]);
     let kinds = kinds(&documents);
@@ -526,6 +537,13 @@ fn other_values_switch_parts_and_storage_on_and_off() {
             .iter()
             .any(|a| a == "--namespace=lab"),
         "{args}"
+    );
+    assert!(
+        args.as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "--verify-interval=0"),
+        "verification switched off: {args}"
     );
 }
 

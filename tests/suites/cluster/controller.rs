@@ -62,6 +62,7 @@ impl Cluster {
                 backoff_max: Duration::from_secs(2),
                 max_attempts: 2,
                 unclaimed_warning: Duration::from_mins(5),
+                verification: None,
             },
             lease: LeaseSettings {
                 duration: Duration::from_secs(2),
