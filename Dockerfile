@@ -23,7 +23,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       ca-certificates gddrescue ewf-tools qemu-utils util-linux fdisk gdisk parted \
       e2fsprogs xfsprogs btrfs-progs squashfs-tools erofs-utils dosfstools mtools ntfs-3g \
-      fuse3 fuse2fs fuseiso exfat-fuse squashfuse sleuthkit file attr \
+      fuse3 fuse2fs fuseiso exfat-fuse squashfuse sleuthkit file attr postgresql-client \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/ntt /usr/local/bin/
 ENTRYPOINT []

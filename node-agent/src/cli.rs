@@ -159,6 +159,12 @@ pub enum DbCommand {
     Migrate,
     /// Check the database is reachable and at this binary's schema
     Check,
+    /// Dump the catalog (`pg_dump`, custom format) into DIR as
+    /// `ntt-catalog-<UTC time>.dump`, read it back, and keep the newest `--keep` dumps there
+    Backup(db::BackupArgs),
+    /// Restore a dump of `ntt db backup` into an empty database (the one `NTT_DATABASE_URL`
+    /// names), in one transaction, then migrate it to this binary's schema
+    Restore(db::RestoreArgs),
 }
 
 impl Args {

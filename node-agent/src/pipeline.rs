@@ -20,6 +20,7 @@
 //!   attached is released and the stage continues where it stopped when run again).
 
 pub mod attach;
+pub mod backup;
 pub mod copy;
 pub mod damage;
 pub mod enumerate;

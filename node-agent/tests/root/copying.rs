@@ -1207,3 +1207,128 @@ fn failed_init_then_replace(host: &Host) {
     assert_eq!(outcomes[0]["action"], "replaced", "{outcomes}");
     assert_eq!(outcomes[1]["action"], "present", "{outcomes}");
 }
+
+/// A new database on the test's server, and its URL (dropped by [`drop_database`]).
+async fn new_database(pool: &PgPool, host: &Host, name: &str) -> String {
+    // The names are the test's own constants.
+    sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}")))
+        .execute(pool)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&host.url).unwrap();
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+async fn drop_database(pool: &PgPool, name: &str) {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "drop database if exists {name} with (force)"
+    )))
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// `ntt db backup` three times with `--keep 2`: two dumps stay, other files are untouched;
+/// the newest restores into an empty database, against which `ntt verify --all` passes over
+/// the same store. A second restore into it is refused (not empty); a truncated dump fails
+/// and leaves its target empty.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn a_catalog_backup_restores_into_an_empty_database_and_the_store_verifies(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let source = host.root.join("letters");
+    std::fs::create_dir_all(&source).unwrap();
+    for i in 0..20 {
+        std::fs::write(
+            source.join(format!("{i:02}.txt")),
+            format!("letter {i}\n").repeat(99),
+        )
+        .unwrap();
+    }
+    let ingested = host.run(&["ingest", source.to_str().unwrap(), "--name", "letters"]);
+    assert!(ingested.status.success());
+    let backups = host.root.join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    std::fs::write(backups.join("notes.txt"), "not a dump").unwrap();
+    let mut made = Vec::new();
+    for _ in 0..3 {
+        let output = host.run(&[
+            "db",
+            "backup",
+            backups.to_str().unwrap(),
+            "--keep",
+            "2",
+            "--json",
+        ]);
+        assert!(output.status.success());
+        let backup: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert!(backup["bytes"].as_u64().unwrap() > 0 && backup["entries"].as_u64().unwrap() > 10);
+        made.push(PathBuf::from(backup["path"].as_str().unwrap()));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut left: Vec<String> = std::fs::read_dir(&backups)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    let name = |p: &Path| p.file_name().unwrap().to_str().unwrap().to_owned();
+    assert_eq!(
+        left,
+        ["notes.txt".to_owned(), name(&made[1]), name(&made[2])]
+    );
+
+    let restored_url = new_database(&pool, &host, "ntt_restore_ok").await;
+    let restore = |url: &str, dump: &Path| {
+        host.command(&["db", "restore", dump.to_str().unwrap(), "--json"])
+            .env("NTT_DATABASE_URL", url)
+            .output()
+            .unwrap()
+    };
+    let output = restore(&restored_url, &made[2]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let restored: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(restored["media"], 1);
+    assert_eq!(restored["blobs"], 20);
+    let verify = host
+        .command(&["verify", "--all", "--json"])
+        .env("NTT_DATABASE_URL", &restored_url)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let found: Value = serde_json::from_slice(&verify.stdout).unwrap();
+    assert_eq!(
+        (&found["checked"], &found["ok"]),
+        (&json!(20), &json!(20)),
+        "{found}"
+    );
+    assert!(found["loads_validated"].as_u64().unwrap() >= 1, "{found}");
+    // Not into a catalog that has tables.
+    let again = restore(&restored_url, &made[2]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is not empty"));
+    // A truncated dump: refused, its target left empty.
+    let bytes = std::fs::read(&made[2]).unwrap();
+    let truncated = host.root.join("truncated.dump");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let empty_url = new_database(&pool, &host, "ntt_restore_truncated").await;
+    let failed = restore(&empty_url, &truncated);
+    assert_eq!(failed.status.code(), Some(1));
+    let target = sqlx::PgPool::connect(&empty_url).await.unwrap();
+    let tables: i64 =
+        sqlx::query_scalar("select count(*) from pg_tables where schemaname = 'public'")
+            .fetch_one(&target)
+            .await
+            .unwrap();
+    target.close().await;
+    assert_eq!(tables, 0, "nothing restored from a truncated dump");
+    drop_database(&pool, "ntt_restore_ok").await;
+    drop_database(&pool, "ntt_restore_truncated").await;
+}

@@ -714,3 +714,41 @@ fn the_dockerfile_lints_clean() {
     let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
     assert!(dockerfile.contains("AS controller") && dockerfile.contains("AS agent"));
 }
+
+#[test]
+fn the_catalog_backup_cronjob_dumps_into_its_claim_and_needs_one() {
+    let (_, documents) = render(&[]);
+    assert!(
+        !kinds(&documents).contains(&"CronJob".to_owned()),
+        "off by default"
+    );
+    let (text, documents) = render(&[
+        "catalogBackup.enabled=true",
+        "catalogBackup.existingClaim=catalog-dumps",
+        "catalogBackup.keep=30",
+    ]);
+    validate(&text, &[]);
+    let cron = find(&documents, "CronJob", "-catalog-backup");
+    assert_eq!(cron["spec"]["concurrencyPolicy"], "Forbid");
+    let pod = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let container = &pod["containers"][0];
+    assert_eq!(
+        container["command"],
+        serde_json::json!(["ntt", "db", "backup", "/backup", "--keep=30"])
+    );
+    assert_eq!(container["env"][0]["name"], "NTT_DATABASE_URL");
+    assert_eq!(
+        pod["volumes"][0]["persistentVolumeClaim"]["claimName"],
+        "catalog-dumps"
+    );
+    // Without a claim the chart refuses to render, saying what is missing.
+    let output = tool("helm")
+        .args(["template", "ntt"])
+        .arg(chart())
+        .args(["--set", "catalogBackup.enabled=true"])
+        .output()
+        .expect("helm runs");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("catalogBackup.existingClaim"));
+}
