@@ -18,6 +18,7 @@ pub mod media;
 pub mod names;
 pub mod overlap;
 pub mod partitions;
+pub mod replicas;
 pub mod report;
 pub mod roots;
 pub mod search;

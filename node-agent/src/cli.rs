@@ -19,6 +19,7 @@ mod ls;
 mod map;
 mod mount;
 mod overlap;
+mod replicate;
 mod report;
 mod serve;
 mod settings;
@@ -137,6 +138,9 @@ pub enum Command {
     IndexNames(index_names::IndexNamesArgs),
     /// Re-hash blobs in the store and check the catalog's loads
     Verify(verify::VerifyArgs),
+    /// Copy every blob a replica (another disk or mount) lacks into it, each read back and
+    /// hashed there, tracked in the catalog; run again to continue after a stop
+    Replicate(replicate::ReplicateArgs),
     /// Recreate a medium's tree as hard links into the store
     ExportTree(export::ExportArgs),
     /// Run as the node agent of a cluster: run the MediumJobs of this node
@@ -295,6 +299,7 @@ const fn is_long(command: &Command) -> bool {
             | Command::Enumerate(_)
             | Command::Damage(_)
             | Command::Copy(_)
+            | Command::Replicate(_)
             | Command::Agent(_)
             | Command::Serve(_)
     )
@@ -305,9 +310,11 @@ const fn is_long(command: &Command) -> bool {
 const fn roots_used(command: &Command) -> &'static [RootKind] {
     match command {
         Command::Ingest(_) | Command::Agent(_) => &[RootKind::Store, RootKind::Data],
-        Command::Copy(_) | Command::Cat(_) | Command::Verify(_) | Command::ExportTree(_) => {
-            &[RootKind::Store]
-        }
+        Command::Copy(_)
+        | Command::Cat(_)
+        | Command::Verify(_)
+        | Command::Replicate(_)
+        | Command::ExportTree(_) => &[RootKind::Store],
         Command::Image(_)
         | Command::Volumes(_)
         | Command::Mount(_)
@@ -418,6 +425,9 @@ async fn dispatch(
         Command::IndexNames(args) => index_names::run(&catalog, args, stdout).await?,
         Command::Report(args) => report::run(&catalog, args, stdout).await?,
         Command::Verify(args) => return verify::run(&catalog, host, args, stdout).await,
+        Command::Replicate(args) => {
+            return replicate::run(&catalog, host, args, cancel, stdout).await;
+        }
         Command::ExportTree(args) => return export::run(&catalog, host, args, stdout).await,
         Command::Agent(args) => agent::run(catalog, host, args, cancel).await?,
         Command::Serve(args) => serve::run(catalog, args, cancel).await?,

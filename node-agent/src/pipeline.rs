@@ -28,6 +28,7 @@ pub mod export;
 pub mod image;
 pub mod ingest;
 pub mod purge;
+pub mod replicate;
 pub mod report;
 pub mod roots;
 pub mod verify;
@@ -231,6 +232,26 @@ pub enum PipelineError {
         #[source]
         source: std::io::Error,
     },
+    /// The replica root is an empty directory and was not asked to become one.
+    #[error(
+        "{path} is empty and not a replica yet: if it is the replica's disk, mount it; to make          it a new replica, pass --new"
+    )]
+    ReplicaNotMade {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A blob read back from the replica does not hash to its name.
+    #[error("the replica's copy {path} does not read back right: check the replica's disk")]
+    ReplicaWrong {
+        /// The replica's file.
+        path: PathBuf,
+    },
+    /// The replica is not recorded in the catalog.
+    #[error("no replica {id} in the catalog (`ntt replicate --to ROOT` prints its id)")]
+    UnknownReplica {
+        /// The id asked for.
+        id: String,
+    },
     /// A blob id in the catalog is not 32 bytes.
     #[error("a blob id in the catalog is malformed: {id}")]
     MalformedBlob {
@@ -299,6 +320,9 @@ impl PipelineError {
                 ..
             }
             | Self::MalformedBlob { .. }
+            | Self::ReplicaNotMade { .. }
+            | Self::ReplicaWrong { .. }
+            | Self::UnknownReplica { .. }
             | Self::Root(
                 RootError::Missing { .. }
                 | RootError::NotInitialised { .. }

@@ -37,6 +37,8 @@ pub enum RootKind {
     Store,
     /// The directory of images and mapfiles.
     Data,
+    /// A second copy of the store (`ntt replicate`).
+    Replica,
 }
 
 impl RootKind {
@@ -45,6 +47,7 @@ impl RootKind {
         match self {
             Self::Store => "store",
             Self::Data => "data",
+            Self::Replica => "replica",
         }
     }
 
@@ -53,6 +56,7 @@ impl RootKind {
         match self {
             Self::Store => "store",
             Self::Data => "data directory",
+            Self::Replica => "replica",
         }
     }
 
@@ -61,6 +65,7 @@ impl RootKind {
         match self {
             Self::Store => "--store (NTT_STORE)",
             Self::Data => "--data-dir (NTT_DATA_DIR)",
+            Self::Replica => "ntt replicate --to",
         }
     }
 }

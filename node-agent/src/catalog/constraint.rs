@@ -164,6 +164,18 @@ constraints! {
     BlobMediumBlobFkey = "blob_medium_blob_fkey",
     /// the media holding a content are media in the catalog
     BlobMediumMediumFkey = "blob_medium_medium_fkey",
+    /// a replica is recorded once, by its marker's id
+    ReplicaPkey = "replica_pkey",
+    /// a replica is of a kind this version can write
+    ReplicaKindKnown = "replica_kind_known",
+    /// a replica's root is an absolute path
+    ReplicaRootAbsolute = "replica_root_absolute",
+    /// a replica holds a blob once
+    BlobReplicaPkey = "blob_replica_pkey",
+    /// a replica's blobs belong to a recorded replica
+    BlobReplicaReplicaFkey = "blob_replica_replica_fkey",
+    /// a replica holds only contents the catalog names
+    BlobReplicaBlobFkey = "blob_replica_blob_fkey",
 }
 
 impl Constraint {

@@ -92,6 +92,22 @@ pub(super) fn print(
         c.shared_blobs,
         human_bytes(u64::try_from(c.pending_bytes).unwrap_or(0))
     )?;
+    if !report.replicas.is_empty() {
+        write!(
+            stdout,
+            "replicas {} of {} hold all of its content",
+            report.replicas_complete,
+            report.replicas.len(),
+        )?;
+        for r in report.replicas.iter().filter(|r| r.lacking > 0) {
+            write!(
+                stdout,
+                "; {} at {} lacks {} blob(s)",
+                r.id, r.root, r.lacking
+            )?;
+        }
+        writeln!(stdout)?;
+    }
     for failure in &report.failures {
         writeln!(
             stdout,

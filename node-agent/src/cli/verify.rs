@@ -21,6 +21,9 @@ pub struct VerifyArgs {
     /// Every blob in the catalog
     #[arg(long)]
     pub all: bool,
+    /// The copies a replica holds (its id, printed by `ntt replicate`) instead of the store's
+    #[arg(long, value_name = "ID", conflicts_with_all = ["medium", "all", "orphans", "images", "older_than"])]
+    pub replica: Option<String>,
     /// At most this many blobs (of the medium, or of all), the least recently verified
     #[arg(long)]
     pub sample: Option<u64>,
@@ -54,6 +57,21 @@ pub(super) async fn run(
     args: VerifyArgs,
     stdout: &mut (impl Write + Send),
 ) -> anyhow::Result<bool> {
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
+    if let Some(replica) = &args.replica {
+        let found =
+            pipeline::verify::verify_replica(catalog, replica, args.sample, args.budget, jobs)
+                .await?;
+        if args.json {
+            serde_json::to_writer_pretty(&mut *stdout, &found)?;
+            writeln!(stdout)?;
+        } else {
+            writeln!(stdout, "replica {replica}: {found}")?;
+        }
+        return Ok(found.is_good());
+    }
     anyhow::ensure!(
         (args.medium.is_some() || args.all || args.sample.is_some() || args.budget.is_some())
             && !(args.all && args.medium.is_some()),
@@ -82,9 +100,7 @@ pub(super) async fn run(
             sample: args.sample,
             budget: args.budget,
             stale_before,
-            jobs: args
-                .jobs
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from)),
+            jobs,
             orphans: args.orphans,
             images: args.images,
         },

@@ -35,13 +35,20 @@ pub struct MediumReport {
     pub damage: crate::catalog::damage::DamageSummary,
     /// The command that draws the rescue map, for a medium imaged from a device.
     pub map: Option<String>,
+    /// Every replica of the store, with how many of the medium's blobs it does not hold right.
+    pub replicas: Vec<crate::catalog::replicas::MediumReplica>,
+    /// How many replicas hold all of the medium's content.
+    pub replicas_complete: usize,
 }
 
 /// The medium's report, from the catalog.
 pub async fn report(catalog: &Catalog, medium: &MediumRecord) -> Result<MediumReport> {
     let pool = catalog.pool();
     let accounting = report::accounting(pool, medium.id).await?;
+    let replicas = crate::catalog::replicas::of_medium(pool, medium.id).await?;
     Ok(MediumReport {
+        replicas_complete: replicas.iter().filter(|r| r.lacking == 0).count(),
+        replicas,
         name: medium.name.clone(),
         hash: medium.hash.clone(),
         health: medium.health.map(|h| format!("{h:?}").to_lowercase()),

@@ -266,18 +266,7 @@ pub async fn verify(
                 .filter(|(_, _, o)| !matches!(o, Outcome::Ok))
                 .map(|(id, _, _)| id.as_bytes().to_vec()),
         );
-        for (id, size, outcome) in outcomes {
-            found.checked += 1;
-            found.bytes += size;
-            match outcome {
-                Outcome::Ok => found.ok += 1,
-                Outcome::Mismatch => found.mismatched.push(id.to_hex()),
-                Outcome::Missing => found.missing.push(id.to_hex()),
-                Outcome::Unreadable(error) => {
-                    found.unreadable.push(format!("{}: {error}", id.to_hex()));
-                }
-            }
-        }
+        tally(&mut found, outcomes);
     }
     // The medium's time, and that of every other medium holding a blob found wrong (it is
     // no longer wholly right either).
@@ -301,6 +290,96 @@ pub async fn verify(
         found.loads_validated = report::validate_loads(pool, medium).await?;
     }
     Ok(found)
+}
+
+/// Re-hashes the blobs recorded in the replica `id`, least recently verified first, within
+/// `sample` and `budget`, recording each outcome on the replica's row (the store's own blobs
+/// are not touched).
+///
+/// # Errors
+///
+/// The replica is unknown, its root is missing or not this replica; the catalog fails.
+pub async fn verify_replica(
+    catalog: &Catalog,
+    id: &str,
+    sample: Option<u64>,
+    budget: Option<Budget>,
+    jobs: usize,
+) -> Result<Verification> {
+    use crate::catalog::replicas;
+    use crate::roots::{self, RootKind};
+    let pool = catalog.pool();
+    let Some(record) = replicas::find_replica(pool, id).await? else {
+        return Err(PipelineError::UnknownReplica { id: id.to_owned() });
+    };
+    let root = PathBuf::from(&record.root);
+    let ours = crate::catalog::roots::catalog_id(pool).await?;
+    let marker = roots::check(RootKind::Replica, &root, &ours)?;
+    if marker.id != record.id {
+        return Err(PipelineError::UnknownReplica {
+            id: format!(
+                "{id} (the directory {} holds replica {})",
+                root.display(),
+                marker.id
+            ),
+        });
+    }
+    let replica = Arc::new(Store::open(&root).map_err(|source| PipelineError::Store {
+        path: root.clone(),
+        source,
+    })?);
+    let started = report::now(pool).await?;
+    let mut found = Verification {
+        complete: true,
+        ..Verification::default()
+    };
+    let mut spending = Spending {
+        budget,
+        clock: Instant::now(),
+        bytes_taken: 0,
+    };
+    loop {
+        let left = sample
+            .map_or(PAGE, |n| {
+                i64::try_from(n.saturating_sub(found.checked)).unwrap_or(PAGE)
+            })
+            .min(PAGE);
+        if left == 0 || spending.spent() {
+            found.complete = replicas::next_to_verify(pool, id, started, 1)
+                .await?
+                .is_empty();
+            break;
+        }
+        let page = replicas::next_to_verify(pool, id, started, left).await?;
+        if page.is_empty() {
+            break;
+        }
+        let outcomes = hash_page(&replica, page, jobs.max(1), &mut spending).await?;
+        let ids: Vec<Vec<u8>> = outcomes
+            .iter()
+            .map(|(id, _, _)| id.as_bytes().to_vec())
+            .collect();
+        let labels: Vec<&str> = outcomes.iter().map(|(_, _, o)| o.label()).collect();
+        replicas::record_verifications(pool, id, &ids, &labels).await?;
+        tally(&mut found, outcomes);
+    }
+    Ok(found)
+}
+
+/// Adds a page's outcomes to what a run found.
+fn tally(found: &mut Verification, outcomes: Vec<(BlobId, u64, Outcome)>) {
+    for (id, size, outcome) in outcomes {
+        found.checked += 1;
+        found.bytes += size;
+        match outcome {
+            Outcome::Ok => found.ok += 1,
+            Outcome::Mismatch => found.mismatched.push(id.to_hex()),
+            Outcome::Missing => found.missing.push(id.to_hex()),
+            Outcome::Unreadable(error) => {
+                found.unreadable.push(format!("{}: {error}", id.to_hex()));
+            }
+        }
+    }
 }
 
 /// What a run has spent of its budget.

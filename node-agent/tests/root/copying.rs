@@ -1332,3 +1332,164 @@ async fn a_catalog_backup_restores_into_an_empty_database_and_the_store_verifies
     drop_database(&pool, "ntt_restore_ok").await;
     drop_database(&pool, "ntt_restore_truncated").await;
 }
+
+async fn replica_rows(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("select count(*) from blob_replica")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// The blob files under a store-like root (`ab/cd/<64 hex>`).
+fn blob_files(root: &Path) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for first in std::fs::read_dir(root).unwrap().flatten() {
+        let name = first.file_name().into_string().unwrap();
+        if name.len() != 2 || !first.path().is_dir() {
+            continue;
+        }
+        for second in std::fs::read_dir(first.path()).unwrap().flatten() {
+            for blob in std::fs::read_dir(second.path()).unwrap().flatten() {
+                found.insert(blob.file_name().into_string().unwrap());
+            }
+        }
+    }
+    found
+}
+
+/// `ntt replicate`: refuses what is not (yet) a replica, copies every blob, survives `kill -9`
+/// mid-run and goes on, is idempotent, adopts what a killed run linked but did not record,
+/// replaces a wrong file; `ntt verify --replica` finds a flipped byte in a replica's copy and
+/// `ntt report` counts the replicas holding all of a medium's content.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+#[expect(clippy::too_many_lines, reason = "one replica's life, step by step")]
+async fn replicate_is_resumable_after_kill_9_idempotent_and_verified_on_the_replica(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let source = host.root.join("many");
+    std::fs::create_dir_all(&source).unwrap();
+    let files = 3000;
+    for i in 0..files {
+        std::fs::write(
+            source.join(format!("{i:05}")),
+            format!("file {i}\n").repeat(2000),
+        )
+        .unwrap();
+    }
+    let ingested = host.run(&["ingest", source.to_str().unwrap(), "--name", "many"]);
+    assert!(ingested.status.success());
+    let replica = host.root.join("replica");
+    std::fs::create_dir_all(&replica).unwrap();
+    let to = replica.to_str().unwrap();
+    // An empty directory is not a replica until asked; a directory with files never becomes
+    // one; the store is not one.
+    let refused = host.run(&["replicate", "--to", to]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("pass --new"));
+    let cluttered = host.root.join("cluttered");
+    std::fs::create_dir_all(&cluttered).unwrap();
+    std::fs::write(cluttered.join("x"), "x").unwrap();
+    let refused = host.run(&["replicate", "--to", cluttered.to_str().unwrap(), "--new"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let store = host.root.join("store");
+    let refused = host.run(&["replicate", "--to", store.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(replica_rows(&pool).await, 0);
+
+    // kill -9 once some pages are recorded.
+    let mut first = host.start(
+        host.command(&["replicate", "--to", to, "--new", "--jobs", "1"])
+            .stdout(std::process::Stdio::null()),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_mins(2);
+    while replica_rows(&pool).await < 256 {
+        assert!(std::time::Instant::now() < deadline, "no page recorded");
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "finished before the kill"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let recorded = replica_rows(&pool).await;
+    assert!(recorded < i64::from(files), "killed mid-run: {recorded}");
+    // Every recorded blob is in the replica and right.
+    let rows: Vec<String> = sqlx::query_scalar("select encode(blob_id, 'hex') from blob_replica")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let path = |root: &Path, hex: &str| root.join(&hex[..2]).join(&hex[2..4]).join(hex);
+    for hex in &rows {
+        let bytes = std::fs::read(path(&replica, hex)).unwrap();
+        assert_eq!(blake3::hash(&bytes).to_hex().as_str(), hex);
+    }
+    // The next run goes on and completes.
+    let output = host.run(&["replicate", "--to", to, "--json"]);
+    assert!(output.status.success());
+    let done: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let id = done["replica"].as_str().unwrap().to_owned();
+    assert_eq!(done["lacking"], 0, "{done}");
+    assert_eq!(
+        done["copied"].as_i64().unwrap() + done["adopted"].as_i64().unwrap(),
+        i64::from(files) - recorded,
+        "{done}"
+    );
+    assert_eq!(replica_rows(&pool).await, i64::from(files));
+    assert_eq!(blob_files(&replica), blob_files(&store));
+    let leftovers: Vec<_> = std::fs::read_dir(replica.join("tmp")).unwrap().collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // Again: nothing to do.
+    let output = host.run(&["replicate", "--to", to, "--json"]);
+    let again: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        (&again["copied"], &again["adopted"]),
+        (&json!(0), &json!(0)),
+        "{again}"
+    );
+    // Linked but not recorded (a kill between the two): adopted; a wrong file: replaced.
+    let (adopt, wrong) = (&rows[0], &rows[1]);
+    flip_stored_byte(&path(&replica, wrong), 3, 0x01);
+    sqlx::query("delete from blob_replica where encode(blob_id, 'hex') = any($1)")
+        .bind(vec![adopt.clone(), wrong.clone()])
+        .execute(&pool)
+        .await
+        .unwrap();
+    let output = host.run(&["replicate", "--to", to, "--json"]);
+    assert!(output.status.success());
+    let repaired: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        (
+            &repaired["adopted"],
+            &repaired["replaced"],
+            &repaired["copied"]
+        ),
+        (&json!(1), &json!(1), &json!(1)),
+        "{repaired}"
+    );
+    let bytes = std::fs::read(path(&replica, wrong)).unwrap();
+    assert_eq!(blake3::hash(&bytes).to_hex().as_str(), wrong.as_str());
+    // The report: one replica holds all of the medium.
+    let report = host.run(&["report", "many", "--json"]);
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["replicas_complete"], 1, "{report}");
+    // A flipped byte in the replica's copy: found by verifying the replica, not the store.
+    let output = host.run(&["verify", "--replica", &id, "--json"]);
+    assert!(output.status.success());
+    let found: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(found["checked"], files, "{found}");
+    let victim = &rows[2];
+    flip_stored_byte(&path(&replica, victim), 10, 0x40);
+    let output = host.run(&["verify", "--replica", &id, "--json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let found: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(found["mismatched"], json!([victim]), "{found}");
+    let store_check = host.run(&["verify", "--all"]);
+    assert!(store_check.status.success(), "the store itself is right");
+    let report = host.run(&["report", "many", "--json"]);
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["replicas_complete"], 0, "{report}");
+    assert_eq!(report["replicas"][0]["lacking"], 1, "{report}");
+    let unknown = host.run(&["verify", "--replica", "no-such-replica"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no replica no-such-replica"));
+}
