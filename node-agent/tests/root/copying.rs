@@ -1362,7 +1362,6 @@ fn blob_files(root: &Path) -> BTreeSet<String> {
 /// replaces a wrong file; `ntt verify --replica` finds a flipped byte in a replica's copy and
 /// `ntt report` counts the replicas holding all of a medium's content.
 #[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
-#[expect(clippy::too_many_lines, reason = "one replica's life, step by step")]
 async fn replicate_is_resumable_after_kill_9_idempotent_and_verified_on_the_replica(pool: PgPool) {
     let host = Host::new(&pool).await;
     let source = host.root.join("many");
