@@ -2,6 +2,7 @@
 //! [`crate::env`]; data goes to stdout, logs and errors to stderr.
 
 mod agent;
+mod archive;
 mod cat;
 mod copy;
 mod damage;
@@ -138,6 +139,9 @@ pub enum Command {
     IndexNames(index_names::IndexNamesArgs),
     /// Re-hash blobs in the store and check the catalog's loads
     Verify(verify::VerifyArgs),
+    /// Keep a medium's raw image compressed (zstd frames) under ROOT, read it back and compare
+    /// its digest, then remove the raw image; stages that need it restore it
+    Archive(archive::ArchiveArgs),
     /// Copy every blob a replica (another disk or mount) lacks into it, each read back and
     /// hashed there, tracked in the catalog; run again to continue after a stop
     Replicate(replicate::ReplicateArgs),
@@ -320,6 +324,7 @@ const fn roots_used(command: &Command) -> &'static [RootKind] {
         | Command::Mount(_)
         | Command::Enumerate(_)
         | Command::Damage(_)
+        | Command::Archive(_)
         | Command::Map(_) => &[RootKind::Data],
         Command::Db { .. }
         | Command::Init(_)
@@ -425,6 +430,7 @@ async fn dispatch(
         Command::IndexNames(args) => index_names::run(&catalog, args, stdout).await?,
         Command::Report(args) => report::run(&catalog, args, stdout).await?,
         Command::Verify(args) => return verify::run(&catalog, host, args, stdout).await,
+        Command::Archive(args) => archive::run(&catalog, host, args, stdout).await?,
         Command::Replicate(args) => {
             return replicate::run(&catalog, host, args, cancel, stdout).await;
         }

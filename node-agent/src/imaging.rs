@@ -12,6 +12,7 @@
 //! recorded twice; health is recomputed from the mapfile every time it changes; a cancelled run
 //! leaves a saved mapfile that the next run resumes from.
 
+pub mod archive;
 pub mod ddrescue;
 pub mod digest;
 pub mod identity;
@@ -136,6 +137,17 @@ pub enum ImagingError {
     /// The catalog refused or failed.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    /// The archived image could not be read.
+    #[error(transparent)]
+    Archive(#[from] archive::ArchiveError),
+    /// The archived image does not hold the image recorded at imaging.
+    #[error(
+        "the archive {path} does not hold the image recorded at imaging (its digest differs):          the raw image was not restored; check the archive's disk"
+    )]
+    ArchiveWrong {
+        /// The archive.
+        path: PathBuf,
+    },
     /// ddrescue failed.
     #[error(transparent)]
     Ddrescue(#[from] DdrescueError),
@@ -297,6 +309,11 @@ async fn recheck_identity(
     let Some(known) = known else {
         return Ok((identity, digest));
     };
+    // An archived device's raw image comes back before it is compared with the device (and
+    // before ddrescue goes on in it).
+    if is_device && let Some(image) = &known.image_path {
+        restore_archived_image(pool, known.id, Path::new(image)).await?;
+    }
     let verdict = match (is_device, &known.image_path, &known.mapfile_path) {
         (true, Some(image), Some(mapfile)) => {
             let (image, mapfile) = (PathBuf::from(image), PathBuf::from(mapfile));
@@ -857,4 +874,36 @@ async fn register(
         image_digest: Some(hex::encode(digest)),
         passes_run: 0,
     })
+}
+
+/// Restores a medium's raw image at `image` from its archive (`ntt archive`) when the file is
+/// gone and an archive is recorded; `true` when it did. The restored image is named only once
+/// its digest is the one recorded at imaging.
+///
+/// # Errors
+///
+/// [`ImagingError::ArchiveWrong`] when the archive holds another image; archive and catalog
+/// errors as they come.
+pub async fn restore_archived_image(
+    pool: &sqlx::PgPool,
+    medium: media::MediumId,
+    image: &Path,
+) -> Result<bool, ImagingError> {
+    if image.exists() {
+        return Ok(false);
+    }
+    let (digest, archived) = media::image_archive(pool, medium).await?;
+    let (Some(digest), Some(archived)) = (digest, archived) else {
+        return Ok(false);
+    };
+    tracing::info!(archive = %archived.path, image = %image.display(), "restoring the raw image from its archive");
+    let (from, to) = (PathBuf::from(&archived.path), image.to_owned());
+    let restored =
+        tokio::task::spawn_blocking(move || archive::restore(&from, &to, &digest)).await??;
+    if !restored {
+        return Err(ImagingError::ArchiveWrong {
+            path: PathBuf::from(archived.path),
+        });
+    }
+    Ok(true)
 }

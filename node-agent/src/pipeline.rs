@@ -19,6 +19,7 @@
 //!   fails the same way), transient (try again later), or an interruption (cancelled; what was
 //!   attached is released and the stage continues where it stopped when run again).
 
+pub mod archive;
 pub mod attach;
 pub mod backup;
 pub mod copy;
@@ -232,6 +233,51 @@ pub enum PipelineError {
         #[source]
         source: std::io::Error,
     },
+    /// Archiving failed (the raw image is kept).
+    #[error("cannot archive the image of {medium}")]
+    Archive {
+        /// The medium's name.
+        medium: String,
+        /// Why.
+        #[source]
+        source: crate::imaging::archive::ArchiveError,
+    },
+    /// The archive does not read back as the image.
+    #[error(
+        "the archive {path} does not hold the image (its digest differs when read back): the raw image is kept; remove the archive and run ntt archive again"
+    )]
+    ArchiveCorrupt {
+        /// The archive.
+        path: PathBuf,
+    },
+    /// The raw image no longer hashes to its recorded digest.
+    #[error(
+        "the image of {medium} ({path}) no longer matches the digest recorded at imaging: nothing was archived or removed; see `ntt verify --medium {medium} --images`"
+    )]
+    ImageChanged {
+        /// The medium's name.
+        medium: String,
+        /// The image.
+        path: PathBuf,
+    },
+    /// The image is a registered file, not one NTT made.
+    #[error(
+        "the image of {medium} is the registered file {path}: evidence given to NTT is never archived or removed"
+    )]
+    NotOurImage {
+        /// The medium's name.
+        medium: String,
+        /// The image.
+        path: PathBuf,
+    },
+    /// The archive root is not a directory.
+    #[error(
+        "the archive root {path} is not a directory (mount the archive disk, or make the directory)"
+    )]
+    ArchiveRoot {
+        /// The root.
+        path: PathBuf,
+    },
     /// The replica root is an empty directory and was not asked to become one.
     #[error(
         "{path} is empty and not a replica yet: if it is the replica's disk, mount it; to make          it a new replica, pass --new"
@@ -321,6 +367,10 @@ impl PipelineError {
             }
             | Self::MalformedBlob { .. }
             | Self::ReplicaNotMade { .. }
+            | Self::ArchiveCorrupt { .. }
+            | Self::ImageChanged { .. }
+            | Self::NotOurImage { .. }
+            | Self::ArchiveRoot { .. }
             | Self::ReplicaWrong { .. }
             | Self::UnknownReplica { .. }
             | Self::Root(
@@ -342,6 +392,7 @@ impl PipelineError {
             | Self::Enumerate { .. }
             | Self::Damage { .. }
             | Self::Store { .. }
+            | Self::Archive { .. }
             | Self::Copy { .. }
             | Self::ReadBlob { .. }
             | Self::Remove { .. }

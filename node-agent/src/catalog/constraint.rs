@@ -172,6 +172,10 @@ constraints! {
     ReplicaRootAbsolute = "replica_root_absolute",
     /// a replica holds a blob once
     BlobReplicaPkey = "blob_replica_pkey",
+    /// an archived image has its path, size and time together
+    MediumArchiveComplete = "medium_archive_complete",
+    /// an archive's size is not negative
+    MediumArchiveBytesNonnegative = "medium_archive_bytes_nonnegative",
     /// a replica's blobs belong to a recorded replica
     BlobReplicaReplicaFkey = "blob_replica_replica_fkey",
     /// a replica holds only contents the catalog names

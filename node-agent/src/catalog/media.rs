@@ -640,3 +640,50 @@ mod tests {
         assert_eq!(times.stage(), Stage::Enumerated);
     }
 }
+
+/// Where a medium's image is archived (`ntt archive`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveRecord {
+    /// The compressed image.
+    pub path: String,
+    /// Its size.
+    pub bytes: i64,
+}
+
+/// The medium's image digest (BLAKE3, recorded at imaging) and its archive, if any.
+pub async fn image_archive(
+    executor: impl PgExecutor<'_>,
+    medium: MediumId,
+) -> Result<(Option<Vec<u8>>, Option<ArchiveRecord>), CatalogError> {
+    let row = sqlx::query!(
+        "select image_digest, archive_path, archive_bytes from medium where id = $1",
+        medium as MediumId
+    )
+    .fetch_one(executor)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("read the medium's archive", e))?;
+    let archive = match (row.archive_path, row.archive_bytes) {
+        (Some(path), Some(bytes)) => Some(ArchiveRecord { path, bytes }),
+        _ => None,
+    };
+    Ok((row.image_digest, archive))
+}
+
+/// Records the medium's archive (written and found to hold the image).
+pub async fn record_archive(
+    executor: impl PgExecutor<'_>,
+    medium: MediumId,
+    path: &str,
+    bytes: i64,
+) -> Result<(), CatalogError> {
+    sqlx::query!(
+        "update medium set archive_path = $2, archive_bytes = $3, archived_at = now() where id = $1",
+        medium as MediumId,
+        path,
+        bytes
+    )
+    .execute(executor)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("record the medium's archive", e))?;
+    Ok(())
+}

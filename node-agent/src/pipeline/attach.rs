@@ -31,6 +31,7 @@ pub async fn ensure_volumes(catalog: &Catalog, medium: &MediumRecord) -> Result<
         return Ok(rows);
     }
     let image = image_of(medium)?;
+    crate::imaging::restore_archived_image(catalog.pool(), medium.id, &image).await?;
     // Discovery reads the image (slow on big media): outside any transaction.
     let path = image.clone();
     let layout = tokio::task::spawn_blocking(move || partitions::discover(&path))
@@ -76,6 +77,8 @@ pub async fn attach(
     }
     let rows = ensure_volumes(catalog, medium).await?;
     let image = image_of(medium)?;
+    // An archived medium's raw image comes back before anything reads it.
+    crate::imaging::restore_archived_image(catalog.pool(), medium.id, &image).await?;
     let specs: Vec<VolumeSpec> = rows
         .iter()
         .filter(|row| row.role == RoleValue::Filesystem)

@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::faulty_disk::{Faults, FaultyDisk, disk_content};
 use crate::host;
-use crate::host::{Host, MIB, partition, place, run, sparse_file};
-use serde_json::Value;
+use crate::host::{Host, MIB, ext4, partition, place, register, run, sparse_file};
+use serde_json::{Value, json};
 use sqlx::PgPool;
 
 const EXT4_START: u64 = 2048 * 512;
@@ -429,4 +429,153 @@ async fn damage_needs_an_enumerated_medium_and_a_directory_has_none(pool: PgPool
         String::from_utf8_lossy(&missing.stderr).contains("no-such-medium"),
         "the error names what was asked for"
     );
+}
+
+/// `ntt archive`: a drive's image (with an unreadable area) archived with the raw kept, the
+/// archive then damaged: the next run refuses to remove the raw image; archived again and the
+/// raw removed, `ntt cat`, `ntt map --svg` and a re-enumeration (which restores the raw image
+/// from the archive, checked against its digest) still work; a registered image file is never
+/// archived.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn an_archived_image_is_checked_before_the_raw_goes_and_stages_still_read_it(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let content = host.root.join("archive-content");
+    std::fs::create_dir_all(&content).unwrap();
+    std::fs::write(content.join("letter.txt"), "dear archive,\n".repeat(1000)).unwrap();
+    std::fs::write(content.join("noise.bin"), disk_content(256 * 1024, 7)).unwrap();
+    let image = host.root.join("archive-src.img");
+    ext4(&image, 16 * MIB, &content);
+    let size = std::fs::metadata(&image).unwrap().len();
+    // The last 64 KiB (free space) cannot be read.
+    let mut disk = FaultyDisk::start(
+        std::fs::read(&image).unwrap(),
+        Faults {
+            bad: vec![size - 64 * 1024..size],
+            ..Faults::default()
+        },
+    );
+    let device = disk.attach();
+    let report = run_json(
+        &host,
+        &[
+            "ingest",
+            device.to_str().unwrap(),
+            "--name",
+            "drive",
+            "--json",
+        ],
+    );
+    assert_eq!(report["accounting"]["copied"], 2, "{report}");
+    disk.detach();
+    let raw = host
+        .root
+        .join("images")
+        .join(format!("{}.img", report["hash"].as_str().unwrap()));
+    assert!(raw.is_file());
+    let root = host.root.join("archive");
+    std::fs::create_dir_all(&root).unwrap();
+    let to = root.to_str().unwrap();
+
+    // Archived, raw kept: written, read back, smaller.
+    let archived = run_json(
+        &host,
+        &["archive", "drive", "--to", to, "--keep-raw", "--json"],
+    );
+    assert_eq!(archived["written"], true, "{archived}");
+    assert_eq!(archived["raw_removed"], false);
+    // The image file as ddrescue left it (its unread tail not written).
+    assert_eq!(
+        archived["image_bytes"],
+        std::fs::metadata(&raw).unwrap().len()
+    );
+    assert!(archived["ratio"].as_f64().unwrap() > 2.0, "{archived}");
+    let archive = PathBuf::from(archived["archive"].as_str().unwrap());
+    assert!(raw.is_file());
+    assert!(
+        root.join(format!("{}.map.zst", report["hash"].as_str().unwrap()))
+            .is_file()
+    );
+    // zstd(1) reads the archive as the image.
+    let decompressed = Command::new("zstd")
+        .args(["-d", "-q", "-c"])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert_eq!(decompressed.stdout, std::fs::read(&raw).unwrap());
+
+    // Damaged before the raw image goes: the removal is refused.
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x04;
+    std::fs::write(&archive, &bytes).unwrap();
+    let refused = host.run(&["archive", "drive", "--to", to]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(raw.is_file(), "the raw image is kept");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("does not hold the image") || stderr.contains("cannot archive"),
+        "{stderr}"
+    );
+
+    // Archived anew, the raw image removed.
+    std::fs::remove_file(&archive).unwrap();
+    let archived = run_json(&host, &["archive", "drive", "--to", to, "--json"]);
+    assert_eq!(
+        (&archived["written"], &archived["raw_removed"]),
+        (&json!(true), &json!(true)),
+        "{archived}"
+    );
+    assert!(!raw.exists());
+    // The store, the mapfile: no raw image needed.
+    let cat = host.run(&["cat", "drive", "letter.txt"]);
+    assert!(cat.status.success());
+    assert_eq!(cat.stdout, "dear archive,\n".repeat(1000).as_bytes());
+    let svg = host.root.join("drive.svg");
+    let map = host.run(&["map", "drive", "--svg", svg.to_str().unwrap()]);
+    assert!(
+        map.status.success(),
+        "{}",
+        String::from_utf8_lossy(&map.stderr)
+    );
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    // Enumerating again reads the raw image: restored from the archive first.
+    let again = run_json(&host, &["enumerate", "drive", "--replace", "--json"]);
+    assert!(raw.is_file(), "restored: {again}");
+    assert_eq!(
+        blake3::hash(&std::fs::read(&raw).unwrap()),
+        blake3::hash(&decompressed.stdout),
+        "the image as it was"
+    );
+    let unmounted = host.run(&["unmount", "drive"]);
+    assert!(unmounted.status.success());
+    // The archive checked again, the raw image removed again; then the drive comes back and
+    // is imaged again: its raw image is restored before ddrescue goes on in it.
+    let archived = run_json(&host, &["archive", "drive", "--to", to, "--json"]);
+    assert_eq!(
+        (&archived["written"], &archived["raw_removed"]),
+        (&json!(false), &json!(true)),
+        "{archived}"
+    );
+    let device = disk.attach();
+    let imaged = host.run(&["image", device.to_str().unwrap(), "--json"]);
+    assert!(
+        imaged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imaged.stderr)
+    );
+    disk.detach();
+    assert_eq!(
+        blake3::hash(&std::fs::read(&raw).unwrap()),
+        blake3::hash(&decompressed.stdout),
+        "re-imaging went on in the restored image"
+    );
+
+    // A registered image file is the evidence itself.
+    let registered = host.root.join("given.img");
+    ext4(&registered, 8 * MIB, &content);
+    register(&host, &registered, "given");
+    let refused = host.run(&["archive", "given", "--to", to]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("never archived"));
+    assert!(registered.is_file());
 }
