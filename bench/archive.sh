@@ -2,7 +2,7 @@
 # Benchmark: `ntt archive` (zstd frames, read back and compared before the raw image goes)
 # against `zstd -T0` of the same raw image, in one run; and the ratio on the raw fixtures.
 #
-#   bench/archive.sh [FILES] [IMAGE_SIZE]     (default 20000 files, 1G; root)
+#   bench/archive.sh [FILES] [IMAGE_SIZE]     (default 20000 files, 2G; root)
 #
 # Builds the shared corpus image once (../shared/bench/corpus-gen.py, cached under BENCH_DIR),
 # images it from a read-only loop device into a fresh catalog (so the raw image is NTT's), then
@@ -15,7 +15,7 @@ set -euo pipefail
 shopt -s inherit_errexit
 
 files=${1:-20000}
-size=${2:-1G}
+size=${2:-2G}
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ntt=${NTT_BIN:-$repo/target/release/ntt}
 work=${BENCH_DIR:-/var/tmp/ntt-bench-archive}

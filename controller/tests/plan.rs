@@ -1414,12 +1414,12 @@ fn a_copied_medium_is_verified_each_interval_within_its_budget_and_wrong_blobs_d
     let state = world.status().verification.clone().unwrap();
     assert_eq!(
         state.next_at.unwrap().0,
-        copied_at.0 + SignedDuration::from_secs(1000),
-        "the first verification one interval after the copy"
+        copied_at.0 + SignedDuration::from_secs(1001),
+        "the first verification one interval (and a second) after the copy"
     );
-    assert!(world.plan().requeue.unwrap() <= interval);
+    assert!(world.plan().requeue.unwrap() <= interval + Duration::from_secs(1));
     // Due: one job, budgeted, re-hashing what was not found right within the interval.
-    world.advance(1000);
+    world.advance(1001);
     let plan = world.reconcile();
     let job = plan.create.expect("a verify job");
     assert_eq!(job.spec.stage, Stage::Verify);
@@ -1474,7 +1474,7 @@ fn a_copied_medium_is_verified_each_interval_within_its_budget_and_wrong_blobs_d
     assert_eq!(state.last_verified_at.unwrap().0, verified_at);
     assert_eq!(
         state.next_at.unwrap().0,
-        verified_at + SignedDuration::from_secs(1000)
+        verified_at + SignedDuration::from_secs(1001)
     );
     assert_eq!(state.bad_blobs, 0);
     world.settle();
@@ -1549,7 +1549,7 @@ fn a_copied_medium_is_verified_each_interval_within_its_budget_and_wrong_blobs_d
     );
     world.settle();
     // Stays degraded (its message too) while the next verification runs.
-    world.advance(1000);
+    world.advance(1001);
     world.reconcile();
     world.claim("box-7-disk-2-verify-4");
     let plan = world.reconcile();
@@ -1600,7 +1600,7 @@ fn pipeline_work_and_pause_come_before_verification() {
         interval: Duration::from_secs(100),
         budget: Duration::from_secs(10),
     }));
-    world.advance(100);
+    world.advance(101);
     world.reconcile();
     world.claim("box-7-disk-2-verify-1");
     // A stronger profile images the drive again: the verification is cancelled for it.
@@ -1628,6 +1628,52 @@ fn pipeline_work_and_pause_come_before_verification() {
         ("False".to_owned(), "NotScheduled".to_owned())
     );
     assert!(quiet.jobs.iter().all(|j| j.spec.stage != Stage::Verify));
+}
+
+#[test]
+fn a_silent_verify_job_is_failed_as_lost_and_holders_are_asked_once_per_finding() {
+    let mut world = copied_world(Some(VerifySettings {
+        interval: Duration::from_secs(100),
+        budget: Duration::from_secs(10),
+    }));
+    world.advance(101);
+    world.reconcile();
+    world.claim("box-7-disk-2-verify-1");
+    // Within the heartbeat timeout: nothing; past it: failed as lost, then tried again.
+    world.advance(30);
+    assert!(world.reconcile().fail.is_none());
+    world.advance(31);
+    let plan = world.reconcile();
+    let lost = plan.fail.expect("failed as lost");
+    assert_eq!(lost.name, "box-7-disk-2-verify-1");
+    assert_eq!(lost.error.class, ErrorClass::Lost);
+    world.reconcile();
+    world.advance(20);
+    let plan = world.reconcile();
+    assert_eq!(
+        plan.create.and_then(|j| j.metadata.name).as_deref(),
+        Some("box-7-disk-2-verify-2")
+    );
+    // Two jobs finding the same wrong blobs ask the other holder with the same value: the
+    // holder, asking back, changes nothing either.
+    world.claim("box-7-disk-2-verify-2");
+    world.finish(
+        "box-7-disk-2-verify-2",
+        Ok(verify_job_result(true, 2, world.now)),
+    );
+    let first = world.reconcile().verify_requests;
+    world.annotate(VERIFY_ANNOTATION, &first[0].value);
+    world.reconcile();
+    world.claim("box-7-disk-2-verify-3");
+    world.finish(
+        "box-7-disk-2-verify-3",
+        Ok(verify_job_result(true, 2, world.now)),
+    );
+    let second = world.reconcile().verify_requests;
+    assert_eq!(first, second);
+    // Its own annotation already holds that value: no further job.
+    world.settle();
+    assert!(world.active().is_empty(), "{:?}", world.names());
 }
 
 mod properties {
@@ -1940,7 +1986,7 @@ fn the_argocd_health_check_says_degraded_when_stored_content_is_wrong() {
         interval: Duration::from_secs(10),
         budget: Duration::from_secs(10),
     }));
-    world.advance(10);
+    world.advance(11);
     world.reconcile();
     world.claim("box-7-disk-2-verify-1");
     world.finish(

@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 use ntt_crds::condition::{self, event, reason};
 use ntt_crds::{
@@ -188,7 +188,8 @@ pub(super) fn verification(
     state.next_at = None;
     let idle = !seen.deleting && seen.next.is_none() && !seen.paused;
     match latest_job.map(|j| super::stage_state(std::slice::from_ref(j), Stage::Verify)) {
-        Some(StageState::Active(_) | StageState::Terminating(_)) => {}
+        Some(StageState::Active(job)) => lost(seen, job, plan, settings),
+        Some(StageState::Terminating(_)) => {}
         _ if !idle => {}
         _ => schedule(seen, status, plan, settings, verify, latest_job, &mut state),
     }
@@ -249,12 +250,22 @@ fn take_in_end(
             .collect();
         others.sort_unstable();
         others.dedup();
+        // Named after what was found, not after the job: a holder that finds the same blobs
+        // wrong asks back with the same value, which changes nothing (no endless ping-pong).
+        let value = format!(
+            "fixity-failed-{}-{}",
+            result.bad_total,
+            result
+                .bad
+                .first()
+                .map_or("", |b| &b.blake3[..b.blake3.len().min(16)])
+        );
         for other in others {
             if let Some((namespace, name)) = other.split_once('/') {
                 plan.verify_requests.push(VerifyRequest {
                     namespace: namespace.to_owned(),
                     name: name.to_owned(),
-                    value: format!("fixity-failed-{}", job.uid().unwrap_or_default()),
+                    value: value.clone(),
                 });
             }
         }
@@ -310,7 +321,9 @@ fn schedule(
             .or(finished)
             .or_else(|| status.new.completed_at.as_ref().map(|t| t.0))
             .unwrap_or(seen.now);
-        base + signed(verify.interval)
+        // Kubernetes keeps times to the second (rounded down): one more second, so the oldest
+        // check is older than the job's `staleBefore` when it is due.
+        base + signed(verify.interval) + SignedDuration::from_secs(1)
     };
     if due > seen.now {
         state.next_at = Some(Time(due));
@@ -323,4 +336,39 @@ fn schedule(
     }
     let attempt = latest_job.map_or(0, |j| j.spec.attempt).max(0) + 1;
     plan.create = Some(verify_job(seen, status, attempt, verify));
+}
+
+/// A verify job an agent claimed or runs, whose agent went silent past the heartbeat timeout:
+/// failed as lost (then tried again after the backoff), like a pipeline job.
+fn lost(seen: &Observed<'_>, job: &MediumJob, plan: &mut Plan, settings: &Settings) {
+    let claimed = job
+        .metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|f| f == condition::AGENT_FINALIZER));
+    let running = job
+        .status
+        .as_ref()
+        .is_some_and(|s| s.state == JobState::Running);
+    if !(claimed || running) || plan.fail.is_some() {
+        return;
+    }
+    let seen_at = super::last_seen(job).unwrap_or(seen.now);
+    let deadline = seen_at + signed(settings.heartbeat_timeout);
+    if seen.now < deadline {
+        let wait = unsigned(deadline.duration_since(seen.now));
+        plan.requeue = Some(plan.requeue.map_or(wait, |r| r.min(wait)));
+        return;
+    }
+    plan.fail = Some(super::LostJob {
+        name: job.metadata.name.clone().unwrap_or_default(),
+        error: ntt_crds::JobError {
+            class: ErrorClass::Lost,
+            message: format!(
+                "no heartbeat from its agent since {seen_at} (timeout {}s)",
+                settings.heartbeat_timeout.as_secs()
+            ),
+        },
+        at: Time(seen.now),
+    });
 }

@@ -493,7 +493,12 @@ pub async fn record_imaged(
     digest: &[u8; 32],
 ) -> Result<(), CatalogError> {
     sqlx::query!(
-        "update medium set image_digest = $2, imaged_at = now() where id = $1",
+        "update medium set image_digest = $2, imaged_at = now(),
+             -- an archive of an earlier image no longer holds this one
+             archive_path = case when image_digest is distinct from $2 then null else archive_path end,
+             archive_bytes = case when image_digest is distinct from $2 then null else archive_bytes end,
+             archived_at = case when image_digest is distinct from $2 then null else archived_at end
+         where id = $1",
         id as MediumId,
         &digest[..],
     )

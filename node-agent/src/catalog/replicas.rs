@@ -61,7 +61,8 @@ pub async fn record_replicated(pool: &PgPool, id: &str) -> Result<(), CatalogErr
     Ok(())
 }
 
-/// The next `limit` blobs (by id, after `after`) the replica does not hold.
+/// The next `limit` blobs (by id, after `after`) the replica does not hold right (no copy,
+/// or its last check found the copy wrong).
 pub async fn lacking(
     pool: &PgPool,
     replica: &str,
@@ -73,7 +74,8 @@ pub async fn lacking(
         r#"select b.id, b.size from blob b
            where b.id > $2
              and not exists (select 1 from blob_replica br
-                             where br.replica_id = $1 and br.blob_id = b.id)
+                             where br.replica_id = $1 and br.blob_id = b.id
+                               and br.verify_outcome = 'ok')
            order by b.id
            limit $3"#,
         replica,

@@ -300,10 +300,18 @@ pub async fn record_verifications(
     ids: &[Vec<u8>],
     outcomes: &[&str],
 ) -> Result<(), CatalogError> {
+    // One statement: a blob recorded wrong and its media no longer "fully verified" together
+    // (a run stopped before its end must not leave a medium verified that holds it).
     sqlx::query!(
-        "update blob b set verified_at = now(), verify_outcome = v.outcome::verify_outcome
-         from unnest($1::bytea[], $2::text[]) as v (id, outcome)
-         where b.id = v.id",
+        "with recorded as (
+             update blob b set verified_at = now(), verify_outcome = v.outcome::verify_outcome
+             from unnest($1::bytea[], $2::text[]) as v (id, outcome)
+             where b.id = v.id
+             returning b.id, b.verify_outcome)
+         update medium m set verified_at = null
+         where m.verified_at is not null
+           and m.id in (select bm.medium_id from blob_medium bm join recorded r on r.id = bm.blob_id
+                        where r.verify_outcome <> 'ok')",
         ids,
         outcomes as &[&str],
     )

@@ -2,8 +2,8 @@
 //! restore of such a dump into an empty database.
 //!
 //! Rules:
-//! - A dump is written under a hidden `.partial` name, read back (`pg_restore --list`: the
-//!   archive's table of contents parses to the end), synced, then renamed to
+//! - A dump is written under a hidden `.partial` name, read back whole (`pg_restore` into
+//!   `/dev/null`: every data block decompresses), synced, then renamed to
 //!   `ntt-catalog-<UTC time>.dump`: a dump with that name is complete.
 //! - Rotation removes only files named like our dumps, oldest first, and never the one just
 //!   made; anything else in the directory is left alone.
@@ -161,6 +161,21 @@ fn check(tool: &'static str, output: Output) -> Result<Output> {
     }
 }
 
+/// Reads a whole dump: `pg_restore --file=/dev/null` decompresses every data block (a damaged
+/// or short data section fails), then the entries of its table of contents.
+fn read_back(dump: &Path) -> Result<usize> {
+    let output = Command::new("pg_restore")
+        .arg("--file=/dev/null")
+        .arg(dump)
+        .output()
+        .map_err(|source| BackupError::Tool {
+            tool: "pg_restore",
+            source,
+        })?;
+    check("pg_restore", output)?;
+    table_of_contents(dump)
+}
+
 /// The entries of a dump's table of contents: `pg_restore --list` reads the archive's header
 /// and table of contents (a truncated or foreign file fails).
 fn table_of_contents(dump: &Path) -> Result<usize> {
@@ -216,7 +231,7 @@ pub fn backup(url: &DatabaseUrl, dir: &Path, keep: usize) -> Result<Backup> {
             partial.as_os_str(),
         ],
     )
-    .and_then(|_| table_of_contents(&partial));
+    .and_then(|_| read_back(&partial));
     let entries = match dumped {
         Ok(entries) => entries,
         Err(error) => {
@@ -272,7 +287,10 @@ pub fn backup(url: &DatabaseUrl, dir: &Path, keep: usize) -> Result<Backup> {
 /// Restores `dump` (made by [`backup`], or any custom-format dump of a catalog) into the empty
 /// database of `options`, in one transaction, then migrates it to this binary's schema.
 pub async fn restore(options: &ConnectOptions, dump: &Path) -> Result<Restore> {
-    table_of_contents(dump)?;
+    let file = dump.to_path_buf();
+    tokio::task::spawn_blocking(move || read_back(&file))
+        .await
+        .map_err(|e| BackupError::Query(format!("reading the dump did not finish: {e}")))??;
     let mut migrating = options.clone();
     migrating.statement_timeout = None;
     let catalog = Catalog::connect(&migrating).await?;

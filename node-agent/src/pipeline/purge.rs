@@ -32,10 +32,20 @@ pub async fn purge(catalog: &Catalog, host: &Host, hash: &MediumHash) -> Result<
             .filter(|p| p.starts_with(&host.data_dir))
             .map(Path::to_path_buf)
     };
-    let files: Vec<PathBuf> = [ours(&record.image_path), ours(&record.mapfile_path)]
+    let mut files: Vec<PathBuf> = [ours(&record.image_path), ours(&record.mapfile_path)]
         .into_iter()
         .flatten()
         .collect();
+    // Its archive (`ntt archive`) is a copy of the image: it goes too, with its index and the
+    // compressed mapfile beside it.
+    if let (_, Some(archived)) = media::image_archive(pool, record.id).await? {
+        let archive = PathBuf::from(&archived.path);
+        files.push(crate::imaging::archive::index_path(&archive));
+        if let Some(dir) = archive.parent() {
+            files.push(dir.join(format!("{}.map.zst", record.hash)));
+        }
+        files.push(archive);
+    }
     // Files first: a run stopped midway finds the medium again and finishes; rows first
     // would leave files no later run knows about.
     for file in &files {

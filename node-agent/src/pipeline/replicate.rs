@@ -193,6 +193,7 @@ async fn copy_page(
     };
     replica.sync().map_err(store_error)?;
     let mut right = Vec::new();
+    let mut published = Vec::new();
     for outcome in copied {
         let id = match outcome {
             Copied::Adopted(id) => {
@@ -212,6 +213,11 @@ async fn copy_page(
                 id
             }
         };
+        published.push(id);
+    }
+    // The names made durable too, before anything is recorded.
+    replica.sync().map_err(store_error)?;
+    for id in published {
         let replica = replica.clone();
         let path = replica.blob_path(&id);
         let digest = tokio::task::spawn_blocking(move || read_back(&path)).await?;

@@ -90,7 +90,7 @@ pub struct VerifyScope<'a> {
 pub struct ImageCheck {
     /// The medium's name.
     pub medium: String,
-    /// The image file.
+    /// The image file (its archive, once the raw image was archived and removed).
     pub path: String,
     /// `ok`, `mismatch`, `missing` (no such file on this host) or `unreadable`.
     pub outcome: &'static str,
@@ -471,14 +471,29 @@ async fn images(
 ) -> Result<Vec<ImageCheck>> {
     let mut checks = Vec::new();
     for image in report::images_to_verify(catalog.pool(), medium).await? {
-        let path = PathBuf::from(&image.image_path);
-        let digest =
-            tokio::task::spawn_blocking(move || crate::imaging::digest::digest_file(&path)).await?;
+        let mut path = PathBuf::from(&image.image_path);
+        // An archived image whose raw file was removed: the archive is what holds it now.
+        let (_, archived) = crate::catalog::media::image_archive(catalog.pool(), image.id).await?;
+        let archive = archived
+            .filter(|_| !path.exists())
+            .map(|a| PathBuf::from(a.path));
+        let digest = if let Some(archive) = archive {
+            path.clone_from(&archive);
+            tokio::task::spawn_blocking(move || {
+                crate::imaging::archive::Archive::open(&archive)
+                    .and_then(|a| a.digest())
+                    .map_err(std::io::Error::other)
+            })
+            .await?
+        } else {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || crate::imaging::digest::digest_file(&path)).await?
+        };
         let outcome = outcome(digest, &image.image_digest);
         report::record_image_verification(catalog.pool(), image.id, outcome.label()).await?;
         checks.push(ImageCheck {
             medium: image.name,
-            path: image.image_path,
+            path: path.display().to_string(),
             outcome: outcome.label(),
             error: match outcome {
                 Outcome::Unreadable(error) => Some(error),

@@ -1488,6 +1488,17 @@ async fn replicate_is_resumable_after_kill_9_idempotent_and_verified_on_the_repl
     let report: Value = serde_json::from_slice(&report.stdout).unwrap();
     assert_eq!(report["replicas_complete"], 0, "{report}");
     assert_eq!(report["replicas"][0]["lacking"], 1, "{report}");
+    // The next replication repairs the copy found wrong.
+    let output = host.run(&["replicate", "--to", to, "--json"]);
+    let repaired: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        (&repaired["replaced"], &repaired["copied"]),
+        (&json!(1), &json!(1)),
+        "{repaired}"
+    );
+    let report = host.run(&["report", "many", "--json"]);
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["replicas_complete"], 1, "{report}");
     let unknown = host.run(&["verify", "--replica", "no-such-replica"]);
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no replica no-such-replica"));

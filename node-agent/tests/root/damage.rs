@@ -526,6 +526,15 @@ async fn an_archived_image_is_checked_before_the_raw_goes_and_stages_still_read_
         "{archived}"
     );
     assert!(!raw.exists());
+    // `ntt verify --images` checks the archive now that it holds the image.
+    let images = run_json(
+        &host,
+        &[
+            "verify", "--medium", "drive", "--sample", "0", "--images", "--json",
+        ],
+    );
+    assert_eq!(images["images"][0]["outcome"], "ok", "{images}");
+    assert_eq!(images["images"][0]["path"], archived["archive"], "{images}");
     // The store, the mapfile: no raw image needed.
     let cat = host.run(&["cat", "drive", "letter.txt"]);
     assert!(cat.status.success());
