@@ -242,6 +242,15 @@ pub enum PipelineError {
         #[source]
         source: crate::imaging::archive::ArchiveError,
     },
+    /// The medium is held by another process (mounted, archived).
+    #[error("medium {medium} is busy (mounted or being archived by another process)")]
+    Busy {
+        /// The medium's name.
+        medium: String,
+        /// The lock's refusal.
+        #[source]
+        source: crate::lock::LockError,
+    },
     /// The archive does not read back as the image.
     #[error(
         "the archive {path} does not hold the image (its digest differs when read back): the raw image is kept; remove the archive and run ntt archive again"
@@ -393,6 +402,7 @@ impl PipelineError {
             | Self::Damage { .. }
             | Self::Store { .. }
             | Self::Archive { .. }
+            | Self::Busy { .. }
             | Self::Copy { .. }
             | Self::ReadBlob { .. }
             | Self::Remove { .. }

@@ -2,6 +2,9 @@
 //! image goes.
 //!
 //! Rules:
+//! - The medium's lock is held throughout (attaching takes it too): no mount reads the raw
+//!   image and no other archive run writes while one works. Re-imaging a docked drive takes
+//!   the device's lock, not this one: do not archive a medium while its drive is re-imaged.
 //! - Only images NTT made (under the data directory) are archived and removed; a registered
 //!   image file is the evidence itself and is never touched.
 //! - The bytes compressed must hash to the digest recorded at imaging (else nothing is
@@ -92,25 +95,23 @@ pub async fn archive(
             path: root.to_owned(),
         });
     }
+    // The medium's lock (the one attaching takes): no mount reads the raw image, and no
+    // other archive run writes, while this one works.
+    let lock = crate::lock::HostLock::try_acquire(
+        &host.lock_dir,
+        &format!("medium-{}.lock", medium.hash),
+        &format!("medium {}", medium.hash),
+        "ntt archive",
+    )
+    .map_err(|source| PipelineError::Busy {
+        medium: medium.name.clone(),
+        source,
+    })?;
     let fail = archive_error(medium);
     let existing = recorded.filter(|r| Path::new(&r.path).is_file());
-    let (path, written) = if let Some(existing) = &existing {
-        (PathBuf::from(&existing.path), false)
-    } else {
-        let path = root.join(format!("{}.img.zst", medium.hash));
-        let (raw, out, level, jobs) = (image.clone(), path.clone(), options.level, options.jobs);
-        let index = tokio::task::spawn_blocking(move || archive::compress(&raw, &out, level, jobs))
-            .await?
-            .map_err(&fail)?;
-        if index.digest != hex::encode(&digest) {
-            let _ = fs_err::remove_file(&path);
-            let _ = fs_err::remove_file(archive::index_path(&path));
-            return Err(PipelineError::ImageChanged {
-                medium: medium.name.clone(),
-                path: image,
-            });
-        }
-        (path, true)
+    let (path, written) = match existing {
+        Some(existing) => (PathBuf::from(&existing.path), false),
+        None => (write(medium, &image, root, &digest, options).await?, true),
     };
     // Read back from its disk, whoever wrote it and when.
     let checked = path.clone();
@@ -155,6 +156,7 @@ pub async fn archive(
         })?;
         raw_removed = true;
     }
+    drop(lock);
     #[expect(
         clippy::cast_precision_loss,
         reason = "a ratio for people, two decimals"
@@ -170,6 +172,31 @@ pub async fn archive(
         raw_removed,
         mapfile,
     })
+}
+
+/// Writes the archive of `image` under `root`; refused (and nothing left) when the bytes
+/// compressed do not hash to `digest`.
+async fn write(
+    medium: &MediumRecord,
+    image: &Path,
+    root: &Path,
+    digest: &[u8],
+    options: ArchiveOptions,
+) -> Result<PathBuf> {
+    let path = root.join(format!("{}.img.zst", medium.hash));
+    let (raw, out, level, jobs) = (image.to_owned(), path.clone(), options.level, options.jobs);
+    let index = tokio::task::spawn_blocking(move || archive::compress(&raw, &out, level, jobs))
+        .await?
+        .map_err(archive_error(medium))?;
+    if index.digest != hex::encode(digest) {
+        let _ = fs_err::remove_file(&path);
+        let _ = fs_err::remove_file(archive::index_path(&path));
+        return Err(PipelineError::ImageChanged {
+            medium: medium.name.clone(),
+            path: image.to_owned(),
+        });
+    }
+    Ok(path)
 }
 
 /// `from` compressed whole into `to` (written under a temporary name, synced, then named).
