@@ -1817,6 +1817,20 @@ async fn a_failed_drive_is_mounted_only_once_its_force_confirms_its_hash(pool: P
     cluster.stop().await;
 }
 
+/// Waits until the controller's metric `series` satisfies `check` (the metrics follow the
+/// status a reconcile writes, a moment later).
+async fn until_metric(cluster: &Cluster, series: &str, check: impl Fn(f64) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !metric(cluster, series).is_some_and(&check) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{series}: {}",
+            cluster.metrics.render()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The value of a metric line of the controller (`name{labels}`), if exposed.
 fn metric(cluster: &Cluster, series: &str) -> Option<f64> {
     cluster.metrics.render().lines().find_map(|line| {
@@ -1878,17 +1892,14 @@ async fn copied_media_are_verified_on_a_schedule_and_a_flipped_byte_degrades_eve
                 .is_some_and(|j| j.starts_with(&format!("{name}-verify-"))),
             "{state:?}"
         );
-        let at = metric(
+        until_metric(
             &cluster,
             &format!(
                 "ntt_controller_medium_verified_timestamp_seconds{{namespace=\"{NS}\",medium=\"{name}\"}}"
             ),
-        );
-        assert!(
-            at.is_some_and(|t| t > 1.0e9),
-            "{}",
-            cluster.metrics.render()
-        );
+            |t| t > 1.0e9,
+        )
+        .await;
     }
     // The catalog says the same: each medium fully verified.
     let unverified: i64 =
@@ -1950,11 +1961,12 @@ async fn copied_media_are_verified_on_a_schedule_and_a_flipped_byte_degrades_eve
         let state = status.verification.unwrap();
         assert_eq!(state.bad_blobs, 1);
         assert!(state.last_verified_at.is_none());
-        let bad = metric(
+        until_metric(
             &cluster,
             &format!("ntt_controller_medium_bad_blobs{{namespace=\"{NS}\",medium=\"{name}\"}}"),
-        );
-        assert_eq!(bad, Some(1.0), "{}", cluster.metrics.render());
+            |bad| (bad - 1.0).abs() < f64::EPSILON,
+        )
+        .await;
     }
     // `second` was asked by the controller, not by a person.
     let second = cluster.media.get("second").await.unwrap();
