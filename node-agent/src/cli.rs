@@ -187,6 +187,11 @@ impl Args {
     }
 }
 
+/// How many blobs or frames a command works on at once unless told: the cores.
+fn default_jobs(jobs: Option<usize>) -> usize {
+    jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
+}
+
 /// The error and its causes on one line, each cause once.
 pub fn error_chain(error: &anyhow::Error) -> String {
     crate::error_chain(error.as_ref())

@@ -187,9 +187,9 @@ pub(super) fn verification(
     };
     state.next_at = None;
     let idle = !seen.deleting && seen.next.is_none() && !seen.paused;
-    match latest_job.map(|j| super::stage_state(std::slice::from_ref(j), Stage::Verify)) {
-        Some(StageState::Active(job)) => lost(seen, job, plan, settings),
-        Some(StageState::Terminating(_)) => {}
+    match seen.stage(Stage::Verify) {
+        StageState::Active(job) => lost(seen, job, plan, settings),
+        StageState::Terminating(_) => {}
         _ if !idle => {}
         _ => schedule(seen, status, plan, settings, verify, latest_job, &mut state),
     }

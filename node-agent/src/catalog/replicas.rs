@@ -87,6 +87,20 @@ pub async fn lacking(
     .map_err(error("find blobs the replica lacks"))
 }
 
+/// How many blobs the replica does not hold right.
+pub async fn count_lacking(pool: &PgPool, replica: &str) -> Result<i64, CatalogError> {
+    sqlx::query_scalar!(
+        r#"select count(*) as "count!" from blob b
+           where not exists (select 1 from blob_replica br
+                             where br.replica_id = $1 and br.blob_id = b.id
+                               and br.verify_outcome = 'ok')"#,
+        replica,
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(error("count blobs the replica lacks"))
+}
+
 /// Records that the replica holds `ids`, each re-read and found right now.
 pub async fn record_copies(
     pool: &PgPool,

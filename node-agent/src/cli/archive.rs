@@ -45,9 +45,7 @@ pub(super) async fn run(
         ArchiveOptions {
             keep_raw: args.keep_raw,
             level: args.level,
-            jobs: args
-                .jobs
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from)),
+            jobs: super::default_jobs(args.jobs),
         },
     )
     .await?;

@@ -40,9 +40,7 @@ pub(super) async fn run(
         &args.to,
         ReplicateOptions {
             new: args.new,
-            jobs: args
-                .jobs
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from)),
+            jobs: super::default_jobs(args.jobs),
         },
         cancel,
     )

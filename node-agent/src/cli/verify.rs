@@ -57,9 +57,7 @@ pub(super) async fn run(
     args: VerifyArgs,
     stdout: &mut (impl Write + Send),
 ) -> anyhow::Result<bool> {
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
+    let jobs = super::default_jobs(args.jobs);
     if let Some(replica) = &args.replica {
         let found =
             pipeline::verify::verify_replica(catalog, replica, args.sample, args.budget, jobs)

@@ -171,6 +171,17 @@ pub fn compress(raw: &Path, archive: &Path, level: i32, jobs: usize) -> Result<I
     Ok(index)
 }
 
+/// `from` compressed whole into one zstd frame at `to` (a small file beside an archive: the
+/// mapfile), written under a `.partial` name, synced, then named.
+pub fn compress_whole(from: &Path, to: &Path) -> Result<()> {
+    let part = partial(to);
+    let input = fs_err::File::open(from).map_err(io("cannot open", from))?;
+    let output = fs_err::File::create(&part).map_err(io("cannot create", &part))?;
+    zstd::stream::copy_encode(input, &output, 19).map_err(io("cannot compress", from))?;
+    output.sync_all().map_err(io("cannot sync", &part))?;
+    fs_err::rename(&part, to).map_err(io("cannot name", to))
+}
+
 /// An archive opened with its index.
 #[derive(Debug)]
 pub struct Archive {

@@ -141,7 +141,7 @@ pub async fn archive(
         Some(map) if map.is_file() => {
             let out = root.join(format!("{}.map.zst", medium.hash));
             let (from, to) = (map.clone(), out.clone());
-            tokio::task::spawn_blocking(move || copy_compressed(&from, &to))
+            tokio::task::spawn_blocking(move || archive::compress_whole(&from, &to))
                 .await?
                 .map_err(&fail)?;
             Some(out)
@@ -197,25 +197,4 @@ async fn write(
         });
     }
     Ok(path)
-}
-
-/// `from` compressed whole into `to` (written under a temporary name, synced, then named).
-fn copy_compressed(from: &Path, to: &Path) -> std::result::Result<(), ArchiveError> {
-    let io = |action: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ArchiveError::Io {
-            action,
-            path,
-            source,
-        }
-    };
-    let mut part = to.as_os_str().to_owned();
-    part.push(".partial");
-    let part = PathBuf::from(part);
-    let input = fs_err::File::open(from).map_err(io("cannot open", from))?;
-    let output = fs_err::File::create(&part).map_err(io("cannot create", &part))?;
-    zstd::stream::copy_encode(input, &output, 19).map_err(io("cannot compress", from))?;
-    output.sync_all().map_err(io("cannot sync", &part))?;
-    fs_err::rename(&part, to).map_err(io("cannot name", to))?;
-    Ok(())
 }

@@ -134,60 +134,44 @@ fn percent_decode(text: &str) -> String {
         .map_or_else(|| text.to_owned(), |(_, value)| value.into_owned())
 }
 
-/// Runs a PostgreSQL tool against `url`; its output when it succeeds.
-fn run(tool: &'static str, url: &DatabaseUrl, args: &[&std::ffi::OsStr]) -> Result<Output> {
-    let (conninfo, password) = libpq(url);
-    let mut command = Command::new(tool);
-    command.args(args).arg(format!("--dbname={conninfo}"));
-    command.env_remove("PGPASSWORD");
-    if let Some(password) = password {
-        command.env("PGPASSWORD", password);
-    }
+/// Runs a PostgreSQL tool; its output when it succeeds.
+fn tool(name: &'static str, mut command: Command) -> Result<Output> {
     let output = command
         .output()
-        .map_err(|source| BackupError::Tool { tool, source })?;
-    check(tool, output)
-}
-
-fn check(tool: &'static str, output: Output) -> Result<Output> {
+        .map_err(|source| BackupError::Tool { tool: name, source })?;
     if output.status.success() {
         Ok(output)
     } else {
         Err(BackupError::Failed {
-            tool,
+            tool: name,
             status: output.status,
             stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
         })
     }
 }
 
-/// Reads a whole dump: `pg_restore --file=/dev/null` decompresses every data block (a damaged
-/// or short data section fails), then the entries of its table of contents.
-fn read_back(dump: &Path) -> Result<usize> {
-    let output = Command::new("pg_restore")
-        .arg("--file=/dev/null")
-        .arg(dump)
-        .output()
-        .map_err(|source| BackupError::Tool {
-            tool: "pg_restore",
-            source,
-        })?;
-    check("pg_restore", output)?;
-    table_of_contents(dump)
+/// Runs a PostgreSQL tool against `url` (the password through the environment).
+fn run(name: &'static str, url: &DatabaseUrl, args: &[&std::ffi::OsStr]) -> Result<Output> {
+    let (conninfo, password) = libpq(url);
+    let mut command = Command::new(name);
+    command.args(args).arg(format!("--dbname={conninfo}"));
+    command.env_remove("PGPASSWORD");
+    if let Some(password) = password {
+        command.env("PGPASSWORD", password);
+    }
+    tool(name, command)
 }
 
-/// The entries of a dump's table of contents: `pg_restore --list` reads the archive's header
-/// and table of contents (a truncated or foreign file fails).
-fn table_of_contents(dump: &Path) -> Result<usize> {
-    let output = Command::new("pg_restore")
-        .arg("--list")
-        .arg(dump)
-        .output()
-        .map_err(|source| BackupError::Tool {
-            tool: "pg_restore",
-            source,
-        })?;
-    let output = check("pg_restore", output)?;
+/// Reads a whole dump: `pg_restore --file=/dev/null` decompresses every data block (a damaged
+/// or short data section fails); returns the entries of its table of contents
+/// (`pg_restore --list`, which reads only the header and the table).
+fn read_back(dump: &Path) -> Result<usize> {
+    let mut whole = Command::new("pg_restore");
+    whole.arg("--file=/dev/null").arg(dump);
+    tool("pg_restore", whole)?;
+    let mut list = Command::new("pg_restore");
+    list.arg("--list").arg(dump);
+    let output = tool("pg_restore", list)?;
     Ok(String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter(|line| !line.starts_with(';') && !line.trim().is_empty())

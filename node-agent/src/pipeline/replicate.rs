@@ -141,12 +141,7 @@ pub async fn replicate(
         replicas::record_copies(pool, &marker.id, &recorded).await?;
     }
     replicas::record_replicated(pool, &marker.id).await?;
-    done.lacking = u64::try_from(
-        replicas::lacking(pool, &marker.id, &[], i64::MAX)
-            .await?
-            .len(),
-    )
-    .unwrap_or(u64::MAX);
+    done.lacking = u64::try_from(replicas::count_lacking(pool, &marker.id).await?).unwrap_or(0);
     Ok(done)
 }
 

@@ -225,49 +225,20 @@ pub async fn verify(
     let medium = scope.medium.map(|m| m.id);
     let store = super::copy::open_store(host)?;
     let started = report::now(pool).await?;
-    let mut found = Verification {
-        complete: true,
-        ..Verification::default()
-    };
-    let mut spending = Spending {
-        budget: scope.budget,
-        clock: Instant::now(),
-        bytes_taken: 0,
-    };
-    let mut bad: Vec<Vec<u8>> = Vec::new();
-    loop {
-        let left = scope
-            .sample
-            .map_or(PAGE, |n| {
-                i64::try_from(n.saturating_sub(found.checked)).unwrap_or(PAGE)
-            })
-            .min(PAGE);
-        if left == 0 || spending.spent() {
-            found.complete = report::next_to_verify(pool, medium, started, scope.stale_before, 1)
-                .await?
-                .is_empty();
-            break;
-        }
-        let page = report::next_to_verify(pool, medium, started, scope.stale_before, left).await?;
-        if page.is_empty() {
-            break;
-        }
-        // In the order the hashes finished: each id beside its own outcome.
-        let outcomes = hash_page(&store, page, scope.jobs.max(1), &mut spending).await?;
-        let ids: Vec<Vec<u8>> = outcomes
-            .iter()
-            .map(|(id, _, _)| id.as_bytes().to_vec())
-            .collect();
-        let labels: Vec<&str> = outcomes.iter().map(|(_, _, o)| o.label()).collect();
-        report::record_verifications(pool, &ids, &labels).await?;
-        bad.extend(
-            outcomes
-                .iter()
-                .filter(|(_, _, o)| !matches!(o, Outcome::Ok))
-                .map(|(id, _, _)| id.as_bytes().to_vec()),
-        );
-        tally(&mut found, outcomes);
-    }
+    let stale_before = scope.stale_before;
+    let (mut found, bad) = rehash_pages(
+        &store,
+        scope.sample,
+        scope.budget,
+        scope.jobs,
+        pool,
+        started,
+        Copies::Store {
+            medium,
+            stale_before,
+        },
+    )
+    .await?;
     // The medium's time, and that of every other medium holding a blob found wrong (it is
     // no longer wholly right either).
     found.media_updated = match medium {
@@ -329,6 +300,75 @@ pub async fn verify_replica(
         source,
     })?);
     let started = report::now(pool).await?;
+    let (found, _) = rehash_pages(
+        &replica,
+        sample,
+        budget,
+        jobs,
+        pool,
+        started,
+        Copies::Replica(id),
+    )
+    .await?;
+    Ok(found)
+}
+
+/// Whose copies a verification re-hashes.
+#[derive(Debug, Clone, Copy)]
+enum Copies<'a> {
+    /// The store's blobs (of one medium, or all; not found right since `stale_before`).
+    Store {
+        medium: Option<crate::catalog::media::MediumId>,
+        stale_before: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// A replica's copies.
+    Replica(&'a str),
+}
+
+impl Copies<'_> {
+    /// The next `limit` blobs to re-hash, least recently verified first, none since `started`.
+    async fn next(
+        self,
+        pool: &sqlx::PgPool,
+        started: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<report::BlobToVerify>> {
+        Ok(match self {
+            Self::Store {
+                medium,
+                stale_before,
+            } => report::next_to_verify(pool, medium, started, stale_before, limit).await?,
+            Self::Replica(id) => {
+                crate::catalog::replicas::next_to_verify(pool, id, started, limit).await?
+            }
+        })
+    }
+
+    /// Records a page's outcomes.
+    async fn record(self, pool: &sqlx::PgPool, ids: &[Vec<u8>], labels: &[&str]) -> Result<()> {
+        match self {
+            Self::Store { .. } => report::record_verifications(pool, ids, labels).await?,
+            Self::Replica(id) => {
+                crate::catalog::replicas::record_verifications(pool, id, ids, labels).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The page loop of every verification: takes pages of `copies` (least recently verified
+/// first) until the sample or the budget is spent or none is left, hashes each page on `jobs`
+/// threads in `store`, and records its outcomes before taking the next page. Returns what was
+/// found and the ids found wrong.
+async fn rehash_pages(
+    store: &Arc<Store>,
+    sample: Option<u64>,
+    budget: Option<Budget>,
+    jobs: usize,
+    pool: &sqlx::PgPool,
+    started: chrono::DateTime<chrono::Utc>,
+    copies: Copies<'_>,
+) -> Result<(Verification, Vec<Vec<u8>>)> {
     let mut found = Verification {
         complete: true,
         ..Verification::default()
@@ -338,6 +378,7 @@ pub async fn verify_replica(
         clock: Instant::now(),
         bytes_taken: 0,
     };
+    let mut bad = Vec::new();
     loop {
         let left = sample
             .map_or(PAGE, |n| {
@@ -345,25 +386,30 @@ pub async fn verify_replica(
             })
             .min(PAGE);
         if left == 0 || spending.spent() {
-            found.complete = replicas::next_to_verify(pool, id, started, 1)
-                .await?
-                .is_empty();
+            found.complete = copies.next(pool, started, 1).await?.is_empty();
             break;
         }
-        let page = replicas::next_to_verify(pool, id, started, left).await?;
+        let page = copies.next(pool, started, left).await?;
         if page.is_empty() {
             break;
         }
-        let outcomes = hash_page(&replica, page, jobs.max(1), &mut spending).await?;
+        // In the order the hashes finished: each id beside its own outcome.
+        let outcomes = hash_page(store, page, jobs.max(1), &mut spending).await?;
         let ids: Vec<Vec<u8>> = outcomes
             .iter()
             .map(|(id, _, _)| id.as_bytes().to_vec())
             .collect();
         let labels: Vec<&str> = outcomes.iter().map(|(_, _, o)| o.label()).collect();
-        replicas::record_verifications(pool, id, &ids, &labels).await?;
+        copies.record(pool, &ids, &labels).await?;
+        bad.extend(
+            outcomes
+                .iter()
+                .filter(|(_, _, o)| !matches!(o, Outcome::Ok))
+                .map(|(id, _, _)| id.as_bytes().to_vec()),
+        );
         tally(&mut found, outcomes);
     }
-    Ok(found)
+    Ok((found, bad))
 }
 
 /// Adds a page's outcomes to what a run found.
