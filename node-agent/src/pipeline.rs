@@ -119,17 +119,6 @@ pub enum PipelineError {
         #[source]
         source: crate::volume::partitions::DiscoverError,
     },
-    /// The medium has volumes, but none is a filesystem.
-    #[error(
-        "medium {medium} has no filesystem to read: its {volumes} volume(s) are all \
-         containers, swap or unrecognised (see `ntt volumes {medium}`)"
-    )]
-    NoFilesystem {
-        /// The medium's name.
-        medium: String,
-        /// How many volumes it has.
-        volumes: usize,
-    },
     /// Attaching failed as a whole (lock, loop devices, host state).
     #[error("cannot attach the volumes of {medium}")]
     Attach {
@@ -365,7 +354,6 @@ impl PipelineError {
             | Self::NotImaged { .. }
             | Self::HealthFailed { .. }
             | Self::DirectoryGone { .. }
-            | Self::NoFilesystem { .. }
             | Self::NoVolumeReadable { .. }
             | Self::NotEnumerated { .. }
             | Self::Ignore(_)

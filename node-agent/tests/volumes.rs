@@ -162,10 +162,20 @@ fn gpt_volumes_are_probed_not_guessed_from_the_partition_type() {
                 43008 * 512,
                 Some("NOTSWAP".into())
             ),
-            (Role::Unknown, FsType::Unknown, 124_928 * 512, None),
+            (Role::Blank, FsType::Unknown, 124_928 * 512, None),
         ]
     );
     assert_eq!(layout.volumes[0].partition_type.as_deref(), Some("data"));
+    assert_eq!(layout.volumes[0].problem, None);
+    assert!(
+        layout.volumes[2]
+            .problem
+            .as_deref()
+            .unwrap()
+            .contains("is 0x00"),
+        "{:?}",
+        layout.volumes[2]
+    );
 }
 
 #[test]
@@ -227,15 +237,98 @@ fn third_party_whole_disk_volumes() {
 }
 
 #[test]
-fn an_image_of_zeros_is_one_unknown_volume_not_an_error() {
+fn an_image_of_zeros_is_one_blank_volume_not_an_error() {
     let scratch = Scratch::new("zeros");
     let image = scratch.image("zeros.img", 4 * MIB);
     let layout = discover(&image).unwrap();
     assert_eq!(layout.scheme, Scheme::None);
-    assert_eq!(
-        summary(&layout),
-        [(Role::Unknown, FsType::Unknown, 0, None)]
+    assert_eq!(summary(&layout), [(Role::Blank, FsType::Unknown, 0, None)]);
+    assert_eq!(layout.volumes[0].to_new_volume().fs_type, "unknown");
+}
+
+/// Fills `len` bytes of `image` at `offset` with what `fill` yields, 64 KiB at a time.
+fn fill(image: &Path, offset: u64, len: u64, mut fill: impl FnMut(&mut [u8])) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut out = std::fs::OpenOptions::new().write(true).open(image).unwrap();
+    out.seek(SeekFrom::Start(offset)).unwrap();
+    let mut buf = vec![0_u8; 64 * 1024];
+    for _ in 0..len / buf.len() as u64 {
+        fill(&mut buf);
+        out.write_all(&buf).unwrap();
+    }
+}
+
+#[test]
+fn volumes_that_hold_no_filesystem_we_read_are_recorded_as_what_they_are() {
+    let scratch = Scratch::new("kinds");
+    let image = scratch.image("kinds.img", 64 * MIB);
+    let part = |n: u64| (2048 + n * 16384) * 512;
+    sfdisk(
+        &image,
+        "label: gpt\nstart=2048, size=16384\nstart=18432, size=16384\nstart=34816, size=16384\n\
+         start=51200, size=16384\nstart=67584, size=16384\nstart=83968, size=16384\n",
     );
+    // 0: LUKS2, made by cryptsetup (formatting a file needs no device-mapper).
+    let luks = scratch.image("luks.img", 8 * MIB);
+    std::fs::write(scratch.0.join("key"), "secret").unwrap();
+    run(Command::new("cryptsetup")
+        .args(["luksFormat", "-q", "--type", "luks2", "--pbkdf", "pbkdf2"])
+        .args(["--pbkdf-force-iterations", "1000", "--key-file"])
+        .arg(scratch.0.join("key"))
+        .arg(&luks));
+    host::place(&image, &luks, part(0));
+    // 1: wiped with 0xF6 (a DoD-style pass); 2: random data.
+    fill(&image, part(1), 8 * MIB, |buf| buf.fill(0xF6));
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    fill(&image, part(2), 8 * MIB, |buf| {
+        for chunk in buf.chunks_mut(8) {
+            // xorshift64*: uniform enough for an entropy test, no dependency.
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            chunk.copy_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+        }
+    });
+    // 3: swap.
+    let swap = scratch.image("swap.img", 8 * MIB);
+    run(Command::new("mkswap").arg(&swap));
+    host::place(&image, &swap, part(3));
+    // 4: text, neither blank nor random nor a filesystem.
+    fill(&image, part(4), 8 * MIB, |buf| {
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = b"minutes of the meeting "[i % 23];
+        }
+    });
+    // 5: ext4, read as usual.
+    mkfs_ext("ext4", &image, 83968, 16384, "data");
+    let layout = discover(&image).unwrap();
+    let kinds: Vec<(Role, String)> = layout
+        .volumes
+        .iter()
+        .map(|v| (v.role, v.to_new_volume().fs_type))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (Role::Encrypted, "crypto_LUKS".to_owned()),
+            (Role::Blank, "unknown".to_owned()),
+            (Role::Encrypted, "unknown".to_owned()),
+            (Role::Swap, "swap".to_owned()),
+            (Role::Unknown, "unknown".to_owned()),
+            (Role::Filesystem, "ext4".to_owned()),
+        ]
+    );
+    let problem = |i: usize| layout.volumes[i].problem.clone().unwrap_or_default();
+    assert!(problem(0).contains("LUKS version 2"), "{}", problem(0));
+    assert!(problem(1).contains("0xf6"), "{}", problem(1));
+    assert!(problem(2).contains("random-looking"), "{}", problem(2));
+    assert!(problem(3).contains("swap"), "{}", problem(3));
+    assert!(
+        problem(4).contains("neither blank nor random"),
+        "{}",
+        problem(4)
+    );
+    assert_eq!(layout.volumes[5].problem, None);
 }
 
 /// The fixtures are the third-party images their README describes, byte for byte.

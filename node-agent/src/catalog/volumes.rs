@@ -34,6 +34,12 @@ pub enum RoleValue {
     ExtendedContainer,
     /// See [`Role::Swap`].
     Swap,
+    /// See [`Role::Encrypted`].
+    Encrypted,
+    /// See [`Role::Member`].
+    Member,
+    /// See [`Role::Blank`].
+    Blank,
     /// See [`Role::Unknown`].
     Unknown,
 }
@@ -95,6 +101,8 @@ pub struct VolumeRow {
     pub state: VolumeState,
     /// Why it failed.
     pub error: Option<String>,
+    /// Why it is not read (a volume that is no filesystem we read).
+    pub problem: Option<String>,
 }
 
 fn to_i64(value: u64) -> Result<i64, CatalogError> {
@@ -123,6 +131,8 @@ pub struct NewVolume {
     pub uuid: Option<String>,
     /// What it is.
     pub role: RoleValue,
+    /// Why it is not read.
+    pub problem: Option<String>,
 }
 
 /// Records the volumes found on a medium (divided by `scheme`), unless another run recorded
@@ -176,8 +186,9 @@ pub async fn insert_volumes(
         })?;
         sqlx::query!(
             "insert into volume (medium_id, volume_no, scheme, partition_index, offset_bytes,
-                                 length_bytes, partition_type, fs_type, label, uuid, role, state)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                                 length_bytes, partition_type, fs_type, label, uuid, role, state,
+                                 problem)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             medium as MediumId,
             volume_no,
             scheme as SchemeValue,
@@ -190,6 +201,7 @@ pub async fn insert_volumes(
             volume.uuid,
             volume.role as RoleValue,
             state as VolumeState,
+            volume.problem,
         )
         .execute(&mut *transaction)
         .await
@@ -207,7 +219,8 @@ pub async fn medium_volumes(
         VolumeRow,
         r#"select volume_no, scheme as "scheme: SchemeValue", partition_index, offset_bytes,
                   length_bytes, partition_type, fs_type, label, uuid, role as "role: RoleValue",
-                  access as "access: AccessValue", state as "state: VolumeState", error
+                  access as "access: AccessValue", state as "state: VolumeState", error,
+                  problem
            from volume where medium_id = $1 order by volume_no"#,
         medium as MediumId
     )

@@ -62,6 +62,7 @@ pub(super) fn print(
                 .map_or_else(|| "-".to_owned(), |x| format!("{x:?}").to_lowercase()),
             v.error
                 .as_deref()
+                .or(v.problem.as_deref())
                 .map(|e| format!(" ({e})"))
                 .unwrap_or_default()
         )?;

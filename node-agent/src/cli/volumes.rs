@@ -69,6 +69,9 @@ fn write_table(rows: &[VolumeRow], out: &mut (impl Write + Send)) -> std::io::Re
         if let Some(error) = &row.error {
             writeln!(out, "    error: {error}")?;
         }
+        if let Some(problem) = &row.problem {
+            writeln!(out, "    not read: {problem}")?;
+        }
     }
     Ok(())
 }

@@ -51,7 +51,10 @@ pub async fn ensure_volumes(catalog: &Catalog, medium: &MediumRecord) -> Result<
 
 /// Attaches the medium's filesystem volumes (discovering them first if needed), records in
 /// the catalog how each is read or why it cannot be, and fails when none can be read. A
-/// directory medium is its directory. [`PipelineError::Interrupted`] when cancelled (what was
+/// medium without any filesystem (blank, encrypted, a volume group member, ...) is attached as
+/// nothing, with the medium problem `no_filesystem` naming what each volume is: a finished
+/// medium, not a failure (reading it again finds the same). A directory medium is its
+/// directory. [`PipelineError::Interrupted`] when cancelled (what was
 /// attached so far is released).
 pub async fn attach(
     catalog: &Catalog,
@@ -94,10 +97,8 @@ pub async fn attach(
         })
         .collect();
     if specs.is_empty() {
-        return Err(PipelineError::NoFilesystem {
-            medium: medium.name.clone(),
-            volumes: rows.len(),
-        });
+        record_no_filesystem(catalog, medium, &rows).await?;
+        return Ok(AttachedMedium::nothing());
     }
     let attached = access::attach_medium(&image, &medium.hash, &specs, &host.volumes, cancel)
         .await
@@ -146,6 +147,35 @@ pub async fn attach(
         );
     }
     Ok(attached)
+}
+
+/// Records the medium problem `no_filesystem`: what each of its volumes is and why it is not
+/// read.
+async fn record_no_filesystem(
+    catalog: &Catalog,
+    medium: &MediumRecord,
+    rows: &[VolumeRow],
+) -> Result<()> {
+    let volumes: Vec<String> = rows
+        .iter()
+        .map(|row| {
+            format!(
+                "volume {} ({}): {}",
+                row.volume_no,
+                row.fs_type.as_deref().unwrap_or("unknown"),
+                row.problem.as_deref().unwrap_or("not a filesystem")
+            )
+        })
+        .collect();
+    tracing::warn!(volumes = %volumes.join("; "), "the medium holds no filesystem to read");
+    crate::catalog::copying::record_problem(
+        catalog.pool(),
+        medium.id,
+        "no_filesystem",
+        serde_json::json!(volumes),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Releases what [`attach`] attached: the mounts and loop devices this run made go, those

@@ -470,6 +470,16 @@ impl AttachedVolume {
 }
 
 impl AttachedMedium {
+    /// A medium with no volume to read (all blank, encrypted, members, ...): nothing attached,
+    /// no lock held.
+    pub fn nothing() -> Self {
+        Self {
+            volumes: Vec::new(),
+            failures: Vec::new(),
+            lock: None,
+        }
+    }
+
     /// A directory medium: its tree is read where it is, nothing is attached or locked.
     pub fn directory(root: PathBuf) -> Self {
         Self {

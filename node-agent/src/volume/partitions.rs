@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::classify;
 use super::probe::{self, FsType, Probe, ProbeError};
 
 /// How an image is divided.
@@ -143,7 +144,13 @@ pub enum Role {
     ExtendedContainer,
     /// Swap: recorded, never mounted.
     Swap,
-    /// No recognised filesystem (empty, encrypted, unknown): recorded, never mounted.
+    /// Encrypted (LUKS, `BitLocker`, or random-looking without a signature): recorded, not read.
+    Encrypted,
+    /// A member of an LVM volume group, md array or other pool: recorded, not read.
+    Member,
+    /// One fill byte everywhere (wiped or never written): recorded, nothing to read.
+    Blank,
+    /// Nothing recognised (damaged, or a type we do not read): recorded, never mounted.
     Unknown,
 }
 
@@ -162,6 +169,8 @@ pub struct FoundVolume {
     pub role: Role,
     /// What probing found.
     pub probe: Probe,
+    /// Why it is not read (for every role but filesystem; extended containers have none).
+    pub problem: Option<String>,
 }
 
 /// The volumes of an image.
@@ -197,6 +206,7 @@ pub fn discover(image: &Path) -> Result<Layout, DiscoverError> {
                 return Ok(Layout {
                     scheme: Scheme::Zip,
                     volumes: vec![volume(
+                        image,
                         None,
                         ZIP_FAT_OFFSET,
                         size - ZIP_FAT_OFFSET,
@@ -208,7 +218,7 @@ pub fn discover(image: &Path) -> Result<Layout, DiscoverError> {
         }
         return Ok(Layout {
             scheme: Scheme::None,
-            volumes: vec![volume(None, 0, size, None, whole)],
+            volumes: vec![volume(image, None, 0, size, None, whole)],
         });
     }
     let table = parse_mmls(&String::from_utf8_lossy(&output.stdout)).map_err(|reason| {
@@ -220,7 +230,7 @@ pub fn discover(image: &Path) -> Result<Layout, DiscoverError> {
     let mut volumes = Vec::new();
     // A hybrid disc: the whole disk is ISO 9660 (or UDF) and the table holds more volumes.
     if matches!(whole.fs_type, FsType::Iso9660 | FsType::Udf) {
-        volumes.push(volume(None, 0, size, None, whole));
+        volumes.push(volume(image, None, 0, size, None, whole));
     }
     let mut containers: Vec<(u64, u64)> = Vec::new();
     for (index, entry) in table.entries.iter().enumerate() {
@@ -239,11 +249,8 @@ pub fn discover(image: &Path) -> Result<Layout, DiscoverError> {
                     length,
                     partition_type: Some(entry.description.clone()),
                     role: Role::ExtendedContainer,
-                    probe: Probe {
-                        fs_type: FsType::Unknown,
-                        label: None,
-                        uuid: None,
-                    },
+                    probe: Probe::nothing(),
+                    problem: None,
                 });
             }
             continue;
@@ -259,6 +266,7 @@ pub fn discover(image: &Path) -> Result<Layout, DiscoverError> {
         let length = length.min(size - offset);
         let found = probe::probe(image, offset, length)?;
         volumes.push(volume(
+            image,
             u32::try_from(index).ok(),
             offset,
             length,
@@ -272,18 +280,24 @@ pub fn discover(image: &Path) -> Result<Layout, DiscoverError> {
     })
 }
 
+/// A found volume, classified ([`classify::classify`]; a volume without a signature is
+/// sampled, and one that cannot be read counts as unknown content).
 fn volume(
+    image: &Path,
     partition_index: Option<u32>,
     offset: u64,
     length: u64,
     partition_type: Option<String>,
     probe: Probe,
 ) -> FoundVolume {
-    let role = match probe.fs_type {
-        FsType::Swap => Role::Swap,
-        FsType::Unknown => Role::Unknown,
-        _ => Role::Filesystem,
-    };
+    let (role, problem) =
+        classify::classify(&probe, || match classify::sample(image, offset, length) {
+            Ok(sample) => (classify::content_of(&sample), sample.len()),
+            Err(error) => {
+                tracing::warn!(offset, %error, "cannot sample the volume's content");
+                (classify::Content::Other, 0)
+            }
+        });
     FoundVolume {
         partition_index,
         offset,
@@ -291,6 +305,7 @@ fn volume(
         partition_type: partition_type.filter(|t| !t.is_empty()),
         role,
         probe,
+        problem,
     }
 }
 
@@ -312,6 +327,9 @@ impl From<Role> for crate::catalog::volumes::RoleValue {
             Role::Filesystem => Self::Filesystem,
             Role::ExtendedContainer => Self::ExtendedContainer,
             Role::Swap => Self::Swap,
+            Role::Encrypted => Self::Encrypted,
+            Role::Member => Self::Member,
+            Role::Blank => Self::Blank,
             Role::Unknown => Self::Unknown,
         }
     }
@@ -325,10 +343,11 @@ impl FoundVolume {
             offset: self.offset,
             length: self.length,
             partition_type: self.partition_type.clone(),
-            fs_type: self.probe.fs_type.as_str().to_owned(),
+            fs_type: self.probe.catalog_name(),
             label: self.probe.label.clone(),
             uuid: self.probe.uuid.clone(),
             role: self.role.into(),
+            problem: self.problem.clone(),
         }
     }
 }

@@ -115,6 +115,32 @@ pub struct Probe {
     pub label: Option<String>,
     /// Its UUID or serial, if any.
     pub uuid: Option<String>,
+    /// blkid's `TYPE` as it printed it (`LVM2_member`, `crypto_LUKS`, ...), when it found one.
+    pub type_name: Option<String>,
+    /// blkid's `VERSION`, when it printed one.
+    pub version: Option<String>,
+}
+
+impl Probe {
+    /// Nothing recognised.
+    pub const fn nothing() -> Self {
+        Self {
+            fs_type: FsType::Unknown,
+            label: None,
+            uuid: None,
+            type_name: None,
+            version: None,
+        }
+    }
+
+    /// The name the catalog records: ours for a type we read, blkid's for one we do not, or
+    /// `unknown`.
+    pub fn catalog_name(&self) -> String {
+        match (&self.type_name, self.fs_type) {
+            (Some(name), FsType::Unknown) => name.clone(),
+            (_, fs_type) => fs_type.as_str().to_owned(),
+        }
+    }
 }
 
 /// Why probing failed (not finding a filesystem is not a failure: it is [`FsType::Unknown`]).
@@ -157,11 +183,7 @@ pub fn probe(image: &Path, offset: u64, length: u64) -> Result<Probe, ProbeError
     match output.status.code() {
         Some(0) => Ok(from_export(&String::from_utf8_lossy(&output.stdout))),
         // 2: nothing recognised.
-        Some(2) => Ok(Probe {
-            fs_type: FsType::Unknown,
-            label: None,
-            uuid: None,
-        }),
+        Some(2) => Ok(Probe::nothing()),
         _ => Err(ProbeError::Failed {
             path: image.to_owned(),
             offset,
@@ -203,6 +225,8 @@ pub fn from_export(text: &str) -> Probe {
         fs_type,
         label: get("LABEL").map(str::to_owned),
         uuid: get("UUID").map(str::to_owned),
+        type_name: get("TYPE").map(str::to_owned),
+        version: get("VERSION").map(str::to_owned),
     }
 }
 
@@ -244,7 +268,13 @@ mod tests {
         );
         assert_eq!(from_export("TYPE=swap\n").fs_type, FsType::Swap);
         assert!(!FsType::Swap.is_filesystem());
-        assert_eq!(from_export("TYPE=LVM2_member\n").fs_type, FsType::Unknown);
+        // A type we do not read keeps blkid's name in the catalog.
+        let lvm = from_export("TYPE=LVM2_member\nVERSION=LVM2 001\nUUID=x\n");
+        assert_eq!(lvm.fs_type, FsType::Unknown);
+        assert_eq!(lvm.catalog_name(), "LVM2_member");
+        assert_eq!(lvm.version.as_deref(), Some("LVM2 001"));
+        assert_eq!(probe.catalog_name(), "fat16");
+        assert_eq!(Probe::nothing().catalog_name(), "unknown");
     }
 
     use crate::fixtures::fixture;

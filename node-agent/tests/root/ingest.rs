@@ -1072,3 +1072,72 @@ async fn a_sleuth_kit_listing_that_never_ends_is_killed_and_nothing_is_loaded(po
         .unwrap();
     assert_eq!(loaded, 0, "no load was published");
 }
+
+/// A wiped medium, and a disk whose first partition is an LVM physical volume: both ingest to a
+/// finished medium that says what it holds, never to a failure (the cluster would retry it).
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn a_wiped_medium_and_a_volume_group_member_finish_with_what_they_are(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    // A stick wiped with 0xF6 (the pattern DOS format and some wipers leave).
+    let wiped = host.root.join("wiped.img");
+    std::fs::write(&wiped, vec![0xF6_u8; 16 * MIB as usize]).unwrap();
+    for _ in 0..2 {
+        let report = ingest(&host, &wiped, &["--name", "wiped"]);
+        assert_eq!(report["accounting"]["entries"], 0, "{report}");
+        assert_eq!(report["volumes"][0]["role"], "blank", "{report}");
+        let problem = report["problems"]["no_filesystem"].to_string();
+        assert!(problem.contains("is 0xf6"), "{report}");
+    }
+    // An LVM physical volume (pvcreate on a loop device of our own, detached at once) beside
+    // an ext4 partition with a file.
+    let pv = host.root.join("pv.img");
+    sparse_file(&pv, 8 * MIB);
+    let attach = Command::new("losetup")
+        .args(["-f", "--show"])
+        .arg(&pv)
+        .output()
+        .unwrap();
+    assert!(attach.status.success());
+    let device = String::from_utf8(attach.stdout).unwrap().trim().to_owned();
+    let made = Command::new("pvcreate")
+        .args(["-q", "-y", &device])
+        .env("LVM_SUPPRESS_FD_WARNINGS", "1")
+        .output()
+        .unwrap();
+    run(Command::new("losetup").args(["-d", &device]));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let content = host.root.join("content");
+    std::fs::create_dir_all(&content).unwrap();
+    std::fs::write(content.join("minutes.txt"), b"kept beside a volume group").unwrap();
+    let fs = host.root.join("ext4.img");
+    ext4(&fs, 8 * MIB, &content);
+    let disk = host.root.join("disk.img");
+    sparse_file(&disk, 20 * MIB);
+    partition(
+        &disk,
+        b"label: gpt\nstart=2048, size=16384\nstart=18432, size=16384\n",
+    );
+    place(&disk, &pv, 2048 * 512);
+    place(&disk, &fs, 18432 * 512);
+    let report = ingest(&host, &disk, &["--name", "pv"]);
+    assert_eq!(report["accounting"]["copied"], 1, "{report}");
+    let volume = &report["volumes"][0];
+    assert_eq!(volume["role"], "member", "{report}");
+    assert_eq!(volume["fs_type"], "LVM2_member", "{report}");
+    assert!(
+        volume["problem"]
+            .as_str()
+            .unwrap()
+            .contains("LVM2 physical volume"),
+        "{report}"
+    );
+    assert_eq!(report["volumes"][1]["state"], "ready", "{report}");
+    assert!(
+        report["problems"].get("no_filesystem").is_none(),
+        "{report}"
+    );
+}
