@@ -30,7 +30,7 @@ async fn main() -> anyhow::Result<()> {
     let mut errors = 0u64;
     VolumeReader::Mounted { root: root.clone() }
         .walk(&mut |item| match item {
-            WalkItem::Entry(entry) => entries.push(entry),
+            WalkItem::Entry(entry) | WalkItem::Excluded { entry, .. } => entries.push(entry),
             WalkItem::Error { .. } => errors += 1,
         })
         .with_context(|| format!("walk {}", root.display()))?;

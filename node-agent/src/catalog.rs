@@ -11,6 +11,7 @@
 mod constraint;
 pub mod copying;
 pub mod damage;
+pub mod deleted;
 pub mod entry;
 pub mod listing;
 pub mod load;

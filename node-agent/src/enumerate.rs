@@ -57,6 +57,9 @@ pub struct EnumerateReport {
     /// The damage map made after the load (media with unreadable areas).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub damage: Vec<crate::damage::VolumeReport>,
+    /// Deleted files' recovered content checked after the load (per deleted volume).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deleted: Vec<crate::catalog::deleted::Checked>,
 }
 
 /// Options of one run.
@@ -116,6 +119,7 @@ pub async fn enumerate(
         replaced: options.replace,
         seconds: started.elapsed().as_secs_f64(),
         damage: Vec::new(),
+        deleted: Vec::new(),
     })
 }
 
@@ -167,6 +171,9 @@ async fn walk_one(
                         WalkItem::Entry(entry) => {
                             let excluded = ignore.reason(&entry.path);
                             loader.add_entry(volume_no, &entry, excluded.as_deref())?;
+                        }
+                        WalkItem::Excluded { entry, reason } => {
+                            loader.add_entry(volume_no, &entry, Some(&reason))?;
                         }
                         WalkItem::Error { path, error } => {
                             tracing::warn!(volume = volume_no, path = %String::from_utf8_lossy(&path), error = %error, "entry cannot be read; recorded");

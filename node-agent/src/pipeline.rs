@@ -24,6 +24,7 @@ pub mod attach;
 pub mod backup;
 pub mod copy;
 pub mod damage;
+pub mod deleted;
 pub mod enumerate;
 pub mod export;
 pub mod image;
@@ -171,6 +172,20 @@ pub enum PipelineError {
         /// Why.
         #[source]
         source: crate::damage::DamageError,
+    },
+    /// Checking deleted files' recovered content failed.
+    #[error(
+        "cannot check the recovered content of the deleted files of volume {volume_no} of \
+         {medium} with The Sleuth Kit"
+    )]
+    Deleted {
+        /// The medium's name.
+        medium: String,
+        /// The deleted volume.
+        volume_no: i32,
+        /// Why.
+        #[source]
+        source: crate::volume::tsk::TskError,
     },
     /// The store could not be opened.
     #[error("cannot open the store at {path}")]
@@ -388,6 +403,7 @@ impl PipelineError {
             | Self::Release { .. }
             | Self::Enumerate { .. }
             | Self::Damage { .. }
+            | Self::Deleted { .. }
             | Self::Store { .. }
             | Self::Archive { .. }
             | Self::Busy { .. }

@@ -345,7 +345,9 @@ async fn progress(
     {
         progress.bytes_copied = Some(c.copied_bytes);
     }
-    if let Ok(a) = crate::catalog::report::accounting(catalog.pool(), medium).await {
+    if let Ok((live, deleted)) = crate::catalog::report::accounting(catalog.pool(), medium).await {
+        // Deleted files are copied (recovered) in the same stage: progress counts both.
+        let a = live.plus(&deleted);
         let files = a.copied + a.failed + a.pending;
         progress.entries = Some(a.entries);
         progress.files_copied = Some(a.copied);

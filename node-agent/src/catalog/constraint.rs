@@ -72,8 +72,12 @@ constraints! {
     VolumeReadyHasAccess = "volume_ready_has_access",
     /// a failed volume records its error
     VolumeFailedHasError = "volume_failed_has_error",
-    /// only filesystem volumes are attached and ready
+    /// only filesystem volumes (and their deleted entries) are attached and ready
     VolumeOnlyFilesystemsReady = "volume_only_filesystems_ready",
+    /// a deleted volume belongs to a volume of the same medium
+    VolumeParentFkey = "volume_parent_fkey",
+    /// exactly the deleted volumes name the volume whose deleted entries they hold
+    VolumeDeletedHasParent = "volume_deleted_has_parent",
     /// a blob id is unique
     BlobPkey = "blob_pkey",
     /// a blob id is 32 bytes (BLAKE3-256)
@@ -132,6 +136,8 @@ constraints! {
     IgnorePatternNonempty = "ignore_pattern_nonempty",
     /// an inode's damaged ranges are null rather than empty
     InodeDamagedRangesNonempty = "inode_damaged_ranges_nonempty",
+    /// an inode's overwritten ranges are null rather than empty
+    InodeOverwrittenRangesNonempty = "inode_overwritten_ranges_nonempty",
     /// a volume's damage counts are not negative
     VolumeDamageCountsNonnegative = "volume_damage_counts_nonnegative",
     /// a volume's damage map has both a time and a method, or neither

@@ -33,6 +33,10 @@ pub struct Listed {
     pub blob_id: Option<Vec<u8>>,
     /// Damaged byte ranges of the content (`{[0,4096),...}`), if any.
     pub damaged_ranges: Option<String>,
+    /// A deleted entry (of a deleted volume).
+    pub deleted: bool,
+    /// For a deleted file: byte ranges of its recovered content now allocated to live files.
+    pub overwritten_ranges: Option<String>,
     /// Other files (on any medium; its own hard links not counted) that hold the same
     /// content, when asked for.
     pub others: Option<i64>,
@@ -48,6 +52,15 @@ fn below(prefix: &[u8]) -> (Vec<u8>, Vec<u8>) {
     (low, high)
 }
 
+/// Which entries to list.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Only {
+    /// Files with content on unreadable sectors.
+    pub damaged: bool,
+    /// Deleted entries.
+    pub deleted: bool,
+}
+
 /// Streams the medium's paths (optionally one volume, optionally `prefix` and below) in volume
 /// and path byte order to `visit`; memory stays bounded whatever the medium's size. With
 /// `others`, each copied file also says how many other files (any medium) hold its content.
@@ -56,7 +69,7 @@ pub async fn list_paths(
     medium: MediumId,
     volume: Option<i32>,
     prefix: Option<&[u8]>,
-    damaged_only: bool,
+    only: Only,
     others: bool,
     visit: &mut (dyn FnMut(Listed) -> std::io::Result<()> + Send),
 ) -> Result<u64, CatalogError> {
@@ -76,22 +89,26 @@ pub async fn list_paths(
                             group by o.blob_id)
            select p.volume_no, p.path, p.excluded_reason, i.ino, i.kind::text as "kind!",
                   i.size, i.nlink, i.mtime_ns, i.target, i.state::text as "state!", i.blob_id,
-                  i.damaged_ranges::text as damaged_ranges, h.files - 1 as "others?"
+                  i.damaged_ranges::text as damaged_ranges, h.files - 1 as "others?",
+                  v.role = 'deleted' as "deleted!", i.overwritten_ranges::text as overwritten_ranges
            from path p
            join inode i on i.medium_id = p.medium_id and i.volume_no = p.volume_no and i.ino = p.ino
+           join volume v on v.medium_id = p.medium_id and v.volume_no = p.volume_no
            left join holders h on h.blob_id = i.blob_id
            where p.medium_id = $1
              and ($2::integer is null or p.volume_no = $2)
              and ($3::bytea is null or p.path = $3 or (p.path >= $4 and p.path < $5))
              and (not $6 or i.damaged_ranges is not null)
+             and (not $8 or v.role = 'deleted')
            order by p.volume_no, p.path"#,
         medium as MediumId,
         volume,
         exact,
         low,
         high,
-        damaged_only,
+        only.damaged,
         others,
+        only.deleted,
     )
     .fetch(pool);
     let mut count = 0;

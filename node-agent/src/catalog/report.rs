@@ -38,6 +38,19 @@ impl Accounting {
     pub fn balances(&self) -> bool {
         self.entries == self.copied + self.excluded + self.failed + self.not_a_file + self.pending
     }
+
+    /// Both accountings together.
+    #[must_use]
+    pub fn plus(&self, other: &Self) -> Self {
+        Self {
+            entries: self.entries + other.entries,
+            copied: self.copied + other.copied,
+            excluded: self.excluded + other.excluded,
+            failed: self.failed + other.failed,
+            not_a_file: self.not_a_file + other.not_a_file,
+            pending: self.pending + other.pending,
+        }
+    }
 }
 
 /// Content accounting of the medium's files.
@@ -68,38 +81,108 @@ pub struct FailureClass {
     pub files: i64,
 }
 
-/// Path-level accounting of a medium.
-pub async fn accounting(pool: &PgPool, medium: MediumId) -> Result<Accounting, CatalogError> {
+/// Path-level accounting of a medium: its live entries, and apart from them its deleted
+/// entries (the deleted volumes'), each adding up on its own.
+pub async fn accounting(
+    pool: &PgPool,
+    medium: MediumId,
+) -> Result<(Accounting, Accounting), CatalogError> {
     let row = sqlx::query!(
-        r#"select coalesce((select entries_walked from medium where id = $1), 0) as "entries!",
-                  count(*) filter (where p.excluded_reason is null and i.state = 'copied') as "copied!",
-                  count(*) filter (where p.excluded_reason is not null) as "excluded!",
-                  count(*) filter (where p.excluded_reason is null and i.state = 'failed') as "failed!",
-                  count(*) filter (where p.excluded_reason is null and i.state = 'not_a_file') as "not_a_file!",
-                  count(*) filter (where p.excluded_reason is null and i.state = 'pending') as "pending!"
-           from path p
-           join inode i on i.medium_id = p.medium_id and i.volume_no = p.volume_no and i.ino = p.ino
-           where p.medium_id = $1"#,
+        r#"with rows as (
+               select v.role = 'deleted' as deleted, p.excluded_reason is not null as excluded,
+                      i.state::text as state
+               from path p
+               join volume v on v.medium_id = p.medium_id and v.volume_no = p.volume_no
+               left join inode i on i.medium_id = p.medium_id and i.volume_no = p.volume_no
+                                and i.ino = p.ino
+               where p.medium_id = $1
+           )
+           select coalesce((select entries_walked from medium where id = $1), 0) as "entries!",
+                  count(*) filter (where deleted) as "deleted_entries!",
+                  count(*) filter (where not deleted and not excluded and state = 'copied') as "copied!",
+                  count(*) filter (where not deleted and excluded and state is not null) as "excluded!",
+                  count(*) filter (where not deleted and not excluded and state = 'failed') as "failed!",
+                  count(*) filter (where not deleted and not excluded and state = 'not_a_file') as "not_a_file!",
+                  count(*) filter (where not deleted and not excluded and state = 'pending') as "pending!",
+                  count(*) filter (where deleted and not excluded and state = 'copied') as "deleted_copied!",
+                  count(*) filter (where deleted and excluded and state is not null) as "deleted_excluded!",
+                  count(*) filter (where deleted and not excluded and state = 'failed') as "deleted_failed!",
+                  count(*) filter (where deleted and not excluded and state = 'not_a_file') as "deleted_not_a_file!",
+                  count(*) filter (where deleted and not excluded and state = 'pending') as "deleted_pending!"
+           from rows"#,
         medium as MediumId,
     )
     .fetch_one(pool)
     .await
     .map_err(error("count the medium's entries"))?;
-    Ok(Accounting {
-        entries: row.entries,
-        copied: row.copied,
-        excluded: row.excluded,
-        failed: row.failed,
-        not_a_file: row.not_a_file,
-        pending: row.pending,
+    Ok((
+        Accounting {
+            entries: row.entries - row.deleted_entries,
+            copied: row.copied,
+            excluded: row.excluded,
+            failed: row.failed,
+            not_a_file: row.not_a_file,
+            pending: row.pending,
+        },
+        Accounting {
+            entries: row.deleted_entries,
+            copied: row.deleted_copied,
+            excluded: row.deleted_excluded,
+            failed: row.deleted_failed,
+            not_a_file: row.deleted_not_a_file,
+            pending: row.deleted_pending,
+        },
+    ))
+}
+
+/// What became of a medium's deleted files' content.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Recovered {
+    /// Deleted file inodes.
+    pub files: i64,
+    /// Of those, recovered into the store.
+    pub copied_files: i64,
+    /// Their bytes.
+    pub copied_bytes: i64,
+    /// Files part of whose recovered content lies in units now allocated to live files.
+    pub overwritten_files: i64,
+    /// Files part of whose recovered content lies on sectors that were never read.
+    pub unreadable_files: i64,
+}
+
+/// The medium's deleted files and what became of their content.
+pub async fn recovered(pool: &PgPool, medium: MediumId) -> Result<Recovered, CatalogError> {
+    let row = sqlx::query!(
+        r#"select count(*) as "files!",
+                  count(*) filter (where i.state = 'copied') as "copied_files!",
+                  coalesce(sum(i.size) filter (where i.state = 'copied'), 0)::bigint as "copied_bytes!",
+                  count(*) filter (where i.overwritten_ranges is not null) as "overwritten_files!",
+                  count(*) filter (where i.damaged_ranges is not null) as "unreadable_files!"
+           from inode i
+           join volume v on v.medium_id = i.medium_id and v.volume_no = i.volume_no
+           where i.medium_id = $1 and v.role = 'deleted' and i.kind = 'file'"#,
+        medium as MediumId,
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(error("count the medium's deleted files"))?;
+    Ok(Recovered {
+        files: row.files,
+        copied_files: row.copied_files,
+        copied_bytes: row.copied_bytes,
+        overwritten_files: row.overwritten_files,
+        unreadable_files: row.unreadable_files,
     })
 }
 
-/// Content accounting of a medium.
+/// Content accounting of a medium's live files (deleted files: [`recovered`]).
 pub async fn content(pool: &PgPool, medium: MediumId) -> Result<Content, CatalogError> {
     let row = sqlx::query!(
         r#"with files as (
-               select state, size, blob_id from inode where medium_id = $1 and kind = 'file'
+               select state, size, blob_id from inode i where medium_id = $1 and kind = 'file'
+                 and not exists (select 1 from volume v
+                                 where v.medium_id = $1 and v.volume_no = i.volume_no
+                                   and v.role = 'deleted')
            ), blobs as (
                select distinct blob_id from files where blob_id is not null
            )

@@ -42,6 +42,8 @@ pub enum RoleValue {
     Blank,
     /// See [`Role::Unknown`].
     Unknown,
+    /// See [`Role::Deleted`].
+    Deleted,
 }
 
 /// The catalog's `volume_state` enum.
@@ -103,6 +105,8 @@ pub struct VolumeRow {
     pub error: Option<String>,
     /// Why it is not read (a volume that is no filesystem we read).
     pub problem: Option<String>,
+    /// For a deleted volume: the filesystem volume whose deleted entries it holds.
+    pub parent_volume_no: Option<i32>,
 }
 
 fn to_i64(value: u64) -> Result<i64, CatalogError> {
@@ -133,6 +137,9 @@ pub struct NewVolume {
     pub role: RoleValue,
     /// Why it is not read.
     pub problem: Option<String>,
+    /// For a deleted volume: the number of the filesystem volume whose deleted entries it
+    /// holds.
+    pub parent: Option<u32>,
 }
 
 /// Records the volumes found on a medium (divided by `scheme`), unless another run recorded
@@ -175,7 +182,7 @@ pub async fn insert_volumes(
     volumes: &[NewVolume],
 ) -> Result<(), CatalogError> {
     for (number, volume) in volumes.iter().enumerate() {
-        let state = if volume.role == RoleValue::Filesystem {
+        let state = if matches!(volume.role, RoleValue::Filesystem | RoleValue::Deleted) {
             VolumeState::Pending
         } else {
             VolumeState::Skipped
@@ -187,8 +194,8 @@ pub async fn insert_volumes(
         sqlx::query!(
             "insert into volume (medium_id, volume_no, scheme, partition_index, offset_bytes,
                                  length_bytes, partition_type, fs_type, label, uuid, role, state,
-                                 problem)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                                 problem, parent_volume_no)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             medium as MediumId,
             volume_no,
             scheme as SchemeValue,
@@ -202,6 +209,7 @@ pub async fn insert_volumes(
             volume.role as RoleValue,
             state as VolumeState,
             volume.problem,
+            volume.parent.and_then(|n| i32::try_from(n).ok()),
         )
         .execute(&mut *transaction)
         .await
@@ -220,7 +228,7 @@ pub async fn medium_volumes(
         r#"select volume_no, scheme as "scheme: SchemeValue", partition_index, offset_bytes,
                   length_bytes, partition_type, fs_type, label, uuid, role as "role: RoleValue",
                   access as "access: AccessValue", state as "state: VolumeState", error,
-                  problem
+                  problem, parent_volume_no
            from volume where medium_id = $1 order by volume_no"#,
         medium as MediumId
     )

@@ -13,6 +13,10 @@ use crate::env;
 
 /// Options of `ntt ls`.
 #[derive(Debug, clap::Args)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent command-line switches"
+)]
 pub struct LsArgs {
     /// The medium: its name, its hash, or a unique prefix of the hash
     pub medium: String,
@@ -31,6 +35,11 @@ pub struct LsArgs {
     /// Only files with content on unreadable sectors (with the damaged byte ranges)
     #[arg(long)]
     pub damaged: bool,
+
+    /// Only deleted entries (listed and recovered with The Sleuth Kit; marked DELETED, with
+    /// the ranges of recovered content that now belong to live files)
+    #[arg(long)]
+    pub deleted: bool,
 
     /// Also show, per copied file, how many other files (any medium; not its own hard links)
     /// hold the same content
@@ -57,7 +66,10 @@ pub(super) async fn run(
         medium.id,
         args.volume,
         prefix.as_deref(),
-        args.damaged,
+        listing::Only {
+            damaged: args.damaged,
+            deleted: args.deleted,
+        },
         args.others,
         &mut |row| {
             if json {
@@ -100,6 +112,8 @@ fn json_line(row: &Listed) -> serde_json::Value {
         "excluded_reason": row.excluded_reason,
         "blob": row.blob_id.as_ref().map(hex::encode),
         "damaged_ranges": row.damaged_ranges.as_deref().map(parse_ranges),
+        "deleted": row.deleted,
+        "overwritten_ranges": row.overwritten_ranges.as_deref().map(parse_ranges),
         "others": row.others,
     })
 }
@@ -148,6 +162,12 @@ fn write_line(out: &mut (impl Write + Send), row: &Listed) -> std::io::Result<()
     }
     if let Some(others) = row.others {
         write!(out, "  (+{others} elsewhere)")?;
+    }
+    if row.deleted {
+        write!(out, "  DELETED")?;
+    }
+    if let Some(ranges) = &row.overwritten_ranges {
+        write!(out, "  OVERWRITTEN {ranges}")?;
     }
     if let Some(ranges) = &row.damaged_ranges {
         write!(out, "  DAMAGED {ranges}")?;

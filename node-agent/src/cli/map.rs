@@ -100,7 +100,10 @@ async fn describe(
         medium.id,
         None,
         None,
-        true,
+        listing::Only {
+            damaged: true,
+            deleted: false,
+        },
         false,
         &mut |row| {
             files.insert((row.volume_no, row.ino));

@@ -30,6 +30,32 @@ pub(super) async fn run(
 }
 
 /// Prints a medium's report: JSON, or lines for people.
+/// The deleted entries' line, when the medium has any.
+fn print_deleted(report: &MediumReport, stdout: &mut (impl Write + Send)) -> std::io::Result<()> {
+    let d = &report.deleted;
+    if d.entries > 0 {
+        let r = &report.recovered;
+        writeln!(
+            stdout,
+            "deleted  {} = {} recovered + {} excluded + {} failed + {} not a file + {} pending; \
+             {} of {} files recovered ({}), {} partly overwritten, {} partly unread \
+             (`ntt ls --deleted`)",
+            d.entries,
+            d.copied,
+            d.excluded,
+            d.failed,
+            d.not_a_file,
+            d.pending,
+            r.copied_files,
+            r.files,
+            human_bytes(u64::try_from(r.copied_bytes).unwrap_or(0)),
+            r.overwritten_files,
+            r.unreadable_files,
+        )?;
+    }
+    Ok(())
+}
+
 pub(super) fn print(
     report: &MediumReport,
     json: bool,
@@ -82,6 +108,7 @@ pub(super) fn print(
             "  (DOES NOT BALANCE)"
         }
     )?;
+    print_deleted(report, stdout)?;
     writeln!(
         stdout,
         "content  {} of {} files copied, {}; {} distinct blobs ({}), {} shared with other media; {} pending",

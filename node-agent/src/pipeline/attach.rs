@@ -40,11 +40,19 @@ pub async fn ensure_volumes(catalog: &Catalog, medium: &MediumRecord) -> Result<
             image: image.display().to_string(),
             source,
         })?;
-    let found: Vec<volumes::NewVolume> = layout
+    let mut found: Vec<volumes::NewVolume> = layout
         .volumes
         .iter()
         .map(crate::volume::partitions::FoundVolume::to_new_volume)
         .collect();
+    // Each filesystem's deleted entries: a volume of their own, after the discovered ones.
+    found.extend(
+        layout
+            .volumes
+            .iter()
+            .zip(0_u32..)
+            .filter_map(|(volume, number)| volume.deleted_view(number)),
+    );
     volumes::record_discovered(catalog.pool(), medium.id, layout.scheme.into(), &found).await?;
     Ok(volumes::medium_volumes(catalog.pool(), medium.id).await?)
 }
@@ -84,8 +92,9 @@ pub async fn attach(
     crate::imaging::restore_archived_image(catalog.pool(), medium.id, &image).await?;
     let specs: Vec<VolumeSpec> = rows
         .iter()
-        .filter(|row| row.role == RoleValue::Filesystem)
+        .filter(|row| matches!(row.role, RoleValue::Filesystem | RoleValue::Deleted))
         .map(|row| VolumeSpec {
+            deleted: row.role == RoleValue::Deleted,
             volume_no: row.volume_no,
             offset: u64::try_from(row.offset_bytes).unwrap_or(0),
             length: u64::try_from(row.length_bytes).unwrap_or(0),

@@ -36,7 +36,11 @@ pub async fn map_attached(
         .volumes
         .iter()
         .filter_map(|volume| {
-            let row = rows.iter().find(|r| r.volume_no == volume.volume_no)?;
+            // Deleted files' content is checked against the damage by pipeline::deleted.
+            let row = rows
+                .iter()
+                .find(|r| r.volume_no == volume.volume_no)
+                .filter(|r| r.role != crate::catalog::volumes::RoleValue::Deleted)?;
             Some(MappedVolume {
                 attached: volume,
                 offset: u64::try_from(row.offset_bytes).ok()?,

@@ -129,6 +129,9 @@ pub async fn enumerate(
                 Err(error) => return Err(failed(error)),
             };
             report.damage = super::damage::map_attached(catalog, medium, attached).await?;
+            let unreadable = super::deleted::unreadable_areas(medium)?;
+            report.deleted =
+                super::deleted::check_attached(catalog, medium, attached, &unreadable).await?;
             Ok(report)
         },
     )

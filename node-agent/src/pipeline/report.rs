@@ -21,7 +21,11 @@ pub struct MediumReport {
     pub volumes: Vec<VolumeRow>,
     /// Entries and what became of them.
     pub accounting: Accounting,
-    /// Whether the accounting adds up.
+    /// The deleted entries (deleted volumes), apart from the live ones.
+    pub deleted: Accounting,
+    /// What became of the deleted files' content.
+    pub recovered: crate::catalog::report::Recovered,
+    /// Whether the accounting adds up (live and deleted, each).
     pub balances: bool,
     /// Files, bytes and blobs.
     pub content: Content,
@@ -44,7 +48,7 @@ pub struct MediumReport {
 /// The medium's report, from the catalog.
 pub async fn report(catalog: &Catalog, medium: &MediumRecord) -> Result<MediumReport> {
     let pool = catalog.pool();
-    let accounting = report::accounting(pool, medium.id).await?;
+    let (accounting, deleted) = report::accounting(pool, medium.id).await?;
     let replicas = crate::catalog::replicas::of_medium(pool, medium.id).await?;
     Ok(MediumReport {
         replicas_complete: replicas.iter().filter(|r| r.lacking == 0).count(),
@@ -53,8 +57,10 @@ pub async fn report(catalog: &Catalog, medium: &MediumRecord) -> Result<MediumRe
         hash: medium.hash.clone(),
         health: medium.health.map(|h| format!("{h:?}").to_lowercase()),
         volumes: volumes::medium_volumes(pool, medium.id).await?,
-        balances: accounting.balances(),
+        balances: accounting.balances() && deleted.balances(),
         accounting,
+        deleted,
+        recovered: report::recovered(pool, medium.id).await?,
         content: report::content(pool, medium.id).await?,
         failures: report::failures(pool, medium.id).await?,
         entry_errors: report::entry_errors(pool, medium.id).await?,

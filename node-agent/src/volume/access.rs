@@ -124,6 +124,8 @@ pub struct VolumeSpec {
     pub length: u64,
     /// Probed type.
     pub fs_type: FsType,
+    /// The filesystem's deleted entries, read with The Sleuth Kit (nothing is mounted).
+    pub deleted: bool,
 }
 
 enum Hold {
@@ -291,6 +293,23 @@ async fn attach_volume(
     settings: &Settings,
     lock: Option<&HostLock>,
 ) -> Result<AttachedVolume, String> {
+    if spec.deleted {
+        let (image, offset, fs_type) = (image.to_owned(), spec.offset, spec.fs_type);
+        let reader =
+            tokio::task::spawn_blocking(move || TskVolume::open_deleted(&image, offset, fs_type))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("userspace {}: {e}", spec.fs_type.as_str()))?;
+        return Ok(AttachedVolume {
+            volume_no: spec.volume_no,
+            method: Method::Userspace,
+            fs_type: spec.fs_type,
+            mount_point: None,
+            reused: false,
+            reader: VolumeReader::SleuthKit(reader),
+            hold: Hold::Nothing,
+        });
+    }
     let target = settings.mount_point(hash, spec.volume_no);
     let repaired = {
         let (image, spec, point) = (image.to_owned(), spec.clone(), target.clone());

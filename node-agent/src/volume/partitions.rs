@@ -152,6 +152,8 @@ pub enum Role {
     Blank,
     /// Nothing recognised (damaged, or a type we do not read): recorded, never mounted.
     Unknown,
+    /// The deleted entries of a filesystem volume (the same bytes), read with The Sleuth Kit.
+    Deleted,
 }
 
 /// A volume found on an image.
@@ -331,6 +333,7 @@ impl From<Role> for crate::catalog::volumes::RoleValue {
             Role::Member => Self::Member,
             Role::Blank => Self::Blank,
             Role::Unknown => Self::Unknown,
+            Role::Deleted => Self::Deleted,
         }
     }
 }
@@ -348,7 +351,23 @@ impl FoundVolume {
             uuid: self.probe.uuid.clone(),
             role: self.role.into(),
             problem: self.problem.clone(),
+            parent: None,
         }
+    }
+
+    /// The volume of this filesystem's deleted entries, when The Sleuth Kit lists deleted
+    /// entries of its type (every type it reads but ISO 9660, which deletes nothing); `number`
+    /// is this volume's own number.
+    pub fn deleted_view(&self, number: u32) -> Option<crate::catalog::volumes::NewVolume> {
+        let lists_deleted = self.role == Role::Filesystem
+            && super::tsk::tsk_type(self.probe.fs_type).is_some()
+            && self.probe.fs_type != FsType::Iso9660;
+        lists_deleted.then(|| crate::catalog::volumes::NewVolume {
+            role: Role::Deleted.into(),
+            partition_type: None,
+            parent: Some(number),
+            ..self.to_new_volume()
+        })
     }
 }
 

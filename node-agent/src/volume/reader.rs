@@ -22,6 +22,13 @@ use super::watchdog::{Clock, Target, Watchdog, Watched};
 pub enum WalkItem {
     /// An entry.
     Entry(Entry),
+    /// An entry recorded as excluded: its content is not copied, for this reason.
+    Excluded {
+        /// The entry.
+        entry: Entry,
+        /// Why its content is not copied.
+        reason: String,
+    },
     /// An entry or directory that could not be read.
     Error {
         /// Its path below the volume root.

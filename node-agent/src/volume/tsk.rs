@@ -4,7 +4,11 @@
 //!
 //! Rules: listing is one `fls -r -u -m /` run (allocated entries only, metadata in the body
 //! format, parsed from both ends so a `|` in a name is kept); content is `icat` of the metadata
-//! address, streamed, and an `icat` that fails is a read error, never a short file. The
+//! address, streamed, and an `icat` that fails is a read error, never a short file. A reader of
+//! deleted entries ([`TskVolume::open_deleted`]) lists everything (`fls -r -m /`), keeps the
+//! entries marked ` (deleted)` (placed under the live directories listed before them), records
+//! those marked ` (deleted-realloc)` as excluded ([`REALLOCATED`]), tells a second deleted entry
+//! of the same name apart by a NUL byte and its address, and recovers content with `icat -r`. The
 //! Sleuth Kit's own virtual files (`$MBR`, `$FAT1`, `$OrphanFiles`, ...), NTFS `$FILE_NAME`
 //! timestamp records and HFS+ special files (catalog, extents, ...) are not directory entries
 //! and are left out. Known limit: The Sleuth Kit prints control characters in names (newline,
@@ -92,12 +96,30 @@ pub struct TskVolume {
     offset: u64,
     fs_type: FsType,
     tsk_type: &'static str,
+    /// Lists the deleted entries (and recovers their content) instead of the live ones.
+    deleted: bool,
 }
 
 impl TskVolume {
     /// A reader of the `fs_type` filesystem at byte `offset` of `image`; checks that The Sleuth
     /// Kit can open it.
     pub fn open_volume(image: &Path, offset: u64, fs_type: FsType) -> Result<Self, TskError> {
+        Self::open_as(image, offset, fs_type, false)
+    }
+
+    /// A reader of the deleted entries of the `fs_type` filesystem at byte `offset` of
+    /// `image`: [`TskVolume::stream`] lists only entries whose name is deleted and
+    /// [`TskVolume::open`] recovers content (`icat -r`).
+    pub fn open_deleted(image: &Path, offset: u64, fs_type: FsType) -> Result<Self, TskError> {
+        Self::open_as(image, offset, fs_type, true)
+    }
+
+    fn open_as(
+        image: &Path,
+        offset: u64,
+        fs_type: FsType,
+        deleted: bool,
+    ) -> Result<Self, TskError> {
         let tsk_type = tsk_type(fs_type).ok_or(TskError::Unsupported {
             fs_type: fs_type.as_str(),
         })?;
@@ -109,6 +131,7 @@ impl TskVolume {
             offset,
             fs_type,
             tsk_type,
+            deleted,
         };
         // Listing the root directory proves more than the superblock: a filesystem whose
         // metadata is destroyed fails here rather than in the middle of enumeration.
@@ -124,6 +147,11 @@ impl TskVolume {
     /// The type read.
     pub fn fs_type(&self) -> FsType {
         self.fs_type
+    }
+
+    /// Whether this reads the deleted entries.
+    pub fn is_deleted(&self) -> bool {
+        self.deleted
     }
 
     fn command(&self, tool: &str) -> Command {
@@ -195,9 +223,16 @@ impl TskVolume {
         clock: Option<&std::sync::Arc<super::watchdog::Clock>>,
         visit: &mut dyn FnMut(WalkItem),
     ) -> Result<(), TskError> {
+        // Deleted entries are listed with the live ones: a deleted entry's parent directory is
+        // usually live, and names are placed under directories listed before them.
+        let which: &[&str] = if self.deleted {
+            &["-r", "-m", "/"]
+        } else {
+            &["-r", "-u", "-m", "/"]
+        };
         let mut child = self
             .command("fls")
-            .args(["-r", "-u", "-m", "/"])
+            .args(which)
             .arg(&self.image)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -243,6 +278,7 @@ impl TskVolume {
     ) -> Result<(), TskError> {
         let mut line = Vec::new();
         let mut names = Names::default();
+        let mut emitted = std::collections::HashSet::new();
         loop {
             line.clear();
             match lines.read_until(b'\n', &mut line) {
@@ -254,9 +290,30 @@ impl TskVolume {
             if text.is_empty() {
                 continue;
             }
+            let (unsuffixed, deletion) = deletion_of(text);
+            let text = unsuffixed.as_slice();
+            if self.deleted && deletion.is_none() {
+                // A live entry: only its place matters, for the deleted entries below it.
+                if let Ok(Some(body)) = parse_body_line(text)
+                    && body.kind == EntryKind::Dir
+                {
+                    names.place(&body.name, true);
+                } else if let Some(directory) = virtual_directory(text) {
+                    names.place(&directory, true);
+                }
+                continue;
+            }
             match self.entry_of(text) {
                 Ok(Some((mut entry, problem))) => {
-                    let (path, escaped) = names.place(&entry.path, entry.kind == EntryKind::Dir);
+                    let (mut path, escaped) =
+                        names.place(&entry.path, entry.kind == EntryKind::Dir);
+                    if self.deleted && !emitted.insert(path.clone()) {
+                        // A second deleted entry of the same name (deleted twice, or FAT's lost
+                        // first letter): NUL and its metadata address tell them apart.
+                        path.push(0);
+                        path.extend_from_slice(entry.ino.to_string().as_bytes());
+                        emitted.insert(path.clone());
+                    }
                     if let Some(message) = escaped {
                         visit(WalkItem::Error {
                             path: entry.path.clone(),
@@ -270,7 +327,21 @@ impl TskVolume {
                             error,
                         });
                     }
-                    visit(WalkItem::Entry(entry));
+                    if deletion == Some(Deletion::Reallocated) {
+                        visit(WalkItem::Excluded {
+                            entry,
+                            reason: REALLOCATED.to_owned(),
+                        });
+                    } else if self.deleted && entry.kind == EntryKind::File && entry.size == 0 {
+                        // Such as NTFS's unused reserved records among the orphan files: often
+                        // no data attribute at all, so nothing for icat to read.
+                        visit(WalkItem::Excluded {
+                            entry,
+                            reason: EMPTY.to_owned(),
+                        });
+                    } else {
+                        visit(WalkItem::Entry(entry));
+                    }
                 }
                 Ok(None) => {
                     if let Some(directory) = virtual_directory(text) {
@@ -432,10 +503,12 @@ impl TskVolume {
         }
     }
 
-    /// Streams the content of the file with metadata address `ino`.
+    /// Streams the content of the file with metadata address `ino` (recovered, `icat -r`, on a
+    /// reader of deleted entries).
     pub fn open(&self, ino: u64) -> Result<IcatReader, TskError> {
         let child = self
             .command("icat")
+            .args(if self.deleted { &["-r"][..] } else { &[][..] })
             .arg(&self.image)
             .arg(ino.to_string())
             .stdout(Stdio::piped())
@@ -644,6 +717,50 @@ impl Names {
     }
 }
 
+/// Why a deleted entry whose metadata now belongs to a live file is not copied.
+pub const REALLOCATED: &str = "deleted name whose metadata entry now belongs to another file: \
+                               the content found there is not this file's";
+
+/// Why a deleted file of size 0 is not copied.
+pub const EMPTY: &str = "deleted entry of size 0: no content to recover";
+
+/// How `fls -m` marks a deleted name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletion {
+    /// ` (deleted)`: the name and its metadata entry are both unallocated.
+    Unallocated,
+    /// ` (deleted-realloc)`: the name is deleted, its metadata entry belongs to a live file.
+    Reallocated,
+}
+
+/// The `fls -m` line without the mark The Sleuth Kit puts after a deleted name (after a
+/// symlink's ` -> target`), and the mark (pure).
+pub fn deletion_of(line: &[u8]) -> (Vec<u8>, Option<Deletion>) {
+    // The name field ends where the nine fields after it begin.
+    let Some(name_end) = line
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|&(_, &b)| b == b'|')
+        .nth(8)
+        .map(|(i, _)| i)
+    else {
+        return (line.to_vec(), None);
+    };
+    let head = &line[..name_end];
+    for (mark, deletion) in [
+        (&b" (deleted)"[..], Deletion::Unallocated),
+        (&b" (deleted-realloc)"[..], Deletion::Reallocated),
+    ] {
+        if let Some(name) = head.strip_suffix(mark) {
+            let mut out = name.to_vec();
+            out.extend_from_slice(&line[name_end..]);
+            return (out, Some(deletion));
+        }
+    }
+    (line.to_vec(), None)
+}
+
 /// The printed path of a virtual directory line (`V/V`, such as `$OrphanFiles`), whose entries
 /// follow it although it is no entry itself (pure).
 fn virtual_directory(line: &[u8]) -> Option<Vec<u8>> {
@@ -814,6 +931,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn deletion_marks_are_taken_off_the_name_and_kept_apart() {
+        let (line, mark) =
+            deletion_of(b"0|/dir/_ig.txt (deleted)|517|r/rrwxrwxrwx|0|0|6000|1|2|0|3");
+        assert_eq!(mark, Some(Deletion::Unallocated));
+        assert_eq!(line, b"0|/dir/_ig.txt|517|r/rrwxrwxrwx|0|0|6000|1|2|0|3");
+        let (line, mark) =
+            deletion_of(b"0|/a (deleted)|b (deleted-realloc)|12|r/rrw-r--r--|0|0|1|1|2|3|4");
+        assert_eq!(mark, Some(Deletion::Reallocated));
+        assert_eq!(line, b"0|/a (deleted)|b|12|r/rrw-r--r--|0|0|1|1|2|3|4");
+        // A symlink's target comes before the mark.
+        let (line, mark) = deletion_of(b"0|/l -> t (deleted)|13|l/lrwxrwxrwx|0|0|1|1|2|3|4");
+        assert_eq!(mark, Some(Deletion::Unallocated));
+        assert_eq!(line, b"0|/l -> t|13|l/lrwxrwxrwx|0|0|1|1|2|3|4");
+        // A live entry, and a line too short to hold a name field, are left as they are.
+        let allocated = b"0|/keep.txt|4|r/rrwxrwxrwx|0|0|6|1|2|0|3";
+        assert_eq!(deletion_of(allocated), (allocated.to_vec(), None));
+        assert_eq!(
+            deletion_of(b"garbage (deleted)"),
+            (b"garbage (deleted)".to_vec(), None)
+        );
+    }
+
+    #[test]
     fn body_lines_parse_from_both_ends_so_bars_in_names_survive() {
         let line =
             b"0|/a|b c.txt|19|r/rrw-r--r--|501|20|53|1642144782|1642144783|1642144784|1642144785";
@@ -902,6 +1042,7 @@ mod tests {
             offset: 0,
             fs_type: FsType::Fat16,
             tsk_type: "fat",
+            deleted: false,
         };
         let listing = b"0|/a.txt|4|r/rrwxrwxrwx|0|0|6|0|0|0|0\n\
                         0|/broken|x|r/rrwxrwxrwx|0|0|6|0|0|0|0\n\
@@ -915,6 +1056,9 @@ mod tests {
             .iter()
             .map(|item| match item {
                 WalkItem::Entry(entry) => String::from_utf8_lossy(&entry.path).into_owned(),
+                WalkItem::Excluded { entry, .. } => {
+                    format!("excluded {}", String::from_utf8_lossy(&entry.path))
+                }
                 WalkItem::Error { path, error } => {
                     format!("error {}: {error}", String::from_utf8_lossy(path))
                 }
@@ -930,6 +1074,51 @@ mod tests {
             "{described:?}"
         );
         assert_eq!(described[3], "b.txt");
+    }
+
+    #[test]
+    fn a_deleted_listing_keeps_only_deleted_entries_placed_under_live_directories() {
+        let volume = TskVolume {
+            image: PathBuf::from("/nonexistent.img"),
+            offset: 0,
+            fs_type: FsType::Ext4,
+            tsk_type: "ext4",
+            deleted: true,
+        };
+        let listing = b"0|/dir|12|d/drwxr-xr-x|0|0|4096|0|0|0|0\n\
+                        0|/dir/live.txt|13|r/rrw-r--r--|0|0|6|0|0|0|0\n\
+                        0|/dir/a.txt (deleted)|14|r/rrw-r--r--|0|0|6|0|0|0|0\n\
+                        0|/dir/a.txt (deleted)|15|r/rrw-r--r--|0|0|9|0|0|0|0\n\
+                        0|/old (deleted)|16|d/drwxr-xr-x|0|0|4096|0|0|0|0\n\
+                        0|/old/b.txt (deleted)|17|r/rrw-r--r--|0|0|1|0|0|0|0\n\
+                        0|/c.txt (deleted-realloc)|13|r/rrw-r--r--|0|0|6|0|0|0|0\n";
+        let mut items = Vec::new();
+        volume
+            .read_listing(&listing[..], &mut |item| items.push(item))
+            .unwrap();
+        let described: Vec<(Vec<u8>, bool)> = items
+            .into_iter()
+            .map(|item| match item {
+                WalkItem::Entry(entry) => (entry.path, false),
+                WalkItem::Excluded { entry, reason } => {
+                    assert_eq!(reason, REALLOCATED);
+                    (entry.path, true)
+                }
+                WalkItem::Error { path, error } => {
+                    panic!("{}: {error}", String::from_utf8_lossy(&path))
+                }
+            })
+            .collect();
+        assert_eq!(
+            described,
+            [
+                (b"dir/a.txt".to_vec(), false),
+                (b"dir/a.txt\x0015".to_vec(), false),
+                (b"old".to_vec(), false),
+                (b"old/b.txt".to_vec(), false),
+                (b"c.txt".to_vec(), true),
+            ]
+        );
     }
 
     #[test]

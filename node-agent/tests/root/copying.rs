@@ -66,14 +66,16 @@ fn temp_files(store: &Path) -> usize {
     std::fs::read_dir(store.join("tmp")).map_or(0, Iterator::count)
 }
 
-/// (volume, inode) → (state, blob hex) of every file inode of the medium.
+/// (volume, inode) → (state, blob hex) of every live file inode of the medium (deleted volumes left out).
 async fn file_states(
     pool: &PgPool,
     medium: &str,
 ) -> BTreeMap<(i32, i64), (String, Option<String>)> {
     let rows: Vec<(i32, i64, String, Option<Vec<u8>>)> = sqlx::query_as(
         "select i.volume_no, i.ino, i.state::text, i.blob_id from inode i
-         join medium m on m.id = i.medium_id where m.name = $1 and i.kind = 'file'",
+         join medium m on m.id = i.medium_id
+         join volume v on v.medium_id = i.medium_id and v.volume_no = i.volume_no
+         where m.name = $1 and i.kind = 'file' and v.role <> 'deleted'",
     )
     .bind(medium)
     .fetch_all(pool)

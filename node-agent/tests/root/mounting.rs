@@ -175,7 +175,9 @@ fn walk(reader: &VolumeReader) -> Vec<String> {
     let mut paths = Vec::new();
     reader
         .walk(&mut |item| match item {
-            WalkItem::Entry(entry) => paths.push(String::from_utf8_lossy(&entry.path).into_owned()),
+            WalkItem::Entry(entry) | WalkItem::Excluded { entry, .. } => {
+                paths.push(String::from_utf8_lossy(&entry.path).into_owned());
+            }
             WalkItem::Error { path, error } => {
                 panic!("walk error at {}: {error}", String::from_utf8_lossy(&path))
             }

@@ -1,0 +1,69 @@
+//! Deleted entries: the files of a medium's deleted volumes, and the ranges of their recovered
+//! content that are not theirs (now allocated to live files) or were never read.
+
+use std::ops::Range;
+
+use sqlx::PgPool;
+
+use super::CatalogError;
+use super::damage::multirange;
+use super::media::MediumId;
+
+/// What checking one deleted volume found.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Checked {
+    /// The volume.
+    pub volume_no: i32,
+    /// Deleted files with content.
+    pub files: u64,
+    /// Of those, files part of whose content now belongs to live files.
+    pub overwritten: u64,
+    /// Of those, files part of whose content lies on sectors that were never read.
+    pub unreadable: u64,
+}
+
+/// The regular files with content of a deleted volume: (inode, size).
+pub async fn files(
+    pool: &PgPool,
+    medium: MediumId,
+    volume_no: i32,
+) -> Result<Vec<(i64, i64)>, CatalogError> {
+    let rows = sqlx::query!(
+        "select ino, size from inode
+         where medium_id = $1 and volume_no = $2 and kind = 'file' and size > 0
+         order by ino",
+        medium as MediumId,
+        volume_no,
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("list the deleted files", e))?;
+    Ok(rows.into_iter().map(|r| (r.ino, r.size)).collect())
+}
+
+/// Records a recovered file's overwritten and unreadable byte ranges (empty: none), replacing
+/// what was recorded.
+pub async fn record_ranges(
+    pool: &PgPool,
+    medium: MediumId,
+    volume_no: i32,
+    ino: i64,
+    overwritten: &[Range<u64>],
+    unreadable: &[Range<u64>],
+) -> Result<(), CatalogError> {
+    let text = |ranges: &[Range<u64>]| (!ranges.is_empty()).then(|| multirange(ranges));
+    sqlx::query!(
+        "update inode set overwritten_ranges = $4::text::int8multirange,
+                          damaged_ranges = $5::text::int8multirange
+         where medium_id = $1 and volume_no = $2 and ino = $3",
+        medium as MediumId,
+        volume_no,
+        ino,
+        text(overwritten),
+        text(unreadable),
+    )
+    .execute(pool)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("record a recovered file's ranges", e))?;
+    Ok(())
+}
