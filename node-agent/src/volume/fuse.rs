@@ -1,5 +1,5 @@
 //! FUSE drivers for filesystems the kernel cannot mount here (NTFS, ISO 9660 without the kernel
-//! driver, squashfs, ext on hosts without it).
+//! driver, squashfs, APFS, ext on hosts without it).
 //!
 //! Rules: every driver runs read-only and in the foreground as our child, so its exit can be
 //! awaited after unmounting (a FUSE daemon left behind keeps the loop device busy); the mount
@@ -88,6 +88,9 @@ pub fn fuse_driver(
         ),
         // exfat-fuse has no foreground switch but debug; it daemonizes (see `daemonizes`).
         FsType::Exfat => ("mount.exfat-fuse", vec!["-o", "ro,nodev,nosuid,noexec"]),
+        // libyal's APFS driver (read-only by design): every volume of the container, under
+        // apfs1, apfs2, ... when it holds more than one. It daemonizes unless verbose.
+        FsType::Apfs => ("fsapfsmount", vec!["-X", "ro,nodev,nosuid,noexec"]),
         _ => return None,
     };
     let mut all: Vec<String> = args.drain(..).map(str::to_owned).collect();
@@ -103,7 +106,7 @@ pub fn fuse_driver(
 /// Whether a driver forks into the background once mounted (then its start returns, and its
 /// end is seen through its loop device going away).
 pub fn daemonizes(program: &str) -> bool {
-    program == "mount.exfat-fuse"
+    matches!(program, "mount.exfat-fuse" | "fsapfsmount")
 }
 
 /// Whether `target` is a mount point now, per `/proc/self/mountinfo` text.

@@ -1310,3 +1310,83 @@ async fn deleted_files_on_fat_and_ntfs_are_listed_and_recovered_apart_from_live_
     let again = ingest(&host, &ntfs, &["--name", "ntfs"]);
     assert_eq!(again["deleted"], report["deleted"]);
 }
+
+/// The APFS fixture, read through libyal's FUSE driver (fsapfsmount), lists and reads as The
+/// Sleuth Kit's pool reader sees it (`fls`/`icat -P apfs -B <volume superblock>`).
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn the_apfs_fixture_reads_as_the_sleuth_kit_sees_it(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let copy = host.root.join("apfs.raw");
+    std::fs::copy(fixture("apfs.raw"), &copy).unwrap();
+    let report = ingest(&host, &copy, &["--name", "apfs"]);
+    assert_eq!(report["volumes"][0]["access"], "fuse", "{report}");
+    assert_eq!(report["accounting"]["failed"], 0, "{report}");
+    // The Sleuth Kit's view: the volume superblock's block from pstat, then fls and icat.
+    let pstat = Command::new("pstat").arg(&copy).output().unwrap();
+    assert!(pstat.status.success());
+    let block = String::from_utf8_lossy(&pstat.stdout)
+        .lines()
+        .find_map(|l| {
+            l.trim_start_matches(['|', ' '])
+                .strip_prefix("APSB Block Number: ")
+        })
+        .map(|n| n.trim().to_owned())
+        .unwrap();
+    let fls = Command::new("fls")
+        .args(["-P", "apfs", "-B", &block, "-r", "-p"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert!(fls.status.success());
+    let truth: BTreeMap<String, (String, String)> = String::from_utf8_lossy(&fls.stdout)
+        .lines()
+        .filter_map(|line| {
+            let (head, path) = line.split_once(":\t")?;
+            let (kind, address) = head.split_once(' ')?;
+            Some((
+                path.to_owned(),
+                (kind.to_owned(), address.trim().to_owned()),
+            ))
+        })
+        .collect();
+    let listed: BTreeMap<String, Value> = ls(&host, "apfs")
+        .into_iter()
+        .filter(|r| r["volume"] == 0)
+        .map(|r| (r["path"].as_str().unwrap().to_owned(), r))
+        .collect();
+    assert_eq!(
+        listed.keys().collect::<Vec<_>>(),
+        truth.keys().collect::<Vec<_>>(),
+        "the same entries"
+    );
+    let mut compared = 0;
+    for (path, (kind, address)) in &truth {
+        let row = &listed[path];
+        if kind != "r/r" {
+            continue;
+        }
+        assert_eq!(row["state"], "copied", "{row}");
+        let icat = Command::new("icat")
+            .args(["-P", "apfs", "-B", &block])
+            .arg(&copy)
+            .arg(address)
+            .output()
+            .unwrap();
+        let ours = cat(&host, "apfs", path.as_bytes(), "0");
+        if icat.status.success() {
+            assert_eq!(ours, icat.stdout, "{path}");
+        } else {
+            // A file with only a resource fork has no data fork for icat: empty for us.
+            let stderr = String::from_utf8_lossy(&icat.stderr);
+            assert!(
+                stderr.contains("Attribute") && stderr.contains("not found"),
+                "{stderr}"
+            );
+            assert!(ours.is_empty(), "{path}");
+        }
+        compared += 1;
+    }
+    assert!(compared >= 5, "compared {compared} files");
+    let passwords = cat(&host, "apfs", b"passwords.txt", "0");
+    assert!(passwords.starts_with(b"place,user,password\n"));
+}

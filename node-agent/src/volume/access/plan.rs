@@ -123,7 +123,8 @@ mod tests {
         );
         assert_eq!(methods(FsType::Fat32), [(Method::Userspace, FsType::Fat32)]);
         assert_eq!(methods(FsType::Xfs), [(Method::Kernel, FsType::Xfs)]);
-        assert!(methods(FsType::Apfs).is_empty());
+        assert_eq!(methods(FsType::Apfs), [(Method::Fuse, FsType::Apfs)]);
+        assert!(methods(FsType::Hfs).is_empty());
     }
 
     #[test]
