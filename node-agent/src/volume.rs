@@ -23,6 +23,8 @@ pub mod classify;
 pub mod entry;
 pub mod fuse;
 pub mod host;
+pub mod lvm;
+pub mod md;
 pub mod partitions;
 pub mod probe;
 pub mod reader;

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::classify;
+use super::lvm;
+use super::md;
 use super::probe::{self, FsType, Probe, ProbeError};
 
 /// How an image is divided.
@@ -220,7 +222,7 @@ pub fn discover(image: &Path) -> Result<Layout, DiscoverError> {
         }
         return Ok(Layout {
             scheme: Scheme::None,
-            volumes: vec![volume(image, None, 0, size, None, whole)],
+            volumes: with_containers(image, vec![volume(image, None, 0, size, None, whole)]),
         });
     }
     let table = parse_mmls(&String::from_utf8_lossy(&output.stdout)).map_err(|reason| {
@@ -278,8 +280,121 @@ pub fn discover(image: &Path) -> Result<Layout, DiscoverError> {
     }
     Ok(Layout {
         scheme: table.scheme,
-        volumes,
+        volumes: with_containers(image, volumes),
     })
+}
+
+/// The volumes with what volume-group members hold inserted after each: an LVM2 physical
+/// volume's linear logical volumes ([`lvm`]), an md RAID1 or single-member linear array's data
+/// ([`md`]). What cannot be read is said in the member's problem.
+fn with_containers(image: &Path, volumes: Vec<FoundVolume>) -> Vec<FoundVolume> {
+    let mut out = Vec::with_capacity(volumes.len());
+    for mut found in volumes {
+        let inner = match found.probe.type_name.as_deref() {
+            Some("LVM2_member") => lvm_volumes(image, &mut found),
+            Some("linux_raid_member") => md_volumes(image, &mut found),
+            _ => Vec::new(),
+        };
+        out.push(found);
+        out.extend(inner);
+    }
+    out
+}
+
+/// The array's data on an md member, when it holds it whole (RAID1, a one-member linear
+/// array); the member's problem says which array it belongs to and whether it is read.
+fn md_volumes(image: &Path, member: &mut FoundVolume) -> Vec<FoundVolume> {
+    let found = match md::read_member(image, member.offset, member.length) {
+        Ok(found) => found,
+        Err(why) => {
+            member.problem = Some(format!("md RAID member: {why}"));
+            return Vec::new();
+        }
+    };
+    let kind = match found.level {
+        -1 => "linear".to_owned(),
+        level => format!("RAID{level}"),
+    };
+    match found.readable() {
+        Ok((offset, length)) => {
+            let offset = member.offset + offset;
+            member.problem = Some(format!(
+                "member of the md {kind} array {} ({} devices): the array's data on it is \
+                 read as the next volume",
+                found.name, found.raid_disks
+            ));
+            let probed = probe::probe(image, offset, length).unwrap_or_else(|error| {
+                tracing::warn!(array = %found.name, %error, "cannot probe the array's data");
+                Probe::nothing()
+            });
+            vec![volume(
+                image,
+                None,
+                offset,
+                length,
+                Some(format!("md {kind} {}", found.name)),
+                probed,
+            )]
+        }
+        Err(why) => {
+            member.problem = Some(format!(
+                "member of the md {kind} array {}: not read: {why}",
+                found.name
+            ));
+            Vec::new()
+        }
+    }
+}
+
+/// The linear logical volumes on an LVM2 physical volume; the PV's problem lists them.
+fn lvm_volumes(image: &Path, pv: &mut FoundVolume) -> Vec<FoundVolume> {
+    let (uuid, metadata) = match lvm::read_pv(image, pv.offset, pv.length) {
+        Ok(read) => read,
+        Err(error) => {
+            pv.problem = Some(format!("LVM2 physical volume: {error}"));
+            return Vec::new();
+        }
+    };
+    let mut read = Vec::new();
+    let mut not_read = Vec::new();
+    let mut out = Vec::new();
+    for lv in lvm::logical_volumes(&metadata, &uuid, pv.length) {
+        match lv.extent {
+            Ok((offset, length)) => {
+                let offset = pv.offset + offset;
+                let found = probe::probe(image, offset, length).unwrap_or_else(|error| {
+                    tracing::warn!(lv = %lv.name, %error, "cannot probe the logical volume");
+                    Probe::nothing()
+                });
+                out.push(volume(
+                    image,
+                    None,
+                    offset,
+                    length,
+                    Some(format!("LVM2 {}", lv.name)),
+                    found,
+                ));
+                read.push(lv.name);
+            }
+            Err(why) => not_read.push(format!("{} ({why})", lv.name)),
+        }
+    }
+    let mut parts = Vec::new();
+    if !read.is_empty() {
+        parts.push(format!(
+            ": its logical volumes {} are read as volumes of their own",
+            read.join(", ")
+        ));
+    }
+    if !not_read.is_empty() {
+        parts.push(format!("; not read: {}", not_read.join("; ")));
+    }
+    if parts.is_empty() {
+        parts.push(": no logical volume on it".to_owned());
+    }
+    let problem = format!("LVM2 physical volume{}", parts.concat());
+    pv.problem = Some(problem);
+    out
 }
 
 /// A found volume, classified ([`classify::classify`]; a volume without a signature is

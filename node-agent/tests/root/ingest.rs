@@ -1390,3 +1390,187 @@ async fn the_apfs_fixture_reads_as_the_sleuth_kit_sees_it(pool: PgPool) {
     let passwords = cat(&host, "apfs", b"passwords.txt", "0");
     assert!(passwords.starts_with(b"place,user,password\n"));
 }
+
+/// An LVM2 physical volume made with LVM's own tools without device-mapper (pvcreate and
+/// vgcreate on a loop device of our own, logical volumes written with vgcfgrestore; LVM's
+/// configuration kept in a directory of the test's), and an md RAID1 member whose version-1.2
+/// superblock the test writes: the linear logical volume and the mirror's data are read as
+/// volumes of their own, named; what is not read says why.
+#[sqlx::test(migrator = "ntt_agent::catalog::MIGRATOR")]
+async fn lvm_logical_volumes_and_an_md_mirror_member_are_read_without_device_mapper(pool: PgPool) {
+    let host = Host::new(&pool).await;
+    let content = host.root.join("content");
+    std::fs::create_dir_all(&content).unwrap();
+    std::fs::write(content.join("ledger.csv"), b"date,amount\n2019-03-01,12\n").unwrap();
+
+    // LVM: 64 MiB PV, extents of 4 MiB from 1 MiB on.
+    let pv = host.root.join("pv.img");
+    sparse_file(&pv, 64 * MIB);
+    let system = host.root.join("lvm");
+    std::fs::create_dir_all(&system).unwrap();
+    std::fs::write(
+        system.join("lvm.conf"),
+        "backup { backup = 0 archive = 0 }\n",
+    )
+    .unwrap();
+    let attach = Command::new("losetup")
+        .args(["-f", "--show"])
+        .arg(&pv)
+        .output()
+        .unwrap();
+    assert!(attach.status.success());
+    let device = String::from_utf8(attach.stdout).unwrap().trim().to_owned();
+    let lvm = |args: &[&str]| {
+        Command::new(args[0])
+            .args(&args[1..])
+            .env("LVM_SYSTEM_DIR", &system)
+            .env("LVM_SUPPRESS_FD_WARNINGS", "1")
+            .output()
+            .unwrap()
+    };
+    let backup = host.root.join("vg.txt");
+    let mut outputs = vec![
+        lvm(&["pvcreate", "-q", "-y", "--devices", &device, &device]),
+        lvm(&[
+            "vgcreate",
+            "-q",
+            "--devices",
+            &device,
+            "evidencevg",
+            &device,
+        ]),
+        lvm(&[
+            "vgcfgbackup",
+            "--devices",
+            &device,
+            "-f",
+            backup.to_str().unwrap(),
+            "evidencevg",
+        ]),
+    ];
+    if outputs.iter().all(|o| o.status.success()) {
+        let text = std::fs::read_to_string(&backup).unwrap();
+        let segment = |n: u32, start: u32, count: u32, pe: u32| {
+            format!(
+                "segment{n} {{ start_extent = {start} extent_count = {count} type = \"striped\" \
+                 stripe_count = 1 stripes = [\"pv0\", {pe}] }}\n"
+            )
+        };
+        let lvs = format!(
+            "logical_volumes {{\n\
+             data {{ id = \"aaaaaa-aaaa-aaaa-aaaa-aaaa-aaaa-aaaaa1\" \
+             status = [\"READ\", \"WRITE\", \"VISIBLE\"] flags = [] segment_count = 1\n{}}}\n\
+             apart {{ id = \"aaaaaa-aaaa-aaaa-aaaa-aaaa-aaaa-aaaaa2\" \
+             status = [\"READ\", \"WRITE\", \"VISIBLE\"] flags = [] segment_count = 2\n{}{}}}\n\
+             }}\n",
+            segment(1, 0, 2, 1),
+            segment(1, 0, 1, 4),
+            segment(2, 1, 1, 7),
+        );
+        // Into the volume group's section, after its physical volumes.
+        let at = text.rfind('}').unwrap();
+        let written = format!("{}{lvs}{}", &text[..at], &text[at..]);
+        std::fs::write(&backup, written).unwrap();
+        outputs.push(lvm(&[
+            "vgcfgrestore",
+            "--devices",
+            &device,
+            "-f",
+            backup.to_str().unwrap(),
+            "evidencevg",
+        ]));
+    }
+    run(Command::new("losetup").args(["-d", &device]));
+    for output in &outputs {
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    // The logical volume "data": extents 1 and 2, bytes 5 MiB to 13 MiB.
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-d"])
+        .arg(&content)
+        .args(["-E", &format!("offset={}", 5 * MIB)])
+        .arg(&pv)
+        .arg("8M"));
+    let report = ingest(&host, &pv, &["--name", "pv"]);
+    let volumes = report["volumes"].as_array().unwrap();
+    assert_eq!(volumes[0]["fs_type"], "LVM2_member", "{report}");
+    let problem = volumes[0]["problem"].as_str().unwrap();
+    assert!(problem.contains("evidencevg/data"), "{problem}");
+    assert!(
+        problem.contains("evidencevg/apart") && problem.contains("concatenating"),
+        "{problem}"
+    );
+    assert_eq!(
+        volumes[1]["partition_type"], "LVM2 evidencevg/data",
+        "{report}"
+    );
+    assert_eq!(volumes[1]["offset_bytes"], 5 * MIB, "{report}");
+    assert_eq!(volumes[1]["state"], "ready", "{report}");
+    assert_eq!(
+        cat(&host, "pv", b"ledger.csv", "1"),
+        b"date,amount\n2019-03-01,12\n"
+    );
+
+    // md RAID1 member (the other half of the mirror is not there): superblock 1.2 at 4 KiB,
+    // data from 1 MiB, 4 MiB long.
+    let member = host.root.join("member.img");
+    sparse_file(&member, 16 * MIB);
+    let mut sb = vec![0_u8; 4096];
+    sb[0..4].copy_from_slice(&0xa92b_4efc_u32.to_le_bytes());
+    sb[4..8].copy_from_slice(&1_u32.to_le_bytes());
+    sb[16..32].copy_from_slice(b"0123456789abcdef");
+    sb[32..42].copy_from_slice(b"archive:0\0");
+    sb[72..76].copy_from_slice(&1_i32.to_le_bytes());
+    sb[80..88].copy_from_slice(&8192_u64.to_le_bytes());
+    sb[92..96].copy_from_slice(&2_u32.to_le_bytes());
+    sb[128..136].copy_from_slice(&2048_u64.to_le_bytes());
+    sb[136..144].copy_from_slice(&(16 * 2048 - 2048_u64).to_le_bytes());
+    sb[144..152].copy_from_slice(&8_u64.to_le_bytes());
+    sb[168..184].copy_from_slice(b"fedcba9876543210");
+    sb[220..224].copy_from_slice(&2_u32.to_le_bytes());
+    // Checksum: the little-endian 32-bit words of the first 256 + 2 * max_dev bytes, the
+    // checksum's own word as zero, folded to 32 bits.
+    let sum: u64 = sb[..260]
+        .chunks(4)
+        .map(|w| u64::from(u32::from_le_bytes(w.try_into().unwrap())))
+        .sum();
+    let folded = (sum & 0xffff_ffff) + (sum >> 32);
+    sb[216..220].copy_from_slice(&u32::try_from(folded & 0xffff_ffff).unwrap().to_le_bytes());
+    {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&member)
+            .unwrap();
+        file.write_all_at(&sb, 4096).unwrap();
+    }
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-d"])
+        .arg(&content)
+        .args(["-E", &format!("offset={MIB}")])
+        .arg(&member)
+        .arg("4M"));
+    let report = ingest(&host, &member, &["--name", "member"]);
+    let volumes = report["volumes"].as_array().unwrap();
+    assert_eq!(volumes[0]["fs_type"], "linux_raid_member", "{report}");
+    assert!(
+        volumes[0]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("md RAID1 array archive:0"),
+        "{report}"
+    );
+    assert_eq!(
+        volumes[1]["partition_type"], "md RAID1 archive:0",
+        "{report}"
+    );
+    assert_eq!(volumes[1]["offset_bytes"], MIB, "{report}");
+    assert_eq!(
+        cat(&host, "member", b"ledger.csv", "1"),
+        b"date,amount\n2019-03-01,12\n"
+    );
+}
