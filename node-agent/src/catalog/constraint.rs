@@ -78,6 +78,8 @@ constraints! {
     VolumeParentFkey = "volume_parent_fkey",
     /// exactly the deleted volumes name the volume whose deleted entries they hold
     VolumeDeletedHasParent = "volume_deleted_has_parent",
+    /// only deleted volumes record when their recovered content was checked
+    VolumeCheckedOnlyDeleted = "volume_checked_only_deleted",
     /// a blob id is unique
     BlobPkey = "blob_pkey",
     /// a blob id is 32 bytes (BLAKE3-256)

@@ -67,3 +67,47 @@ pub async fn record_ranges(
     .map_err(|e| CatalogError::from_sqlx("record a recovered file's ranges", e))?;
     Ok(())
 }
+
+/// The medium's deleted volumes whose files are checked for the current load.
+pub async fn checked_volumes(pool: &PgPool, medium: MediumId) -> Result<Vec<i32>, CatalogError> {
+    sqlx::query_scalar!(
+        "select volume_no from volume
+         where medium_id = $1 and role = 'deleted' and deleted_checked_at is not null",
+        medium as MediumId,
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("read which deleted volumes are checked", e))
+}
+
+/// Records that every file of the deleted volume is checked.
+pub async fn record_checked(
+    pool: &PgPool,
+    medium: MediumId,
+    volume_no: i32,
+) -> Result<(), CatalogError> {
+    sqlx::query!(
+        "update volume set deleted_checked_at = now()
+         where medium_id = $1 and volume_no = $2 and role = 'deleted'",
+        medium as MediumId,
+        volume_no,
+    )
+    .execute(pool)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("record a deleted volume as checked", e))?;
+    Ok(())
+}
+
+/// Forgets every check of the medium's deleted volumes (a load is being built: its files are
+/// checked anew).
+pub async fn clear_checked(pool: &PgPool, medium: MediumId) -> Result<(), CatalogError> {
+    sqlx::query!(
+        "update volume set deleted_checked_at = null
+         where medium_id = $1 and deleted_checked_at is not null",
+        medium as MediumId,
+    )
+    .execute(pool)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("clear the deleted volumes' checks", e))?;
+    Ok(())
+}

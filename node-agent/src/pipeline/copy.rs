@@ -176,6 +176,16 @@ impl Run<'_> {
             let attached =
                 super::attach::attach(self.catalog, self.host, medium, self.force, self.cancel)
                     .await?;
+            // Deleted files whose recovered content was not checked yet (a run killed after
+            // publishing its load) are checked before anything is copied.
+            if let Err(error) =
+                super::deleted::check_attached(self.catalog, medium, &attached).await
+            {
+                if let Err(release) = super::attach::release(medium, attached) {
+                    tracing::warn!(error = %release, "releasing the volumes failed too");
+                }
+                return Err(error);
+            }
             let readers: BTreeMap<i32, _> = attached
                 .volumes
                 .iter()

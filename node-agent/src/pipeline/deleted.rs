@@ -43,21 +43,25 @@ pub fn ranges_hit(
 }
 
 /// Checks the recovered content of every deleted file of the attached medium's deleted volumes
-/// against the live filesystem's allocation and the medium's unreadable areas, and records the
-/// ranges that are not the file's.
+/// not checked yet for the current load against the live filesystem's allocation and the
+/// medium's unreadable areas, records the ranges that are not the file's, then marks the volume
+/// checked. Copying calls it before it reads anything, so a run killed between publishing a
+/// load and checking it copies nothing unchecked.
 pub async fn check_attached(
     catalog: &Catalog,
     medium: &MediumRecord,
     attached: &AttachedMedium,
-    unreadable: &[Range<u64>],
 ) -> Result<Vec<Checked>> {
+    let unreadable = unreadable_areas(medium)?;
+    let unreadable = unreadable.as_slice();
     let rows = crate::catalog::volumes::medium_volumes(catalog.pool(), medium.id).await?;
+    let checked = crate::catalog::deleted::checked_volumes(catalog.pool(), medium.id).await?;
     let mut reports = Vec::new();
     for volume in &attached.volumes {
         let VolumeReader::SleuthKit(reader) = &volume.reader else {
             continue;
         };
-        if !reader.is_deleted() {
+        if !reader.is_deleted() || checked.contains(&volume.volume_no) {
             continue;
         }
         let Some(offset) = rows
@@ -98,6 +102,8 @@ pub async fn check_attached(
             )
             .await?;
         }
+        crate::catalog::deleted::record_checked(catalog.pool(), medium.id, volume.volume_no)
+            .await?;
         if report.overwritten > 0 || report.unreadable > 0 {
             tracing::warn!(
                 medium = %medium.name,

@@ -96,6 +96,8 @@ pub async fn enumerate(
         })));
     }
     let ignore = ignore_set(catalog, medium, options).await?;
+    // The load being built gets its deleted files checked anew.
+    crate::catalog::deleted::clear_checked(catalog.pool(), medium.id).await?;
     super::attach::with_attached(
         catalog,
         host,
@@ -129,9 +131,7 @@ pub async fn enumerate(
                 Err(error) => return Err(failed(error)),
             };
             report.damage = super::damage::map_attached(catalog, medium, attached).await?;
-            let unreadable = super::deleted::unreadable_areas(medium)?;
-            report.deleted =
-                super::deleted::check_attached(catalog, medium, attached, &unreadable).await?;
+            report.deleted = super::deleted::check_attached(catalog, medium, attached).await?;
             Ok(report)
         },
     )

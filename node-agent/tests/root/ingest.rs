@@ -1246,6 +1246,71 @@ async fn deleted_files_on_fat_and_ntfs_are_listed_and_recovered_apart_from_live_
             .all(|r| r["deleted"] == false)
     );
 
+    // Killed between publishing the load and checking the deleted files (the state such a
+    // kill leaves: loaded, nothing checked, nothing copied): `ntt copy` checks first, so the
+    // overwritten file is still flagged and never stored as itself.
+    // Copies of the image that are other media: their last (free) byte differs.
+    let other_medium = |name: &str, byte: u8| {
+        use std::os::unix::fs::FileExt;
+        let path = host.root.join(name);
+        std::fs::copy(&fat, &path).unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(&[byte], 16 * MIB - 1).unwrap();
+        path
+    };
+    let fat2 = other_medium("fat2.img", 2);
+    crate::host::register(&host, &fat2, "fat2");
+    assert!(host.run(&["enumerate", "fat2"]).status.success());
+    sqlx::query(
+        "update volume v set deleted_checked_at = null from medium m
+         where m.id = v.medium_id and m.name = 'fat2'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "update inode i set overwritten_ranges = null, damaged_ranges = null from medium m
+         where m.id = i.medium_id and m.name = 'fat2'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert!(host.run(&["copy", "fat2"]).status.success());
+    let early_again = ls_deleted(&host, "fat2")
+        .into_iter()
+        .find(|r| r["path"].as_str().unwrap().ends_with("arly.bin"))
+        .unwrap();
+    assert_eq!(
+        early_again["overwritten_ranges"],
+        early_row["overwritten_ranges"]
+    );
+    assert_ne!(early_again["state"], "copied", "{early_again}");
+    // A real kill as soon as the load is published, twice, then a rerun at once.
+    let fat3 = other_medium("fat3.img", 3);
+    for _ in 0..2 {
+        let mut command = host.command(&["ingest"]);
+        command.arg(&fat3).args(["--name", "fat3"]);
+        let mut child = host.start(&mut command);
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(30) && child.try_wait().unwrap().is_none() {
+            let published: Option<bool> = sqlx::query_scalar(
+                "select enumerated_at is not null from medium where name = 'fat3'",
+            )
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+            if published == Some(true) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let _ = child.kill();
+        child.wait().unwrap();
+    }
+    let report = ingest(&host, &fat3, &["--name", "fat3"]);
+    assert_eq!(report["recovered"]["overwritten_files"], 1, "{report}");
+    assert_eq!(report["deleted"]["pending"], 0, "{report}");
+
     // NTFS, written through ntfs-3g (run in the foreground, so that its exit means the image
     // is written).
     let ntfs = host.root.join("ntfs.img");
