@@ -140,15 +140,11 @@ fn check_file(
     unreadable: &[Range<u64>],
 ) -> std::result::Result<(Ranges, Ranges), TskError> {
     let units = reader.content_units(&address.to_string())?;
-    let (Some(&first), Some(&last)) = (units.iter().min(), units.iter().max()) else {
+    if units.is_empty() {
         // Resident in its metadata entry, or nothing left to recover from.
         return Ok((Vec::new(), Vec::new()));
-    };
-    let allocated: HashSet<u64> = reader
-        .allocation(first, last)?
-        .into_iter()
-        .filter_map(|(u, allocated)| allocated.then_some(u))
-        .collect();
+    }
+    let allocated: HashSet<u64> = reader.allocated_among(&units)?;
     let overwritten = ranges_hit(&units, unit, size, |u| allocated.contains(&u));
     let damaged = ranges_hit(&units, unit, size, |u| {
         let start = offset.saturating_add(u.saturating_mul(unit));

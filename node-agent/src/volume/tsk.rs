@@ -418,12 +418,9 @@ impl TskVolume {
         before: &[&str],
         after: &[&str],
     ) -> Result<(bool, String), TskError> {
-        let output = self
-            .command(tool)
-            .args(before)
-            .arg(&self.image)
-            .args(after)
-            .output()
+        let mut command = self.command(tool);
+        command.args(before).arg(&self.image).args(after);
+        let output = bounded_output(command, tool, BLOCK_TOOL_TIMEOUT)
             .map_err(|source| TskError::Spawn { tool, source })?;
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         if output.status.success() {
@@ -444,6 +441,26 @@ impl TskVolume {
             .and_then(|n| n.trim().parse::<u64>().ok())
             .filter(|&n| n > 0)
             .ok_or_else(|| self.unparsable("blkcat", &out))
+    }
+
+    /// Whether each of `units` is allocated, asked of `blkls` in windows around the runs of
+    /// units (a file whose units lie far apart is not answered with every unit between them).
+    pub fn allocated_among(
+        &self,
+        units: &[u64],
+    ) -> Result<std::collections::HashSet<u64>, TskError> {
+        let mut sorted = units.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut allocated = std::collections::HashSet::new();
+        for (first, last) in windows(&sorted, ALLOCATION_GAP) {
+            allocated.extend(
+                self.allocation(first, last)?
+                    .into_iter()
+                    .filter_map(|(unit, a)| a.then_some(unit)),
+            );
+        }
+        Ok(allocated)
     }
 
     /// Whether each unit from `first` to `last` (inclusive) is allocated (`blkls -l -e`).
@@ -524,6 +541,87 @@ impl TskVolume {
             ino,
         })
     }
+}
+
+/// Longest a block-map tool may run: a crafted filesystem can make The Sleuth Kit loop.
+pub const BLOCK_TOOL_TIMEOUT: std::time::Duration = std::time::Duration::from_mins(5);
+
+/// Units between two runs of a file's units below which one `blkls` window covers both.
+const ALLOCATION_GAP: u64 = 1024;
+
+/// The windows `(first, last)` covering sorted, distinct `units`, a new one wherever two units
+/// lie more than `gap` apart (pure).
+pub fn windows(units: &[u64], gap: u64) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for &unit in units {
+        match out.last_mut() {
+            Some((_, last)) if unit.saturating_sub(*last) <= gap => *last = unit,
+            _ => out.push((unit, unit)),
+        }
+    }
+    out
+}
+
+/// Runs `command` to its end with its output, killing it after `timeout` (then an error of
+/// kind `TimedOut`). Its output is read while it runs, so a full pipe cannot stall it.
+fn bounded_output(
+    mut command: Command,
+    tool: &str,
+    timeout: std::time::Duration,
+) -> std::io::Result<std::process::Output> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(1);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = (stdout.join(), stderr.join());
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("{tool} ran longer than {timeout:?} and was killed"),
+            ));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(50));
+    };
+    let join = |handle: std::thread::JoinHandle<Vec<u8>>| {
+        handle
+            .join()
+            .map_err(|_| std::io::Error::other("an output reader thread failed"))
+    };
+    Ok(std::process::Output {
+        status,
+        stdout: join(stdout)?,
+        stderr: join(stderr)?,
+    })
 }
 
 /// Who owns a unit of a filesystem, as `ifind -d` says.
@@ -929,6 +1027,36 @@ fn permission_bits(rwx: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn units_far_apart_are_asked_in_windows_of_their_own() {
+        assert_eq!(windows(&[], 1024), []);
+        assert_eq!(windows(&[5, 6, 7, 900], 1024), [(5, 900)]);
+        assert_eq!(
+            windows(&[5, 6, 2000, 2001, 9_000_000_000], 1024),
+            [(5, 6), (2000, 2001), (9_000_000_000, 9_000_000_000)]
+        );
+    }
+
+    #[test]
+    fn a_tool_that_runs_too_long_is_killed() {
+        let mut sleeper = Command::new("sleep");
+        sleeper.arg("30");
+        let started = std::time::Instant::now();
+        let error =
+            bounded_output(sleeper, "sleep", std::time::Duration::from_millis(200)).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        let mut echo = Command::new("sh");
+        echo.args(["-c", "head -c 1000000 /dev/zero; echo err >&2"]);
+        let output = bounded_output(echo, "sh", std::time::Duration::from_secs(30)).unwrap();
+        assert_eq!(
+            output.stdout.len(),
+            1_000_000,
+            "a full pipe does not stall it"
+        );
+        assert_eq!(output.stderr, b"err\n");
+    }
 
     #[test]
     fn deletion_marks_are_taken_off_the_name_and_kept_apart() {
