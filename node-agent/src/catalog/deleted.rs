@@ -111,3 +111,17 @@ pub async fn clear_checked(pool: &PgPool, medium: MediumId) -> Result<(), Catalo
     .map_err(|e| CatalogError::from_sqlx("clear the deleted volumes' checks", e))?;
     Ok(())
 }
+
+/// Every medium's deleted volumes: (medium id, volume number).
+pub async fn deleted_volumes(
+    pool: &PgPool,
+) -> Result<std::collections::HashSet<(i64, i32)>, CatalogError> {
+    let rows = sqlx::query!("select medium_id, volume_no from volume where role = 'deleted'",)
+        .fetch_all(pool)
+        .await
+        .map_err(|e| CatalogError::from_sqlx("list the deleted volumes", e))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.medium_id, r.volume_no))
+        .collect())
+}

@@ -127,6 +127,7 @@ pub(super) async fn run(
         json: args.json,
         name,
         regex,
+        deleted: crate::catalog::deleted::deleted_volumes(catalog.pool()).await?,
     };
     let mut stopped = false;
     let mut next = 0;
@@ -178,6 +179,8 @@ struct Printer<W: Write> {
     json: bool,
     name: Option<NameGlob>,
     regex: Option<regex::bytes::Regex>,
+    /// The deleted volumes of every medium: (medium id, volume number).
+    deleted: std::collections::HashSet<(i64, i32)>,
 }
 
 impl<W: Write> Printer<W> {
@@ -197,10 +200,12 @@ impl<W: Write> Printer<W> {
         self.matched += 1;
         if self.count {
         } else if self.json {
-            serde_json::to_writer(&mut self.out, &json_line(medium, row))?;
+            let deleted = self.deleted.contains(&(medium.id.get(), row.volume_no));
+            serde_json::to_writer(&mut self.out, &json_line(medium, row, deleted))?;
             writeln!(self.out)?;
         } else {
-            write_line(&mut self.out, medium, row)?;
+            let deleted = self.deleted.contains(&(medium.id.get(), row.volume_no));
+            write_line(&mut self.out, medium, row, deleted)?;
         }
         Ok(true)
     }
@@ -313,7 +318,7 @@ fn nanos(time: chrono::DateTime<chrono::Utc>) -> anyhow::Result<i64> {
         .context("the time is beyond what nanoseconds since 1970 can hold (1677-2262)")
 }
 
-fn json_line(medium: &Searched, row: &Found) -> serde_json::Value {
+fn json_line(medium: &Searched, row: &Found, deleted: bool) -> serde_json::Value {
     serde_json::json!({
         "medium": medium.name,
         "medium_hash": medium.hash,
@@ -328,11 +333,17 @@ fn json_line(medium: &Searched, row: &Found) -> serde_json::Value {
         "blob": row.blob_id.as_ref().map(hex::encode),
         "mime": row.mime_type,
         "damaged": row.damaged,
+        "deleted": deleted,
         "others": row.others,
     })
 }
 
-fn write_line(out: &mut impl Write, medium: &Searched, row: &Found) -> std::io::Result<()> {
+fn write_line(
+    out: &mut impl Write,
+    medium: &Searched,
+    row: &Found,
+    deleted: bool,
+) -> std::io::Result<()> {
     write!(
         out,
         "{}  {}  {}  {}  {}",
@@ -342,6 +353,9 @@ fn write_line(out: &mut impl Write, medium: &Searched, row: &Found) -> std::io::
         human_bytes(u64::try_from(row.size).unwrap_or_default()),
         row.state
     )?;
+    if deleted {
+        write!(out, "  deleted")?;
+    }
     if row.damaged {
         write!(out, "  damaged")?;
     }

@@ -1246,6 +1246,26 @@ async fn deleted_files_on_fat_and_ntfs_are_listed_and_recovered_apart_from_live_
             .all(|r| r["deleted"] == false)
     );
 
+    // Search says which matches are deleted entries.
+    let found = host.run(&["find", "--medium", "fat", "--name", "*.txt", "--json"]);
+    assert!(found.status.success());
+    let found: Vec<Value> = found
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    let deleted_names: Vec<&str> = found
+        .iter()
+        .filter(|r| r["deleted"] == true)
+        .map(|r| r["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(deleted_names, ["dir/_ig.txt", "dir/_one.txt"], "{found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|r| r["path"] == "keep.txt" && r["deleted"] == false)
+    );
     // Killed between publishing the load and checking the deleted files (the state such a
     // kill leaves: loaded, nothing checked, nothing copied): `ntt copy` checks first, so the
     // overwritten file is still flagged and never stored as itself.
