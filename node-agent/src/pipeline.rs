@@ -173,20 +173,6 @@ pub enum PipelineError {
         #[source]
         source: crate::damage::DamageError,
     },
-    /// Checking deleted files' recovered content failed.
-    #[error(
-        "cannot check the recovered content of the deleted files of volume {volume_no} of \
-         {medium} with The Sleuth Kit"
-    )]
-    Deleted {
-        /// The medium's name.
-        medium: String,
-        /// The deleted volume.
-        volume_no: i32,
-        /// Why.
-        #[source]
-        source: crate::volume::tsk::TskError,
-    },
     /// The store could not be opened.
     #[error("cannot open the store at {path}")]
     Store {
@@ -403,7 +389,6 @@ impl PipelineError {
             | Self::Release { .. }
             | Self::Enumerate { .. }
             | Self::Damage { .. }
-            | Self::Deleted { .. }
             | Self::Store { .. }
             | Self::Archive { .. }
             | Self::Busy { .. }

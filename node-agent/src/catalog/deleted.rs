@@ -20,18 +20,24 @@ pub struct Checked {
     pub overwritten: u64,
     /// Of those, files part of whose content lies on sectors that were never read.
     pub unreadable: u64,
+    /// Of those, files The Sleuth Kit could not answer for (failed, not copied).
+    pub unchecked: u64,
 }
 
-/// The regular files with content of a deleted volume: (inode, size).
+/// The regular files with content of a deleted volume that are to be copied (a name not
+/// excluded): (inode, size).
 pub async fn files(
     pool: &PgPool,
     medium: MediumId,
     volume_no: i32,
 ) -> Result<Vec<(i64, i64)>, CatalogError> {
     let rows = sqlx::query!(
-        "select ino, size from inode
-         where medium_id = $1 and volume_no = $2 and kind = 'file' and size > 0
-         order by ino",
+        "select i.ino, i.size from inode i
+         where i.medium_id = $1 and i.volume_no = $2 and i.kind = 'file' and i.size > 0
+           and exists (select 1 from path p
+                       where p.medium_id = i.medium_id and p.volume_no = i.volume_no
+                         and p.ino = i.ino and p.excluded_reason is null)
+         order by i.ino",
         medium as MediumId,
         volume_no,
     )
@@ -65,6 +71,34 @@ pub async fn record_ranges(
     .execute(pool)
     .await
     .map_err(|e| CatalogError::from_sqlx("record a recovered file's ranges", e))?;
+    Ok(())
+}
+
+/// Records that a deleted file's recovered content could not be checked: it is failed, never
+/// copied as if it were the file's.
+pub async fn record_unchecked(
+    pool: &PgPool,
+    medium: MediumId,
+    volume_no: i32,
+    ino: i64,
+    why: &str,
+) -> Result<(), CatalogError> {
+    let message = format!(
+        "cannot check whether the recovered content is this deleted file's own (The Sleuth Kit: \
+         {why}): not copied"
+    );
+    sqlx::query!(
+        "update inode set state = 'failed', error_class = 'unknown', error_message = $4
+         where medium_id = $1 and volume_no = $2 and ino = $3 and state = 'pending'
+           and lease_worker is null",
+        medium as MediumId,
+        volume_no,
+        ino,
+        message,
+    )
+    .execute(pool)
+    .await
+    .map_err(|e| CatalogError::from_sqlx("record a deleted file as unchecked", e))?;
     Ok(())
 }
 

@@ -210,13 +210,15 @@ pub async fn content(pool: &PgPool, medium: MediumId) -> Result<Content, Catalog
     })
 }
 
-/// The medium's failed files by error class.
+/// The medium's failed live files by error class (deleted files: the report's `deleted`).
 pub async fn failures(pool: &PgPool, medium: MediumId) -> Result<Vec<FailureClass>, CatalogError> {
     sqlx::query_as!(
         FailureClass,
-        r#"select error_class::text as "class!", count(*) as "files!"
-           from inode where medium_id = $1 and state = 'failed'
-           group by error_class order by 2 desc"#,
+        r#"select i.error_class::text as "class!", count(*) as "files!"
+           from inode i
+           join volume v on v.medium_id = i.medium_id and v.volume_no = i.volume_no
+           where i.medium_id = $1 and i.state = 'failed' and v.role <> 'deleted'
+           group by i.error_class order by 2 desc"#,
         medium as MediumId,
     )
     .fetch_all(pool)

@@ -179,7 +179,7 @@ impl Run<'_> {
             // Deleted files whose recovered content was not checked yet (a run killed after
             // publishing its load) are checked before anything is copied.
             if let Err(error) =
-                super::deleted::check_attached(self.catalog, medium, &attached).await
+                super::deleted::check_attached(self.catalog, medium, &attached, self.cancel).await
             {
                 if let Err(release) = super::attach::release(medium, attached) {
                     tracing::warn!(error = %release, "releasing the volumes failed too");

@@ -8,6 +8,8 @@ use std::collections::HashSet;
 use std::ops::Range;
 use std::path::PathBuf;
 
+use tokio_util::sync::CancellationToken;
+
 use super::{PipelineError, Result};
 use crate::catalog::Catalog;
 pub use crate::catalog::deleted::Checked;
@@ -51,6 +53,7 @@ pub async fn check_attached(
     catalog: &Catalog,
     medium: &MediumRecord,
     attached: &AttachedMedium,
+    cancel: &CancellationToken,
 ) -> Result<Vec<Checked>> {
     let unreadable = unreadable_areas(medium)?;
     let unreadable = unreadable.as_slice();
@@ -77,18 +80,46 @@ pub async fn check_attached(
             volume_no: volume.volume_no,
             ..Checked::default()
         };
-        let unit = reader
-            .unit_size()
-            .map_err(tsk_failed(medium, volume.volume_no))?;
+        // Without the unit size no file can be checked: each fails alone, with the reason.
+        let unit = reader.unit_size().map_err(|error| error.to_string());
         for (ino, size) in files {
+            if cancel.is_cancelled() {
+                // Not marked checked: the next run checks this volume again.
+                return Err(PipelineError::Interrupted);
+            }
             let (tsk, areas) = (reader.clone(), unreadable.to_vec());
             let size = u64::try_from(size).unwrap_or(0);
             let address = u64::from_ne_bytes(ino.to_ne_bytes());
-            let (overwritten, damaged) = tokio::task::spawn_blocking(move || {
-                check_file(&tsk, address, size, unit, offset, &areas)
-            })
-            .await?
-            .map_err(tsk_failed(medium, volume.volume_no))?;
+            let checked = match &unit {
+                Ok(unit) => {
+                    let unit = *unit;
+                    tokio::task::spawn_blocking(move || {
+                        check_file(&tsk, address, size, unit, offset, &areas)
+                            .map_err(|error| error.to_string())
+                    })
+                    .await?
+                }
+                Err(error) => Err(error.clone()),
+            };
+            let (overwritten, damaged) = match checked {
+                Ok(ranges) => ranges,
+                Err(error) => {
+                    // One file The Sleuth Kit cannot answer for (crafted, damaged metadata)
+                    // fails alone; the others go on.
+                    tracing::warn!(volume = volume.volume_no, ino, %error, "cannot check a deleted file's recovered content");
+                    crate::catalog::deleted::record_unchecked(
+                        catalog.pool(),
+                        medium.id,
+                        volume.volume_no,
+                        ino,
+                        &error,
+                    )
+                    .await?;
+                    report.files += 1;
+                    report.unchecked += 1;
+                    continue;
+                }
+            };
             report.files += 1;
             report.overwritten += u64::from(!overwritten.is_empty());
             report.unreadable += u64::from(!damaged.is_empty());
@@ -117,14 +148,6 @@ pub async fn check_attached(
         reports.push(report);
     }
     Ok(reports)
-}
-
-fn tsk_failed(medium: &MediumRecord, volume_no: i32) -> impl Fn(TskError) -> PipelineError {
-    move |source| PipelineError::Deleted {
-        medium: medium.name.clone(),
-        volume_no,
-        source,
-    }
 }
 
 /// Byte ranges of a file.

@@ -131,7 +131,8 @@ pub async fn enumerate(
                 Err(error) => return Err(failed(error)),
             };
             report.damage = super::damage::map_attached(catalog, medium, attached).await?;
-            report.deleted = super::deleted::check_attached(catalog, medium, attached).await?;
+            report.deleted =
+                super::deleted::check_attached(catalog, medium, attached, cancel).await?;
             Ok(report)
         },
     )

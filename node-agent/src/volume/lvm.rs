@@ -74,10 +74,18 @@ impl Value {
     }
 }
 
+/// Deepest nesting read (LVM writes fewer than ten levels; a crafted text could exhaust the
+/// stack).
+const MAX_DEPTH: usize = 32;
+/// Most tokens read (LVM's metadata of a large group holds some tens of thousands).
+const MAX_TOKENS: usize = 1 << 20;
+/// Most logical volumes read from one physical volume (each is probed and may be attached).
+pub const MAX_VOLUMES: usize = 256;
+
 /// Parses LVM's text metadata format into its top-level section (pure).
 pub fn parse(text: &str) -> Result<Value, LvmError> {
     let mut tokens = tokenize(text)?.into_iter().peekable();
-    let top = section_body(&mut tokens)?;
+    let top = section_body(&mut tokens, 0)?;
     if tokens.next().is_some() {
         return Err(malformed("unbalanced '}'"));
     }
@@ -95,6 +103,9 @@ fn tokenize(text: &str) -> Result<Vec<Token>, LvmError> {
     let mut out = Vec::new();
     let mut chars = text.chars().peekable();
     while let Some(&c) = chars.peek() {
+        if out.len() >= MAX_TOKENS {
+            return Err(malformed(format!("more than {MAX_TOKENS} tokens")));
+        }
         match c {
             '#' => while chars.next_if(|&c| c != '\n').is_some() {},
             c if c.is_whitespace() => {
@@ -134,7 +145,10 @@ fn tokenize(text: &str) -> Result<Vec<Token>, LvmError> {
 
 type Tokens = std::iter::Peekable<std::vec::IntoIter<Token>>;
 
-fn section_body(tokens: &mut Tokens) -> Result<Value, LvmError> {
+fn section_body(tokens: &mut Tokens, depth: usize) -> Result<Value, LvmError> {
+    if depth > MAX_DEPTH {
+        return Err(malformed(format!("nested deeper than {MAX_DEPTH} levels")));
+    }
     let mut map = BTreeMap::new();
     while let Some(token) = tokens.peek() {
         if *token == Token::Symbol('}') {
@@ -145,11 +159,11 @@ fn section_body(tokens: &mut Tokens) -> Result<Value, LvmError> {
         };
         match tokens.next() {
             Some(Token::Symbol('=')) => {
-                let value = value(tokens)?;
+                let value = value(tokens, depth + 1)?;
                 map.insert(key, value);
             }
             Some(Token::Symbol('{')) => {
-                let inner = section_body(tokens)?;
+                let inner = section_body(tokens, depth + 1)?;
                 if tokens.next() != Some(Token::Symbol('}')) {
                     return Err(malformed(format!("section {key} is not closed")));
                 }
@@ -161,7 +175,10 @@ fn section_body(tokens: &mut Tokens) -> Result<Value, LvmError> {
     Ok(Value::Section(map))
 }
 
-fn value(tokens: &mut Tokens) -> Result<Value, LvmError> {
+fn value(tokens: &mut Tokens, depth: usize) -> Result<Value, LvmError> {
+    if depth > MAX_DEPTH {
+        return Err(malformed(format!("nested deeper than {MAX_DEPTH} levels")));
+    }
     match tokens.next() {
         Some(Token::Text(s)) => Ok(Value::Text(s)),
         Some(Token::Word(w)) => w
@@ -174,7 +191,7 @@ fn value(tokens: &mut Tokens) -> Result<Value, LvmError> {
                 if tokens.next_if_eq(&Token::Symbol(']')).is_some() {
                     return Ok(Value::List(items));
                 }
-                items.push(value(tokens)?);
+                items.push(value(tokens, depth + 1)?);
                 if tokens.next_if_eq(&Token::Symbol(',')).is_none()
                     && tokens.peek() != Some(&Token::Symbol(']'))
                 {
@@ -226,6 +243,19 @@ pub fn logical_volumes(metadata: &Value, pv_uuid: &str, pv_size: u64) -> Vec<Log
             continue;
         };
         for (lv_name, lv) in lvs {
+            // Hidden volumes are parts of others (RAID images, thin pool data, cache metadata).
+            let visible = matches!(lv.get("status"), Some(Value::List(flags))
+                if flags.contains(&Value::Text("VISIBLE".to_owned())));
+            if !visible {
+                continue;
+            }
+            if out.len() == MAX_VOLUMES {
+                out.push(LogicalVolume {
+                    name: format!("{vg_name}/..."),
+                    extent: Err(format!("more than {MAX_VOLUMES} logical volumes: the rest")),
+                });
+                return out;
+            }
             out.push(LogicalVolume {
                 name: format!("{vg_name}/{lv_name}"),
                 extent: placement(lv, &pv_key, pe_start, extent, pv_size),
@@ -295,6 +325,9 @@ fn placement(
     }
     let offset = pe_start.saturating_add(first_pe.saturating_mul(extent));
     let length = logical.saturating_mul(extent);
+    if length == 0 {
+        return Err("no extents".to_owned());
+    }
     if offset.saturating_add(length) > pv_size {
         return Err(format!(
             "extents beyond the physical volume's end ({offset} + {length} > {pv_size})"
@@ -319,7 +352,7 @@ const MAX_TEXT: u64 = 16 << 20;
 pub fn read_pv(image: &Path, offset: u64, length: u64) -> Result<(String, Value), LvmError> {
     let file = fs_err::File::open(image)?;
     let read = |at: u64, len: u64| -> Result<Vec<u8>, LvmError> {
-        if at.saturating_add(len) > length {
+        if at.checked_add(len).is_none_or(|end| end > length) {
             return Err(malformed("an area beyond the physical volume"));
         }
         let mut buf = vec![0_u8; usize::try_from(len).map_err(|_| malformed("too large"))?];
@@ -361,8 +394,11 @@ pub fn read_pv(image: &Path, offset: u64, length: u64) -> Result<(String, Value)
     let (Some(text_at), Some(text_len)) = (u64_at(&mda_header, 40), u64_at(&mda_header, 48)) else {
         return Err(malformed("short metadata area header"));
     };
-    if text_len == 0 || text_len > MAX_TEXT || text_at >= mda_size {
+    if text_len == 0 || text_len > MAX_TEXT || text_at < 512 || text_at >= mda_size {
         return Err(malformed("no metadata text"));
+    }
+    if mda.checked_add(mda_size).is_none_or(|end| end > length) {
+        return Err(malformed("a metadata area beyond the physical volume"));
     }
     // The text area is circular after the 512-byte header.
     let first = text_len.min(mda_size - text_at);
@@ -420,12 +456,15 @@ testvg {
 			}
 		}
 		apart {
+			status = ["READ", "WRITE", "VISIBLE"]
 			segment1 { start_extent = 0 extent_count = 1 type = "striped" stripe_count = 1 stripes = ["pv0", 5] }
 			segment2 { start_extent = 1 extent_count = 1 type = "striped" stripe_count = 1 stripes = ["pv0", 9] }
 		}
-		thin { segment1 { start_extent = 0 extent_count = 1 type = "thin" } }
-		elsewhere { segment1 { start_extent = 0 extent_count = 1 type = "striped" stripe_count = 1 stripes = ["pv1", 0] } }
-		huge { segment1 { start_extent = 0 extent_count = 100 type = "striped" stripe_count = 1 stripes = ["pv0", 0] } }
+		thin { status = ["VISIBLE"] segment1 { start_extent = 0 extent_count = 1 type = "thin" } }
+		elsewhere { status = ["VISIBLE"] segment1 { start_extent = 0 extent_count = 1 type = "striped" stripe_count = 1 stripes = ["pv1", 0] } }
+		huge { status = ["VISIBLE"] segment1 { start_extent = 0 extent_count = 100 type = "striped" stripe_count = 1 stripes = ["pv0", 0] } }
+		empty { status = ["VISIBLE"] segment1 { start_extent = 0 extent_count = 0 type = "striped" stripe_count = 1 stripes = ["pv0", 0] } }
+		data_rimage_0 { status = ["READ"] segment1 { start_extent = 0 extent_count = 1 type = "striped" stripe_count = 1 stripes = ["pv0", 0] } }
 	}
 }
 "#;

@@ -5,8 +5,8 @@
 //! Rules: listing is one `fls -r -u -m /` run (allocated entries only, metadata in the body
 //! format, parsed from both ends so a `|` in a name is kept); content is `icat` of the metadata
 //! address, streamed, and an `icat` that fails is a read error, never a short file. A reader of
-//! deleted entries ([`TskVolume::open_deleted`]) lists everything (`fls -r -m /`), keeps the
-//! entries marked ` (deleted)` (placed under the live directories listed before them), records
+//! deleted entries ([`TskVolume::open_deleted`]) lists them alone (`fls -r -d -m /`, every line
+//! marked, placed under the live directories of `fls -r -u -D`), records
 //! those marked ` (deleted-realloc)` as excluded ([`REALLOCATED`]), tells a second deleted entry
 //! of the same name apart by a NUL byte and its address, and recovers content with `icat -r`. The
 //! Sleuth Kit's own virtual files (`$MBR`, `$FAT1`, `$OrphanFiles`, ...), NTFS `$FILE_NAME`
@@ -223,12 +223,13 @@ impl TskVolume {
         clock: Option<&std::sync::Arc<super::watchdog::Clock>>,
         visit: &mut dyn FnMut(WalkItem),
     ) -> Result<(), TskError> {
-        // Deleted entries are listed with the live ones: a deleted entry's parent directory is
-        // usually live, and names are placed under directories listed before them.
-        let which: &[&str] = if self.deleted {
-            &["-r", "-m", "/"]
+        // Deleted entries are listed on their own (`-d`: every line carries The Sleuth Kit's
+        // deletion mark, so a live name ending in " (deleted)" is never taken for one); the
+        // live directories they are placed under come from a listing of those first.
+        let (which, names): (&[&str], Names) = if self.deleted {
+            (&["-r", "-d", "-m", "/"], self.live_directories()?)
         } else {
-            &["-r", "-u", "-m", "/"]
+            (&["-r", "-u", "-m", "/"], Names::default())
         };
         let mut child = self
             .command("fls")
@@ -252,7 +253,7 @@ impl TskVolume {
             }
             None => Box::new(stdout),
         };
-        let result = self.read_listing(std::io::BufReader::new(stdout), visit);
+        let result = self.read_listing(std::io::BufReader::new(stdout), names, visit);
         if result.is_err() {
             let _ = child.kill();
         }
@@ -268,16 +269,43 @@ impl TskVolume {
         }
     }
 
+    /// The live directories (and The Sleuth Kit's virtual ones), placed as a live listing
+    /// places them: where the deleted entries are put.
+    fn live_directories(&self) -> Result<Names, TskError> {
+        let mut command = self.command("fls");
+        command.args(["-r", "-u", "-D", "-m", "/"]).arg(&self.image);
+        let output = bounded_output(command, "fls", BLOCK_TOOL_TIMEOUT).map_err(|source| {
+            TskError::Spawn {
+                tool: "fls",
+                source,
+            }
+        })?;
+        if !output.status.success() {
+            return Err(self.failed("fls", &output.stderr));
+        }
+        let mut names = Names::default();
+        for line in output.stdout.split(|&b| b == b'\n') {
+            if let Ok(Some(body)) = parse_body_line(line)
+                && body.kind == EntryKind::Dir
+            {
+                names.place(&body.name, true);
+            } else if let Some(directory) = virtual_directory(line) {
+                names.place(&directory, true);
+            }
+        }
+        Ok(names)
+    }
+
     /// Visits the entries of an `fls -m` listing read from `lines`; a line that cannot be
     /// parsed is a [`WalkItem::Error`] with its raw bytes. Stops on a read error or a failure
     /// that is not the line's own.
     fn read_listing(
         &self,
         mut lines: impl std::io::BufRead,
+        mut names: Names,
         visit: &mut dyn FnMut(WalkItem),
     ) -> Result<(), TskError> {
         let mut line = Vec::new();
-        let mut names = Names::default();
         let mut emitted = std::collections::HashSet::new();
         loop {
             line.clear();
@@ -290,29 +318,28 @@ impl TskVolume {
             if text.is_empty() {
                 continue;
             }
-            let (unsuffixed, deletion) = deletion_of(text);
+            // Only a listing of deleted entries carries deletion marks: in a live one the same
+            // words are part of a name.
+            let (unsuffixed, deletion) = if self.deleted {
+                deletion_of(text)
+            } else {
+                (text.to_vec(), None)
+            };
             let text = unsuffixed.as_slice();
-            if self.deleted && deletion.is_none() {
-                // A live entry: only its place matters, for the deleted entries below it.
-                if let Ok(Some(body)) = parse_body_line(text)
-                    && body.kind == EntryKind::Dir
-                {
-                    names.place(&body.name, true);
-                } else if let Some(directory) = virtual_directory(text) {
-                    names.place(&directory, true);
-                }
-                continue;
-            }
             match self.entry_of(text) {
                 Ok(Some((mut entry, problem))) => {
-                    let (mut path, escaped) =
-                        names.place(&entry.path, entry.kind == EntryKind::Dir);
+                    let directory = entry.kind == EntryKind::Dir;
+                    let (mut path, escaped) = names.place(&entry.path, directory);
                     if self.deleted && !emitted.insert(path.clone()) {
                         // A second deleted entry of the same name (deleted twice, or FAT's lost
-                        // first letter): NUL and its metadata address tell them apart.
+                        // first letter): NUL and its metadata address tell them apart, and a
+                        // directory's entries that follow are placed under this one.
                         path.push(0);
                         path.extend_from_slice(entry.ino.to_string().as_bytes());
                         emitted.insert(path.clone());
+                        if directory {
+                            names.rename(&entry.path, &path);
+                        }
                     }
                     if let Some(message) = escaped {
                         visit(WalkItem::Error {
@@ -763,6 +790,12 @@ pub struct Names {
 }
 
 impl Names {
+    /// Records that the directory `fls` printed as `printed` is recorded as `path`: the
+    /// entries listed after it are placed under `path`.
+    pub fn rename(&mut self, printed: &[u8], path: &[u8]) {
+        self.renamed.insert(printed.to_vec(), path.to_vec());
+    }
+
     /// The recorded path of the entry `fls` printed as `printed` (without its leading `/`),
     /// and the problem to record when its name had to be escaped. `directory`: the entry is a
     /// directory (real or virtual), whose entries follow.
@@ -1178,7 +1211,7 @@ mod tests {
                         0|/b.txt|5|r/rrwxrwxrwx|0|0|7|0|0|0|0\n";
         let mut items = Vec::new();
         volume
-            .read_listing(&listing[..], &mut |item| items.push(item))
+            .read_listing(&listing[..], Names::default(), &mut |item| items.push(item))
             .unwrap();
         let described: Vec<String> = items
             .iter()
@@ -1206,45 +1239,70 @@ mod tests {
 
     #[test]
     fn a_deleted_listing_keeps_only_deleted_entries_placed_under_live_directories() {
-        let volume = TskVolume {
+        let mut volume = TskVolume {
             image: PathBuf::from("/nonexistent.img"),
             offset: 0,
             fs_type: FsType::Ext4,
             tsk_type: "ext4",
             deleted: true,
         };
-        let listing = b"0|/dir|12|d/drwxr-xr-x|0|0|4096|0|0|0|0\n\
-                        0|/dir/live.txt|13|r/rrw-r--r--|0|0|6|0|0|0|0\n\
-                        0|/dir/a.txt (deleted)|14|r/rrw-r--r--|0|0|6|0|0|0|0\n\
+        let describe = |items: Vec<WalkItem>| -> Vec<(Vec<u8>, bool)> {
+            items
+                .into_iter()
+                .map(|item| match item {
+                    WalkItem::Entry(entry) => (entry.path, false),
+                    WalkItem::Excluded { entry, reason } => {
+                        assert_eq!(reason, REALLOCATED);
+                        (entry.path, true)
+                    }
+                    WalkItem::Error { path, error } => {
+                        panic!("{}: {error}", String::from_utf8_lossy(&path))
+                    }
+                })
+                .collect()
+        };
+        // `fls -d`: every line marked; the live directory `dir` comes from the live listing.
+        let listing = b"0|/dir/a.txt (deleted)|14|r/rrw-r--r--|0|0|6|0|0|0|0\n\
                         0|/dir/a.txt (deleted)|15|r/rrw-r--r--|0|0|9|0|0|0|0\n\
                         0|/old (deleted)|16|d/drwxr-xr-x|0|0|4096|0|0|0|0\n\
                         0|/old/b.txt (deleted)|17|r/rrw-r--r--|0|0|1|0|0|0|0\n\
-                        0|/c.txt (deleted-realloc)|13|r/rrw-r--r--|0|0|6|0|0|0|0\n";
+                        0|/old (deleted)|18|d/drwxr-xr-x|0|0|4096|0|0|0|0\n\
+                        0|/old/c.txt (deleted)|19|r/rrw-r--r--|0|0|1|0|0|0|0\n\
+                        0|/d.txt (deleted-realloc)|13|r/rrw-r--r--|0|0|6|0|0|0|0\n";
+        let mut live = Names::default();
+        live.place(b"dir", true);
         let mut items = Vec::new();
         volume
-            .read_listing(&listing[..], &mut |item| items.push(item))
+            .read_listing(&listing[..], live, &mut |item| items.push(item))
             .unwrap();
-        let described: Vec<(Vec<u8>, bool)> = items
-            .into_iter()
-            .map(|item| match item {
-                WalkItem::Entry(entry) => (entry.path, false),
-                WalkItem::Excluded { entry, reason } => {
-                    assert_eq!(reason, REALLOCATED);
-                    (entry.path, true)
-                }
-                WalkItem::Error { path, error } => {
-                    panic!("{}: {error}", String::from_utf8_lossy(&path))
-                }
-            })
-            .collect();
         assert_eq!(
-            described,
+            describe(items),
             [
                 (b"dir/a.txt".to_vec(), false),
                 (b"dir/a.txt\x0015".to_vec(), false),
                 (b"old".to_vec(), false),
                 (b"old/b.txt".to_vec(), false),
-                (b"c.txt".to_vec(), true),
+                (b"old\x0018".to_vec(), false),
+                (b"old\x0018/c.txt".to_vec(), false),
+                (b"d.txt".to_vec(), true),
+            ]
+        );
+        // A live listing has no marks: a name ending in " (deleted)" is the whole name.
+        volume.deleted = false;
+        let mut items = Vec::new();
+        volume
+            .read_listing(
+                &b"0|/notes (deleted)|20|r/rrw-r--r--|0|0|6|0|0|0|0\n\
+                   0|/clip (deleted-realloc)|21|r/rrw-r--r--|0|0|6|0|0|0|0\n"[..],
+                Names::default(),
+                &mut |item| items.push(item),
+            )
+            .unwrap();
+        assert_eq!(
+            describe(items),
+            [
+                (b"notes (deleted)".to_vec(), false),
+                (b"clip (deleted-realloc)".to_vec(), false),
             ]
         );
     }
