@@ -13,7 +13,7 @@ CARGO_BIN := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin
 export PATH := $(CARGO_BIN):$(PATH)
 
 
-.PHONY: crdgen setup build fmt fmt-check lint test test-unit test-db test-cluster test-root test-tiers-cover sqlx-prepare sqlx-check test-database bench bench-imaging bench-enumerate bench-copy bench-ingest bench-search bench-verify bench-archive
+.PHONY: crdgen setup build fmt fmt-check lint test test-unit test-db test-cluster test-root test-tiers-cover sqlx-prepare sqlx-check test-database bench bench-imaging bench-enumerate bench-copy bench-ingest bench-search bench-verify bench-archive bench-deleted
 
 setup:
 	scripts/setup
@@ -85,10 +85,13 @@ sqlx-check:
 	DATABASE_URL=$(CHECK_DATABASE_URL) cargo sqlx prepare --workspace --check -- --all-targets
 
 # ntt image vs plain ddrescue on a 2 GiB loop device (root); prints the throughput ratio.
-bench: bench-imaging bench-enumerate bench-copy bench-ingest bench-search bench-verify bench-archive
+bench: bench-imaging bench-enumerate bench-copy bench-ingest bench-search bench-verify bench-archive bench-deleted
 
 bench-archive: build
 	bench/archive.sh
+
+bench-deleted: build
+	bench/deleted.sh
 
 bench-verify: build
 	bench/verify.sh

@@ -52,9 +52,11 @@ pub(super) async fn run(
         .context("read the medium's mapfile (is the data directory mounted?)")?;
     let map = Mapfile::parse(&text).with_context(|| format!("parse the mapfile {path}"))?;
     let summary = map.summary();
+    // A filesystem's deleted entries are the same bytes: one mark, the filesystem's.
     let marks: Vec<Mark> = volumes::medium_volumes(catalog.pool(), medium.id)
         .await?
         .iter()
+        .filter(|v| v.role != volumes::RoleValue::Deleted)
         .map(|v| Mark {
             offset: u64::try_from(v.offset_bytes).unwrap_or_default(),
             length: u64::try_from(v.length_bytes).unwrap_or_default(),

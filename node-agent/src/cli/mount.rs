@@ -56,9 +56,11 @@ pub(super) async fn run(
         }
         Err(error) => return Err(error.into()),
     };
+    // Deleted entries have nothing to mount: `ntt ls --deleted` and `ntt cat` read them.
     let mut report: Vec<MountedVolume> = attached
         .volumes
         .iter()
+        .filter(|v| !v.is_deleted_view())
         .map(|v| MountedVolume {
             volume_no: v.volume_no,
             fs_type: v.fs_type.as_str().to_owned(),

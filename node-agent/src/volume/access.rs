@@ -162,6 +162,14 @@ pub struct AttachedVolume {
     hold: Hold,
 }
 
+impl AttachedVolume {
+    /// Whether this is a filesystem's deleted entries (read with The Sleuth Kit, nothing
+    /// mounted).
+    pub fn is_deleted_view(&self) -> bool {
+        matches!(&self.reader, VolumeReader::SleuthKit(tsk) if tsk.is_deleted())
+    }
+}
+
 /// A volume no method could read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VolumeFailure {

@@ -264,7 +264,7 @@ async fn a_failing_disk_ingests_end_to_end_and_a_second_medium_deduplicates(pool
     let volumes = report["volumes"].as_array().unwrap();
     let readable: Vec<(String, String)> = volumes
         .iter()
-        .filter(|v| v["state"] == "ready")
+        .filter(|v| v["state"] == "ready" && v["role"] != "deleted")
         .map(|v| {
             (
                 v["fs_type"].as_str().unwrap().to_owned(),

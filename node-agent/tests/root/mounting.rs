@@ -240,7 +240,8 @@ async fn gpt_volumes_are_each_read_by_the_first_method_that_works_here(pool: PgP
         ]
     );
     let rows: Vec<(i32, String, Option<String>)> = sqlx::query_as(
-        "select volume_no, state::text, access::text from volume order by volume_no",
+        "select volume_no, state::text, access::text from volume where role <> 'deleted'
+         order by volume_no",
     )
     .fetch_all(&pool)
     .await

@@ -563,7 +563,11 @@ async fn volumes_of_an_imaged_medium_are_recorded_once_and_listed(pool: PgPool) 
     );
     let volumes: Value = serde_json::from_slice(&listed.stdout).unwrap();
     let volumes = volumes.as_array().unwrap();
-    assert_eq!(volumes.len(), 2);
+    // The ext4 and the swap, then the ext4's deleted entries (a volume of their own).
+    assert_eq!(volumes.len(), 3);
+    assert_eq!(volumes[2]["role"], "deleted");
+    assert_eq!(volumes[2]["parent_volume_no"], 0);
+    assert_eq!(volumes[2]["offset_bytes"], 2048 * 512);
     assert_eq!(volumes[0]["fs_type"], "ext4");
     assert_eq!(volumes[0]["label"], "docs");
     assert_eq!(volumes[0]["offset_bytes"], 2048 * 512);
@@ -582,13 +586,13 @@ async fn volumes_of_an_imaged_medium_are_recorded_once_and_listed(pool: PgPool) 
             .as_array()
             .unwrap()
             .len(),
-        2
+        3
     );
     let rows: i64 = sqlx::query_scalar("select count(*) from volume")
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(rows, 2);
+    assert_eq!(rows, 3);
     let stage = host.run(&["status", "--json"]);
     let media: Value = serde_json::from_slice(&stage.stdout).unwrap();
     assert_eq!(media[0]["stage"], "volumes");
