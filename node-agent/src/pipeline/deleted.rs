@@ -16,7 +16,7 @@ pub use crate::catalog::deleted::Checked;
 use crate::catalog::media::MediumRecord;
 use crate::volume::access::AttachedMedium;
 use crate::volume::reader::VolumeReader;
-use crate::volume::tsk::{TskError, TskVolume};
+use crate::volume::tsk::TskVolume;
 
 /// The byte ranges of a file of `size` bytes whose units (in file order, each `unit` bytes)
 /// satisfy `hit`, merged (pure).
@@ -82,56 +82,57 @@ pub async fn check_attached(
         };
         // Without the unit size no file can be checked: each fails alone, with the reason.
         let unit = reader.unit_size().map_err(|error| error.to_string());
-        for (ino, size) in files {
+        for batch in files.chunks(BATCH) {
             if cancel.is_cancelled() {
                 // Not marked checked: the next run checks this volume again.
                 return Err(PipelineError::Interrupted);
             }
-            let (tsk, areas) = (reader.clone(), unreadable.to_vec());
-            let size = u64::try_from(size).unwrap_or(0);
-            let address = u64::from_ne_bytes(ino.to_ne_bytes());
-            let checked = match &unit {
+            let results: Vec<(i64, FileCheck)> = match &unit {
                 Ok(unit) => {
-                    let unit = *unit;
+                    let (tsk, areas, unit) = (reader.clone(), unreadable.to_vec(), *unit);
+                    let batch = batch.to_vec();
                     tokio::task::spawn_blocking(move || {
-                        check_file(&tsk, address, size, unit, offset, &areas)
-                            .map_err(|error| error.to_string())
+                        check_batch(&tsk, &batch, unit, offset, &areas)
                     })
                     .await?
                 }
-                Err(error) => Err(error.clone()),
+                Err(error) => batch
+                    .iter()
+                    .map(|&(ino, _)| (ino, Err(error.clone())))
+                    .collect(),
             };
-            let (overwritten, damaged) = match checked {
-                Ok(ranges) => ranges,
-                Err(error) => {
-                    // One file The Sleuth Kit cannot answer for (crafted, damaged metadata)
-                    // fails alone; the others go on.
-                    tracing::warn!(volume = volume.volume_no, ino, %error, "cannot check a deleted file's recovered content");
-                    crate::catalog::deleted::record_unchecked(
-                        catalog.pool(),
-                        medium.id,
-                        volume.volume_no,
-                        ino,
-                        &error,
-                    )
-                    .await?;
-                    report.files += 1;
-                    report.unchecked += 1;
-                    continue;
-                }
-            };
-            report.files += 1;
-            report.overwritten += u64::from(!overwritten.is_empty());
-            report.unreadable += u64::from(!damaged.is_empty());
-            crate::catalog::deleted::record_ranges(
-                catalog.pool(),
-                medium.id,
-                volume.volume_no,
-                ino,
-                &overwritten,
-                &damaged,
-            )
-            .await?;
+            for (ino, checked) in results {
+                report.files += 1;
+                let (overwritten, damaged) = match checked {
+                    Ok(ranges) => ranges,
+                    Err(error) => {
+                        // One file The Sleuth Kit cannot answer for (crafted, damaged metadata)
+                        // fails alone; the others go on.
+                        tracing::warn!(volume = volume.volume_no, ino, %error, "cannot check a deleted file's recovered content");
+                        crate::catalog::deleted::record_unchecked(
+                            catalog.pool(),
+                            medium.id,
+                            volume.volume_no,
+                            ino,
+                            &error,
+                        )
+                        .await?;
+                        report.unchecked += 1;
+                        continue;
+                    }
+                };
+                report.overwritten += u64::from(!overwritten.is_empty());
+                report.unreadable += u64::from(!damaged.is_empty());
+                crate::catalog::deleted::record_ranges(
+                    catalog.pool(),
+                    medium.id,
+                    volume.volume_no,
+                    ino,
+                    &overwritten,
+                    &damaged,
+                )
+                .await?;
+            }
         }
         crate::catalog::deleted::record_checked(catalog.pool(), medium.id, volume.volume_no)
             .await?;
@@ -153,28 +154,90 @@ pub async fn check_attached(
 /// Byte ranges of a file.
 type Ranges = Vec<Range<u64>>;
 
-/// The overwritten and unreadable byte ranges of one deleted file. Blocking.
-fn check_file(
+/// A deleted file's overwritten and unreadable ranges, or why they could not be found.
+type FileCheck = std::result::Result<(Ranges, Ranges), String>;
+
+/// Deleted files checked per batch: their units are read one `istat` each (on every core),
+/// then the allocation of all of them is asked of `blkls` at once.
+const BATCH: usize = 256;
+
+/// The overwritten and unreadable byte ranges of each of `files` (inode, size), or why it
+/// could not be checked. Blocking.
+fn check_batch(
     reader: &TskVolume,
-    address: u64,
-    size: u64,
+    files: &[(i64, i64)],
     unit: u64,
     offset: u64,
     unreadable: &[Range<u64>],
-) -> std::result::Result<(Ranges, Ranges), TskError> {
-    let units = reader.content_units(&address.to_string())?;
-    if units.is_empty() {
-        // Resident in its metadata entry, or nothing left to recover from.
-        return Ok((Vec::new(), Vec::new()));
-    }
-    let allocated: HashSet<u64> = reader.allocated_among(&units)?;
-    let overwritten = ranges_hit(&units, unit, size, |u| allocated.contains(&u));
-    let damaged = ranges_hit(&units, unit, size, |u| {
+) -> Vec<(i64, FileCheck)> {
+    let threads = std::thread::available_parallelism().map_or(2, usize::from);
+    let per_thread = files.len().div_ceil(threads).max(1);
+    let units: Vec<std::result::Result<Vec<u64>, String>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = files
+            .chunks(per_thread)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|&(ino, _)| {
+                            let address = u64::from_ne_bytes(ino.to_ne_bytes());
+                            reader
+                                .content_units(&address.to_string())
+                                .map_err(|e| e.to_string())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|_| vec![Err("a checking thread failed".to_owned())])
+            })
+            .collect()
+    });
+    let all: Vec<u64> = units.iter().flatten().flatten().copied().collect();
+    let allocated: std::result::Result<HashSet<u64>, String> =
+        reader.allocated_among(&all).map_err(|e| e.to_string());
+    files
+        .iter()
+        .zip(units)
+        .map(|(&(ino, size), units)| {
+            let size = u64::try_from(size).unwrap_or(0);
+            let checked = units.and_then(|units| match &allocated {
+                Ok(allocated) => Ok(file_ranges(
+                    &units, unit, size, offset, allocated, unreadable,
+                )),
+                // One file's crafted unit can fail the batch's question: asked alone, only
+                // that file fails.
+                Err(_) => reader
+                    .allocated_among(&units)
+                    .map(|alone| file_ranges(&units, unit, size, offset, &alone, unreadable))
+                    .map_err(|e| e.to_string()),
+            });
+            (ino, checked)
+        })
+        .collect()
+}
+
+/// A file's overwritten and unreadable byte ranges from its units (pure).
+fn file_ranges(
+    units: &[u64],
+    unit: u64,
+    size: u64,
+    offset: u64,
+    allocated: &HashSet<u64>,
+    unreadable: &[Range<u64>],
+) -> (Ranges, Ranges) {
+    let overwritten = ranges_hit(units, unit, size, |u| allocated.contains(&u));
+    let damaged = ranges_hit(units, unit, size, |u| {
         let start = offset.saturating_add(u.saturating_mul(unit));
         let end = start.saturating_add(unit);
         unreadable.iter().any(|a| a.start < end && start < a.end)
     });
-    Ok((overwritten, damaged))
+    (overwritten, damaged)
 }
 
 /// The medium's unreadable areas, for [`check_attached`].
