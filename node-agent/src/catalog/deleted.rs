@@ -47,30 +47,38 @@ pub async fn files(
     Ok(rows.into_iter().map(|r| (r.ino, r.size)).collect())
 }
 
-/// Records a recovered file's overwritten and unreadable byte ranges (empty: none), replacing
-/// what was recorded.
+/// A recovered file's inode, overwritten and unreadable byte ranges.
+pub type RecoveredRanges = (i64, Vec<Range<u64>>, Vec<Range<u64>>);
+
+/// Records the overwritten and unreadable byte ranges of recovered files (inode, overwritten,
+/// unreadable; empty: none), replacing what was recorded, in one statement.
 pub async fn record_ranges(
     pool: &PgPool,
     medium: MediumId,
     volume_no: i32,
-    ino: i64,
-    overwritten: &[Range<u64>],
-    unreadable: &[Range<u64>],
+    files: &[RecoveredRanges],
 ) -> Result<(), CatalogError> {
+    if files.is_empty() {
+        return Ok(());
+    }
     let text = |ranges: &[Range<u64>]| (!ranges.is_empty()).then(|| multirange(ranges));
+    let inodes: Vec<i64> = files.iter().map(|(ino, _, _)| *ino).collect();
+    let overwritten: Vec<Option<String>> = files.iter().map(|(_, o, _)| text(o)).collect();
+    let unreadable: Vec<Option<String>> = files.iter().map(|(_, _, u)| text(u)).collect();
     sqlx::query!(
-        "update inode set overwritten_ranges = $4::text::int8multirange,
-                          damaged_ranges = $5::text::int8multirange
-         where medium_id = $1 and volume_no = $2 and ino = $3",
+        "update inode i set overwritten_ranges = n.overwritten::int8multirange,
+                            damaged_ranges = n.unreadable::int8multirange
+         from unnest($3::bigint[], $4::text[], $5::text[]) as n (ino, overwritten, unreadable)
+         where i.medium_id = $1 and i.volume_no = $2 and i.ino = n.ino",
         medium as MediumId,
         volume_no,
-        ino,
-        text(overwritten),
-        text(unreadable),
+        &inodes,
+        &overwritten as &[Option<String>],
+        &unreadable as &[Option<String>],
     )
     .execute(pool)
     .await
-    .map_err(|e| CatalogError::from_sqlx("record a recovered file's ranges", e))?;
+    .map_err(|e| CatalogError::from_sqlx("record recovered files' ranges", e))?;
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use crate::volume::access::AttachedMedium;
 
 /// The unreadable areas of the medium's image from its mapfile (none for a directory or a
 /// registered image without one).
-fn medium_areas(medium: &MediumRecord) -> Result<Vec<Range<u64>>> {
+pub(super) fn medium_areas(medium: &MediumRecord) -> Result<Vec<Range<u64>>> {
     let mapfile = medium.mapfile_path.as_ref().map(PathBuf::from);
     damage::unreadable_areas(mapfile.as_deref()).map_err(|source| PipelineError::Damage {
         medium: medium.name.clone(),

@@ -6,7 +6,6 @@
 
 use std::collections::HashSet;
 use std::ops::Range;
-use std::path::PathBuf;
 
 use tokio_util::sync::CancellationToken;
 
@@ -55,7 +54,7 @@ pub async fn check_attached(
     attached: &AttachedMedium,
     cancel: &CancellationToken,
 ) -> Result<Vec<Checked>> {
-    let unreadable = unreadable_areas(medium)?;
+    let unreadable = super::damage::medium_areas(medium)?;
     let unreadable = unreadable.as_slice();
     let rows = crate::catalog::volumes::medium_volumes(catalog.pool(), medium.id).await?;
     let checked = crate::catalog::deleted::checked_volumes(catalog.pool(), medium.id).await?;
@@ -101,10 +100,15 @@ pub async fn check_attached(
                     .map(|&(ino, _)| (ino, Err(error.clone())))
                     .collect(),
             };
+            let mut checked_ranges = Vec::with_capacity(results.len());
             for (ino, checked) in results {
                 report.files += 1;
-                let (overwritten, damaged) = match checked {
-                    Ok(ranges) => ranges,
+                match checked {
+                    Ok((overwritten, damaged)) => {
+                        report.overwritten += u64::from(!overwritten.is_empty());
+                        report.unreadable += u64::from(!damaged.is_empty());
+                        checked_ranges.push((ino, overwritten, damaged));
+                    }
                     Err(error) => {
                         // One file The Sleuth Kit cannot answer for (crafted, damaged metadata)
                         // fails alone; the others go on.
@@ -118,21 +122,16 @@ pub async fn check_attached(
                         )
                         .await?;
                         report.unchecked += 1;
-                        continue;
                     }
-                };
-                report.overwritten += u64::from(!overwritten.is_empty());
-                report.unreadable += u64::from(!damaged.is_empty());
-                crate::catalog::deleted::record_ranges(
-                    catalog.pool(),
-                    medium.id,
-                    volume.volume_no,
-                    ino,
-                    &overwritten,
-                    &damaged,
-                )
-                .await?;
+                }
             }
+            crate::catalog::deleted::record_ranges(
+                catalog.pool(),
+                medium.id,
+                volume.volume_no,
+                &checked_ranges,
+            )
+            .await?;
         }
         crate::catalog::deleted::record_checked(catalog.pool(), medium.id, volume.volume_no)
             .await?;
@@ -238,15 +237,6 @@ fn file_ranges(
         unreadable.iter().any(|a| a.start < end && start < a.end)
     });
     (overwritten, damaged)
-}
-
-/// The medium's unreadable areas, for [`check_attached`].
-pub fn unreadable_areas(medium: &MediumRecord) -> Result<Vec<Range<u64>>> {
-    let mapfile = medium.mapfile_path.as_ref().map(PathBuf::from);
-    crate::damage::unreadable_areas(mapfile.as_deref()).map_err(|source| PipelineError::Damage {
-        medium: medium.name.clone(),
-        source,
-    })
 }
 
 #[cfg(test)]

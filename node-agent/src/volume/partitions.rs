@@ -301,6 +301,16 @@ fn with_containers(image: &Path, volumes: Vec<FoundVolume>) -> Vec<FoundVolume> 
     out
 }
 
+/// A volume a member holds (an LVM logical volume, an md array's data), named `name`, probed
+/// and classified like a partition (a probe that fails counts as nothing found).
+fn held_volume(image: &Path, offset: u64, length: u64, name: String) -> FoundVolume {
+    let probed = probe::probe(image, offset, length).unwrap_or_else(|error| {
+        tracing::warn!(volume = %name, %error, "cannot probe the volume");
+        Probe::nothing()
+    });
+    volume(image, None, offset, length, Some(name), probed)
+}
+
 /// The array's data on an md member, when it holds it whole (RAID1, a one-member linear
 /// array); the member's problem says which array it belongs to and whether it is read.
 fn md_volumes(image: &Path, member: &mut FoundVolume) -> Vec<FoundVolume> {
@@ -323,17 +333,11 @@ fn md_volumes(image: &Path, member: &mut FoundVolume) -> Vec<FoundVolume> {
                  read as the next volume",
                 found.name, found.raid_disks
             ));
-            let probed = probe::probe(image, offset, length).unwrap_or_else(|error| {
-                tracing::warn!(array = %found.name, %error, "cannot probe the array's data");
-                Probe::nothing()
-            });
-            vec![volume(
+            vec![held_volume(
                 image,
-                None,
                 offset,
                 length,
-                Some(format!("md {kind} {}", found.name)),
-                probed,
+                format!("md {kind} {}", found.name),
             )]
         }
         Err(why) => {
@@ -362,17 +366,11 @@ fn lvm_volumes(image: &Path, pv: &mut FoundVolume) -> Vec<FoundVolume> {
         match lv.extent {
             Ok((offset, length)) => {
                 let offset = pv.offset + offset;
-                let found = probe::probe(image, offset, length).unwrap_or_else(|error| {
-                    tracing::warn!(lv = %lv.name, %error, "cannot probe the logical volume");
-                    Probe::nothing()
-                });
-                out.push(volume(
+                out.push(held_volume(
                     image,
-                    None,
                     offset,
                     length,
-                    Some(format!("LVM2 {}", lv.name)),
-                    found,
+                    format!("LVM2 {}", lv.name),
                 ));
                 read.push(lv.name);
             }

@@ -38,12 +38,7 @@ fn ingest(host: &Host, source: &Path, extra: &[&str]) -> Value {
 fn ls(host: &Host, medium: &str) -> Vec<Value> {
     let output = host.run(&["ls", medium, "--json"]);
     assert!(output.status.success());
-    output
-        .stdout
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_slice(l).unwrap())
-        .collect()
+    crate::host::json_lines(&output.stdout)
 }
 
 fn cat(host: &Host, medium: &str, path: &[u8], volume: &str) -> Vec<u8> {
@@ -1092,13 +1087,7 @@ async fn a_wiped_medium_and_a_volume_group_member_finish_with_what_they_are(pool
     // an ext4 partition with a file.
     let pv = host.root.join("pv.img");
     sparse_file(&pv, 8 * MIB);
-    let attach = Command::new("losetup")
-        .args(["-f", "--show"])
-        .arg(&pv)
-        .output()
-        .unwrap();
-    assert!(attach.status.success());
-    let device = String::from_utf8(attach.stdout).unwrap().trim().to_owned();
+    let device = crate::host::attach_loop(&pv);
     let made = Command::new("pvcreate")
         .args(["-q", "-y", &device])
         .env("LVM_SUPPRESS_FD_WARNINGS", "1")
@@ -1146,12 +1135,7 @@ async fn a_wiped_medium_and_a_volume_group_member_finish_with_what_they_are(pool
 fn ls_deleted(host: &Host, medium: &str) -> Vec<Value> {
     let output = host.run(&["ls", medium, "--deleted", "--json"]);
     assert!(output.status.success());
-    output
-        .stdout
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_slice(l).unwrap())
-        .collect()
+    crate::host::json_lines(&output.stdout)
 }
 
 /// The deleted entry whose path ends with `suffix` (FAT loses a deleted name's first letter).
@@ -1249,12 +1233,7 @@ async fn deleted_files_on_fat_and_ntfs_are_listed_and_recovered_apart_from_live_
     // Search says which matches are deleted entries.
     let found = host.run(&["find", "--medium", "fat", "--name", "*.txt", "--json"]);
     assert!(found.status.success());
-    let found: Vec<Value> = found
-        .stdout
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_slice(l).unwrap())
-        .collect();
+    let found = crate::host::json_lines(&found.stdout);
     let deleted_names: Vec<&str> = found
         .iter()
         .filter(|r| r["deleted"] == true)
@@ -1498,13 +1477,7 @@ async fn lvm_logical_volumes_and_an_md_mirror_member_are_read_without_device_map
         "backup { backup = 0 archive = 0 }\n",
     )
     .unwrap();
-    let attach = Command::new("losetup")
-        .args(["-f", "--show"])
-        .arg(&pv)
-        .output()
-        .unwrap();
-    assert!(attach.status.success());
-    let device = String::from_utf8(attach.stdout).unwrap().trim().to_owned();
+    let device = crate::host::attach_loop(&pv);
     let lvm = |args: &[&str]| {
         Command::new(args[0])
             .args(&args[1..])

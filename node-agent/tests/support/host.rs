@@ -342,14 +342,34 @@ pub fn ext4_blocks(fs: &Path, name: &str) -> Vec<u64> {
         .collect()
 }
 
-/// `ntt ls MEDIUM --damaged --json`: one object per damaged file.
-pub fn ls_damaged(host: &Host, medium: &str) -> Vec<Value> {
-    let output = host.run(&["ls", medium, "--damaged", "--json"]);
-    assert!(output.status.success(), "ntt ls {medium} --damaged");
-    output
-        .stdout
+/// The objects of JSON-lines output (one per non-empty line).
+pub fn json_lines(stdout: &[u8]) -> Vec<Value> {
+    stdout
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
         .map(|l| serde_json::from_slice(l).unwrap())
         .collect()
+}
+
+/// `ntt ls MEDIUM --damaged --json`: one object per damaged file.
+pub fn ls_damaged(host: &Host, medium: &str) -> Vec<Value> {
+    let output = host.run(&["ls", medium, "--damaged", "--json"]);
+    assert!(output.status.success(), "ntt ls {medium} --damaged");
+    json_lines(&output.stdout)
+}
+
+/// Attaches `file` to a free loop device of our own (read-write), returning the device; the
+/// caller detaches it.
+pub fn attach_loop(file: &Path) -> String {
+    let attach = Command::new("losetup")
+        .args(["-f", "--show"])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        attach.status.success(),
+        "losetup: {}",
+        String::from_utf8_lossy(&attach.stderr)
+    );
+    String::from_utf8(attach.stdout).unwrap().trim().to_owned()
 }
